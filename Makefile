@@ -1,0 +1,71 @@
+# brainpipe — set-up, build, demo and tests. Two commands on a fresh machine: `make demo`, `make test`.
+#
+# LibTorch comes from the PyPI wheel torch==2.11.0 in a venv outside the clone (GPU.md); a small
+# reference venv (numpy, scipy, pyarrow, nibabel, scikit-image) holds the peers our tests use as
+# oracles. Both live under ~/.cache/brainpipe and are reused by every clone, as is the target dir.
+
+SHELL := /bin/bash
+CACHE_HOME   ?= $(HOME)/.cache/brainpipe
+TORCH_VENV   ?= $(CACHE_HOME)/torch-2.11.0
+REF_VENV     ?= $(CACHE_HOME)/refenv
+PYTHON       ?= python3
+CARGO_TARGET_DIR ?= $(CACHE_HOME)/target
+CARGO        ?= cargo
+PROFILE      ?= release
+
+export CARGO_TARGET_DIR
+export LIBTORCH_USE_PYTORCH := 1
+export VIRTUAL_ENV := $(TORCH_VENV)
+export PATH := $(TORCH_VENV)/bin:$(PATH)
+export BRAINPIPE_REF_PYTHON := $(REF_VENV)/bin/python
+
+TORCH_STAMP := $(TORCH_VENV)/.brainpipe-torch-2.11.0
+REF_STAMP   := $(REF_VENV)/.brainpipe-refenv-1
+BIN         := $(CARGO_TARGET_DIR)/$(PROFILE)/brainpipe
+
+.PHONY: all demo test build lint fmt bench doctor venv refenv clean-cache help
+
+all: build
+
+help:
+	@echo "make demo    build and run pipelines/demo.yaml on the synthetic study, write the report"
+	@echo "make test    unit + integration tests (creates the venvs when missing)"
+	@echo "make lint    cargo fmt --check and clippy -D warnings"
+	@echo "make bench   benchmarks under bench/ (results in bench/out/)"
+
+venv: $(TORCH_STAMP)
+$(TORCH_STAMP):
+	@echo "==> creating LibTorch venv $(TORCH_VENV) (PyPI torch==2.11.0, ~4.6 GB, once per machine)"
+	$(PYTHON) -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/pip install --quiet --disable-pip-version-check torch==2.11.0
+	@touch $@
+
+refenv: $(REF_STAMP)
+$(REF_STAMP):
+	@echo "==> creating reference venv $(REF_VENV) (numpy scipy pyarrow nibabel scikit-image)"
+	$(PYTHON) -m venv $(REF_VENV)
+	$(REF_VENV)/bin/pip install --quiet --disable-pip-version-check -r bench/reference/requirements.txt
+	@touch $@
+
+build: venv
+	$(CARGO) build --profile $(PROFILE) --bin brainpipe
+
+demo: build
+	$(BIN) run pipelines/demo.yaml
+	@echo "==> outputs: .brainpipe/runs/ beside pipelines/demo.yaml (see README)"
+
+doctor: build
+	$(BIN) doctor
+
+test: venv refenv
+	$(CARGO) test --workspace --no-fail-fast
+
+lint: venv
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+bench: venv refenv
+	bash bench/run.sh
+
+clean-cache:
+	rm -rf pipelines/.brainpipe

@@ -1,0 +1,356 @@
+//! The Stage contract: a named, versioned computation with typed params and named ports.
+//!
+//! A stage never chooses its output paths: the runner (the pipeline cache, `brainpipe stage`, or
+//! [`run_standalone`](crate::run_standalone)) hands it a directory and it writes each output port's
+//! file there. Inputs arrive as paths by port name. That is all an external command needs to honour
+//! to replace a stage.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+/// What an artifact is, so pipelines can be checked and documented.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "type", content = "schema")]
+pub enum ArtifactKind {
+    /// A Parquet table of the named kind (see `docs/ARTIFACTS.md`).
+    Table(&'static str),
+    /// A safetensors file.
+    Safetensors,
+    /// A NIfTI volume or a directory of them.
+    Nifti,
+    /// A directory of files (images, per-subject volumes…).
+    Directory,
+    /// A JSON document.
+    Json,
+    /// A self-contained HTML report.
+    Html,
+    /// Any file.
+    File,
+}
+
+/// A named input or output of a stage.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Port {
+    /// Port name, used in pipelines as `stage_id.port`.
+    pub name: &'static str,
+    /// For outputs: the file or directory name written inside the output directory.
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub file: &'static str,
+    /// What it holds.
+    pub kind: ArtifactKind,
+    /// One line on what it is.
+    pub doc: &'static str,
+    /// For inputs: whether the stage can run without it.
+    pub required: bool,
+}
+
+impl Port {
+    /// A required input.
+    pub const fn input(name: &'static str, kind: ArtifactKind, doc: &'static str) -> Self {
+        Port { name, file: "", kind, doc, required: true }
+    }
+
+    /// An output written to `file` inside the output directory.
+    pub const fn output(
+        name: &'static str,
+        file: &'static str,
+        kind: ArtifactKind,
+        doc: &'static str,
+    ) -> Self {
+        Port { name, file, kind, doc, required: true }
+    }
+
+    /// This input, but optional.
+    pub const fn optional(mut self) -> Self {
+        self.required = false;
+        self
+    }
+}
+
+/// Documentation of one parameter, for `brainpipe stages`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ParamDoc {
+    /// Parameter name as written under `with:`.
+    pub name: &'static str,
+    /// Rust type, e.g. `u32`, `Option<String>`.
+    #[serde(rename = "type")]
+    pub ty: &'static str,
+    /// Default value.
+    pub default: Value,
+    /// What it does (the field's doc comment).
+    pub doc: String,
+}
+
+/// A stage's parameters: deserialised from a pipeline's `with:` (unknown keys are errors), every
+/// field defaulted, and serialised back to the canonical JSON that goes into the cache key.
+pub trait Params: Serialize + DeserializeOwned + Default + Send + Sync + 'static {
+    /// One entry per field, in declaration order.
+    fn docs() -> Vec<ParamDoc>;
+}
+
+/// The empty params of a stage that takes none.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
+
+impl Params for NoParams {
+    fn docs() -> Vec<ParamDoc> {
+        Vec::new()
+    }
+}
+
+/// Declares a params struct whose doc comments double as `brainpipe stages` documentation.
+///
+/// Every field needs a doc comment and a default:
+///
+/// ```
+/// brainpipe_core::params! {
+///     /// Parameters of a stage.
+///     pub struct DemoParams {
+///         /// Number of subjects (Pereira et al. 2018 scanned 15).
+///         pub subjects: u32 = 4,
+///         /// Random seed.
+///         pub seed: u64 = 7,
+///     }
+/// }
+/// let p: DemoParams = serde_json::from_str(r#"{"subjects": 2}"#).unwrap();
+/// assert_eq!((p.subjects, p.seed), (2, 7));
+/// assert!(serde_json::from_str::<DemoParams>(r#"{"subject": 2}"#).is_err());
+/// ```
+#[macro_export]
+macro_rules! params {
+    (
+        $(#[doc = $sdoc:literal])*
+        $vis:vis struct $name:ident {
+            $(
+                $(#[doc = $fdoc:literal])+
+                $(#[serde($($sattr:tt)*)])?
+                $fvis:vis $field:ident : $ty:ty = $default:expr
+            ),* $(,)?
+        }
+    ) => {
+        $(#[doc = $sdoc])*
+        #[derive(Clone, Debug, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        $vis struct $name {
+            $(
+                $(#[doc = $fdoc])+
+                $(#[serde($($sattr)*)])?
+                $fvis $field: $ty,
+            )*
+        }
+
+        impl ::std::default::Default for $name {
+            fn default() -> Self {
+                $name { $($field: $default,)* }
+            }
+        }
+
+        impl $crate::Params for $name {
+            fn docs() -> ::std::vec::Vec<$crate::ParamDoc> {
+                let defaults = $name::default();
+                ::std::vec![$(
+                    $crate::ParamDoc {
+                        name: stringify!($field),
+                        ty: stringify!($ty),
+                        default: ::serde_json::to_value(&defaults.$field)
+                            .unwrap_or(::serde_json::Value::Null),
+                        doc: [$($fdoc.trim()),+].join(" "),
+                    },
+                )*]
+            }
+        }
+    };
+}
+
+/// The error a stage returns: any error, with its message kept for the one-line report.
+pub struct StageError(Box<dyn std::error::Error + Send + Sync + 'static>);
+
+impl StageError {
+    /// An error from a message (bad params, inconsistent inputs…).
+    pub fn msg(message: impl Into<String>) -> Self {
+        StageError(message.into().into())
+    }
+
+    /// The underlying error.
+    pub fn inner(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self.0.as_ref()
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for StageError {
+    fn from(error: E) -> Self {
+        StageError(Box::new(error))
+    }
+}
+
+impl fmt::Display for StageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Debug for StageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+/// What a stage sees while it runs: its inputs by port, its output directory, and a notebook for
+/// facts worth keeping in the manifest.
+pub struct Context {
+    inputs: BTreeMap<String, PathBuf>,
+    outputs: Vec<Port>,
+    out_dir: PathBuf,
+    notes: Map<String, Value>,
+    progress: bool,
+}
+
+impl Context {
+    /// A context for a stage with `outputs`, reading `inputs` and writing into `out_dir`.
+    pub fn new(inputs: BTreeMap<String, PathBuf>, outputs: Vec<Port>, out_dir: PathBuf) -> Self {
+        Context { inputs, outputs, out_dir, notes: Map::new(), progress: false }
+    }
+
+    /// Shows progress bars (the runner turns this on when stderr is a terminal).
+    pub fn with_progress(mut self, enabled: bool) -> Self {
+        self.progress = enabled;
+        self
+    }
+
+    /// The path given for input `port`.
+    pub fn input(&self, port: &str) -> Result<&Path, StageError> {
+        self.inputs
+            .get(port)
+            .map(PathBuf::as_path)
+            .ok_or_else(|| StageError::msg(format!("missing input `{port}`")))
+    }
+
+    /// The path given for an optional input `port`, if any.
+    pub fn optional_input(&self, port: &str) -> Option<&Path> {
+        self.inputs.get(port).map(PathBuf::as_path)
+    }
+
+    /// Where to write output `port`.
+    ///
+    /// # Panics
+    /// If the stage declares no such output: a programming error in the stage.
+    pub fn output(&self, port: &str) -> PathBuf {
+        let spec = self
+            .outputs
+            .iter()
+            .find(|p| p.name == port)
+            .unwrap_or_else(|| panic!("stage writes undeclared output `{port}`"));
+        self.out_dir.join(spec.file)
+    }
+
+    /// The output directory.
+    pub fn out_dir(&self) -> &Path {
+        &self.out_dir
+    }
+
+    /// Records a fact in the manifest's `notes` (e.g. how many constant voxels were dropped).
+    pub fn note(&mut self, key: impl Into<String>, value: impl Serialize) {
+        let value = serde_json::to_value(value).unwrap_or(Value::Null);
+        self.notes.insert(key.into(), value);
+    }
+
+    /// The facts recorded so far.
+    pub fn notes(&self) -> &Map<String, Value> {
+        &self.notes
+    }
+
+    /// A progress bar over `len` steps, hidden unless progress display is on.
+    pub fn progress(&self, len: u64, label: &str) -> indicatif::ProgressBar {
+        if !self.progress {
+            return indicatif::ProgressBar::hidden();
+        }
+        let bar = indicatif::ProgressBar::new(len);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{prefix:>12} [{bar:30}] {pos}/{len} {msg} ({eta})",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_prefix(label.to_owned());
+        bar
+    }
+}
+
+/// A pipeline stage with typed params.
+///
+/// Implement this; the runner uses it through [`DynStage`], which every `Stage` gets for free.
+pub trait Stage: Send + Sync + 'static {
+    /// Its params.
+    type Params: Params;
+    /// Dotted name, e.g. `features.roi`.
+    const NAME: &'static str;
+    /// Bumped whenever the outputs change for the same inputs and params; part of the cache key.
+    const VERSION: u32;
+    /// One line on what it does.
+    const SUMMARY: &'static str;
+
+    /// Its input ports.
+    fn inputs(&self) -> Vec<Port>;
+    /// Its output ports.
+    fn outputs(&self) -> Vec<Port>;
+    /// Reads inputs from `ctx`, writes every output port into `ctx.out_dir()`.
+    fn run(&self, ctx: &mut Context, params: &Self::Params) -> Result<(), StageError>;
+}
+
+/// The object-safe face of a [`Stage`], with params as JSON.
+pub trait DynStage: Send + Sync {
+    /// Dotted name.
+    fn name(&self) -> &'static str;
+    /// VERSION.
+    fn version(&self) -> u32;
+    /// One line on what it does.
+    fn summary(&self) -> &'static str;
+    /// Input ports.
+    fn inputs(&self) -> Vec<Port>;
+    /// Output ports.
+    fn outputs(&self) -> Vec<Port>;
+    /// Params documentation.
+    fn param_docs(&self) -> Vec<ParamDoc>;
+    /// Parses `raw` (a JSON object; unknown keys are errors) and returns it with every default
+    /// filled in, in declaration order: the form hashed into cache keys.
+    fn canonical_params(&self, raw: &Value) -> Result<Value, StageError>;
+    /// Runs with params given as JSON.
+    fn run_json(&self, ctx: &mut Context, params: &Value) -> Result<(), StageError>;
+}
+
+impl<S: Stage> DynStage for S {
+    fn name(&self) -> &'static str {
+        S::NAME
+    }
+    fn version(&self) -> u32 {
+        S::VERSION
+    }
+    fn summary(&self) -> &'static str {
+        S::SUMMARY
+    }
+    fn inputs(&self) -> Vec<Port> {
+        Stage::inputs(self)
+    }
+    fn outputs(&self) -> Vec<Port> {
+        Stage::outputs(self)
+    }
+    fn param_docs(&self) -> Vec<ParamDoc> {
+        S::Params::docs()
+    }
+    fn canonical_params(&self, raw: &Value) -> Result<Value, StageError> {
+        let raw = if raw.is_null() { Value::Object(Map::new()) } else { raw.clone() };
+        let params: S::Params = serde_json::from_value(raw)
+            .map_err(|e| StageError::msg(format!("params of `{}`: {e}", S::NAME)))?;
+        Ok(serde_json::to_value(&params)?)
+    }
+    fn run_json(&self, ctx: &mut Context, params: &Value) -> Result<(), StageError> {
+        let params: S::Params = serde_json::from_value(params.clone())
+            .map_err(|e| StageError::msg(format!("params of `{}`: {e}", S::NAME)))?;
+        self.run(ctx, &params)
+    }
+}

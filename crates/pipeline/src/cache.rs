@@ -1,0 +1,311 @@
+//! The content-addressed cache: keys, immutable entries, per-key locks, the input hash index and the
+//! per-pipeline record of what ran last (which `plan` diffs against).
+//!
+//! Layout under the cache root:
+//! ```text
+//! entries/<key>/           read-only: the outputs and manifest.json
+//! tmp/<key>.<pid>.<nanos>/ a run in progress; renamed to entries/<key> only on success
+//! locks/<key>.lock         held (flock) while one process computes <key>
+//! index.json               external input hashes by (path, size, mtime, inode)
+//! state/<pipeline>/<id>.json  what stage <id> of <pipeline> last resolved to
+//! runs/<pipeline>/<id>/<port> symlinks to the outputs of the last run
+//! ```
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use brainpipe_core::{
+    ContentHash, IoContext, MANIFEST_FILE, Manifest, hash_file, hash_tree, write_file_atomic,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::error::RunError;
+
+/// Version of the key material layout; bumping it invalidates every cache entry.
+const KEY_FORMAT: u32 = 1;
+
+/// A cache rooted at a directory.
+#[derive(Debug)]
+pub struct Cache {
+    root: PathBuf,
+    index: Mutex<HashIndex>,
+}
+
+/// Everything a cache key is computed from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KeyMaterial {
+    /// Stage name (`run` for external commands).
+    pub stage: String,
+    /// Stage VERSION.
+    pub version: u32,
+    /// Canonical params.
+    pub params: Value,
+    /// Input content hashes by port.
+    pub inputs: BTreeMap<String, ContentHash>,
+    /// External command template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// External command outputs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<String>,
+    /// Dependency file hashes by path as written.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub deps: BTreeMap<String, ContentHash>,
+}
+
+impl KeyMaterial {
+    /// The cache key: blake3 of the canonical JSON of the material.
+    pub fn key(&self) -> ContentHash {
+        let material = json!({ "format": KEY_FORMAT, "material": self });
+        ContentHash::of_bytes(material.to_string().as_bytes())
+    }
+}
+
+/// What a pipeline stage last resolved to, for `plan` to explain the next change.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StageRecord {
+    /// The key it resolved to.
+    pub key: ContentHash,
+    /// The material of that key.
+    pub material: KeyMaterial,
+}
+
+impl Cache {
+    /// Opens (creating if needed) a cache at `root`.
+    pub fn open(root: &Path) -> Result<Self, RunError> {
+        for sub in ["entries", "tmp", "locks", "state", "runs"] {
+            let dir = root.join(sub);
+            fs::create_dir_all(&dir).at(&dir)?;
+        }
+        let root = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
+        let index = HashIndex::load(&root.join("index.json"));
+        Ok(Cache { root, index: Mutex::new(index) })
+    }
+
+    /// The cache root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the entry for `key` lives (whether or not it exists).
+    pub fn entry_dir(&self, key: &ContentHash) -> PathBuf {
+        self.root.join("entries").join(key.as_str())
+    }
+
+    /// The manifest of a committed entry, or `None`.
+    pub fn entry(&self, key: &ContentHash) -> Option<Manifest> {
+        let dir = self.entry_dir(key);
+        // The manifest is written last and the directory renamed into place whole, so a readable
+        // manifest means a complete entry.
+        Manifest::read(&dir).ok().filter(|m| m.key == key.as_str())
+    }
+
+    /// A fresh temporary directory for computing `key`.
+    pub fn temp_dir(&self, key: &ContentHash) -> Result<PathBuf, RunError> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let dir = self.root.join("tmp").join(format!("{}.{}.{nanos}", key.as_str(), std::process::id()));
+        fs::create_dir_all(&dir).at(&dir)?;
+        Ok(dir)
+    }
+
+    /// Blocks until this process holds the lock for `key`; dropping the file releases it (the OS
+    /// also releases it when the process dies, so a killed run never wedges the cache).
+    pub fn lock(&self, key: &ContentHash) -> Result<fs::File, RunError> {
+        let path = self.root.join("locks").join(format!("{}.lock", key.as_str()));
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .at(&path)?;
+        file.lock().at(&path)?;
+        Ok(file)
+    }
+
+    /// Content hash of an external input file or tree, reusing the index when unchanged.
+    pub fn hash_input(&self, path: &Path) -> Result<ContentHash, RunError> {
+        let mut index = self.index.lock().expect("index lock is never poisoned: no panics inside");
+        Ok(hash_tree(path, &mut |file| index.hash(file))?)
+    }
+
+    /// Writes the hash index back (merged with what other processes wrote meanwhile).
+    pub fn save_index(&self) -> Result<(), RunError> {
+        let index = self.index.lock().expect("index lock is never poisoned: no panics inside");
+        index.save(&self.root.join("index.json"))
+    }
+
+    /// The last record of stage `id` in `pipeline`.
+    pub fn record(&self, pipeline: &str, id: &str) -> Option<StageRecord> {
+        let path = self.state_path(pipeline, id);
+        serde_json::from_slice(&fs::read(path).ok()?).ok()
+    }
+
+    /// Stores the record of stage `id` in `pipeline`.
+    pub fn set_record(&self, pipeline: &str, id: &str, record: &StageRecord) -> Result<(), RunError> {
+        let path = self.state_path(pipeline, id);
+        let bytes = serde_json::to_vec_pretty(record).map_err(|source| brainpipe_core::Error::Json { path: path.clone(), source })?;
+        write_file_atomic(&path, &bytes)?;
+        Ok(())
+    }
+
+    fn state_path(&self, pipeline: &str, id: &str) -> PathBuf {
+        self.root.join("state").join(safe_name(pipeline)).join(format!("{}.json", safe_name(id)))
+    }
+
+    /// Points `runs/<pipeline>/<id>/<port>` at the entry's outputs.
+    pub fn link_run(&self, pipeline: &str, id: &str, manifest: &Manifest) -> Result<(), RunError> {
+        let dir = self.root.join("runs").join(safe_name(pipeline)).join(safe_name(id));
+        fs::create_dir_all(&dir).at(&dir)?;
+        let entry = self.entry_dir(&ContentHash::from_hex(manifest.key.clone()));
+        let mut links: Vec<(String, PathBuf)> = manifest
+            .outputs
+            .iter()
+            .map(|(port, out)| (port.clone(), entry.join(&out.file)))
+            .collect();
+        links.push((MANIFEST_FILE.to_owned(), entry.join(MANIFEST_FILE)));
+        for (name, target) in links {
+            let link = dir.join(&name);
+            let temp = dir.join(format!(".{name}.{}", std::process::id()));
+            let _ = fs::remove_file(&temp);
+            std::os::unix::fs::symlink(&target, &temp).at(&temp)?;
+            fs::rename(&temp, &link).at(&link)?;
+        }
+        Ok(())
+    }
+
+    /// Every committed entry key.
+    pub fn entry_keys(&self) -> Vec<ContentHash> {
+        let dir = self.root.join("entries");
+        let mut keys: Vec<ContentHash> = fs::read_dir(&dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| ContentHash::from_hex(e.file_name().to_string_lossy().into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        keys.sort();
+        keys
+    }
+}
+
+/// A name safe as one path component.
+fn safe_name(name: &str) -> String {
+    name.chars().map(|c| if c.is_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect()
+}
+
+/// Hashes of external files by what git's index uses to tell a file unchanged.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct HashIndex {
+    files: BTreeMap<PathBuf, IndexEntry>,
+    #[serde(skip)]
+    dirty: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct IndexEntry {
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+    inode: u64,
+    device: u64,
+    hash: ContentHash,
+}
+
+impl IndexEntry {
+    fn stamp(meta: &fs::Metadata, hash: ContentHash) -> Self {
+        IndexEntry {
+            size: meta.len(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+            inode: meta.ino(),
+            device: meta.dev(),
+            hash,
+        }
+    }
+}
+
+impl HashIndex {
+    fn load(path: &Path) -> Self {
+        fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+    }
+
+    fn hash(&mut self, file: &Path) -> brainpipe_core::Result<ContentHash> {
+        let file = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+        let meta = fs::metadata(&file).at(&file)?;
+        if let Some(entry) = self.files.get(&file) {
+            let probe = IndexEntry::stamp(&meta, entry.hash.clone());
+            if probe == *entry {
+                return Ok(entry.hash.clone());
+            }
+        }
+        let hash = hash_file(&file)?;
+        self.files.insert(file, IndexEntry::stamp(&meta, hash.clone()));
+        self.dirty = true;
+        Ok(hash)
+    }
+
+    fn save(&self, path: &Path) -> Result<(), RunError> {
+        if !self.dirty {
+            return Ok(());
+        }
+        let mut merged = HashIndex::load(path);
+        merged.files.extend(self.files.iter().map(|(k, v)| (k.clone(), v.clone())));
+        merged.files.retain(|file, _| file.exists());
+        let bytes = serde_json::to_vec(&merged)
+            .map_err(|source| brainpipe_core::Error::Json { path: path.to_path_buf(), source })?;
+        write_file_atomic(path, &bytes)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_changes_with_every_part() {
+        let base = KeyMaterial {
+            stage: "features.roi".into(),
+            version: 1,
+            params: json!({"roi_scale": 20}),
+            inputs: BTreeMap::from([("scans".into(), ContentHash::of_bytes(b"a"))]),
+            command: None,
+            outputs: vec![],
+            deps: BTreeMap::new(),
+        };
+        let key = base.key();
+        let mut other = base.clone();
+        other.version = 2;
+        assert_ne!(key, other.key());
+        let mut other = base.clone();
+        other.params = json!({"roi_scale": 10});
+        assert_ne!(key, other.key());
+        let mut other = base.clone();
+        other.inputs.insert("scans".into(), ContentHash::of_bytes(b"b"));
+        assert_ne!(key, other.key());
+        assert_eq!(key, base.clone().key(), "deterministic");
+    }
+
+    #[test]
+    fn index_rehashes_only_changed_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = Cache::open(&dir.path().join("cache")).expect("open");
+        let file = dir.path().join("in.bin");
+        fs::write(&file, b"one").expect("write");
+        let first = cache.hash_input(&file).expect("hash");
+        assert_eq!(first, ContentHash::of_bytes(b"one"));
+        cache.save_index().expect("save");
+        let reopened = Cache::open(&dir.path().join("cache")).expect("reopen");
+        assert_eq!(reopened.hash_input(&file).expect("hash"), first);
+        fs::write(&file, b"two!").expect("rewrite");
+        assert_eq!(reopened.hash_input(&file).expect("hash"), ContentHash::of_bytes(b"two!"));
+    }
+}

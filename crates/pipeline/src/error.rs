@@ -1,0 +1,25 @@
+use crate::spec::SpecError;
+
+/// Why a pipeline could not be planned or run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The pipeline file is invalid.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// An artifact or cache file could not be read or written.
+    #[error(transparent)]
+    Artifact(#[from] brainpipe_core::Error),
+    /// A stage failed.
+    #[error("stage `{id}` ({stage}) failed: {message}")]
+    Stage {
+        /// Stage id in the pipeline.
+        id: String,
+        /// Stage name (`run` for external commands).
+        stage: String,
+        /// The stage's one-line error.
+        message: String,
+    },
+    /// `--force` or another option names something the pipeline lacks.
+    #[error("{0}")]
+    Usage(String),
+}

@@ -1,0 +1,61 @@
+//! `brainpipe gc`: remove cache entries no given pipeline references, and leftovers of killed runs.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::PathBuf;
+
+use brainpipe_core::{ContentHash, disk_size, remove_tree};
+
+use crate::cache::Cache;
+use crate::error::RunError;
+use crate::graph::Pipeline;
+use crate::plan::plan;
+
+/// What `gc` removed (or would remove, with `dry_run`).
+#[derive(Clone, Debug, Default)]
+pub struct GcReport {
+    /// Entries removed.
+    pub entries: Vec<ContentHash>,
+    /// Temporary directories of runs that no longer exist.
+    pub temp_dirs: Vec<PathBuf>,
+    /// Bytes freed.
+    pub bytes: u64,
+}
+
+/// Removes every entry that none of `pipelines` resolves to, and temporary directories whose
+/// process is gone.
+pub fn gc(pipelines: &[Pipeline], cache: &Cache, dry_run: bool) -> Result<GcReport, RunError> {
+    let mut keep: BTreeSet<ContentHash> = BTreeSet::new();
+    for pipeline in pipelines {
+        for stage in plan(pipeline, cache, &[])? {
+            keep.extend(stage.key);
+        }
+    }
+    let mut report = GcReport::default();
+    for key in cache.entry_keys() {
+        if keep.contains(&key) {
+            continue;
+        }
+        let dir = cache.entry_dir(&key);
+        report.bytes += disk_size(&dir);
+        if !dry_run {
+            remove_tree(&dir)?;
+        }
+        report.entries.push(key);
+    }
+    let tmp = cache.root().join("tmp");
+    for entry in fs::read_dir(&tmp).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid: Option<u32> = name.split('.').nth(1).and_then(|p| p.parse().ok());
+        let alive = pid.is_some_and(|pid| PathBuf::from(format!("/proc/{pid}")).exists());
+        if alive {
+            continue;
+        }
+        report.bytes += disk_size(&entry.path());
+        if !dry_run {
+            remove_tree(&entry.path())?;
+        }
+        report.temp_dirs.push(entry.path());
+    }
+    Ok(report)
+}

@@ -1,0 +1,344 @@
+//! Executing a pipeline: independent stages in parallel, each computed at most once per key across
+//! every process sharing the cache.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Condvar, Mutex};
+use std::time::SystemTime;
+
+use brainpipe_core::{
+    ContentHash, Context, IoContext, MANIFEST_FORMAT, Manifest, OutputRecord, disk_size, hash_path,
+    host_name, make_read_only, remove_tree, rfc3339_utc, unix_seconds,
+};
+use serde_json::Value;
+
+use crate::cache::{Cache, KeyMaterial, StageRecord};
+use crate::error::RunError;
+use crate::graph::{InputSource, Node, NodeKind, Pipeline, placeholders};
+use crate::plan::{forced_set, key_material};
+
+/// How to run a pipeline.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Stages run at once (at least 1).
+    pub jobs: usize,
+    /// Stage ids to recompute even when cached (with everything downstream).
+    pub force: Vec<String>,
+    /// Show progress bars inside stages.
+    pub progress: bool,
+    /// Tool versions recorded in manifests (`brainpipe`, `libtorch`).
+    pub tools: BTreeMap<String, String>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            jobs: std::thread::available_parallelism().map(usize::from).unwrap_or(1),
+            force: Vec::new(),
+            progress: false,
+            tools: BTreeMap::from([("brainpipe".to_owned(), env!("CARGO_PKG_VERSION").to_owned())]),
+        }
+    }
+}
+
+/// What happened to one stage.
+#[derive(Clone, Debug)]
+pub struct StageOutcome {
+    /// Stage id.
+    pub id: String,
+    /// True when an existing entry was reused.
+    pub cached: bool,
+    /// The entry's manifest.
+    pub manifest: Manifest,
+    /// The entry directory.
+    pub dir: PathBuf,
+}
+
+/// Runs `pipeline` against `cache`. On the first failure no new stage starts; running ones finish;
+/// the error is returned and nothing of the failed stage is committed.
+pub fn run(pipeline: &Pipeline, cache: &Cache, options: &RunOptions) -> Result<Vec<StageOutcome>, RunError> {
+    let forced = forced_set(pipeline, &options.force)?;
+    let state = Mutex::new(Schedule {
+        started: BTreeSet::new(),
+        done: BTreeMap::new(),
+        outcomes: Vec::new(),
+        running: 0,
+        error: None,
+    });
+    let wake = Condvar::new();
+    let workers = options.jobs.max(1).min(pipeline.nodes.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| worker(pipeline, cache, options, &forced, &state, &wake));
+        }
+    });
+    let state = state.into_inner().expect("workers never panic while holding the schedule");
+    cache.save_index()?;
+    if let Some(error) = state.error {
+        return Err(error);
+    }
+    let mut outcomes = state.outcomes;
+    let order: BTreeMap<&str, usize> =
+        pipeline.nodes.iter().enumerate().map(|(i, n)| (n.id.as_str(), i)).collect();
+    outcomes.sort_by_key(|o| order.get(o.id.as_str()).copied().unwrap_or(usize::MAX));
+    Ok(outcomes)
+}
+
+struct Schedule {
+    started: BTreeSet<String>,
+    done: BTreeMap<String, Manifest>,
+    outcomes: Vec<StageOutcome>,
+    running: usize,
+    error: Option<RunError>,
+}
+
+fn worker(
+    pipeline: &Pipeline,
+    cache: &Cache,
+    options: &RunOptions,
+    forced: &BTreeSet<String>,
+    state: &Mutex<Schedule>,
+    wake: &Condvar,
+) {
+    let mut guard = state.lock().expect("schedule lock");
+    loop {
+        if guard.error.is_some() {
+            break;
+        }
+        let ready = pipeline.nodes.iter().find(|n| {
+            !guard.started.contains(&n.id) && n.upstream().iter().all(|u| guard.done.contains_key(*u))
+        });
+        let Some(node) = ready else {
+            if guard.running == 0 {
+                break;
+            }
+            guard = wake.wait(guard).expect("schedule lock");
+            continue;
+        };
+        guard.started.insert(node.id.clone());
+        guard.running += 1;
+        let upstream: BTreeMap<String, Manifest> = node
+            .upstream()
+            .into_iter()
+            .filter_map(|u| guard.done.get(u).map(|m| (u.to_owned(), m.clone())))
+            .collect();
+        drop(guard);
+        let result = execute(pipeline, cache, options, node, &upstream, forced.contains(&node.id));
+        guard = state.lock().expect("schedule lock");
+        guard.running -= 1;
+        match result {
+            Ok(outcome) => {
+                guard.done.insert(node.id.clone(), outcome.manifest.clone());
+                guard.outcomes.push(outcome);
+            }
+            Err(error) => {
+                guard.error.get_or_insert(error);
+            }
+        }
+        wake.notify_all();
+    }
+    wake.notify_all();
+}
+
+fn execute(
+    pipeline: &Pipeline,
+    cache: &Cache,
+    options: &RunOptions,
+    node: &Node,
+    upstream: &BTreeMap<String, Manifest>,
+    forced: bool,
+) -> Result<StageOutcome, RunError> {
+    let (material, unknown) = key_material(node, cache, upstream)?;
+    debug_assert!(unknown.is_empty(), "every upstream stage is done before a stage starts");
+    let key = material.key();
+    let outcome = match cache.entry(&key).filter(|_| !forced) {
+        Some(manifest) => {
+            tracing::info!(stage = %node.id, key = key.short(), "cached");
+            StageOutcome { id: node.id.clone(), cached: true, manifest, dir: cache.entry_dir(&key) }
+        }
+        None => {
+            let _lock = cache.lock(&key)?;
+            // Another process may have computed it while we waited for the lock.
+            match cache.entry(&key).filter(|_| !forced) {
+                Some(manifest) => {
+                    tracing::info!(stage = %node.id, key = key.short(), "computed by another run");
+                    StageOutcome { id: node.id.clone(), cached: true, manifest, dir: cache.entry_dir(&key) }
+                }
+                None => compute(pipeline, cache, options, node, upstream, &material, &key)?,
+            }
+        }
+    };
+    cache.set_record(&pipeline.name, &node.id, &StageRecord { key: key.clone(), material })?;
+    cache.link_run(&pipeline.name, &node.id, &outcome.manifest)?;
+    Ok(outcome)
+}
+
+fn compute(
+    pipeline: &Pipeline,
+    cache: &Cache,
+    options: &RunOptions,
+    node: &Node,
+    upstream: &BTreeMap<String, Manifest>,
+    material: &KeyMaterial,
+    key: &ContentHash,
+) -> Result<StageOutcome, RunError> {
+    tracing::info!(stage = %node.id, name = node.stage_name(), key = key.short(), "running");
+    let temp = TempEntry(cache.temp_dir(key)?);
+    let inputs = input_paths(cache, node, upstream);
+    let started = SystemTime::now();
+    let fail = |message: String| RunError::Stage {
+        id: node.id.clone(),
+        stage: node.stage_name().to_owned(),
+        message,
+    };
+    let notes = match &node.kind {
+        NodeKind::Builtin { stage } => {
+            let mut ctx = Context::new(inputs.clone(), stage.outputs(), temp.0.clone())
+                .with_progress(options.progress);
+            stage.run_json(&mut ctx, &node.params).map_err(|e| fail(e.to_string()))?;
+            ctx.notes().clone()
+        }
+        NodeKind::External { command, outputs, .. } => {
+            run_external(pipeline, node, command, outputs, &inputs, &temp.0).map_err(fail)?;
+            serde_json::Map::new()
+        }
+    };
+    let finished = SystemTime::now();
+    let mut outputs = BTreeMap::new();
+    for (port, file) in node.outputs() {
+        let path = temp.0.join(&file);
+        if fs::symlink_metadata(&path).is_err() {
+            return Err(fail(format!("finished without writing output `{port}` ({file})")));
+        }
+        outputs.insert(port, OutputRecord { file, hash: hash_path(&path)?, bytes: disk_size(&path) });
+    }
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT,
+        key: key.as_str().to_owned(),
+        stage: node.stage_name().to_owned(),
+        stage_version: node.version(),
+        origin: Some(format!("{}:{}", pipeline.name, node.id)),
+        params: node.params.clone(),
+        inputs: node
+            .inputs
+            .iter()
+            .map(|(port, source)| {
+                let hash = material.inputs.get(port).cloned().unwrap_or_else(|| ContentHash::from_hex(""));
+                (port.clone(), brainpipe_core::InputRecord { source: source.describe(), hash })
+            })
+            .collect(),
+        command: material.command.clone(),
+        deps: material.deps.clone(),
+        outputs,
+        started: rfc3339_utc(started),
+        finished: rfc3339_utc(finished),
+        started_unix: unix_seconds(started),
+        finished_unix: unix_seconds(finished),
+        device: notes.get("device").and_then(Value::as_str).unwrap_or("cpu").to_owned(),
+        notes,
+        tools: options.tools.clone(),
+        host: host_name(),
+    };
+    // The manifest goes in last: its presence is what marks an entry complete.
+    manifest.write(&temp.0)?;
+    make_read_only(&temp.0)?;
+    let entry = cache.entry_dir(key);
+    if fs::symlink_metadata(&entry).is_ok() {
+        // Forced recomputation: retire the old entry (we hold its lock).
+        let retired = cache.temp_dir(key)?.join("retired");
+        fs::rename(&entry, &retired).at(&entry)?;
+        remove_tree(retired.parent().unwrap_or(&retired))?;
+    }
+    fs::rename(&temp.0, &entry).at(&entry)?;
+    std::mem::forget(temp);
+    tracing::info!(stage = %node.id, seconds = format!("{:.2}", manifest.seconds()), "done");
+    Ok(StageOutcome { id: node.id.clone(), cached: false, manifest, dir: entry })
+}
+
+/// A temporary entry removed unless committed (forgotten after the rename).
+struct TempEntry(PathBuf);
+
+impl Drop for TempEntry {
+    fn drop(&mut self) {
+        let _ = remove_tree(&self.0);
+    }
+}
+
+/// Absolute paths of a node's inputs: upstream entries' output files or external paths.
+fn input_paths(cache: &Cache, node: &Node, upstream: &BTreeMap<String, Manifest>) -> BTreeMap<String, PathBuf> {
+    node.inputs
+        .iter()
+        .filter_map(|(port, source)| {
+            let path = match source {
+                InputSource::File(path) => path.clone(),
+                InputSource::Stage { stage, port: out } => {
+                    let manifest = upstream.get(stage)?;
+                    let record = manifest.outputs.get(out)?;
+                    cache.entry_dir(&ContentHash::from_hex(manifest.key.clone())).join(&record.file)
+                }
+            };
+            Some((port.clone(), path))
+        })
+        .collect()
+}
+
+/// Runs an external command with its placeholders filled, in the pipeline file's folder.
+fn run_external(
+    pipeline: &Pipeline,
+    node: &Node,
+    command: &str,
+    outputs: &[String],
+    inputs: &BTreeMap<String, PathBuf>,
+    out_dir: &Path,
+) -> Result<(), String> {
+    let mut line = command.to_owned();
+    for placeholder in placeholders(command) {
+        let value = match placeholder.split_once('.') {
+            Some(("inputs", name)) => inputs.get(name).map(|p| p.display().to_string()),
+            Some(("outputs", name)) => {
+                outputs.iter().find(|o| *o == name).map(|o| out_dir.join(o).display().to_string())
+            }
+            Some(("params", name)) => node.params.get(name).map(|v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            }),
+            _ if placeholder == "out_dir" => Some(out_dir.display().to_string()),
+            _ => None,
+        };
+        if let Some(value) = value {
+            line = line.replace(&format!("{{{placeholder}}}"), &shell_quote(&value));
+        }
+    }
+    let stdout = fs::File::create(out_dir.join("stdout.log")).map_err(|e| e.to_string())?;
+    let stderr_path = out_dir.join("stderr.log");
+    let stderr = fs::File::create(&stderr_path).map_err(|e| e.to_string())?;
+    tracing::debug!(stage = %node.id, command = %line, "external command");
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(&line)
+        .current_dir(&pipeline.dir)
+        .env("BRAINPIPE_OUT_DIR", out_dir)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .status()
+        .map_err(|e| format!("cannot start `sh`: {e}"))?;
+    if status.success() {
+        return Ok(());
+    }
+    let tail = fs::read_to_string(&stderr_path).unwrap_or_default();
+    let last: Vec<&str> = tail.lines().rev().take(3).collect();
+    let last: Vec<&str> = last.into_iter().rev().collect();
+    Err(format!(
+        "command exited with {status}{}{}",
+        if last.is_empty() { "" } else { ": " },
+        last.join(" | ")
+    ))
+}
+
+/// Single-quotes `s` for `sh`.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}

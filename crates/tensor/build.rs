@@ -1,0 +1,43 @@
+//! Records the LibTorch version that torch-sys linked against, so `brainpipe doctor` can report it,
+//! and links this crate's test binaries against libtorch the way the CLI is linked (GPU.md).
+use std::path::PathBuf;
+
+fn main() {
+    link_libtorch();
+    println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
+    let version = std::env::var_os("DEP_TCH_LIBTORCH_LIB")
+        .map(PathBuf::from)
+        .and_then(|lib| libtorch_version(&lib))
+        .unwrap_or_else(|| "unknown".to_owned());
+    println!("cargo:rustc-env=BRAINPIPE_LIBTORCH_VERSION={version}");
+}
+
+/// PyPI torch ships `torch/version.py` (`__version__ = '2.11.0+cu130'`); a plain LibTorch zip ships
+/// `build-version`. `lib` is the `lib/` folder inside either.
+fn libtorch_version(lib: &std::path::Path) -> Option<String> {
+    let root = lib.parent()?;
+    if let Ok(text) = std::fs::read_to_string(root.join("version.py")) {
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("__version__") {
+                let value = rest.trim_start_matches([' ', '=']).trim().trim_matches(['\'', '"']);
+                return Some(value.to_owned());
+            }
+        }
+    }
+    std::fs::read_to_string(root.join("build-version"))
+        .ok()
+        .map(|s| s.trim().to_owned())
+}
+
+/// rpath to LibTorch and `--no-as-needed` so test binaries find libtorch and keep its CUDA backend.
+fn link_libtorch() {
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux") {
+        return;
+    }
+    if let Some(lib) = std::env::var_os("DEP_TCH_LIBTORCH_LIB") {
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.to_string_lossy());
+    }
+    println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
+    println!("cargo:rustc-link-arg=-ltorch");
+    println!("cargo:rustc-link-arg=-Wl,--as-needed");
+}

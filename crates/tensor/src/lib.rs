@@ -1,0 +1,260 @@
+//! The one place where brainpipe meets LibTorch (through `tch`): which device to compute on, what
+//! the runtime offers (`brainpipe doctor`), Arrow columns to tensors and back, and model weights to
+//! safetensors files with their architecture config.
+//!
+//! ```
+//! use brainpipe_tensor::{DeviceChoice, f32_rows_to_tensor, tensor_to_f32_rows};
+//!
+//! let device = DeviceChoice::parse("cpu")?.resolve()?;
+//! let t = f32_rows_to_tensor(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 3, device)?;
+//! assert_eq!(t.size(), vec![2, 3]);
+//! let (values, dim) = tensor_to_f32_rows(&t)?;
+//! assert_eq!((values.len(), dim), (6, 3));
+//! # Ok::<(), brainpipe_tensor::TensorError>(())
+//! ```
+
+use std::path::Path;
+use std::str::FromStr;
+
+use brainpipe_core::{NamedTensor, read_safetensors, write_safetensors};
+use serde::Serialize;
+use tch::{Device, Kind, Tensor};
+
+/// The LibTorch version torch-sys was built against (from the wheel's `version.py`).
+pub const LIBTORCH_VERSION: &str = env!("BRAINPIPE_LIBTORCH_VERSION");
+
+/// Errors of the tensor glue.
+#[derive(Debug, thiserror::Error)]
+pub enum TensorError {
+    /// A device string that is not `auto`, `cpu`, `cuda` or `cuda:N`.
+    #[error("unknown device `{0}`: expected auto, cpu, cuda or cuda:N")]
+    BadDevice(String),
+    /// CUDA was asked for but is not available.
+    #[error("device `{0}` requested but CUDA is not available ({1} CUDA devices visible)")]
+    NoCuda(String, i64),
+    /// LibTorch raised an error.
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+    /// A shape that does not fit the data.
+    #[error("{0}")]
+    Shape(String),
+    /// Reading or writing an artifact failed.
+    #[error(transparent)]
+    Artifact(#[from] brainpipe_core::Error),
+}
+
+/// A device as written in params: `auto` (CUDA when present), `cpu`, `cuda`, `cuda:N`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceChoice {
+    /// The first CUDA device when available, else the CPU.
+    Auto,
+    /// The CPU.
+    Cpu,
+    /// CUDA device N.
+    Cuda(usize),
+}
+
+impl DeviceChoice {
+    /// Parses `auto`, `cpu`, `cuda`, `cuda:N`.
+    pub fn parse(text: &str) -> Result<Self, TensorError> {
+        match text.trim() {
+            "auto" => Ok(DeviceChoice::Auto),
+            "cpu" => Ok(DeviceChoice::Cpu),
+            "cuda" => Ok(DeviceChoice::Cuda(0)),
+            other => other
+                .strip_prefix("cuda:")
+                .and_then(|n| usize::from_str(n).ok())
+                .map(DeviceChoice::Cuda)
+                .ok_or_else(|| TensorError::BadDevice(other.to_owned())),
+        }
+    }
+
+    /// The tch device, checking that a requested CUDA device exists.
+    pub fn resolve(self) -> Result<Device, TensorError> {
+        let count = tch::Cuda::device_count();
+        match self {
+            DeviceChoice::Cpu => Ok(Device::Cpu),
+            DeviceChoice::Auto if count > 0 => Ok(Device::Cuda(0)),
+            DeviceChoice::Auto => Ok(Device::Cpu),
+            DeviceChoice::Cuda(n) if (n as i64) < count => Ok(Device::Cuda(n)),
+            DeviceChoice::Cuda(n) => Err(TensorError::NoCuda(format!("cuda:{n}"), count)),
+        }
+    }
+}
+
+/// `cpu` or `cuda:N`, as recorded in manifests.
+pub fn device_name(device: Device) -> String {
+    match device {
+        Device::Cuda(n) => format!("cuda:{n}"),
+        Device::Mps => "mps".to_owned(),
+        Device::Vulkan => "vulkan".to_owned(),
+        Device::Cpu => "cpu".to_owned(),
+    }
+}
+
+/// What the LibTorch runtime offers, for `brainpipe doctor`.
+#[derive(Clone, Debug, Serialize)]
+pub struct RuntimeInfo {
+    /// LibTorch version linked.
+    pub libtorch: String,
+    /// Whether CUDA is usable.
+    pub cuda_available: bool,
+    /// Number of CUDA devices.
+    pub cuda_devices: i64,
+    /// Device names (from `nvidia-smi` when present; LibTorch's C API does not expose them).
+    pub device_names: Vec<String>,
+    /// Whether cuDNN is usable.
+    pub cudnn_available: bool,
+    /// Intra-op CPU threads LibTorch uses.
+    pub threads: i32,
+}
+
+impl RuntimeInfo {
+    /// Probes the runtime.
+    pub fn probe() -> Self {
+        let cuda_devices = tch::Cuda::device_count();
+        RuntimeInfo {
+            libtorch: LIBTORCH_VERSION.to_owned(),
+            cuda_available: tch::Cuda::is_available(),
+            cuda_devices,
+            device_names: if cuda_devices > 0 { gpu_names() } else { Vec::new() },
+            cudnn_available: tch::Cuda::cudnn_is_available(),
+            threads: tch::get_num_threads(),
+        }
+    }
+}
+
+fn gpu_names() -> Vec<String> {
+    std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=name,memory.total", "--format=csv,noheader"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().map(|l| l.trim().to_owned()).collect())
+        .unwrap_or_default()
+}
+
+/// Row-major `rows × dim` values (e.g. a `FixedSizeList<Float32>` column) as a `[rows, dim]` tensor.
+pub fn f32_rows_to_tensor(values: &[f32], dim: usize, device: Device) -> Result<Tensor, TensorError> {
+    if dim == 0 || values.len() % dim != 0 {
+        return Err(TensorError::Shape(format!("{} values do not form rows of {dim}", values.len())));
+    }
+    let rows = (values.len() / dim) as i64;
+    Ok(Tensor::from_slice(values).view([rows, dim as i64]).to_device(device))
+}
+
+/// A 2-D tensor's values as row-major `f32` (moved to the CPU) and its row width.
+pub fn tensor_to_f32_rows(tensor: &Tensor) -> Result<(Vec<f32>, usize), TensorError> {
+    let size = tensor.size();
+    let [_, dim] = size[..] else {
+        return Err(TensorError::Shape(format!("expected a 2-D tensor, got shape {size:?}")));
+    };
+    let flat = tensor.to_device(Device::Cpu).to_kind(Kind::Float).contiguous().view([-1]);
+    Ok((Vec::<f32>::try_from(&flat)?, dim as usize))
+}
+
+/// Saves every variable of `vs` (as `f32`) to a safetensors file with `schema` and `config`.
+///
+/// Variable names are the VarStore paths (`encoder.layers.0.weight`), so the file reads like the
+/// model's own layout in any safetensors tool.
+pub fn save_var_store(
+    vs: &tch::nn::VarStore,
+    path: &Path,
+    schema: &str,
+    config: &serde_json::Value,
+) -> Result<(), TensorError> {
+    let mut tensors = Vec::new();
+    for (name, var) in vs.variables() {
+        let shape: Vec<usize> = var.size().iter().map(|&d| d as usize).collect();
+        let flat = var.detach().to_device(Device::Cpu).to_kind(Kind::Float).contiguous().view([-1]);
+        let values = Vec::<f32>::try_from(&flat)?;
+        tensors.push(NamedTensor::f32(name, shape, &values));
+    }
+    write_safetensors(path, &tensors, schema, config)?;
+    Ok(())
+}
+
+/// Loads a safetensors file into the variables of `vs`, returning its config. Missing or
+/// unexpected names, or shape mismatches, are one error listing them all.
+pub fn load_var_store(vs: &mut tch::nn::VarStore, path: &Path) -> Result<Option<serde_json::Value>, TensorError> {
+    let file = read_safetensors(path)?;
+    let variables = vs.variables();
+    let mut problems = Vec::new();
+    for name in variables.keys() {
+        if file.tensor(name).is_none() {
+            problems.push(format!("missing `{name}`"));
+        }
+    }
+    for tensor in &file.tensors {
+        match variables.get(&tensor.name) {
+            None => problems.push(format!("unexpected `{}`", tensor.name)),
+            Some(var) => {
+                let want: Vec<usize> = var.size().iter().map(|&d| d as usize).collect();
+                if want != tensor.shape {
+                    problems.push(format!("`{}` has shape {:?}, model needs {want:?}", tensor.name, tensor.shape));
+                }
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(TensorError::Shape(format!("{}: {}", path.display(), problems.join(", "))));
+    }
+    tch::no_grad(|| -> Result<(), TensorError> {
+        for tensor in &file.tensors {
+            let values = tensor.to_f32().ok_or_else(|| {
+                TensorError::Shape(format!("{}: `{}` is not F32", path.display(), tensor.name))
+            })?;
+            let mut var = variables[&tensor.name].shallow_clone();
+            let shape: Vec<i64> = tensor.shape.iter().map(|&d| d as i64).collect();
+            let source = Tensor::from_slice(&values).view(shape.as_slice()).to_device(var.device());
+            var.copy_(&source);
+        }
+        Ok(())
+    })?;
+    Ok(file.config(path)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_strings() {
+        assert_eq!(DeviceChoice::parse("auto").ok(), Some(DeviceChoice::Auto));
+        assert_eq!(DeviceChoice::parse("cuda:1").ok(), Some(DeviceChoice::Cuda(1)));
+        assert!(DeviceChoice::parse("gpu").is_err());
+        assert_eq!(DeviceChoice::Cpu.resolve().ok(), Some(Device::Cpu));
+    }
+
+    #[test]
+    fn var_store_round_trip_gives_identical_outputs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("m.safetensors");
+        tch::manual_seed(3);
+        let vs = tch::nn::VarStore::new(Device::Cpu);
+        let layer = tch::nn::linear(vs.root() / "encoder" / "dense0", 5, 3, Default::default());
+        let x = Tensor::randn([4, 5], (Kind::Float, Device::Cpu));
+        let before = x.apply(&layer);
+        let config = serde_json::json!({"hidden": 3});
+        save_var_store(&vs, &path, "test/1", &config).expect("save");
+        tch::manual_seed(99);
+        let mut other = tch::nn::VarStore::new(Device::Cpu);
+        let layer2 = tch::nn::linear(other.root() / "encoder" / "dense0", 5, 3, Default::default());
+        assert_eq!(load_var_store(&mut other, &path).expect("load"), Some(config));
+        let after = x.apply(&layer2);
+        assert!(before.equal(&after), "identical predictions after reload");
+    }
+
+    #[test]
+    fn load_lists_missing_and_unexpected_names() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("m.safetensors");
+        let vs = tch::nn::VarStore::new(Device::Cpu);
+        let _ = tch::nn::linear(vs.root() / "a", 2, 2, Default::default());
+        save_var_store(&vs, &path, "test/1", &serde_json::json!({})).expect("save");
+        let mut other = tch::nn::VarStore::new(Device::Cpu);
+        let _ = tch::nn::linear(other.root() / "b", 2, 2, Default::default());
+        let err = load_var_store(&mut other, &path).expect_err("mismatch").to_string();
+        assert!(err.contains("missing `b.weight`") && err.contains("unexpected `a.weight`"), "{err}");
+    }
+}

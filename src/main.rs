@@ -1,0 +1,469 @@
+//! `brainpipe`: run, plan and inspect fMRI decoding pipelines; run one stage alone; check the
+//! LibTorch runtime.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Result, anyhow, bail};
+use brainpipe_core::{DynStage, disk_size, run_standalone};
+use brainpipe_pipeline::{Cache, InputSource, Pipeline, Registry, RunOptions, gc, plan, run};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::{Map, Value, json};
+
+#[derive(Parser)]
+#[command(name = "brainpipe", version, about = "Decode fMRI into meaning: staged, cached, reproducible pipelines.")]
+struct Cli {
+    /// More logging (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline: every stage whose inputs, params or version changed, in parallel.
+    Run {
+        #[command(flatten)]
+        target: PipelineArgs,
+        /// Recompute this stage (and everything downstream) even if cached; repeatable.
+        #[arg(long, value_name = "STAGE")]
+        force: Vec<String>,
+        /// Stages run at once (default: number of cores).
+        #[arg(short, long)]
+        jobs: Option<usize>,
+    },
+    /// Show, per stage, whether it is cached or will run, and why.
+    Plan {
+        #[command(flatten)]
+        target: PipelineArgs,
+        /// Plan as if these stages were forced.
+        #[arg(long, value_name = "STAGE")]
+        force: Vec<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the stage graph (text, or Graphviz with --dot).
+    Dag {
+        #[command(flatten)]
+        target: PipelineArgs,
+        /// Graphviz dot output.
+        #[arg(long)]
+        dot: bool,
+    },
+    /// Show each stage's cache entry: when it ran, how long, how big.
+    Status {
+        #[command(flatten)]
+        target: PipelineArgs,
+    },
+    /// Remove cache entries that none of the given pipelines references.
+    Gc {
+        /// Pipeline files whose entries to keep.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Cache directory (default: .brainpipe beside the first pipeline file).
+        #[arg(long, env = "BRAINPIPE_CACHE")]
+        cache: Option<PathBuf>,
+        /// Only report what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Run one stage alone, outside any pipeline and cache.
+    Stage {
+        /// Stage name, e.g. ingest.synthetic (see `brainpipe stages`).
+        name: String,
+        /// An input, as port=path; repeatable.
+        #[arg(long = "in", value_name = "PORT=PATH")]
+        inputs: Vec<String>,
+        /// A param, as key=value (YAML scalar; dotted keys for nested params); repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        params: Vec<String>,
+        /// Output directory (must not exist, or be an earlier output of a stage).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// List the stages: ports, params, defaults and docs.
+    Stages {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Report the LibTorch runtime: version, CUDA, devices, cuDNN, threads, cache.
+    Doctor {
+        /// Cache directory to report on.
+        #[arg(long, env = "BRAINPIPE_CACHE", default_value = ".brainpipe")]
+        cache: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct PipelineArgs {
+    /// Pipeline YAML file.
+    file: PathBuf,
+    /// Override a param: stage.param=value (YAML scalar); repeatable.
+    #[arg(long = "set", value_name = "STAGE.PARAM=VALUE")]
+    overrides: Vec<String>,
+    /// Cache directory (default: .brainpipe beside the pipeline file).
+    #[arg(long, env = "BRAINPIPE_CACHE")]
+    cache: Option<PathBuf>,
+}
+
+impl PipelineArgs {
+    fn load(&self, registry: &Registry) -> Result<(Pipeline, Cache)> {
+        let pipeline = Pipeline::load(&self.file, registry, &self.overrides)?;
+        let cache = Cache::open(&cache_dir(self.cache.as_deref(), &pipeline.file))?;
+        Ok((pipeline, cache))
+    }
+}
+
+fn cache_dir(explicit: Option<&Path>, pipeline_file: &Path) -> PathBuf {
+    match explicit {
+        Some(dir) => dir.to_path_buf(),
+        None => pipeline_file.parent().unwrap_or(Path::new(".")).join(".brainpipe"),
+    }
+}
+
+/// Every stage the CLI and pipelines can `use`.
+fn registry() -> Registry {
+    let mut registry = Registry::new();
+    let stages: Vec<Arc<dyn DynStage>> = Vec::new(); // INGEST-TODO
+    for stage in stages {
+        registry.register(stage);
+    }
+    registry
+}
+
+fn tools() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("brainpipe".to_owned(), env!("CARGO_PKG_VERSION").to_owned()),
+        ("libtorch".to_owned(), brainpipe_tensor::LIBTORCH_VERSION.to_owned()),
+    ])
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.log_format);
+    match dispatch(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let chain: Vec<String> = err.chain().map(ToString::to_string).collect();
+            eprintln!("error: {}", chain.join(": "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(verbose: u8, format: LogFormat) {
+    let default = match verbose {
+        0 => "warn,brainpipe=info,brainpipe_pipeline=info",
+        1 => "info,brainpipe=debug,brainpipe_pipeline=debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false);
+    match format {
+        LogFormat::Text => builder.compact().without_time().init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn dispatch(command: Command) -> Result<()> {
+    match command {
+        Command::Run { target, force, jobs } => cmd_run(&target, force, jobs),
+        Command::Plan { target, force, json } => cmd_plan(&target, &force, json),
+        Command::Dag { target, dot } => cmd_dag(&target, dot),
+        Command::Status { target } => cmd_status(&target),
+        Command::Gc { files, cache, dry_run } => cmd_gc(&files, cache.as_deref(), dry_run),
+        Command::Stage { name, inputs, params, out } => cmd_stage(&name, &inputs, &params, &out),
+        Command::Stages { json } => cmd_stages(json),
+        Command::Doctor { cache } => cmd_doctor(&cache),
+    }
+}
+
+fn cmd_run(target: &PipelineArgs, force: Vec<String>, jobs: Option<usize>) -> Result<()> {
+    let (pipeline, cache) = target.load(&registry())?;
+    let mut options = RunOptions {
+        force,
+        progress: std::io::stderr().is_terminal(),
+        tools: tools(),
+        ..RunOptions::default()
+    };
+    if let Some(jobs) = jobs {
+        options.jobs = jobs.max(1);
+    }
+    let outcomes = run(&pipeline, &cache, &options)?;
+    let width = outcomes.iter().map(|o| o.id.len()).max().unwrap_or(5);
+    for outcome in &outcomes {
+        let m = &outcome.manifest;
+        let state = if outcome.cached { "cached" } else { "ran" };
+        println!("{:<width$}  {:<18} {:<7} {:>8.2}s  {}", outcome.id, m.stage, state, m.seconds(), &m.key[..12]);
+    }
+    let runs = cache.root().join("runs").join(&pipeline.name);
+    println!("outputs: {}", runs.display());
+    Ok(())
+}
+
+fn cmd_plan(target: &PipelineArgs, force: &[String], as_json: bool) -> Result<()> {
+    let (pipeline, cache) = target.load(&registry())?;
+    let plans = plan(&pipeline, &cache, force)?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&plans)?);
+        return Ok(());
+    }
+    let to_run = plans.iter().filter(|p| !p.cached).count();
+    println!(
+        "pipeline {} — {} stages, {} cached, {} to run (cache {})",
+        pipeline.name,
+        plans.len(),
+        plans.len() - to_run,
+        to_run,
+        cache.root().display()
+    );
+    let width = plans.iter().map(|p| p.id.len()).max().unwrap_or(5);
+    for p in &plans {
+        let key = p.key.as_ref().map(|k| k.short().to_owned()).unwrap_or_else(|| "-".repeat(12));
+        let (state, why) = if p.cached {
+            ("cached", String::new())
+        } else {
+            ("run", p.reasons.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+        };
+        println!("  {:<width$}  {:<18} {:<6} {key}  {why}", p.id, p.stage, state);
+    }
+    Ok(())
+}
+
+fn cmd_dag(target: &PipelineArgs, dot: bool) -> Result<()> {
+    let (pipeline, _) = target.load(&registry())?;
+    if dot {
+        println!("digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\"];", pipeline.name);
+        for node in &pipeline.nodes {
+            println!("  \"{}\" [label=\"{}\\n{}\"];", node.id, node.id, node.stage_name());
+            for (port, source) in &node.inputs {
+                match source {
+                    InputSource::Stage { stage, port: out } => {
+                        println!("  \"{stage}\" -> \"{}\" [label=\"{out} → {port}\"];", node.id);
+                    }
+                    InputSource::File(path) => {
+                        let name = path.display().to_string();
+                        println!("  \"{name}\" [shape=note];\n  \"{name}\" -> \"{}\" [label=\"{port}\"];", node.id);
+                    }
+                }
+            }
+        }
+        println!("}}");
+        return Ok(());
+    }
+    for node in &pipeline.nodes {
+        let inputs: Vec<String> = node.inputs.iter().map(|(port, s)| format!("{port} ← {}", s.describe())).collect();
+        let outputs: Vec<String> = node.outputs().into_iter().map(|(p, _)| p).collect();
+        println!("{} ({})", node.id, node.stage_name());
+        if !inputs.is_empty() {
+            println!("    in:  {}", inputs.join(", "));
+        }
+        println!("    out: {}", outputs.join(", "));
+    }
+    Ok(())
+}
+
+fn cmd_status(target: &PipelineArgs) -> Result<()> {
+    let (pipeline, cache) = target.load(&registry())?;
+    let plans = plan(&pipeline, &cache, &[])?;
+    let width = plans.iter().map(|p| p.id.len()).max().unwrap_or(5);
+    for p in &plans {
+        let entry = p.key.as_ref().filter(|_| p.cached).and_then(|k| cache.entry(k));
+        match (entry, &p.key) {
+            (Some(m), Some(key)) => {
+                let bytes = disk_size(&cache.entry_dir(key));
+                println!(
+                    "{:<width$}  {:<18} cached   {}  {}  {:>8.2}s  {:>10}  {}",
+                    p.id, p.stage, key.short(), m.finished, m.seconds(), human_bytes(bytes), m.device
+                );
+            }
+            _ => println!("{:<width$}  {:<18} missing", p.id, p.stage),
+        }
+    }
+    Ok(())
+}
+
+fn cmd_gc(files: &[PathBuf], cache: Option<&Path>, dry_run: bool) -> Result<()> {
+    let registry = registry();
+    let pipelines = files
+        .iter()
+        .map(|f| Pipeline::load(f, &registry, &[]))
+        .collect::<Result<Vec<_>, _>>()?;
+    let cache = Cache::open(&cache_dir(cache, &pipelines[0].file))?;
+    let report = gc(&pipelines, &cache, dry_run)?;
+    let verb = if dry_run { "would remove" } else { "removed" };
+    println!(
+        "{verb} {} entries and {} leftover temp dirs, {}",
+        report.entries.len(),
+        report.temp_dirs.len(),
+        human_bytes(report.bytes)
+    );
+    for key in &report.entries {
+        println!("  {key}");
+    }
+    Ok(())
+}
+
+fn cmd_stage(name: &str, inputs: &[String], params: &[String], out: &Path) -> Result<()> {
+    let registry = registry();
+    let stage = registry
+        .get(name)
+        .ok_or_else(|| anyhow!("unknown stage `{name}` (see `brainpipe stages`)"))?;
+    let mut input_paths = BTreeMap::new();
+    for item in inputs {
+        let (port, path) = item.split_once('=').ok_or_else(|| anyhow!("--in {item}: expected port=path"))?;
+        input_paths.insert(port.to_owned(), PathBuf::from(path));
+    }
+    let mut values = Map::new();
+    for item in params {
+        let (key, value) = item.split_once('=').ok_or_else(|| anyhow!("--set {item}: expected key=value"))?;
+        let value: Value = serde_yaml_scalar(value);
+        insert_dotted(&mut values, key, value);
+    }
+    let manifest = run_standalone(stage.as_ref(), &input_paths, &Value::Object(values), out, &tools())
+        .map_err(|e| anyhow!("stage `{name}`: {e}"))?;
+    for (port, record) in &manifest.outputs {
+        println!("{port:<12} {}  {}", out.join(&record.file).display(), human_bytes(record.bytes));
+    }
+    Ok(())
+}
+
+/// A command-line value read as YAML would read it: `3` a number, `true` a bool, else a string.
+fn serde_yaml_scalar(text: &str) -> Value {
+    match text {
+        "true" => Value::Bool(true),
+        "false" => Value::Bool(false),
+        "null" | "~" => Value::Null,
+        _ => text
+            .parse::<i64>()
+            .map(Value::from)
+            .or_else(|_| text.parse::<f64>().map(Value::from))
+            .unwrap_or_else(|_| Value::String(text.to_owned())),
+    }
+}
+
+fn insert_dotted(map: &mut Map<String, Value>, key: &str, value: Value) {
+    match key.split_once('.') {
+        None => {
+            map.insert(key.to_owned(), value);
+        }
+        Some((head, rest)) => {
+            let slot = map.entry(head.to_owned()).or_insert_with(|| Value::Object(Map::new()));
+            if !slot.is_object() {
+                *slot = Value::Object(Map::new());
+            }
+            if let Value::Object(inner) = slot {
+                insert_dotted(inner, rest, value);
+            }
+        }
+    }
+}
+
+fn cmd_stages(as_json: bool) -> Result<()> {
+    let registry = registry();
+    let described: Vec<Value> = registry
+        .iter()
+        .map(|s| {
+            json!({
+                "name": s.name(),
+                "version": s.version(),
+                "summary": s.summary(),
+                "inputs": s.inputs(),
+                "outputs": s.outputs(),
+                "params": s.param_docs(),
+            })
+        })
+        .collect();
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&described)?);
+        return Ok(());
+    }
+    if described.is_empty() {
+        println!("no built-in stages registered");
+    }
+    for stage in registry.iter() {
+        println!("{} (v{}) — {}", stage.name(), stage.version(), stage.summary());
+        for port in stage.inputs() {
+            let optional = if port.required { "" } else { " (optional)" };
+            println!("  in  {:<14} {}{optional}", port.name, port.doc);
+        }
+        for port in stage.outputs() {
+            println!("  out {:<14} {} — {}", port.name, port.file, port.doc);
+        }
+        for param in stage.param_docs() {
+            println!("  --set {}={}  ({}) {}", param.name, param.default, param.ty, param.doc);
+        }
+        println!();
+    }
+    Ok(())
+}
+
+fn cmd_doctor(cache: &Path) -> Result<()> {
+    let info = brainpipe_tensor::RuntimeInfo::probe();
+    println!("brainpipe      {}", env!("CARGO_PKG_VERSION"));
+    println!("libtorch       {}", info.libtorch);
+    println!("cuda           {}", if info.cuda_available { "available" } else { "not available" });
+    println!("cuda devices   {}", info.cuda_devices);
+    for (i, name) in info.device_names.iter().enumerate() {
+        println!("  cuda:{i}       {name}");
+    }
+    println!("cudnn          {}", if info.cudnn_available { "available" } else { "not available" });
+    println!("cpu threads    {}", info.threads);
+    let size = if cache.exists() { human_bytes(disk_size(cache)) } else { "(not created yet)".to_owned() };
+    println!("cache          {}  {size}", std::path::absolute(cache).unwrap_or_else(|_| cache.to_path_buf()).display());
+    if !info.cuda_available && std::path::Path::new("/dev/nvidia0").exists() {
+        bail!("a GPU is present but LibTorch sees no CUDA: the binary may not link libtorch_cuda (see GPU.md)");
+    }
+    Ok(())
+}
+
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_values_read_as_yaml_scalars() {
+        let mut map = Map::new();
+        insert_dotted(&mut map, "a.b", serde_yaml_scalar("3"));
+        insert_dotted(&mut map, "c", serde_yaml_scalar("roi"));
+        insert_dotted(&mut map, "d", serde_yaml_scalar("0.5"));
+        assert_eq!(Value::Object(map), json!({"a": {"b": 3}, "c": "roi", "d": 0.5}));
+    }
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human_bytes(999), "999 B");
+        assert_eq!(human_bytes(1_500_000), "1.5 MB");
+    }
+}
