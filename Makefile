@@ -48,7 +48,7 @@ $(REF_STAMP):
 	@touch $@
 
 build: venv
-	$(CARGO) build --profile $(PROFILE) --bin brainpipe
+	$(CARGO) build --profile $(PROFILE) --bins
 
 demo: build
 	$(BIN) run pipelines/demo.yaml

@@ -7,14 +7,21 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Result, anyhow, bail};
-use brainpipe_core::{DynStage, disk_size, run_standalone};
+use anyhow::{Context as _, Result, anyhow, bail};
+use brainpipe_core::{
+    Catalogue, ContentHash, DynStage, RemoteStage, WORKER_PROTOCOL, disk_size, run_standalone,
+    write_file_atomic,
+};
 use brainpipe_pipeline::{Cache, InputSource, Pipeline, Registry, RunOptions, gc, plan, run};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{Map, Value, json};
 
 #[derive(Parser)]
-#[command(name = "brainpipe", version, about = "Decode fMRI into meaning: staged, cached, reproducible pipelines.")]
+#[command(
+    name = "brainpipe",
+    version,
+    about = "Decode fMRI into meaning: staged, cached, reproducible pipelines."
+)]
 struct Cli {
     /// More logging (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -136,21 +143,77 @@ fn cache_dir(explicit: Option<&Path>, pipeline_file: &Path) -> PathBuf {
     }
 }
 
-/// Every stage the CLI and pipelines can `use`.
+/// Every stage the CLI and pipelines can `use`: the LibTorch-free ones in this process, the
+/// LibTorch ones through the `brainpipe-torch` worker's catalogue.
 fn registry() -> Registry {
     let mut registry = Registry::new();
     let stages: Vec<Arc<dyn DynStage>> = Vec::new(); // INGEST-TODO
     for stage in stages {
         registry.register(stage);
     }
+    match worker() {
+        Ok(Some((path, catalogue))) => {
+            for info in catalogue.stages {
+                if registry.get(&info.name).is_none() {
+                    registry.register(Arc::new(RemoteStage::new(info, &path)));
+                }
+            }
+        }
+        Ok(None) => registry.set_unknown_hint(
+            "brainpipe-torch was not found beside brainpipe (or in BRAINPIPE_TORCH), so LibTorch stages are unavailable",
+        ),
+        Err(err) => registry.set_unknown_hint(&format!("LibTorch stages unavailable: {err:#}")),
+    }
     registry
 }
 
+/// The worker executable: `BRAINPIPE_TORCH`, else `brainpipe-torch` beside this executable.
+fn worker_path() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("BRAINPIPE_TORCH") {
+        return Some(PathBuf::from(path));
+    }
+    let beside = std::env::current_exe().ok()?.parent()?.join("brainpipe-torch");
+    beside.is_file().then_some(beside)
+}
+
+/// The worker and its catalogue. Asking the worker costs a LibTorch start, so the answer is kept
+/// under ~/.cache/brainpipe/catalogue, keyed by the worker file's identity (path, size, mtime).
+fn worker() -> Result<Option<(PathBuf, Catalogue)>> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(path) = worker_path() else { return Ok(None) };
+    let meta = std::fs::metadata(&path).with_context(|| format!("{}", path.display()))?;
+    let identity = format!("{}:{}:{}:{}:{}", path.display(), meta.len(), meta.mtime(), meta.mtime_nsec(), meta.ino());
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    let cached = base.join("brainpipe/catalogue").join(format!("{}.json", ContentHash::of_bytes(identity.as_bytes()).short()));
+    if let Some(catalogue) = std::fs::read(&cached).ok().and_then(|b| serde_json::from_slice::<Catalogue>(&b).ok()) {
+        return Ok(Some((path, catalogue)));
+    }
+    let output = std::process::Command::new(&path)
+        .arg("catalogue")
+        .output()
+        .with_context(|| format!("cannot run {}", path.display()))?;
+    if !output.status.success() {
+        bail!("{} catalogue failed: {}", path.display(), String::from_utf8_lossy(&output.stderr).trim());
+    }
+    let catalogue: Catalogue = serde_json::from_slice(&output.stdout)
+        .with_context(|| format!("{} catalogue: malformed JSON", path.display()))?;
+    if catalogue.protocol != WORKER_PROTOCOL {
+        bail!("{} speaks protocol {}, this brainpipe speaks {WORKER_PROTOCOL}: rebuild both", path.display(), catalogue.protocol);
+    }
+    // A cache we cannot write only costs time.
+    let _ = write_file_atomic(&cached, &output.stdout);
+    Ok(Some((path, catalogue)))
+}
+
 fn tools() -> BTreeMap<String, String> {
-    BTreeMap::from([
-        ("brainpipe".to_owned(), env!("CARGO_PKG_VERSION").to_owned()),
-        ("libtorch".to_owned(), brainpipe_tensor::LIBTORCH_VERSION.to_owned()),
-    ])
+    let mut tools = BTreeMap::from([("brainpipe".to_owned(), env!("CARGO_PKG_VERSION").to_owned())]);
+    if let Ok(Some((_, catalogue))) = worker() {
+        tools.extend(catalogue.tools.into_iter().filter(|(k, _)| k != "brainpipe"));
+    }
+    tools
 }
 
 fn main() -> ExitCode {
@@ -167,7 +230,10 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(verbose: u8, format: LogFormat) {
+    // On a terminal the progress bar tells what runs; elsewhere (CI, files) log lines do.
+    let quiet = std::io::stderr().is_terminal() && matches!(format, LogFormat::Text);
     let default = match verbose {
+        0 if quiet => "warn",
         0 => "warn,brainpipe=info,brainpipe_pipeline=info",
         1 => "info,brainpipe=debug,brainpipe_pipeline=debug",
         _ => "trace",
@@ -214,7 +280,14 @@ fn cmd_run(target: &PipelineArgs, force: Vec<String>, jobs: Option<usize>) -> Re
     for outcome in &outcomes {
         let m = &outcome.manifest;
         let state = if outcome.cached { "cached" } else { "ran" };
-        println!("{:<width$}  {:<18} {:<7} {:>8.2}s  {}", outcome.id, m.stage, state, m.seconds(), &m.key[..12]);
+        println!(
+            "{:<width$}  {:<18} {:<7} {:>8.2}s  {}",
+            outcome.id,
+            m.stage,
+            state,
+            m.seconds(),
+            &m.key[..12]
+        );
     }
     let runs = cache.root().join("runs").join(&pipeline.name);
     println!("outputs: {}", runs.display());
@@ -253,7 +326,10 @@ fn cmd_plan(target: &PipelineArgs, force: &[String], as_json: bool) -> Result<()
 fn cmd_dag(target: &PipelineArgs, dot: bool) -> Result<()> {
     let (pipeline, _) = target.load(&registry())?;
     if dot {
-        println!("digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\"];", pipeline.name);
+        println!(
+            "digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\"];",
+            pipeline.name
+        );
         for node in &pipeline.nodes {
             println!("  \"{}\" [label=\"{}\\n{}\"];", node.id, node.id, node.stage_name());
             for (port, source) in &node.inputs {
@@ -263,7 +339,10 @@ fn cmd_dag(target: &PipelineArgs, dot: bool) -> Result<()> {
                     }
                     InputSource::File(path) => {
                         let name = path.display().to_string();
-                        println!("  \"{name}\" [shape=note];\n  \"{name}\" -> \"{}\" [label=\"{port}\"];", node.id);
+                        println!(
+                            "  \"{name}\" [shape=note];\n  \"{name}\" -> \"{}\" [label=\"{port}\"];",
+                            node.id
+                        );
                     }
                 }
             }
@@ -272,7 +351,8 @@ fn cmd_dag(target: &PipelineArgs, dot: bool) -> Result<()> {
         return Ok(());
     }
     for node in &pipeline.nodes {
-        let inputs: Vec<String> = node.inputs.iter().map(|(port, s)| format!("{port} ← {}", s.describe())).collect();
+        let inputs: Vec<String> =
+            node.inputs.iter().map(|(port, s)| format!("{port} ← {}", s.describe())).collect();
         let outputs: Vec<String> = node.outputs().into_iter().map(|(p, _)| p).collect();
         println!("{} ({})", node.id, node.stage_name());
         if !inputs.is_empty() {
@@ -294,7 +374,13 @@ fn cmd_status(target: &PipelineArgs) -> Result<()> {
                 let bytes = disk_size(&cache.entry_dir(key));
                 println!(
                     "{:<width$}  {:<18} cached   {}  {}  {:>8.2}s  {:>10}  {}",
-                    p.id, p.stage, key.short(), m.finished, m.seconds(), human_bytes(bytes), m.device
+                    p.id,
+                    p.stage,
+                    key.short(),
+                    m.finished,
+                    m.seconds(),
+                    human_bytes(bytes),
+                    m.device
                 );
             }
             _ => println!("{:<width$}  {:<18} missing", p.id, p.stage),
@@ -305,10 +391,8 @@ fn cmd_status(target: &PipelineArgs) -> Result<()> {
 
 fn cmd_gc(files: &[PathBuf], cache: Option<&Path>, dry_run: bool) -> Result<()> {
     let registry = registry();
-    let pipelines = files
-        .iter()
-        .map(|f| Pipeline::load(f, &registry, &[]))
-        .collect::<Result<Vec<_>, _>>()?;
+    let pipelines =
+        files.iter().map(|f| Pipeline::load(f, &registry, &[])).collect::<Result<Vec<_>, _>>()?;
     let cache = Cache::open(&cache_dir(cache, &pipelines[0].file))?;
     let report = gc(&pipelines, &cache, dry_run)?;
     let verb = if dry_run { "would remove" } else { "removed" };
@@ -331,17 +415,20 @@ fn cmd_stage(name: &str, inputs: &[String], params: &[String], out: &Path) -> Re
         .ok_or_else(|| anyhow!("unknown stage `{name}` (see `brainpipe stages`)"))?;
     let mut input_paths = BTreeMap::new();
     for item in inputs {
-        let (port, path) = item.split_once('=').ok_or_else(|| anyhow!("--in {item}: expected port=path"))?;
+        let (port, path) =
+            item.split_once('=').ok_or_else(|| anyhow!("--in {item}: expected port=path"))?;
         input_paths.insert(port.to_owned(), PathBuf::from(path));
     }
     let mut values = Map::new();
     for item in params {
-        let (key, value) = item.split_once('=').ok_or_else(|| anyhow!("--set {item}: expected key=value"))?;
+        let (key, value) =
+            item.split_once('=').ok_or_else(|| anyhow!("--set {item}: expected key=value"))?;
         let value: Value = serde_yaml_scalar(value);
         insert_dotted(&mut values, key, value);
     }
-    let manifest = run_standalone(stage.as_ref(), &input_paths, &Value::Object(values), out, &tools())
-        .map_err(|e| anyhow!("stage `{name}`: {e}"))?;
+    let manifest =
+        run_standalone(stage.as_ref(), &input_paths, &Value::Object(values), out, &tools())
+            .map_err(|e| anyhow!("stage `{name}`: {e}"))?;
     for (port, record) in &manifest.outputs {
         println!("{port:<12} {}  {}", out.join(&record.file).display(), human_bytes(record.bytes));
     }
@@ -419,20 +506,34 @@ fn cmd_stages(as_json: bool) -> Result<()> {
 }
 
 fn cmd_doctor(cache: &Path) -> Result<()> {
-    let info = brainpipe_tensor::RuntimeInfo::probe();
     println!("brainpipe      {}", env!("CARGO_PKG_VERSION"));
-    println!("libtorch       {}", info.libtorch);
-    println!("cuda           {}", if info.cuda_available { "available" } else { "not available" });
-    println!("cuda devices   {}", info.cuda_devices);
-    for (i, name) in info.device_names.iter().enumerate() {
-        println!("  cuda:{i}       {name}");
-    }
-    println!("cudnn          {}", if info.cudnn_available { "available" } else { "not available" });
-    println!("cpu threads    {}", info.threads);
     let size = if cache.exists() { human_bytes(disk_size(cache)) } else { "(not created yet)".to_owned() };
-    println!("cache          {}  {size}", std::path::absolute(cache).unwrap_or_else(|_| cache.to_path_buf()).display());
-    if !info.cuda_available && std::path::Path::new("/dev/nvidia0").exists() {
-        bail!("a GPU is present but LibTorch sees no CUDA: the binary may not link libtorch_cuda (see GPU.md)");
+    let cache = std::path::absolute(cache).unwrap_or_else(|_| cache.to_path_buf());
+    let Some(worker) = worker_path() else {
+        println!("cache          {}  {size}", cache.display());
+        bail!("brainpipe-torch not found beside brainpipe (or in BRAINPIPE_TORCH): build it with `make build`");
+    };
+    let output = std::process::Command::new(&worker)
+        .arg("doctor")
+        .output()
+        .with_context(|| format!("cannot run {}", worker.display()))?;
+    if !output.status.success() {
+        bail!("{} doctor failed: {}", worker.display(), String::from_utf8_lossy(&output.stderr).trim());
+    }
+    let info: Value = serde_json::from_slice(&output.stdout).context("brainpipe-torch doctor: malformed JSON")?;
+    let yes_no = |key: &str| if info[key].as_bool() == Some(true) { "available" } else { "not available" };
+    println!("worker         {}", worker.display());
+    println!("libtorch       {}", info["libtorch"].as_str().unwrap_or("unknown"));
+    println!("cuda           {}", yes_no("cuda_available"));
+    println!("cuda devices   {}", info["cuda_devices"]);
+    for (i, name) in info["device_names"].as_array().into_iter().flatten().enumerate() {
+        println!("  cuda:{i}       {}", name.as_str().unwrap_or_default());
+    }
+    println!("cudnn          {}", yes_no("cudnn_available"));
+    println!("cpu threads    {}", info["threads"]);
+    println!("cache          {}  {size}", cache.display());
+    if info["cuda_available"].as_bool() != Some(true) && Path::new("/dev/nvidia0").exists() {
+        bail!("a GPU is present but LibTorch sees no CUDA: the worker may not link libtorch_cuda (see GPU.md)");
     }
     Ok(())
 }

@@ -24,9 +24,7 @@ fn libtorch_version(lib: &std::path::Path) -> Option<String> {
             }
         }
     }
-    std::fs::read_to_string(root.join("build-version"))
-        .ok()
-        .map(|s| s.trim().to_owned())
+    std::fs::read_to_string(root.join("build-version")).ok().map(|s| s.trim().to_owned())
 }
 
 /// rpath to LibTorch and `--no-as-needed` so test binaries find libtorch and keep its CUDA backend.

@@ -20,7 +20,8 @@ pub struct AtomicDir {
 impl AtomicDir {
     /// Creates the temporary directory for `target` (whose parent is created if needed).
     pub fn new(target: &Path) -> Result<Self> {
-        let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let parent =
+            target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         fs::create_dir_all(parent).at(parent)?;
         let name = target
             .file_name()
@@ -148,7 +149,10 @@ mod tests {
     fn nix_root() -> bool {
         std::env::var("USER").map(|u| u == "root").unwrap_or(false)
             || std::fs::read_to_string("/proc/self/status")
-                .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+                .map(|s| {
+                    s.lines()
+                        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+                })
                 .unwrap_or(false)
     }
 }

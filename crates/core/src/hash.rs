@@ -87,10 +87,8 @@ fn list_tree(
     file_hash: &mut dyn FnMut(&Path) -> Result<ContentHash>,
     emit: &mut dyn FnMut(&str, &str),
 ) -> Result<()> {
-    let mut entries: Vec<_> = fs::read_dir(dir)
-        .at(dir)?
-        .collect::<std::io::Result<Vec<_>>>()
-        .at(dir)?;
+    let mut entries: Vec<_> =
+        fs::read_dir(dir).at(dir)?.collect::<std::io::Result<Vec<_>>>().at(dir)?;
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
         let path = entry.path();

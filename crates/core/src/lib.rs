@@ -37,6 +37,7 @@ mod atomic;
 mod error;
 mod hash;
 mod manifest;
+mod remote;
 mod stage;
 mod standalone;
 mod table;
@@ -48,6 +49,10 @@ pub use hash::{ContentHash, disk_size, hash_file, hash_path, hash_tree};
 pub use manifest::{
     InputRecord, MANIFEST_FILE, MANIFEST_FORMAT, Manifest, OutputRecord, host_name, rfc3339_utc,
     unix_seconds,
+};
+pub use remote::{
+    Catalogue, ParamInfo, PortInfo, RemoteStage, StageInfo, WORKER_ERROR_FILE, WORKER_NOTES_FILE,
+    WORKER_PROTOCOL, exec_in_worker,
 };
 pub use stage::{
     ArtifactKind, Context, DynStage, NoParams, ParamDoc, Params, Port, Stage, StageError,

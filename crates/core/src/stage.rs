@@ -33,6 +33,33 @@ pub enum ArtifactKind {
     File,
 }
 
+impl<'de> serde::Deserialize<'de> for ArtifactKind {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        /// The same shape with an owned schema name (catalogues are read once per process, so
+        /// the name is leaked to give the `&'static str` the ports hold).
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "snake_case", tag = "type", content = "schema")]
+        enum Owned {
+            Table(String),
+            Safetensors,
+            Nifti,
+            Directory,
+            Json,
+            Html,
+            File,
+        }
+        Ok(match Owned::deserialize(de)? {
+            Owned::Table(name) => ArtifactKind::Table(Box::leak(name.into_boxed_str())),
+            Owned::Safetensors => ArtifactKind::Safetensors,
+            Owned::Nifti => ArtifactKind::Nifti,
+            Owned::Directory => ArtifactKind::Directory,
+            Owned::Json => ArtifactKind::Json,
+            Owned::Html => ArtifactKind::Html,
+            Owned::File => ArtifactKind::File,
+        })
+    }
+}
+
 /// A named input or output of a stage.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Port {

@@ -7,16 +7,19 @@ use std::time::SystemTime;
 use serde_json::Value;
 
 use crate::atomic::{AtomicDir, remove_tree};
+use crate::hash::disk_size;
 use crate::hash::hash_path;
 use crate::manifest::{
     InputRecord, MANIFEST_FILE, MANIFEST_FORMAT, Manifest, OutputRecord, host_name, rfc3339_utc,
     unix_seconds,
 };
 use crate::stage::{Context, DynStage, StageError};
-use crate::hash::disk_size;
 
 /// Checks that `inputs` names every required input of `stage` and nothing else.
-pub fn check_inputs(stage: &dyn DynStage, inputs: &BTreeMap<String, PathBuf>) -> Result<(), StageError> {
+pub fn check_inputs(
+    stage: &dyn DynStage,
+    inputs: &BTreeMap<String, PathBuf>,
+) -> Result<(), StageError> {
     let ports = stage.inputs();
     for name in inputs.keys() {
         if !ports.iter().any(|p| p.name == name) {
@@ -35,7 +38,10 @@ pub fn check_inputs(stage: &dyn DynStage, inputs: &BTreeMap<String, PathBuf>) ->
     }
     for (name, path) in inputs {
         if std::fs::symlink_metadata(path).is_err() {
-            return Err(StageError::msg(format!("{}: input `{name}` does not exist", path.display())));
+            return Err(StageError::msg(format!(
+                "{}: input `{name}` does not exist",
+                path.display()
+            )));
         }
     }
     Ok(())
@@ -82,7 +88,8 @@ pub fn run_standalone(
     let mut input_records = BTreeMap::new();
     for (name, path) in inputs {
         let hash = hash_path(path)?;
-        input_records.insert(name.clone(), InputRecord { source: path.display().to_string(), hash });
+        input_records
+            .insert(name.clone(), InputRecord { source: path.display().to_string(), hash });
     }
     let dir = AtomicDir::new(out)?;
     let started = SystemTime::now();
@@ -96,7 +103,11 @@ pub fn run_standalone(
         let path = dir.path().join(port.file);
         outputs.insert(
             port.name.to_owned(),
-            OutputRecord { file: port.file.to_owned(), hash: hash_path(&path)?, bytes: disk_size(&path) },
+            OutputRecord {
+                file: port.file.to_owned(),
+                hash: hash_path(&path)?,
+                bytes: disk_size(&path),
+            },
         );
     }
     let notes = ctx.notes().clone();

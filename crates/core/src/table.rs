@@ -5,7 +5,9 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, FixedSizeListArray, Float32Array, RecordBatch, RecordBatchReader};
+use arrow::array::{
+    Array, ArrayRef, FixedSizeListArray, Float32Array, RecordBatch,
+};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
@@ -126,30 +128,32 @@ pub fn write_table(path: &Path, kind: TableKind, batches: &[RecordBatch]) -> Res
     writer.finish()
 }
 
-/// Opens a table for streaming, batch by batch, after checking its kind.
+/// Opens a table for streaming, batch by batch, after checking its kind. Returns the file's
+/// schema (with its metadata, which the reader's own schema drops) and the reader.
 ///
 /// `expected` `None` accepts any kind (tables written by other tools have no tag).
 pub fn open_table(
     path: &Path,
     expected: Option<TableKind>,
     batch_rows: usize,
-) -> Result<ParquetRecordBatchReader> {
+) -> Result<(SchemaRef, ParquetRecordBatchReader)> {
     let file = File::open(path).at(path)?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|source| Error::Parquet { path: path.to_path_buf(), source })?;
+    let schema = builder.schema().clone();
     if let Some(kind) = expected {
-        check_kind(path, builder.schema(), kind)?;
+        check_kind(path, &schema, kind)?;
     }
-    builder
+    let reader = builder
         .with_batch_size(batch_rows.max(1))
         .build()
-        .map_err(|source| Error::Parquet { path: path.to_path_buf(), source })
+        .map_err(|source| Error::Parquet { path: path.to_path_buf(), source })?;
+    Ok((schema, reader))
 }
 
 /// Reads a whole table into memory.
 pub fn read_table(path: &Path, expected: Option<TableKind>) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    let reader = open_table(path, expected, 8192)?;
-    let schema = reader.schema();
+    let (schema, reader) = open_table(path, expected, 8192)?;
     let batches = reader
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|source| Error::Arrow { path: path.to_path_buf(), source })?;
@@ -197,7 +201,7 @@ pub fn f32_list_type(dim: usize) -> DataType {
 
 /// Packs row-major `values` (`rows × dim`) into a `FixedSizeList<Float32>` array.
 pub fn f32_list_array(values: Vec<f32>, dim: usize) -> ArrayRef {
-    assert!(dim > 0 && values.len() % dim == 0, "values must be rows × dim");
+    assert!(dim > 0 && values.len().is_multiple_of(dim), "values must be rows × dim");
     let width = i32::try_from(dim).expect("vector width fits in i32 (Arrow's limit)");
     let field = Arc::new(Field::new("item", DataType::Float32, false));
     Arc::new(FixedSizeListArray::new(field, width, Arc::new(Float32Array::from(values)), None))
@@ -220,9 +224,10 @@ pub fn f32_list_values<'a>(
     if list.null_count() > 0 {
         return Err(Error::schema(path, format!("column `{column}` has null rows")));
     }
-    let values = list.values().as_any().downcast_ref::<Float32Array>().ok_or_else(|| {
-        Error::schema(path, format!("column `{column}` items are not Float32"))
-    })?;
+    let values =
+        list.values().as_any().downcast_ref::<Float32Array>().ok_or_else(|| {
+            Error::schema(path, format!("column `{column}` items are not Float32"))
+        })?;
     let dim = usize::try_from(list.value_length()).unwrap_or(0);
     let start = list.offset() * dim;
     Ok((&values.values()[start..start + list.len() * dim], dim))

@@ -143,7 +143,7 @@ pub fn write_safetensors(
     let mut header_bytes = serde_json::to_vec(&Value::Object(header))
         .map_err(|source| Error::Json { path: path.to_path_buf(), source })?;
     // The data section must start 8-byte aligned; the spec pads the header with spaces.
-    while header_bytes.len() % 8 != 0 {
+    while !header_bytes.len().is_multiple_of(8) {
         header_bytes.push(b' ');
     }
     let file = File::create(path).at(path)?;
@@ -170,7 +170,9 @@ impl SafetensorsFile {
     pub fn config(&self, path: &Path) -> Result<Option<Value>> {
         self.metadata
             .get(SAFETENSORS_CONFIG_KEY)
-            .map(|s| serde_json::from_str(s).map_err(|source| Error::Json { path: path.into(), source }))
+            .map(|s| {
+                serde_json::from_str(s).map_err(|source| Error::Json { path: path.into(), source })
+            })
             .transpose()
     }
 
@@ -190,7 +192,9 @@ pub fn read_safetensors(path: &Path) -> Result<SafetensorsFile> {
         .map_err(|_| corrupt("shorter than the 8-byte header length".into()))?;
     let header_len = u64::from_le_bytes(len_bytes);
     if header_len > MAX_HEADER_BYTES || 8 + header_len > file_len {
-        return Err(corrupt(format!("header length {header_len} exceeds the file ({file_len} bytes)")));
+        return Err(corrupt(format!(
+            "header length {header_len} exceeds the file ({file_len} bytes)"
+        )));
     }
     let mut header = vec![0u8; header_len as usize];
     file.read_exact(&mut header).at(path)?;
@@ -203,14 +207,16 @@ pub fn read_safetensors(path: &Path) -> Result<SafetensorsFile> {
     for (name, info) in header {
         if name == "__metadata__" {
             for (k, v) in info.as_object().into_iter().flatten() {
-                let v = v.as_str().ok_or_else(|| corrupt(format!("metadata `{k}` is not a string")))?;
+                let v =
+                    v.as_str().ok_or_else(|| corrupt(format!("metadata `{k}` is not a string")))?;
                 metadata.insert(k.clone(), v.to_owned());
             }
             continue;
         }
         let dtype_name = info["dtype"].as_str().unwrap_or_default();
-        let dtype = Dtype::parse(dtype_name)
-            .ok_or_else(|| corrupt(format!("tensor `{name}` has unsupported dtype `{dtype_name}`")))?;
+        let dtype = Dtype::parse(dtype_name).ok_or_else(|| {
+            corrupt(format!("tensor `{name}` has unsupported dtype `{dtype_name}`"))
+        })?;
         let shape: Vec<usize> = serde_json::from_value(info["shape"].clone())
             .map_err(|_| corrupt(format!("tensor `{name}` has no valid shape")))?;
         let [begin, end]: [usize; 2] = serde_json::from_value(info["data_offsets"].clone())

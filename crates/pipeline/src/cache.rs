@@ -110,7 +110,8 @@ impl Cache {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
-        let dir = self.root.join("tmp").join(format!("{}.{}.{nanos}", key.as_str(), std::process::id()));
+        let dir =
+            self.root.join("tmp").join(format!("{}.{}.{nanos}", key.as_str(), std::process::id()));
         fs::create_dir_all(&dir).at(&dir)?;
         Ok(dir)
     }
@@ -148,9 +149,15 @@ impl Cache {
     }
 
     /// Stores the record of stage `id` in `pipeline`.
-    pub fn set_record(&self, pipeline: &str, id: &str, record: &StageRecord) -> Result<(), RunError> {
+    pub fn set_record(
+        &self,
+        pipeline: &str,
+        id: &str,
+        record: &StageRecord,
+    ) -> Result<(), RunError> {
         let path = self.state_path(pipeline, id);
-        let bytes = serde_json::to_vec_pretty(record).map_err(|source| brainpipe_core::Error::Json { path: path.clone(), source })?;
+        let bytes = serde_json::to_vec_pretty(record)
+            .map_err(|source| brainpipe_core::Error::Json { path: path.clone(), source })?;
         write_file_atomic(&path, &bytes)?;
         Ok(())
     }
@@ -172,6 +179,9 @@ impl Cache {
         links.push((MANIFEST_FILE.to_owned(), entry.join(MANIFEST_FILE)));
         for (name, target) in links {
             let link = dir.join(&name);
+            if fs::read_link(&link).is_ok_and(|current| current == target) {
+                continue;
+            }
             let temp = dir.join(format!(".{name}.{}", std::process::id()));
             let _ = fs::remove_file(&temp);
             std::os::unix::fs::symlink(&target, &temp).at(&temp)?;

@@ -13,6 +13,7 @@ use crate::spec::{Location, PipelineSpec, SpecError, StageSpec, Step, locate, pa
 #[derive(Clone, Default)]
 pub struct Registry {
     stages: BTreeMap<&'static str, Arc<dyn DynStage>>,
+    unknown_hint: Option<String>,
 }
 
 impl Registry {
@@ -25,6 +26,11 @@ impl Registry {
     pub fn register(&mut self, stage: Arc<dyn DynStage>) -> &mut Self {
         self.stages.insert(stage.name(), stage);
         self
+    }
+
+    /// A sentence added to "unknown stage" errors, e.g. why some stages are unavailable.
+    pub fn set_unknown_hint(&mut self, hint: &str) {
+        self.unknown_hint = Some(hint.to_owned());
     }
 
     /// The stage called `name`.
@@ -207,7 +213,9 @@ impl Resolver<'_> {
 
     fn resolve(&self, spec: PipelineSpec, overrides: &[String]) -> Result<Pipeline, SpecError> {
         if spec.stages.0.is_empty() {
-            return Err(self.error(&[Step::Key("stages", 0)], "a pipeline needs at least one stage"));
+            return Err(
+                self.error(&[Step::Key("stages", 0)], "a pipeline needs at least one stage")
+            );
         }
         let mut stages = spec.stages.0;
         self.apply_overrides(&mut stages, overrides)?;
@@ -231,11 +239,8 @@ impl Resolver<'_> {
         stages: &mut [(String, StageSpec)],
         overrides: &[String],
     ) -> Result<(), SpecError> {
-        let cli_error = |message: String| SpecError {
-            file: PathBuf::from("--set"),
-            location: None,
-            message,
-        };
+        let cli_error =
+            |message: String| SpecError { file: PathBuf::from("--set"), location: None, message };
         for item in overrides {
             let (path, value) = item
                 .split_once('=')
@@ -245,10 +250,14 @@ impl Resolver<'_> {
                 return Err(cli_error(format!("`{item}`: expected stage.param=value")));
             };
             let Some((_, stage)) = stages.iter_mut().find(|(s, _)| s == id) else {
-                return Err(cli_error(format!("`{item}`: no stage `{id}` in {}", self.file.display())));
+                return Err(cli_error(format!(
+                    "`{item}`: no stage `{id}` in {}",
+                    self.file.display()
+                )));
             };
             // Values are YAML scalars, so `--set a.n=3` is a number and `--set a.s=x` a string.
-            let value: Value = serde_yaml_ng::from_str(value).unwrap_or(Value::String(value.to_owned()));
+            let value: Value =
+                serde_yaml_ng::from_str(value).unwrap_or(Value::String(value.to_owned()));
             let mut slot = stage.with.get_or_insert_with(|| Value::Object(Map::new()));
             for key in std::iter::once(first).chain(keys) {
                 if !slot.is_object() {
@@ -267,11 +276,17 @@ impl Resolver<'_> {
 
     fn node(&self, id: &str, spec: &StageSpec, ids: &BTreeSet<&str>) -> Result<Node, SpecError> {
         if id.is_empty() || id.contains(['.', '/', '{', '}']) {
-            return Err(self.error(&at(id, &[]), format!("stage id `{id}` may not contain `.`, `/` or braces")));
+            return Err(self.error(
+                &at(id, &[]),
+                format!("stage id `{id}` may not contain `.`, `/` or braces"),
+            ));
         }
         let params = spec.with.clone().unwrap_or(Value::Null);
         if !(params.is_null() || params.is_object()) {
-            return Err(self.error(&at(id, &[Step::Key("with", 0)]), format!("stage `{id}`: `with` must be a mapping")));
+            return Err(self.error(
+                &at(id, &[Step::Key("with", 0)]),
+                format!("stage `{id}`: `with` must be a mapping"),
+            ));
         }
         let mut inputs = BTreeMap::new();
         for (port, reference) in &spec.inputs.0 {
@@ -280,11 +295,21 @@ impl Resolver<'_> {
         }
         let (kind, params) = match (&spec.uses, &spec.run) {
             (Some(_), Some(_)) | (None, None) => {
-                return Err(self.error(&at(id, &[]), format!("stage `{id}` needs exactly one of `uses` or `run`")));
+                return Err(self.error(
+                    &at(id, &[]),
+                    format!("stage `{id}` needs exactly one of `uses` or `run`"),
+                ));
             }
             (Some(name), None) => {
                 let stage = self.registry.get(name).ok_or_else(|| {
-                    self.error(&at(id, &[Step::Key("uses", 0)]), format!("stage `{id}` uses unknown stage `{name}` (see `brainpipe stages`)"))
+                    let hint = self.registry.unknown_hint.as_deref();
+                    let hint = hint.map(|h| format!("; {h}")).unwrap_or_default();
+                    self.error(
+                        &at(id, &[Step::Key("uses", 0)]),
+                        format!(
+                            "stage `{id}` uses unknown stage `{name}` (see `brainpipe stages`{hint})"
+                        ),
+                    )
                 })?;
                 if !spec.outputs.is_empty() || !spec.deps.is_empty() {
                     return Err(self.error(&at(id, &[]), format!("stage `{id}`: `outputs` and `deps` belong to `run:` stages; `{name}` declares its own")));
@@ -326,13 +351,20 @@ impl Resolver<'_> {
                 let known: Vec<_> = ports.iter().map(|p| p.name).collect();
                 return Err(self.error(
                     &at(id, &[Step::Key("inputs", 0), Step::Key(port, 0)]),
-                    format!("stage `{id}`: `{}` has no input `{port}` (inputs: {})", stage.name(), list_or_none(&known)),
+                    format!(
+                        "stage `{id}`: `{}` has no input `{port}` (inputs: {})",
+                        stage.name(),
+                        list_or_none(&known)
+                    ),
                 ));
             }
         }
         for port in ports.iter().filter(|p| p.required) {
             if !inputs.contains_key(port.name) {
-                return Err(self.error(&at(id, &[]), format!("stage `{id}`: `{}` needs input `{}`", stage.name(), port.name)));
+                return Err(self.error(
+                    &at(id, &[]),
+                    format!("stage `{id}`: `{}` needs input `{}`", stage.name(), port.name),
+                ));
             }
         }
         Ok(())
@@ -360,11 +392,17 @@ impl Resolver<'_> {
                 ));
             }
             if !seen.insert(output.as_str()) {
-                return Err(self.error(&at(id, &[Step::Key("outputs", 0), Step::Index(i)]), format!("stage `{id}`: output `{output}` listed twice")));
+                return Err(self.error(
+                    &at(id, &[Step::Key("outputs", 0), Step::Index(i)]),
+                    format!("stage `{id}`: output `{output}` listed twice"),
+                ));
             }
         }
         if spec.outputs.is_empty() {
-            return Err(self.error(&at(id, &[Step::Key("run", 0)]), format!("stage `{id}`: a `run:` stage needs `outputs: [...]`")));
+            return Err(self.error(
+                &at(id, &[Step::Key("run", 0)]),
+                format!("stage `{id}`: a `run:` stage needs `outputs: [...]`"),
+            ));
         }
         for placeholder in placeholders(command) {
             let known = match placeholder.split_once('.') {
@@ -384,7 +422,10 @@ impl Resolver<'_> {
         for (i, dep) in spec.deps.iter().enumerate() {
             let path = self.dir.join(dep);
             if !path.exists() {
-                return Err(self.error(&at(id, &[Step::Key("deps", 0), Step::Index(i)]), format!("stage `{id}`: dependency `{dep}` does not exist")));
+                return Err(self.error(
+                    &at(id, &[Step::Key("deps", 0), Step::Index(i)]),
+                    format!("stage `{id}`: dependency `{dep}` does not exist"),
+                ));
             }
             deps.push((dep.clone(), path));
         }
@@ -394,13 +435,20 @@ impl Resolver<'_> {
     fn check_references(&self, nodes: &[Node]) -> Result<(), SpecError> {
         for node in nodes {
             for (port, source) in &node.inputs {
-                let at = [Step::Key("stages", 0), Step::Key(&node.id, 0), Step::Key("inputs", 0), Step::Key(port, 0)];
+                let at = [
+                    Step::Key("stages", 0),
+                    Step::Key(&node.id, 0),
+                    Step::Key("inputs", 0),
+                    Step::Key(port, 0),
+                ];
                 match source {
                     InputSource::Stage { stage, port: out } => {
-                        let upstream = nodes.iter().find(|n| n.id == *stage).expect("resolved against ids");
+                        let upstream =
+                            nodes.iter().find(|n| n.id == *stage).expect("resolved against ids");
                         let outputs = upstream.outputs();
                         if !outputs.iter().any(|(name, _)| name == out) {
-                            let names: Vec<&str> = outputs.iter().map(|(n, _)| n.as_str()).collect();
+                            let names: Vec<&str> =
+                                outputs.iter().map(|(n, _)| n.as_str()).collect();
                             return Err(self.error(&at, format!(
                                 "stage `{}` input `{port}`: stage `{stage}` has no output `{out}` (outputs: {})",
                                 node.id, list_or_none(&names)
@@ -408,12 +456,18 @@ impl Resolver<'_> {
                         }
                     }
                     InputSource::File(path) if !path.exists() => {
-                        let written = path.strip_prefix(self.dir).unwrap_or(path).display().to_string();
+                        let written =
+                            path.strip_prefix(self.dir).unwrap_or(path).display().to_string();
                         let hint = match written.split_once('.') {
-                            Some((stage, _)) if !written.contains('/') => format!(": no stage `{stage}` and no such file"),
+                            Some((stage, _)) if !written.contains('/') => {
+                                format!(": no stage `{stage}` and no such file")
+                            }
                             _ => ": no such file".to_owned(),
                         };
-                        return Err(self.error(&at, format!("stage `{}` input `{port}`: `{written}`{hint}", node.id)));
+                        return Err(self.error(
+                            &at,
+                            format!("stage `{}` input `{port}`: `{written}`{hint}", node.id),
+                        ));
                     }
                     InputSource::File(_) => {}
                 }
@@ -428,7 +482,9 @@ impl Resolver<'_> {
         let mut ordered: Vec<Node> = Vec::new();
         while !remaining.is_empty() {
             let done: BTreeSet<String> = ordered.iter().map(|n| n.id.clone()).collect();
-            let Some(next) = remaining.iter().position(|n| n.upstream().iter().all(|u| done.contains(*u))) else {
+            let Some(next) =
+                remaining.iter().position(|n| n.upstream().iter().all(|u| done.contains(*u)))
+            else {
                 let cycle = find_cycle(&remaining);
                 let first = &cycle[0];
                 let second = &cycle[1 % cycle.len()];
@@ -439,7 +495,12 @@ impl Resolver<'_> {
                     .find(|(_, s)| matches!(s, InputSource::Stage { stage, .. } if stage == second))
                     .map(|(p, _)| p.as_str())
                     .unwrap_or_default();
-                let at = [Step::Key("stages", 0), Step::Key(first, 0), Step::Key("inputs", 0), Step::Key(port, 0)];
+                let at = [
+                    Step::Key("stages", 0),
+                    Step::Key(first, 0),
+                    Step::Key("inputs", 0),
+                    Step::Key(port, 0),
+                ];
                 let mut path: Vec<&str> = cycle.iter().rev().map(String::as_str).collect();
                 path.insert(0, cycle[0].as_str());
                 return Err(self.error(&at, format!("cycle: {}", path.join(" → "))));
@@ -461,7 +522,8 @@ fn at<'a>(id: &'a str, rest: &[Step<'a>]) -> Vec<Step<'a>> {
 fn find_cycle(nodes: &[Node]) -> Vec<String> {
     let mut path: Vec<String> = vec![nodes[0].id.clone()];
     loop {
-        let current = nodes.iter().find(|n| n.id == *path.last().expect("non-empty")).expect("node");
+        let current =
+            nodes.iter().find(|n| n.id == *path.last().expect("non-empty")).expect("node");
         let next = current
             .upstream()
             .into_iter()

@@ -37,4 +37,6 @@ pub use gc::{GcReport, gc};
 pub use graph::{InputSource, Node, NodeKind, Pipeline, Registry, placeholders};
 pub use plan::{ParamChange, Reason, StagePlan, plan};
 pub use run::{RunOptions, StageOutcome, run};
-pub use spec::{Location, PipelineSpec, PortMap, SpecError, StageMap, StageSpec, Step, locate, parse};
+pub use spec::{
+    Location, PipelineSpec, PortMap, SpecError, StageMap, StageSpec, Step, locate, parse,
+};

@@ -78,7 +78,9 @@ impl fmt::Display for Reason {
             Reason::CommandChanged => f.write_str("command changed"),
             Reason::OutputsChanged => f.write_str("declared outputs changed"),
             Reason::DepChanged { dep } => write!(f, "dependency changed: {dep}"),
-            Reason::EntryMissing => f.write_str("cache entry missing (removed, or never committed)"),
+            Reason::EntryMissing => {
+                f.write_str("cache entry missing (removed, or never committed)")
+            }
         }
     }
 }
@@ -210,7 +212,12 @@ fn diff_params(prefix: &str, old: &Value, new: &Value, out: &mut Vec<ParamChange
             let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
             for key in keys {
                 let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
-                diff_params(&path, a.get(key).unwrap_or(&Value::Null), b.get(key).unwrap_or(&Value::Null), out);
+                diff_params(
+                    &path,
+                    a.get(key).unwrap_or(&Value::Null),
+                    b.get(key).unwrap_or(&Value::Null),
+                    out,
+                );
             }
         }
         (a, b) if a != b => out.push(ParamChange {
@@ -223,7 +230,11 @@ fn diff_params(prefix: &str, old: &Value, new: &Value, out: &mut Vec<ParamChange
 }
 
 /// Plans a run: for each stage in order, cached or will run, and why.
-pub fn plan(pipeline: &Pipeline, cache: &Cache, force: &[String]) -> Result<Vec<StagePlan>, RunError> {
+pub fn plan(
+    pipeline: &Pipeline,
+    cache: &Cache,
+    force: &[String],
+) -> Result<Vec<StagePlan>, RunError> {
     let forced = forced_set(pipeline, force)?;
     let mut known: BTreeMap<String, Manifest> = BTreeMap::new();
     let mut plans = Vec::new();
@@ -253,7 +264,10 @@ pub fn plan(pipeline: &Pipeline, cache: &Cache, force: &[String]) -> Result<Vec<
 }
 
 /// The stages `--force` names, and everything downstream of them.
-pub(crate) fn forced_set(pipeline: &Pipeline, force: &[String]) -> Result<BTreeSet<String>, RunError> {
+pub(crate) fn forced_set(
+    pipeline: &Pipeline,
+    force: &[String],
+) -> Result<BTreeSet<String>, RunError> {
     for id in force {
         if pipeline.node(id).is_none() {
             return Err(RunError::Usage(format!(

@@ -58,7 +58,11 @@ pub struct StageOutcome {
 
 /// Runs `pipeline` against `cache`. On the first failure no new stage starts; running ones finish;
 /// the error is returned and nothing of the failed stage is committed.
-pub fn run(pipeline: &Pipeline, cache: &Cache, options: &RunOptions) -> Result<Vec<StageOutcome>, RunError> {
+pub fn run(
+    pipeline: &Pipeline,
+    cache: &Cache,
+    options: &RunOptions,
+) -> Result<Vec<StageOutcome>, RunError> {
     let forced = forced_set(pipeline, &options.force)?;
     let state = Mutex::new(Schedule {
         started: BTreeSet::new(),
@@ -68,12 +72,14 @@ pub fn run(pipeline: &Pipeline, cache: &Cache, options: &RunOptions) -> Result<V
         error: None,
     });
     let wake = Condvar::new();
+    let bar = progress_bar(pipeline, options.progress);
     let workers = options.jobs.max(1).min(pipeline.nodes.len().max(1));
     std::thread::scope(|scope| {
         for _ in 0..workers {
-            scope.spawn(|| worker(pipeline, cache, options, &forced, &state, &wake));
+            scope.spawn(|| worker(pipeline, cache, options, &forced, &state, &wake, &bar));
         }
     });
+    bar.finish_and_clear();
     let state = state.into_inner().expect("workers never panic while holding the schedule");
     cache.save_index()?;
     if let Some(error) = state.error {
@@ -101,6 +107,7 @@ fn worker(
     forced: &BTreeSet<String>,
     state: &Mutex<Schedule>,
     wake: &Condvar,
+    bar: &indicatif::ProgressBar,
 ) {
     let mut guard = state.lock().expect("schedule lock");
     loop {
@@ -108,7 +115,8 @@ fn worker(
             break;
         }
         let ready = pipeline.nodes.iter().find(|n| {
-            !guard.started.contains(&n.id) && n.upstream().iter().all(|u| guard.done.contains_key(*u))
+            !guard.started.contains(&n.id)
+                && n.upstream().iter().all(|u| guard.done.contains_key(*u))
         });
         let Some(node) = ready else {
             if guard.running == 0 {
@@ -119,6 +127,7 @@ fn worker(
         };
         guard.started.insert(node.id.clone());
         guard.running += 1;
+        bar.set_message(running_list(&guard));
         let upstream: BTreeMap<String, Manifest> = node
             .upstream()
             .into_iter()
@@ -128,6 +137,7 @@ fn worker(
         let result = execute(pipeline, cache, options, node, &upstream, forced.contains(&node.id));
         guard = state.lock().expect("schedule lock");
         guard.running -= 1;
+        bar.inc(1);
         match result {
             Ok(outcome) => {
                 guard.done.insert(node.id.clone(), outcome.manifest.clone());
@@ -137,9 +147,34 @@ fn worker(
                 guard.error.get_or_insert(error);
             }
         }
+        bar.set_message(running_list(&guard));
         wake.notify_all();
     }
     wake.notify_all();
+}
+
+/// Ids of the stages started but not finished.
+fn running_list(schedule: &Schedule) -> String {
+    let done: BTreeSet<&String> = schedule.done.keys().collect();
+    let running: Vec<&str> =
+        schedule.started.iter().filter(|id| !done.contains(id)).map(String::as_str).collect();
+    running.join(", ")
+}
+
+/// One bar over the pipeline's stages (hidden unless `enabled`), naming the stages in flight.
+fn progress_bar(pipeline: &Pipeline, enabled: bool) -> indicatif::ProgressBar {
+    if !enabled {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(pipeline.nodes.len() as u64);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{prefix} [{bar:24}] {pos}/{len} stages {elapsed_precise}  {wide_msg}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix(pipeline.name.clone());
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar
 }
 
 fn execute(
@@ -164,7 +199,12 @@ fn execute(
             match cache.entry(&key).filter(|_| !forced) {
                 Some(manifest) => {
                     tracing::info!(stage = %node.id, key = key.short(), "computed by another run");
-                    StageOutcome { id: node.id.clone(), cached: true, manifest, dir: cache.entry_dir(&key) }
+                    StageOutcome {
+                        id: node.id.clone(),
+                        cached: true,
+                        manifest,
+                        dir: cache.entry_dir(&key),
+                    }
                 }
                 None => compute(pipeline, cache, options, node, upstream, &material, &key)?,
             }
@@ -212,7 +252,8 @@ fn compute(
         if fs::symlink_metadata(&path).is_err() {
             return Err(fail(format!("finished without writing output `{port}` ({file})")));
         }
-        outputs.insert(port, OutputRecord { file, hash: hash_path(&path)?, bytes: disk_size(&path) });
+        outputs
+            .insert(port, OutputRecord { file, hash: hash_path(&path)?, bytes: disk_size(&path) });
     }
     let manifest = Manifest {
         format: MANIFEST_FORMAT,
@@ -225,7 +266,8 @@ fn compute(
             .inputs
             .iter()
             .map(|(port, source)| {
-                let hash = material.inputs.get(port).cloned().unwrap_or_else(|| ContentHash::from_hex(""));
+                let hash =
+                    material.inputs.get(port).cloned().unwrap_or_else(|| ContentHash::from_hex(""));
                 (port.clone(), brainpipe_core::InputRecord { source: source.describe(), hash })
             })
             .collect(),
@@ -267,7 +309,11 @@ impl Drop for TempEntry {
 }
 
 /// Absolute paths of a node's inputs: upstream entries' output files or external paths.
-fn input_paths(cache: &Cache, node: &Node, upstream: &BTreeMap<String, Manifest>) -> BTreeMap<String, PathBuf> {
+fn input_paths(
+    cache: &Cache,
+    node: &Node,
+    upstream: &BTreeMap<String, Manifest>,
+) -> BTreeMap<String, PathBuf> {
     node.inputs
         .iter()
         .filter_map(|(port, source)| {

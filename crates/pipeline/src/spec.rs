@@ -9,8 +9,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 /// A pipeline file as written.
@@ -78,7 +78,9 @@ pub struct SpecError {
 impl fmt::Display for SpecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.location {
-            Some(loc) => write!(f, "{}:{}:{}: {}", self.file.display(), loc.line, loc.column, self.message),
+            Some(loc) => {
+                write!(f, "{}:{}:{}: {}", self.file.display(), loc.line, loc.column, self.message)
+            }
             None => write!(f, "{}: {}", self.file.display(), self.message),
         }
     }
@@ -232,8 +234,10 @@ impl<'de> Deserialize<'de> for StageMap {
 
 impl<'de> Deserialize<'de> for PortMap {
     fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
-        de.deserialize_map(OrderedMap::<String>::new("a mapping of input ports to `stage.port` or paths"))
-            .map(PortMap)
+        de.deserialize_map(OrderedMap::<String>::new(
+            "a mapping of input ports to `stage.port` or paths",
+        ))
+        .map(PortMap)
     }
 }
 
@@ -280,7 +284,9 @@ pub(crate) const DUPLICATE: &str = "duplicate key ";
 /// [`parse`], and for a repeated stage id or input port, the position of its second occurrence.
 pub fn parse_located(file: &Path, text: &str) -> Result<PipelineSpec, SpecError> {
     parse(file, text).map_err(|mut err| {
-        if let Some(key) = err.message.rsplit(DUPLICATE).next().filter(|_| err.message.contains(DUPLICATE)) {
+        if let Some(key) =
+            err.message.rsplit(DUPLICATE).next().filter(|_| err.message.contains(DUPLICATE))
+        {
             let key = key.to_owned();
             let at_stage = locate(text, &[Step::Key("stages", 0), Step::Key(&key, 1)]);
             err.location = at_stage.or(err.location);
@@ -307,9 +313,33 @@ mod tests {
     #[test]
     fn locates_nodes_in_both_styles() {
         let at = |path: &[Step<'_>]| locate(TEXT, path).map(|l| (l.line, l.column));
-        assert_eq!(at(&[Step::Key("stages", 0), Step::Key("a", 0), Step::Key("outputs", 0), Step::Index(0)]), Some((3, 44)));
-        assert_eq!(at(&[Step::Key("stages", 0), Step::Key("b", 0), Step::Key("inputs", 0), Step::Key("i", 0)]), Some((7, 10)));
-        assert_eq!(at(&[Step::Key("stages", 0), Step::Key("b", 0), Step::Key("outputs", 0), Step::Index(1)]), Some((8, 18)));
+        assert_eq!(
+            at(&[
+                Step::Key("stages", 0),
+                Step::Key("a", 0),
+                Step::Key("outputs", 0),
+                Step::Index(0)
+            ]),
+            Some((3, 44))
+        );
+        assert_eq!(
+            at(&[
+                Step::Key("stages", 0),
+                Step::Key("b", 0),
+                Step::Key("inputs", 0),
+                Step::Key("i", 0)
+            ]),
+            Some((7, 10))
+        );
+        assert_eq!(
+            at(&[
+                Step::Key("stages", 0),
+                Step::Key("b", 0),
+                Step::Key("outputs", 0),
+                Step::Index(1)
+            ]),
+            Some((8, 18))
+        );
         assert_eq!(at(&[Step::Key("stages", 0), Step::Key("nope", 0)]), None);
     }
 

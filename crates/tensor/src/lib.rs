@@ -135,9 +135,16 @@ fn gpu_names() -> Vec<String> {
 }
 
 /// Row-major `rows × dim` values (e.g. a `FixedSizeList<Float32>` column) as a `[rows, dim]` tensor.
-pub fn f32_rows_to_tensor(values: &[f32], dim: usize, device: Device) -> Result<Tensor, TensorError> {
-    if dim == 0 || values.len() % dim != 0 {
-        return Err(TensorError::Shape(format!("{} values do not form rows of {dim}", values.len())));
+pub fn f32_rows_to_tensor(
+    values: &[f32],
+    dim: usize,
+    device: Device,
+) -> Result<Tensor, TensorError> {
+    if dim == 0 || !values.len().is_multiple_of(dim) {
+        return Err(TensorError::Shape(format!(
+            "{} values do not form rows of {dim}",
+            values.len()
+        )));
     }
     let rows = (values.len() / dim) as i64;
     Ok(Tensor::from_slice(values).view([rows, dim as i64]).to_device(device))
@@ -176,7 +183,10 @@ pub fn save_var_store(
 
 /// Loads a safetensors file into the variables of `vs`, returning its config. Missing or
 /// unexpected names, or shape mismatches, are one error listing them all.
-pub fn load_var_store(vs: &mut tch::nn::VarStore, path: &Path) -> Result<Option<serde_json::Value>, TensorError> {
+pub fn load_var_store(
+    vs: &mut tch::nn::VarStore,
+    path: &Path,
+) -> Result<Option<serde_json::Value>, TensorError> {
     let file = read_safetensors(path)?;
     let variables = vs.variables();
     let mut problems = Vec::new();
@@ -191,7 +201,10 @@ pub fn load_var_store(vs: &mut tch::nn::VarStore, path: &Path) -> Result<Option<
             Some(var) => {
                 let want: Vec<usize> = var.size().iter().map(|&d| d as usize).collect();
                 if want != tensor.shape {
-                    problems.push(format!("`{}` has shape {:?}, model needs {want:?}", tensor.name, tensor.shape));
+                    problems.push(format!(
+                        "`{}` has shape {:?}, model needs {want:?}",
+                        tensor.name, tensor.shape
+                    ));
                 }
             }
         }
@@ -255,6 +268,9 @@ mod tests {
         let mut other = tch::nn::VarStore::new(Device::Cpu);
         let _ = tch::nn::linear(other.root() / "b", 2, 2, Default::default());
         let err = load_var_store(&mut other, &path).expect_err("mismatch").to_string();
-        assert!(err.contains("missing `b.weight`") && err.contains("unexpected `a.weight`"), "{err}");
+        assert!(
+            err.contains("missing `b.weight`") && err.contains("unexpected `a.weight`"),
+            "{err}"
+        );
     }
 }

@@ -1,0 +1,277 @@
+//! The runner and the cache through the library API, with test-only stages.
+
+use std::fs;
+use std::sync::Arc;
+
+use brainpipe_core::{ArtifactKind, Context, Port, Stage, StageError};
+use brainpipe_pipeline::{Cache, Pipeline, Reason, Registry, RunOptions, gc, plan, run};
+
+brainpipe_core::params! {
+    /// Params of the test stage.
+    pub struct EchoParams {
+        /// Text written to the output.
+        pub text: String = "hello".to_owned(),
+        /// Repeat count.
+        pub times: u32 = 1,
+    }
+}
+
+/// Writes `text × times`, followed by the content of its optional input.
+struct Echo<const V: u32>;
+
+impl<const V: u32> Stage for Echo<V> {
+    type Params = EchoParams;
+    const NAME: &'static str = "test.echo";
+    const VERSION: u32 = V;
+    const SUMMARY: &'static str = "test stage";
+
+    fn inputs(&self) -> Vec<Port> {
+        vec![Port::input("source", ArtifactKind::File, "text to append").optional()]
+    }
+
+    fn outputs(&self) -> Vec<Port> {
+        vec![Port::output("text", "text.txt", ArtifactKind::File, "the text")]
+    }
+
+    fn run(&self, ctx: &mut Context, params: &EchoParams) -> Result<(), StageError> {
+        let mut text = params.text.repeat(params.times as usize);
+        if let Some(source) = ctx.optional_input("source") {
+            text.push_str(&fs::read_to_string(source)?);
+        }
+        ctx.note("chars", text.len());
+        fs::write(ctx.output("text"), text)?;
+        Ok(())
+    }
+}
+
+fn registry_v<const V: u32>() -> Registry {
+    let mut registry = Registry::new();
+    registry.register(Arc::new(Echo::<V>));
+    registry
+}
+
+const PIPELINE: &str = "name: reasons
+stages:
+  first:  { uses: test.echo, with: { text: a }, inputs: { source: input.txt } }
+  second: { uses: test.echo, inputs: { source: first.text } }
+  script:
+    run: \"sh {params.tool} {inputs.x} > {outputs.out}\"
+    with: { tool: tool.sh }
+    inputs: { x: second.text }
+    outputs: [out]
+    deps: [tool.sh]
+";
+
+struct World {
+    _dir: tempfile::TempDir,
+    file: std::path::PathBuf,
+    cache: Cache,
+}
+
+fn world() -> World {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("p.yaml");
+    fs::write(&file, PIPELINE).expect("pipeline");
+    fs::write(dir.path().join("input.txt"), "1").expect("input");
+    fs::write(dir.path().join("tool.sh"), "cat \"$1\"\n").expect("tool");
+    let cache = Cache::open(&dir.path().join(".brainpipe")).expect("cache");
+    World { _dir: dir, file, cache }
+}
+
+fn reasons_of(pipeline: &Pipeline, cache: &Cache, force: &[String]) -> Vec<(String, Vec<Reason>)> {
+    plan(pipeline, cache, force).expect("plan").into_iter().map(|p| (p.id, p.reasons)).collect()
+}
+
+fn run_all(pipeline: &Pipeline, cache: &Cache) {
+    run(pipeline, cache, &RunOptions::default()).expect("run");
+}
+
+#[test]
+fn plan_names_every_reason() {
+    let w = world();
+    let registry = registry_v::<1>();
+    let pipeline = Pipeline::load(&w.file, &registry, &[]).expect("load");
+    let fresh = reasons_of(&pipeline, &w.cache, &[]);
+    assert!(fresh.iter().all(|(_, r)| r == &[Reason::New]), "{fresh:?}");
+    run_all(&pipeline, &w.cache);
+    assert!(reasons_of(&pipeline, &w.cache, &[]).iter().all(|(_, r)| r.is_empty()), "all cached");
+    let out =
+        fs::read_to_string(w.cache.root().join("runs/reasons/script/out")).expect("runs link");
+    assert_eq!(out, "hello".to_owned() + "a1");
+
+    // Params: which key, old → new; downstream learns its upstream reruns.
+    let changed = Pipeline::load(&w.file, &registry, &["first.times=2".to_owned()]).expect("load");
+    let reasons = reasons_of(&changed, &w.cache, &[]);
+    match &reasons[0].1[..] {
+        [Reason::ParamsChanged { changes }] => {
+            assert_eq!(changes.len(), 1);
+            assert_eq!(changes[0].key, "times");
+            assert_eq!((changes[0].old.clone(), changes[0].new.clone()), (1.into(), 2.into()));
+        }
+        other => panic!("expected a params change, got {other:?}"),
+    }
+    assert_eq!(
+        reasons[1].1,
+        vec![Reason::InputChanged {
+            port: "source".into(),
+            detail: "upstream `first` reruns".into()
+        }]
+    );
+
+    // An external input's content.
+    let input = w.file.with_file_name("input.txt");
+    fs::write(&input, "2").expect("rewrite");
+    let reasons = reasons_of(&pipeline, &w.cache, &[]);
+    assert_eq!(
+        reasons[0].1,
+        vec![Reason::InputChanged { port: "source".into(), detail: "content changed".into() }]
+    );
+    fs::write(&input, "1").expect("restore");
+    assert!(
+        reasons_of(&pipeline, &w.cache, &[]).iter().all(|(_, r)| r.is_empty()),
+        "content, not mtime"
+    );
+
+    // A dependency of an external stage, and its command.
+    fs::write(w.file.with_file_name("tool.sh"), "cat \"$1\"; echo\n").expect("tool");
+    let reasons = reasons_of(&pipeline, &w.cache, &[]);
+    assert_eq!(reasons[2].1, vec![Reason::DepChanged { dep: "tool.sh".into() }]);
+    fs::write(w.file.with_file_name("tool.sh"), "cat \"$1\"\n").expect("tool");
+    let text = PIPELINE.replace("> {outputs.out}", ">{outputs.out}");
+    fs::write(&w.file, text).expect("pipeline");
+    let edited = Pipeline::load(&w.file, &registry, &[]).expect("load");
+    assert_eq!(reasons_of(&edited, &w.cache, &[])[2].1, vec![Reason::CommandChanged]);
+    fs::write(&w.file, PIPELINE).expect("pipeline");
+
+    // The stage's VERSION.
+    let bumped = Pipeline::load(&w.file, &registry_v::<2>(), &[]).expect("load");
+    let reasons = reasons_of(&bumped, &w.cache, &[]);
+    assert_eq!(reasons[0].1, vec![Reason::VersionBumped { old: 1, new: 2 }]);
+
+    // --force, and everything downstream.
+    let reasons = reasons_of(&pipeline, &w.cache, &["second".to_owned()]);
+    assert!(reasons[0].1.is_empty());
+    assert_eq!(reasons[1].1, vec![Reason::Forced]);
+    assert_eq!(reasons[2].1, vec![Reason::Forced]);
+
+    // An entry that went away.
+    let key = plan(&pipeline, &w.cache, &[]).expect("plan")[2].key.clone().expect("key");
+    brainpipe_core::remove_tree(&w.cache.entry_dir(&key)).expect("remove");
+    assert_eq!(reasons_of(&pipeline, &w.cache, &[])[2].1, vec![Reason::EntryMissing]);
+}
+
+#[test]
+fn identical_upstream_output_keeps_downstream_cached() {
+    let w = world();
+    let registry = registry_v::<1>();
+    let aa = Pipeline::load(&w.file, &registry, &["first.text=aa".to_owned()]).expect("load");
+    run_all(&aa, &w.cache);
+    // `a` twice writes the same bytes as `aa` once: `first` reruns, the rest is reused.
+    let twice = Pipeline::load(
+        &w.file,
+        &registry,
+        &["first.text=a".to_owned(), "first.times=2".to_owned()],
+    )
+    .expect("load");
+    let outcomes = run(&twice, &w.cache, &RunOptions::default()).expect("run");
+    let cached: Vec<bool> = outcomes.iter().map(|o| o.cached).collect();
+    assert_eq!(cached, vec![false, true, true]);
+    // Params are compared in canonical form: quoting or spelling out a default changes nothing.
+    let pipeline = Pipeline::load(&w.file, &registry, &[]).expect("load");
+    run_all(&pipeline, &w.cache);
+    let respelled = PIPELINE.replace("text: a }", "text: \"a\", times: 1 }");
+    assert_ne!(respelled, PIPELINE);
+    fs::write(&w.file, respelled).expect("write");
+    let pipeline = Pipeline::load(&w.file, &registry, &[]).expect("load");
+    assert!(
+        plan(&pipeline, &w.cache, &[]).expect("plan").iter().all(|p| p.cached),
+        "canonical params"
+    );
+}
+
+#[test]
+fn forced_run_recomputes_and_replaces_the_entry() {
+    let w = world();
+    let registry = registry_v::<1>();
+    let pipeline = Pipeline::load(&w.file, &registry, &[]).expect("load");
+    run_all(&pipeline, &w.cache);
+    let options = RunOptions { force: vec!["first".to_owned()], ..RunOptions::default() };
+    let outcomes = run(&pipeline, &w.cache, &options).expect("forced run");
+    assert!(outcomes.iter().all(|o| !o.cached), "first and everything downstream recomputed");
+    assert!(plan(&pipeline, &w.cache, &[]).expect("plan").iter().all(|p| p.cached));
+}
+
+#[test]
+fn independent_stages_overlap_in_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("p.yaml");
+    fs::write(
+        &file,
+        "name: overlap\nstages:\n  a: { run: \"sleep 0.6; echo a > {outputs.x}\", outputs: [x] }\n  b: { run: \"sleep 0.6; echo b > {outputs.x}\", outputs: [x] }\n",
+    )
+    .expect("pipeline");
+    let pipeline = Pipeline::load(&file, &Registry::new(), &[]).expect("load");
+    let cache = Cache::open(&dir.path().join("c")).expect("cache");
+    let options = RunOptions { jobs: 2, ..RunOptions::default() };
+    let outcomes = run(&pipeline, &cache, &options).expect("run");
+    let (a, b) = (&outcomes[0].manifest, &outcomes[1].manifest);
+    assert!(
+        a.started_unix < b.finished_unix && b.started_unix < a.finished_unix,
+        "a [{}, {}] and b [{}, {}] should overlap",
+        a.started_unix,
+        a.finished_unix,
+        b.started_unix,
+        b.finished_unix
+    );
+}
+
+#[test]
+fn failing_stage_commits_nothing_and_names_the_stage() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("p.yaml");
+    fs::write(
+        &file,
+        "name: fails\nstages:\n  bad: { run: \"echo partial > {outputs.x}; echo boom >&2; exit 3\", outputs: [x] }\n  lazy: { run: \"echo > {outputs.y}\", outputs: [y] }\n",
+    )
+    .expect("pipeline");
+    let pipeline = Pipeline::load(&file, &Registry::new(), &[]).expect("load");
+    let cache = Cache::open(&dir.path().join("c")).expect("cache");
+    let err = run(&pipeline, &cache, &RunOptions::default()).expect_err("fails").to_string();
+    assert!(err.contains("stage `bad`") && err.contains("boom"), "{err}");
+    let plans = plan(&pipeline, &cache, &[]).expect("plan");
+    assert!(!plans[0].cached);
+    assert_eq!(
+        fs::read_dir(cache.root().join("tmp")).expect("tmp").count(),
+        0,
+        "temp entry removed"
+    );
+}
+
+#[test]
+fn missing_output_of_external_stage_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("p.yaml");
+    fs::write(&file, "name: lazy\nstages:\n  s: { run: \"true\", outputs: [made] }\n")
+        .expect("pipeline");
+    let pipeline = Pipeline::load(&file, &Registry::new(), &[]).expect("load");
+    let cache = Cache::open(&dir.path().join("c")).expect("cache");
+    let err = run(&pipeline, &cache, &RunOptions::default()).expect_err("no output").to_string();
+    assert!(err.contains("without writing output `made`"), "{err}");
+}
+
+#[test]
+fn gc_keeps_referenced_entries_only() {
+    let w = world();
+    let registry = registry_v::<1>();
+    let pipeline = Pipeline::load(&w.file, &registry, &[]).expect("load");
+    run_all(&pipeline, &w.cache);
+    let old = Pipeline::load(&w.file, &registry, &["second.times=3".to_owned()]).expect("load");
+    run_all(&old, &w.cache);
+    assert_eq!(w.cache.entry_keys().len(), 5, "first is shared; second and script twice");
+    let dry = gc(std::slice::from_ref(&pipeline), &w.cache, true).expect("dry run");
+    assert_eq!(dry.entries.len(), 2);
+    assert_eq!(w.cache.entry_keys().len(), 5, "dry run removes nothing");
+    let report = gc(std::slice::from_ref(&pipeline), &w.cache, false).expect("gc");
+    assert_eq!(report.entries.len(), 2);
+    assert!(plan(&pipeline, &w.cache, &[]).expect("plan").iter().all(|p| p.cached));
+}

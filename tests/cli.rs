@@ -1,0 +1,250 @@
+//! The `brainpipe` binary end to end: pipeline errors, crash safety, concurrent runs, linking.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn brainpipe() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_brainpipe"));
+    cmd.env_remove("BRAINPIPE_CACHE").env_remove("RUST_LOG");
+    cmd
+}
+
+fn run_in(dir: &Path, args: &[&str]) -> Output {
+    brainpipe().current_dir(dir).args(args).output().expect("brainpipe starts")
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    fs::write(&path, text).expect("write");
+    path
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Each broken pipeline gives exit ≠ 0 and one line `file:line:col: message` naming the fault.
+#[test]
+fn pipeline_errors_name_file_line_and_column() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases: &[(&str, &str, usize, &str)] = &[
+        (
+            "unknown-key",
+            "name: x\nstages:\n  a: { run: \"true\", outputs: [o], ouputs: [p] }\n",
+            3,
+            "unknown field `ouputs`",
+        ),
+        ("unknown-top-key", "name: x\nstage: {}\n", 2, "unknown field `stage`"),
+        (
+            "unknown-stage",
+            "name: x\nstages:\n  a:\n    uses: nope.nothing\n",
+            4,
+            "unknown stage `nope.nothing`",
+        ),
+        (
+            "dangling-stage",
+            "name: x\nstages:\n  a:\n    run: \"cat {inputs.i} > {outputs.o}\"\n    inputs: { i: ghost.out }\n    outputs: [o]\n",
+            5,
+            "no stage `ghost`",
+        ),
+        (
+            "dangling-port",
+            "name: x\nstages:\n  a: { run: \"true\", outputs: [o] }\n  b:\n    run: \"cat {inputs.i} > {outputs.o}\"\n    inputs:\n      i: a.nope\n    outputs: [o]\n",
+            7,
+            "stage `a` has no output `nope`",
+        ),
+        (
+            "cycle",
+            "name: x\nstages:\n  a:\n    run: \"true\"\n    inputs: { i: b.o }\n    outputs: [o]\n  b:\n    run: \"true\"\n    inputs: { i: a.o }\n    outputs: [o]\n",
+            5,
+            "cycle: a → b → a",
+        ),
+        (
+            "duplicate",
+            "name: x\nstages:\n  a: { run: \"true\", outputs: [o] }\n  a: { run: \"false\", outputs: [o] }\n",
+            4,
+            "duplicate id `a`",
+        ),
+        (
+            "escape-parent",
+            "name: x\nstages:\n  a:\n    run: \"true\"\n    outputs:\n      - ok\n      - ../evil\n",
+            7,
+            "output `../evil` must be a plain name",
+        ),
+        (
+            "escape-absolute",
+            "name: x\nstages:\n  a: { run: \"true\", outputs: [/etc/evil] }\n",
+            3,
+            "output `/etc/evil` must be a plain name",
+        ),
+        (
+            "placeholder",
+            "name: x\nstages:\n  a: { run: \"cat {inputs.nope} > {outputs.o}\", outputs: [o] }\n",
+            3,
+            "`{inputs.nope}` names no input",
+        ),
+        ("syntax", "name: x\nstages:\n  a: { run: \"true\"\n  b: 1\n", 4, ""),
+        (
+            "uses-and-run",
+            "name: x\nstages:\n  a: { uses: x.y, run: \"true\", outputs: [o] }\n",
+            3,
+            "exactly one of `uses` or `run`",
+        ),
+    ];
+    for (name, text, line, needle) in cases {
+        let file = write(dir.path(), &format!("{name}.yaml"), text);
+        for command in ["run", "plan"] {
+            let out = run_in(dir.path(), &[command, file.to_str().expect("utf-8")]);
+            let err = stderr(&out);
+            assert!(!out.status.success(), "{name}: {command} should fail");
+            assert_eq!(err.trim_end().lines().count(), 1, "{name}: one line, got {err:?}");
+            let prefix = format!("error: {}:{line}:", file.display());
+            assert!(err.starts_with(&prefix), "{name}: expected {prefix:?}, got {err:?}");
+            assert!(err.contains(needle), "{name}: expected {needle:?} in {err:?}");
+        }
+        assert!(
+            !dir.path().join(".brainpipe/entries").exists()
+                || fs::read_dir(dir.path().join(".brainpipe/entries"))
+                    .expect("ls")
+                    .next()
+                    .is_none()
+        );
+    }
+}
+
+/// Waits until `path` exists, up to `limit`.
+fn wait_for(path: &Path, limit: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if path.exists() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+#[test]
+fn sigkill_mid_write_commits_nothing_and_the_next_run_recomputes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The script writes half its output, signals, then stalls while `slow` exists; `slow` is not
+    // part of the key, so the rerun has the same key and must recompute rather than reuse.
+    write(
+        dir.path(),
+        "write.sh",
+        "echo first-half > \"$1\"\ntouch started\nwhile [ -e slow ]; do sleep 0.05; done\necho second-half >> \"$1\"\n",
+    );
+    let file = write(
+        dir.path(),
+        "p.yaml",
+        "name: kill\nstages:\n  w: { run: \"sh write.sh {outputs.out}\", outputs: [out], deps: [write.sh] }\n",
+    );
+    write(dir.path(), "slow", "");
+    let mut child = brainpipe()
+        .current_dir(dir.path())
+        .args(["run", file.to_str().expect("utf-8")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    assert!(wait_for(&dir.path().join("started"), Duration::from_secs(20)), "stage started");
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    let entries = dir.path().join(".brainpipe/entries");
+    assert_eq!(fs::read_dir(&entries).expect("entries").count(), 0, "no committed entry");
+    let plan = run_in(dir.path(), &["plan", "p.yaml"]);
+    assert!(String::from_utf8_lossy(&plan.stdout).contains("run"), "plan says it will run");
+    fs::remove_file(dir.path().join("slow")).expect("unstall");
+    let out = run_in(dir.path(), &["run", "p.yaml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = fs::read_to_string(dir.path().join(".brainpipe/runs/kill/w/out")).expect("output");
+    assert_eq!(text, "first-half\nsecond-half\n");
+    let gc = run_in(dir.path(), &["gc", "p.yaml"]);
+    assert!(String::from_utf8_lossy(&gc.stdout).contains("1 leftover temp dirs"), "{gc:?}");
+}
+
+#[test]
+fn concurrent_runs_compute_a_shared_stage_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let counter = dir.path().join("count");
+    let file = write(
+        dir.path(),
+        "p.yaml",
+        &format!(
+            "name: shared\nstages:\n  s: {{ run: \"echo x >> {}; sleep 1; echo done > {{outputs.o}}\", outputs: [o] }}\n  t:\n    run: \"cp {{inputs.i}} {{outputs.o}}\"\n    inputs: {{ i: s.o }}\n    outputs: [o]\n",
+            counter.display()
+        ),
+    );
+    let spawn = || {
+        brainpipe()
+            .current_dir(dir.path())
+            .args(["run", file.to_str().expect("utf-8")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn")
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().expect("a"), b.wait_with_output().expect("b"));
+    assert!(a.status.success(), "{}", stderr(&a));
+    assert!(b.status.success(), "{}", stderr(&b));
+    assert_eq!(fs::read_to_string(&counter).expect("counter"), "x\n", "the shared stage ran once");
+}
+
+fn needed_libraries(binary: &str) -> String {
+    let out = Command::new("readelf")
+        .args(["-d", binary])
+        .output()
+        .expect("readelf (binutils) is installed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn worker_links_libtorch_without_as_needed_and_driver_not_at_all() {
+    let worker = needed_libraries(env!("CARGO_BIN_EXE_brainpipe-torch"));
+    assert!(
+        worker.lines().any(|l| l.contains("NEEDED") && l.contains("[libtorch.so]")),
+        "libtorch.so must be a NEEDED entry of the worker, or CUDA silently disappears:\n{worker}"
+    );
+    let driver = needed_libraries(env!("CARGO_BIN_EXE_brainpipe"));
+    assert!(
+        !driver.contains("libtorch") && !driver.contains("libc10"),
+        "the driver must start without LibTorch:\n{driver}"
+    );
+}
+
+#[test]
+fn doctor_reports_the_runtime() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run_in(dir.path(), &["doctor"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for field in ["libtorch       2.11.0", "cuda ", "cudnn", "cpu threads", "cache"] {
+        assert!(text.contains(field), "missing {field:?} in\n{text}");
+    }
+}
+
+#[test]
+fn stage_command_rejects_unknown_stage_and_bad_flags() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run_in(dir.path(), &["stage", "no.such", "--out", "o"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("unknown stage `no.such`"), "{}", stderr(&out));
+    assert!(!dir.path().join("o").exists(), "nothing written");
+}
+
+#[test]
+fn dag_prints_text_and_dot() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "p.yaml",
+        "name: g\nstages:\n  a: { run: \"true\", outputs: [o] }\n  b: { run: \"true\", inputs: { i: a.o }, outputs: [o] }\n",
+    );
+    let text = run_in(dir.path(), &["dag", "p.yaml"]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("in:  i ← a.o"));
+    let dot = run_in(dir.path(), &["dag", "p.yaml", "--dot"]);
+    assert!(String::from_utf8_lossy(&dot.stdout).contains("\"a\" -> \"b\" [label=\"o → i\"]"));
+}
