@@ -147,7 +147,8 @@ fn cache_dir(explicit: Option<&Path>, pipeline_file: &Path) -> PathBuf {
 /// LibTorch ones through the `brainpipe-torch` worker's catalogue.
 fn registry() -> Registry {
     let mut registry = Registry::new();
-    let stages: Vec<Arc<dyn DynStage>> = Vec::new(); // INGEST-TODO
+    let stages: Vec<Arc<dyn DynStage>> =
+        [brainpipe_ingest::stages()].into_iter().flatten().collect();
     for stage in stages {
         registry.register(stage);
     }
@@ -182,13 +183,24 @@ fn worker() -> Result<Option<(PathBuf, Catalogue)>> {
     use std::os::unix::fs::MetadataExt;
     let Some(path) = worker_path() else { return Ok(None) };
     let meta = std::fs::metadata(&path).with_context(|| format!("{}", path.display()))?;
-    let identity = format!("{}:{}:{}:{}:{}", path.display(), meta.len(), meta.mtime(), meta.mtime_nsec(), meta.ino());
+    let identity = format!(
+        "{}:{}:{}:{}:{}",
+        path.display(),
+        meta.len(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.ino()
+    );
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .unwrap_or_else(std::env::temp_dir);
-    let cached = base.join("brainpipe/catalogue").join(format!("{}.json", ContentHash::of_bytes(identity.as_bytes()).short()));
-    if let Some(catalogue) = std::fs::read(&cached).ok().and_then(|b| serde_json::from_slice::<Catalogue>(&b).ok()) {
+    let cached = base
+        .join("brainpipe/catalogue")
+        .join(format!("{}.json", ContentHash::of_bytes(identity.as_bytes()).short()));
+    if let Some(catalogue) =
+        std::fs::read(&cached).ok().and_then(|b| serde_json::from_slice::<Catalogue>(&b).ok())
+    {
         return Ok(Some((path, catalogue)));
     }
     let output = std::process::Command::new(&path)
@@ -196,12 +208,20 @@ fn worker() -> Result<Option<(PathBuf, Catalogue)>> {
         .output()
         .with_context(|| format!("cannot run {}", path.display()))?;
     if !output.status.success() {
-        bail!("{} catalogue failed: {}", path.display(), String::from_utf8_lossy(&output.stderr).trim());
+        bail!(
+            "{} catalogue failed: {}",
+            path.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
     }
     let catalogue: Catalogue = serde_json::from_slice(&output.stdout)
         .with_context(|| format!("{} catalogue: malformed JSON", path.display()))?;
     if catalogue.protocol != WORKER_PROTOCOL {
-        bail!("{} speaks protocol {}, this brainpipe speaks {WORKER_PROTOCOL}: rebuild both", path.display(), catalogue.protocol);
+        bail!(
+            "{} speaks protocol {}, this brainpipe speaks {WORKER_PROTOCOL}: rebuild both",
+            path.display(),
+            catalogue.protocol
+        );
     }
     // A cache we cannot write only costs time.
     let _ = write_file_atomic(&cached, &output.stdout);
@@ -209,7 +229,8 @@ fn worker() -> Result<Option<(PathBuf, Catalogue)>> {
 }
 
 fn tools() -> BTreeMap<String, String> {
-    let mut tools = BTreeMap::from([("brainpipe".to_owned(), env!("CARGO_PKG_VERSION").to_owned())]);
+    let mut tools =
+        BTreeMap::from([("brainpipe".to_owned(), env!("CARGO_PKG_VERSION").to_owned())]);
     if let Ok(Some((_, catalogue))) = worker() {
         tools.extend(catalogue.tools.into_iter().filter(|(k, _)| k != "brainpipe"));
     }
@@ -507,21 +528,30 @@ fn cmd_stages(as_json: bool) -> Result<()> {
 
 fn cmd_doctor(cache: &Path) -> Result<()> {
     println!("brainpipe      {}", env!("CARGO_PKG_VERSION"));
-    let size = if cache.exists() { human_bytes(disk_size(cache)) } else { "(not created yet)".to_owned() };
+    let size =
+        if cache.exists() { human_bytes(disk_size(cache)) } else { "(not created yet)".to_owned() };
     let cache = std::path::absolute(cache).unwrap_or_else(|_| cache.to_path_buf());
     let Some(worker) = worker_path() else {
         println!("cache          {}  {size}", cache.display());
-        bail!("brainpipe-torch not found beside brainpipe (or in BRAINPIPE_TORCH): build it with `make build`");
+        bail!(
+            "brainpipe-torch not found beside brainpipe (or in BRAINPIPE_TORCH): build it with `make build`"
+        );
     };
     let output = std::process::Command::new(&worker)
         .arg("doctor")
         .output()
         .with_context(|| format!("cannot run {}", worker.display()))?;
     if !output.status.success() {
-        bail!("{} doctor failed: {}", worker.display(), String::from_utf8_lossy(&output.stderr).trim());
+        bail!(
+            "{} doctor failed: {}",
+            worker.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
     }
-    let info: Value = serde_json::from_slice(&output.stdout).context("brainpipe-torch doctor: malformed JSON")?;
-    let yes_no = |key: &str| if info[key].as_bool() == Some(true) { "available" } else { "not available" };
+    let info: Value =
+        serde_json::from_slice(&output.stdout).context("brainpipe-torch doctor: malformed JSON")?;
+    let yes_no =
+        |key: &str| if info[key].as_bool() == Some(true) { "available" } else { "not available" };
     println!("worker         {}", worker.display());
     println!("libtorch       {}", info["libtorch"].as_str().unwrap_or("unknown"));
     println!("cuda           {}", yes_no("cuda_available"));
@@ -533,7 +563,9 @@ fn cmd_doctor(cache: &Path) -> Result<()> {
     println!("cpu threads    {}", info["threads"]);
     println!("cache          {}  {size}", cache.display());
     if info["cuda_available"].as_bool() != Some(true) && Path::new("/dev/nvidia0").exists() {
-        bail!("a GPU is present but LibTorch sees no CUDA: the worker may not link libtorch_cuda (see GPU.md)");
+        bail!(
+            "a GPU is present but LibTorch sees no CUDA: the worker may not link libtorch_cuda (see GPU.md)"
+        );
     }
     Ok(())
 }

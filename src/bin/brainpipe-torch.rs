@@ -37,7 +37,11 @@ fn main() -> ExitCode {
         Some("doctor") => doctor(),
         Some("exec") => exec(&args[1..]),
         Some("--version") => {
-            println!("brainpipe-torch {} (libtorch {})", env!("CARGO_PKG_VERSION"), brainpipe_tensor::LIBTORCH_VERSION);
+            println!(
+                "brainpipe-torch {} (libtorch {})",
+                env!("CARGO_PKG_VERSION"),
+                brainpipe_tensor::LIBTORCH_VERSION
+            );
             Ok(())
         }
         _ => Err(USAGE.to_owned()),

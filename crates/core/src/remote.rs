@@ -189,7 +189,12 @@ impl DynStage for RemoteStage {
         let given = match raw {
             Value::Null => Map::new(),
             Value::Object(map) => map.clone(),
-            other => return Err(StageError::msg(format!("params of `{}` must be a mapping, got {other}", self.name))),
+            other => {
+                return Err(StageError::msg(format!(
+                    "params of `{}` must be a mapping, got {other}",
+                    self.name
+                )));
+            }
         };
         for key in given.keys() {
             if !self.info.params.iter().any(|p| p.name == *key) {
@@ -275,7 +280,8 @@ pub fn exec_in_worker(
     out_dir: &Path,
     progress: bool,
 ) -> Result<(), StageError> {
-    let mut ctx = Context::new(inputs, stage.outputs(), out_dir.to_path_buf()).with_progress(progress);
+    let mut ctx =
+        Context::new(inputs, stage.outputs(), out_dir.to_path_buf()).with_progress(progress);
     stage.run_json(&mut ctx, params)?;
     let notes = serde_json::to_vec(ctx.notes())?;
     std::fs::write(out_dir.join(WORKER_NOTES_FILE), notes)?;
@@ -295,9 +301,24 @@ mod tests {
             inputs: vec![],
             outputs: vec![],
             params: vec![
-                ParamInfo { name: "lr".into(), ty: "f64".into(), default: json!(0.001), doc: String::new() },
-                ParamInfo { name: "epochs".into(), ty: "u32".into(), default: json!(50), doc: String::new() },
-                ParamInfo { name: "device".into(), ty: "Option<String>".into(), default: Value::Null, doc: String::new() },
+                ParamInfo {
+                    name: "lr".into(),
+                    ty: "f64".into(),
+                    default: json!(0.001),
+                    doc: String::new(),
+                },
+                ParamInfo {
+                    name: "epochs".into(),
+                    ty: "u32".into(),
+                    default: json!(50),
+                    doc: String::new(),
+                },
+                ParamInfo {
+                    name: "device".into(),
+                    ty: "Option<String>".into(),
+                    default: Value::Null,
+                    doc: String::new(),
+                },
             ],
         };
         RemoteStage::new(info, Path::new("/nonexistent/brainpipe-torch"))

@@ -216,6 +216,20 @@ impl<E: std::error::Error + Send + Sync + 'static> From<E> for StageError {
     }
 }
 
+/// Lets `?` pass a `StageError` on as `Box<dyn Error>` (as in examples and `main`).
+impl From<StageError> for Box<dyn std::error::Error + Send + Sync + 'static> {
+    fn from(error: StageError) -> Self {
+        error.0
+    }
+}
+
+/// Lets `?` pass a `StageError` on as `Box<dyn Error>`.
+impl From<StageError> for Box<dyn std::error::Error + 'static> {
+    fn from(error: StageError) -> Self {
+        error.0
+    }
+}
+
 impl fmt::Display for StageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&self.0, f)

@@ -5,9 +5,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, FixedSizeListArray, Float32Array, RecordBatch,
-};
+use arrow::array::{Array, ArrayRef, FixedSizeListArray, Float32Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
@@ -152,7 +150,10 @@ pub fn open_table(
 }
 
 /// Reads a whole table into memory.
-pub fn read_table(path: &Path, expected: Option<TableKind>) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+pub fn read_table(
+    path: &Path,
+    expected: Option<TableKind>,
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     let (schema, reader) = open_table(path, expected, 8192)?;
     let batches = reader
         .collect::<std::result::Result<Vec<_>, _>>()

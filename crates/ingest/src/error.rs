@@ -1,0 +1,55 @@
+use std::path::{Path, PathBuf};
+
+/// Everything that can go wrong while generating or reading a study.
+///
+/// Each message fits on one line and names the file (or the parameter) at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// A parameter is out of range or inconsistent with another.
+    #[error("params: {0}")]
+    Params(String),
+    /// A word-vector file could not be read or lacks the stimulus words.
+    #[error("{}: word vectors: {message}", path.display())]
+    Vectors {
+        /// The vector file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A NIfTI file is malformed or of an unsupported kind.
+    #[error("{}: nifti: {message}", path.display())]
+    Nifti {
+        /// The NIfTI file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// An operating-system error on a file.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// An artifact error from brainpipe-core (Parquet, schema).
+    #[error(transparent)]
+    Core(#[from] brainpipe_core::Error),
+}
+
+impl IngestError {
+    pub(crate) fn vectors(path: &Path, message: impl Into<String>) -> Self {
+        IngestError::Vectors { path: path.to_path_buf(), message: message.into() }
+    }
+
+    pub(crate) fn nifti(path: &Path, message: impl Into<String>) -> Self {
+        IngestError::Nifti { path: path.to_path_buf(), message: message.into() }
+    }
+
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        IngestError::Io { path: path.to_path_buf(), source }
+    }
+}
+
+/// `Result` with [`IngestError`].
+pub type Result<T, E = IngestError> = std::result::Result<T, E>;

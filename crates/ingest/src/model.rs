@@ -1,0 +1,304 @@
+//! The generative model of a study's responses, and the oracle that knows it.
+//!
+//! For subject s, trial t showing stimulus w in condition (paradigm) p, brain voxel v of ROI r:
+//!
+//! ```text
+//! y = o[p,v] + g[p] · a[r] · (W_s[v] · x̃[w]) + √(1−ρ)·white + √ρ·smooth
+//! W_s = √(1−σ)·W + √σ·E_s
+//! ```
+//!
+//! `x̃` is the stimulus vector z-scored per dimension; `W` (informative voxels × dims, entries
+//! N(0, 1/dims)) is the shared encoding, `E_s` the subject's deviation with the same law, `σ` =
+//! `subject_variability`; `a[r]` is zero outside informative ROIs and log-normal inside, scaled so
+//! the mean signal variance over informative voxels is `snr` (noise variance is 1); `g[p]`, `o[p]`
+//! are the paradigm's gain and smooth offset map; `ρ` = `smooth_fraction`.
+
+use rand::Rng;
+use rayon::prelude::*;
+
+use crate::noise::Smoother;
+use crate::rng::{fill_normal, normal, stream};
+
+/// Log-normal spread of informative ROI strengths: the strongest ROIs carry several times the
+/// signal of the weakest, so weighting ROIs (an ROI-aware model) pays.
+pub(crate) const ROI_STRENGTH_LOG_SD: f64 = 0.8;
+/// Log-normal spread of paradigm gains.
+pub(crate) const PARADIGM_GAIN_LOG_SD: f64 = 0.25;
+/// Standard deviation of paradigm offset maps, in noise units.
+pub(crate) const PARADIGM_OFFSET_SD: f64 = 1.0;
+
+/// Everything shared by all subjects: the "true encoding" the oracle knows.
+pub(crate) struct Encoding {
+    /// Brain-voxel positions (indices into the brain voxel list) of informative voxels.
+    pub informative: Vec<usize>,
+    /// Amplitude `a[r]` per informative voxel.
+    pub amplitude: Vec<f32>,
+    /// Shared weights, informative voxels × dims.
+    pub weights: Vec<f32>,
+    /// Z-scored stimulus features, stimuli × dims.
+    pub features: Vec<f32>,
+    pub dims: usize,
+    /// Gain per condition.
+    pub gains: Vec<f64>,
+    /// Offset per condition × brain voxel.
+    pub offsets: Vec<Vec<f32>>,
+}
+
+/// Z-scores each column of `values` (rows × dim); constant columns become 0.
+pub(crate) fn zscore_columns(values: &[f32], dim: usize) -> Vec<f32> {
+    let rows = values.len() / dim.max(1);
+    let mut out = values.to_vec();
+    for j in 0..dim {
+        let mean = (0..rows).map(|i| f64::from(values[i * dim + j])).sum::<f64>() / rows as f64;
+        let var = (0..rows).map(|i| (f64::from(values[i * dim + j]) - mean).powi(2)).sum::<f64>()
+            / rows as f64;
+        let sd = var.sqrt();
+        for i in 0..rows {
+            out[i * dim + j] = if sd > 1e-12 {
+                ((f64::from(values[i * dim + j]) - mean) / sd) as f32
+            } else {
+                0.0
+            };
+        }
+    }
+    out
+}
+
+/// What the encoding is built from.
+pub(crate) struct EncodingSpec<'a> {
+    pub seed: u64,
+    /// ROI label per brain voxel (0: none).
+    pub roi_of_voxel: &'a [i16],
+    pub informative_rois: &'a [i16],
+    /// Strength per informative ROI (mean square 1).
+    pub roi_strength: &'a [f64],
+    pub snr: f64,
+    pub features: Vec<f32>,
+    pub dims: usize,
+    pub conditions: usize,
+    pub grid_smoother: Option<&'a Smoother>,
+    pub grid_len: usize,
+    pub brain: &'a [usize],
+}
+
+impl Encoding {
+    pub fn new(spec: EncodingSpec<'_>) -> Self {
+        let strength_of = |roi: i16| {
+            spec.informative_rois.iter().position(|&r| r == roi).map(|i| spec.roi_strength[i])
+        };
+        let mut informative = Vec::new();
+        let mut amplitude = Vec::new();
+        for (v, &roi) in spec.roi_of_voxel.iter().enumerate() {
+            if let Some(s) = strength_of(roi) {
+                informative.push(v);
+                amplitude.push((spec.snr.sqrt() * s) as f32);
+            }
+        }
+        let mut weights = vec![0.0f32; informative.len() * spec.dims];
+        fill_normal(&mut stream(spec.seed, "shared-encoding", 0, 0), &mut weights);
+        let scale = 1.0 / (spec.dims as f32).sqrt();
+        weights.iter_mut().for_each(|w| *w *= scale);
+        let mut rng = stream(spec.seed, "paradigm-gain", 0, 0);
+        let gains =
+            (0..spec.conditions).map(|_| (PARADIGM_GAIN_LOG_SD * normal(&mut rng)).exp()).collect();
+        let offsets = (0..spec.conditions as u64)
+            .map(|p| {
+                let mut rng = stream(spec.seed, "paradigm-offset", p, 0);
+                let field = match spec.grid_smoother {
+                    Some(s) => s.field(&mut rng),
+                    None => {
+                        let mut f = vec![0.0; spec.grid_len];
+                        fill_normal(&mut rng, &mut f);
+                        f
+                    }
+                };
+                spec.brain.iter().map(|&g| field[g] * PARADIGM_OFFSET_SD as f32).collect()
+            })
+            .collect();
+        Encoding {
+            informative,
+            amplitude,
+            weights,
+            features: spec.features,
+            dims: spec.dims,
+            gains,
+            offsets,
+        }
+    }
+
+    /// The subject's weights `W_s`.
+    pub fn subject_weights(&self, seed: u64, subject: u64, variability: f64) -> Vec<f32> {
+        let mut deviation = vec![0.0f32; self.weights.len()];
+        fill_normal(&mut stream(seed, "subject-encoding", subject, 0), &mut deviation);
+        let (keep, add) = (
+            (1.0 - variability).sqrt() as f32,
+            (variability.sqrt() / (self.dims as f64).sqrt()) as f32,
+        );
+        self.weights.iter().zip(&deviation).map(|(w, e)| keep * w + add * e).collect()
+    }
+
+    /// The signal part `g · a · (W · x̃)` at informative voxels for `stimulus` in `condition`.
+    pub fn signal(&self, weights: &[f32], stimulus: usize, condition: usize) -> Vec<f32> {
+        let x = &self.features[stimulus * self.dims..(stimulus + 1) * self.dims];
+        let gain = self.gains[condition] as f32;
+        weights
+            .chunks_exact(self.dims)
+            .zip(&self.amplitude)
+            .map(|(w, a)| gain * a * w.iter().zip(x).map(|(w, x)| w * x).sum::<f32>())
+            .collect()
+    }
+}
+
+/// One trial's full-grid volume and its offset-free informative pattern (what the oracle sees).
+pub(crate) struct TrialVolume {
+    pub volume: Vec<f32>,
+    pub pattern: Vec<f32>,
+}
+
+/// How noise is mixed.
+pub(crate) struct NoiseSpec<'a> {
+    pub seed: u64,
+    pub smooth_fraction: f64,
+    pub smoother: Option<&'a Smoother>,
+    pub grid_len: usize,
+    pub brain: &'a [usize],
+}
+
+/// Generates trial `trial` of `subject` (stimulus, condition) as a full grid volume (0 outside
+/// the brain).
+pub(crate) fn trial_volume(
+    encoding: &Encoding,
+    subject_weights: &[f32],
+    noise: &NoiseSpec<'_>,
+    subject: u64,
+    trial: u64,
+    stimulus: usize,
+    condition: usize,
+) -> TrialVolume {
+    let mut rng = stream(noise.seed, "trial-noise", subject, trial);
+    let n = noise.brain.len();
+    let mut values = vec![0.0f32; n];
+    fill_normal(&mut rng, &mut values);
+    let smooth_weight = noise.smooth_fraction.sqrt() as f32;
+    match noise.smoother {
+        Some(s) if smooth_weight > 0.0 => {
+            let white_weight = (1.0 - noise.smooth_fraction).sqrt() as f32;
+            let field = s.field(&mut rng);
+            for (v, &g) in values.iter_mut().zip(noise.brain) {
+                *v = white_weight * *v + smooth_weight * field[g];
+            }
+        }
+        _ => {}
+    }
+    let signal = encoding.signal(subject_weights, stimulus, condition);
+    let mut pattern = Vec::with_capacity(signal.len());
+    for (&v, s) in encoding.informative.iter().zip(&signal) {
+        values[v] += s;
+        pattern.push(values[v]);
+    }
+    let offsets = &encoding.offsets[condition];
+    let mut volume = vec![0.0f32; noise.grid_len];
+    for ((&g, v), o) in noise.brain.iter().zip(&values).zip(offsets) {
+        volume[g] = v + o;
+    }
+    TrialVolume { volume, pattern }
+}
+
+/// Oracle scores over blocks of trials: top-1, top-5 and pairwise accuracy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub(crate) struct Scores {
+    pub top1: f64,
+    pub top5: f64,
+    pub pairwise: f64,
+}
+
+/// Centres and scales `row` to unit norm, so dot products are Pearson correlations.
+fn standardize(row: &[f32]) -> Vec<f32> {
+    let n = row.len().max(1) as f64;
+    let mean = row.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+    let norm = row.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>().sqrt();
+    let scale = if norm > 0.0 { 1.0 / norm } else { 0.0 };
+    row.iter().map(|&v| ((f64::from(v) - mean) * scale) as f32).collect()
+}
+
+/// One block: trial `i` shows candidate `i` (a paradigm block of 180 words, or one repetition
+/// of the test images). `observed[i]` is that trial's pattern; `predicted[j]` is candidate `j`'s
+/// true shared-encoding pattern. Returns (top-1 hits, top-5 hits, pairwise hits, pairs).
+pub(crate) fn score_block(
+    observed: &[Vec<f32>],
+    predicted: &[Vec<f32>],
+) -> (usize, usize, usize, usize) {
+    let observed: Vec<Vec<f32>> = observed.par_iter().map(|r| standardize(r)).collect();
+    let predicted: Vec<Vec<f32>> = predicted.par_iter().map(|r| standardize(r)).collect();
+    let n = observed.len();
+    let corr: Vec<Vec<f32>> = observed
+        .par_iter()
+        .map(|o| predicted.iter().map(|p| o.iter().zip(p).map(|(a, b)| a * b).sum()).collect())
+        .collect();
+    let (mut top1, mut top5, mut pair_hits, mut pairs) = (0, 0, 0, 0);
+    for (i, row) in corr.iter().enumerate() {
+        let better = row.iter().filter(|&&c| c > row[i]).count();
+        top1 += usize::from(better < 1);
+        top5 += usize::from(better < 5);
+        for j in i + 1..n {
+            pairs += 1;
+            pair_hits += usize::from(corr[i][i] + corr[j][j] > corr[i][j] + corr[j][i]);
+        }
+    }
+    (top1, top5, pair_hits, pairs)
+}
+
+/// Draws log-normal strengths for `count` ROIs, normalised to mean square 1.
+pub(crate) fn roi_strengths(seed: u64, count: usize) -> Vec<f64> {
+    let mut rng = stream(seed, "roi-strength", 0, 0);
+    let raw: Vec<f64> =
+        (0..count).map(|_| (ROI_STRENGTH_LOG_SD * normal(&mut rng)).exp()).collect();
+    let ms = raw.iter().map(|s| s * s).sum::<f64>() / count.max(1) as f64;
+    raw.iter().map(|s| s / ms.sqrt()).collect()
+}
+
+/// Picks `count` of `rois` labels (1-based) at random, sorted.
+pub(crate) fn pick_informative(seed: u64, rois: usize, count: usize) -> Vec<i16> {
+    let mut rng = stream(seed, "informative-rois", 0, 0);
+    let mut labels: Vec<i16> = (1..=rois).map(|r| i16::try_from(r).unwrap_or(i16::MAX)).collect();
+    for i in 0..count.min(rois) {
+        let j = rng.gen_range(i..rois);
+        labels.swap(i, j);
+    }
+    labels.truncate(count.min(rois));
+    labels.sort_unstable();
+    labels
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn perfect_patterns_score_perfectly_and_noise_scores_near_chance() {
+        let mut rng = stream(1, "t", 0, 0);
+        let mut draw = || -> Vec<Vec<f32>> {
+            (0..20)
+                .map(|_| {
+                    let mut v = vec![0.0; 50];
+                    fill_normal(&mut rng, &mut v);
+                    v
+                })
+                .collect()
+        };
+        let predicted = draw();
+        let (t1, t5, hits, pairs) = score_block(&predicted, &predicted);
+        assert_eq!((t1, t5, hits, pairs), (20, 20, 190, 190));
+        let noise = draw();
+        let (t1, _, hits, pairs) = score_block(&noise, &predicted);
+        assert!(t1 <= 5 && (hits as f64 / pairs as f64) < 0.7, "{t1} {hits}/{pairs}");
+    }
+
+    #[test]
+    fn strengths_have_mean_square_one() {
+        let s = roi_strengths(4, 100);
+        let ms = s.iter().map(|v| v * v).sum::<f64>() / 100.0;
+        assert!((ms - 1.0).abs() < 1e-9);
+        assert_eq!(pick_informative(4, 10, 3).len(), 3);
+    }
+}
