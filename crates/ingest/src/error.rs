@@ -24,6 +24,14 @@ pub enum IngestError {
         /// What is wrong.
         message: String,
     },
+    /// An events file is malformed.
+    #[error("{}: events: {message}", path.display())]
+    Events {
+        /// The events file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// An operating-system error on a file.
     #[error("{}: {source}", path.display())]
     Io {

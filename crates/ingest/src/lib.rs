@@ -23,12 +23,14 @@
 
 mod brain;
 mod error;
+mod events;
 mod images;
 mod model;
 mod nifti;
 mod noise;
 mod params;
 mod rng;
+mod scans;
 mod study;
 mod timeseries;
 mod vectors;
@@ -38,10 +40,14 @@ use std::sync::Arc;
 use brainpipe_core::DynStage;
 
 pub use error::{IngestError, Result};
+pub use events::{Event, read_events};
 pub use params::{SyntheticParams, World};
+pub use scans::{
+    IngestNifti, NiftiParams, SCANS_TABLE, ScansWriter, TrialInfo, VOXELS_TABLE, VoxelGrid,
+};
 pub use study::{PEREIRA_PARADIGMS, STIMULI_TABLE, Synthetic};
 
 /// Every stage of this crate, for the CLI and pipelines to register.
 pub fn stages() -> Vec<Arc<dyn DynStage>> {
-    vec![Arc::new(Synthetic)]
+    vec![Arc::new(Synthetic), Arc::new(IngestNifti)]
 }

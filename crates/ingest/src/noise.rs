@@ -55,6 +55,17 @@ impl Smoother {
     /// Works on whole rows of `stride` contiguous values at a time so the inner loop vectorises.
     fn blur_axis(&self, input: &[f32], output: &mut [f32], stride: usize, len: usize) {
         let radius = self.kernel.len() / 2;
+        if stride == 1 {
+            for (line, out) in input.chunks(len).zip(output.chunks_mut(len)) {
+                for (p, o) in out.iter_mut().enumerate() {
+                    let lo = p.saturating_sub(radius);
+                    let hi = (p + radius).min(len - 1);
+                    let taps = &self.kernel[lo + radius - p..=hi + radius - p];
+                    *o = taps.iter().zip(&line[lo..=hi]).map(|(k, v)| k * v).sum();
+                }
+            }
+            return;
+        }
         let block = stride * len;
         for (source, target) in input.chunks(block).zip(output.chunks_mut(block)) {
             for p in 0..len {

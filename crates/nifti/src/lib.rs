@@ -48,3 +48,72 @@ pub fn voxel_to_world(affine: &[[f64; 4]; 4], ijk: [f64; 3]) -> [f64; 3] {
         affine[r][0] * ijk[0] + affine[r][1] * ijk[1] + affine[r][2] * ijk[2] + affine[r][3]
     })
 }
+
+/// The inverse of an affine (`None` when its 3×3 part is singular).
+pub fn invert_affine(m: &[[f64; 4]; 4]) -> Option<[[f64; 4]; 4]> {
+    let a = [[m[0][0], m[0][1], m[0][2]], [m[1][0], m[1][1], m[1][2]], [m[2][0], m[2][1], m[2][2]]];
+    let det = a[0][0] * (a[1][1] * a[2][2] - a[1][2] * a[2][1])
+        - a[0][1] * (a[1][0] * a[2][2] - a[1][2] * a[2][0])
+        + a[0][2] * (a[1][0] * a[2][1] - a[1][1] * a[2][0]);
+    if det.abs() < 1e-12 || !det.is_finite() {
+        return None;
+    }
+    let cof =
+        |r0: usize, r1: usize, c0: usize, c1: usize| a[r0][c0] * a[r1][c1] - a[r0][c1] * a[r1][c0];
+    let inv3 = [
+        [cof(1, 2, 1, 2) / det, -cof(0, 2, 1, 2) / det, cof(0, 1, 1, 2) / det],
+        [-cof(1, 2, 0, 2) / det, cof(0, 2, 0, 2) / det, -cof(0, 1, 0, 2) / det],
+        [cof(1, 2, 0, 1) / det, -cof(0, 2, 0, 1) / det, cof(0, 1, 0, 1) / det],
+    ];
+    let t = [m[0][3], m[1][3], m[2][3]];
+    let mut out = [[0.0; 4]; 4];
+    for r in 0..3 {
+        out[r][..3].copy_from_slice(&inv3[r]);
+        out[r][3] = -(inv3[r][0] * t[0] + inv3[r][1] * t[1] + inv3[r][2] * t[2]);
+    }
+    out[3][3] = 1.0;
+    Some(out)
+}
+
+/// The voxel of a grid (`dims`, `inverse` = its inverted affine) nearest to world point `xyz`, as
+/// nilearn's nearest-neighbour resampling picks it (round half to even, like numpy), or `None`
+/// outside the grid.
+pub fn nearest_voxel(
+    inverse: &[[f64; 4]; 4],
+    dims: [usize; 3],
+    xyz: [f64; 3],
+) -> Option<[usize; 3]> {
+    let ijk = voxel_to_world(inverse, xyz);
+    let mut out = [0usize; 3];
+    for axis in 0..3 {
+        let v = ijk[axis].round_ties_even();
+        if !(v >= 0.0 && v < dims[axis] as f64) {
+            return None;
+        }
+        out[axis] = v as usize;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inverse_round_trips() {
+        let m = [
+            [0.5, 0.2, 0.0, -10.0],
+            [0.1, 2.0, 0.3, 20.0],
+            [0.0, -0.4, 3.0, 5.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ];
+        let inv = invert_affine(&m).expect("invertible");
+        let p = voxel_to_world(&m, [3.0, 4.0, 5.0]);
+        let back = voxel_to_world(&inv, p);
+        for (a, b) in back.iter().zip([3.0, 4.0, 5.0]) {
+            assert!((a - b).abs() < 1e-9);
+        }
+        assert_eq!(nearest_voxel(&inv, [10, 10, 10], p), Some([3, 4, 5]));
+        assert_eq!(nearest_voxel(&inv, [3, 10, 10], p), None);
+    }
+}

@@ -92,7 +92,9 @@ impl<T: Element> NiftiWriter<T> {
         let io = |source| NiftiError::Io { path: path.to_path_buf(), source };
         let file = BufWriter::with_capacity(1 << 20, File::create(path).map_err(io)?);
         let mut sink = match options.gzip_level {
-            Some(level) => Sink::Gzip(Box::new(GzEncoder::new(file, Compression::new(level.min(9))))),
+            Some(level) => {
+                Sink::Gzip(Box::new(GzEncoder::new(file, Compression::new(level.min(9)))))
+            }
             None => Sink::Plain(file),
         };
         let header = header_bytes(shape, T::DATATYPE, options);

@@ -1,0 +1,528 @@
+//! The `scans` artifact every importer writes, and `ingest.nifti`, the importer of NIfTI volumes
+//! with BIDS events.
+//!
+//! `scans` is a directory with, per subject, `SUBJECT.parquet` (one row per trial, the masked
+//! voxels as `FixedSizeList<Float32, V>`), `SUBJECT.voxels.parquet` (where each column sits) and
+//! `SUBJECT.mask.nii.gz`. Subjects get a file each because they need not share a voxel set.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float32Array, Float64Array, Int32Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use brainpipe_core::{
+    ArtifactKind, Context, Port, Stage, StageError, TableKind, TableWriter, f32_list_array,
+    f32_list_field,
+};
+use brainpipe_nifti::{
+    Header, VolumeReader, WriteOptions, XFORM_SCANNER, invert_affine, nearest_voxel, read_f32,
+    voxel_to_world,
+};
+use rayon::prelude::*;
+
+use crate::error::{IngestError, Result};
+use crate::events::{Event, read_events};
+
+/// Table kind of a subject's scans.
+pub const SCANS_TABLE: TableKind = TableKind::new("scans", 1);
+/// Table kind of a subject's voxel table.
+pub const VOXELS_TABLE: TableKind = TableKind::new("voxels", 1);
+
+/// Trials per Parquet row group: a reader streams a few MB at a time.
+const ROWS_PER_GROUP: usize = 64;
+
+/// One trial of a subject, as written to `SUBJECT.parquet`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrialInfo {
+    /// Session label (`""` when none).
+    pub session: String,
+    /// Run label.
+    pub run: String,
+    /// 0-based volume index in the source file.
+    pub trial: i32,
+    /// Stimulus key.
+    pub stimulus: String,
+    /// Paradigm / condition.
+    pub paradigm: String,
+    /// Onset in seconds, when known.
+    pub onset: Option<f64>,
+}
+
+/// Where the columns of a subject's voxel rows sit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VoxelGrid {
+    /// Grid dims `[X, Y, Z]`.
+    pub dims: [usize; 3],
+    /// Voxel → world affine.
+    pub affine: [[f64; 4]; 4],
+    /// Voxel indices of each column, in column order.
+    pub ijk: Vec<[usize; 3]>,
+    /// ROI label of each column, when the importer knows it.
+    pub roi: Option<Vec<i32>>,
+}
+
+/// Streams one subject's trials into `scans/SUBJECT.parquet` and writes its voxel table and mask.
+pub struct ScansWriter {
+    subject: String,
+    path: PathBuf,
+    width: usize,
+    writer: TableWriter,
+    pending: Vec<(TrialInfo, Vec<f32>)>,
+    rows: usize,
+}
+
+impl ScansWriter {
+    /// Starts `dir/SUBJECT.parquet` for rows of `grid.ijk.len()` voxels; writes the voxel table and
+    /// the mask right away.
+    pub fn create(dir: &Path, subject: &str, grid: &VoxelGrid, source: &str) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| IngestError::io(dir, e))?;
+        write_voxels(&dir.join(format!("{subject}.voxels.parquet")), grid)?;
+        write_mask(&dir.join(format!("{subject}.mask.nii.gz")), grid)?;
+        let width = grid.ijk.len();
+        let schema = Schema::new(vec![
+            Field::new("subject", DataType::Utf8, false),
+            Field::new("session", DataType::Utf8, false),
+            Field::new("run", DataType::Utf8, false),
+            Field::new("trial", DataType::Int32, false),
+            Field::new("stimulus", DataType::Utf8, false),
+            Field::new("paradigm", DataType::Utf8, false),
+            Field::new("onset", DataType::Float64, true),
+            f32_list_field("voxels", width, false),
+        ])
+        .with_metadata(std::collections::HashMap::from([(
+            "brainpipe.source".to_owned(),
+            source.to_owned(),
+        )]));
+        let path = dir.join(format!("{subject}.parquet"));
+        let writer = TableWriter::with_row_group_rows(&path, SCANS_TABLE, &schema, ROWS_PER_GROUP)?;
+        Ok(ScansWriter {
+            subject: subject.to_owned(),
+            path,
+            width,
+            writer,
+            pending: Vec::new(),
+            rows: 0,
+        })
+    }
+
+    /// Appends a trial's voxel values (one per column).
+    pub fn push(&mut self, trial: TrialInfo, voxels: Vec<f32>) -> Result<()> {
+        if voxels.len() != self.width {
+            return Err(IngestError::Params(format!(
+                "{}: trial {} has {} voxels, the subject's mask has {}",
+                self.path.display(),
+                trial.trial,
+                voxels.len(),
+                self.width
+            )));
+        }
+        self.pending.push((trial, voxels));
+        if self.pending.len() >= ROWS_PER_GROUP {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let rows = std::mem::take(&mut self.pending);
+        let text = |f: &dyn Fn(&TrialInfo) -> &str| -> ArrayRef {
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|(t, _)| f(t))))
+        };
+        let mut values = Vec::with_capacity(rows.len() * self.width);
+        for (_, v) in &rows {
+            values.extend_from_slice(v);
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|_| self.subject.as_str()))),
+            text(&|t| &t.session),
+            text(&|t| &t.run),
+            Arc::new(Int32Array::from_iter_values(rows.iter().map(|(t, _)| t.trial))),
+            text(&|t| &t.stimulus),
+            text(&|t| &t.paradigm),
+            Arc::new(Float64Array::from_iter(rows.iter().map(|(t, _)| t.onset))),
+            f32_list_array(values, self.width.max(1)),
+        ];
+        let batch = RecordBatch::try_new(self.writer.schema().clone(), columns)
+            .map_err(|source| brainpipe_core::Error::Arrow { path: self.path.clone(), source })?;
+        self.writer.write(&batch)?;
+        self.rows += rows.len();
+        Ok(())
+    }
+
+    /// Writes the footer; returns the number of trials written.
+    pub fn finish(mut self) -> Result<usize> {
+        self.flush()?;
+        self.writer.finish()?;
+        Ok(self.rows)
+    }
+}
+
+fn write_voxels(path: &Path, grid: &VoxelGrid) -> Result<()> {
+    let n = grid.ijk.len();
+    let world: Vec<[f64; 3]> = grid
+        .ijk
+        .iter()
+        .map(|&[i, j, k]| voxel_to_world(&grid.affine, [i as f64, j as f64, k as f64]))
+        .collect();
+    let index = |axis: usize| -> ArrayRef {
+        Arc::new(Int32Array::from_iter_values(grid.ijk.iter().map(|v| v[axis] as i32)))
+    };
+    let coord = |axis: usize| -> ArrayRef {
+        Arc::new(Float32Array::from_iter_values(world.iter().map(|w| w[axis] as f32)))
+    };
+    let roi: ArrayRef = match &grid.roi {
+        Some(labels) => Arc::new(Int32Array::from(labels.clone())),
+        None => Arc::new(Int32Array::from(vec![None::<i32>; n])),
+    };
+    let schema = Arc::new(
+        Schema::new(vec![
+            Field::new("column", DataType::Int32, false),
+            Field::new("i", DataType::Int32, false),
+            Field::new("j", DataType::Int32, false),
+            Field::new("k", DataType::Int32, false),
+            Field::new("x", DataType::Float32, false),
+            Field::new("y", DataType::Float32, false),
+            Field::new("z", DataType::Float32, false),
+            Field::new("roi", DataType::Int32, true),
+        ])
+        .with_metadata(std::collections::HashMap::from([
+            (
+                "brainpipe.affine".to_owned(),
+                serde_json::to_string(&grid.affine).unwrap_or_default(),
+            ),
+            ("brainpipe.dims".to_owned(), serde_json::to_string(&grid.dims).unwrap_or_default()),
+        ])),
+    );
+    let columns = vec![
+        Arc::new(Int32Array::from_iter_values(0..n as i32)) as ArrayRef,
+        index(0),
+        index(1),
+        index(2),
+        coord(0),
+        coord(1),
+        coord(2),
+        roi,
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), columns)
+        .map_err(|source| brainpipe_core::Error::Arrow { path: path.to_path_buf(), source })?;
+    let mut writer = TableWriter::with_row_group_rows(path, VOXELS_TABLE, &schema, 1 << 16)?;
+    writer.write(&batch)?;
+    writer.finish()?;
+    Ok(())
+}
+
+fn write_mask(path: &Path, grid: &VoxelGrid) -> Result<()> {
+    let [x, y, _] = grid.dims;
+    let mut mask = vec![0u8; grid.dims.iter().product()];
+    for &[i, j, k] in &grid.ijk {
+        mask[i + x * (j + y * k)] = 1;
+    }
+    let options = WriteOptions {
+        affine: grid.affine,
+        xform_code: XFORM_SCANNER,
+        tr_s: None,
+        gzip_level: Some(6),
+    };
+    brainpipe_nifti::write_volume(path, grid.dims, &mask, &options).map_err(nifti_error)
+}
+
+pub(crate) fn nifti_error(e: brainpipe_nifti::NiftiError) -> IngestError {
+    match e {
+        brainpipe_nifti::NiftiError::Io { path, source } => IngestError::Io { path, source },
+        brainpipe_nifti::NiftiError::Malformed { path, message } => {
+            IngestError::Nifti { path, message }
+        }
+    }
+}
+
+brainpipe_core::params! {
+    /// Params of `ingest.nifti`.
+    pub struct NiftiParams {
+        /// Events column holding the stimulus of each trial (BIDS: `trial_type`; the synthetic
+        /// study also has `stimulus`, the stimulus id).
+        pub stimulus_column: String = "trial_type".to_owned(),
+        /// Events column holding the paradigm / condition; when the events lack it, the run label.
+        pub paradigm_column: String = "paradigm".to_owned(),
+        /// Read events (`*_events.tsv` beside each NIfTI file); `false`: one trial per volume.
+        pub events: bool = true,
+    }
+}
+
+/// `ingest.nifti`: NIfTI-1/2 volumes (3-D or 4-D, 4th axis = trials) + BIDS events → `scans`.
+pub struct IngestNifti;
+
+impl Stage for IngestNifti {
+    type Params = NiftiParams;
+    const NAME: &'static str = "ingest.nifti";
+    const VERSION: u32 = 1;
+    const SUMMARY: &'static str =
+        "NIfTI-1/2 beta or BOLD volumes + BIDS events → scans (masked voxel rows per subject)";
+
+    fn inputs(&self) -> Vec<Port> {
+        vec![
+            Port::input("bold", ArtifactKind::Directory, "a NIfTI file, or a directory of sub-XX[_ses-YY][_run-ZZ]_*.nii[.gz] with *_events.tsv beside them"),
+            Port::input("mask", ArtifactKind::Nifti, "brain mask (non-zero = keep); resampled nearest-neighbour when on another grid; default: every voxel").optional(),
+        ]
+    }
+
+    fn outputs(&self) -> Vec<Port> {
+        vec![Port::output(
+            "scans",
+            "scans",
+            ArtifactKind::Directory,
+            "per subject SUBJECT.parquet (trials × masked voxels), SUBJECT.voxels.parquet, SUBJECT.mask.nii.gz",
+        )]
+    }
+
+    fn run(&self, ctx: &mut Context, params: &NiftiParams) -> Result<(), StageError> {
+        let bold = ctx.input("bold")?.to_path_buf();
+        let files = nifti_files(&bold)?;
+        let mask = ctx.optional_input("mask").map(load_mask).transpose()?;
+        let out = ctx.output("scans");
+        let mut subjects: BTreeMap<String, Vec<SourceFile>> = BTreeMap::new();
+        for file in files {
+            subjects.entry(file.subject.clone()).or_default().push(file);
+        }
+        let bar = ctx.progress(subjects.len() as u64, "subjects");
+        let counts: Vec<(String, usize, usize)> = subjects
+            .par_iter()
+            .map(|(subject, files)| {
+                let counts = ingest_subject(&out, subject, files, mask.as_ref(), params);
+                bar.inc(1);
+                counts.map(|(trials, voxels)| (subject.clone(), trials, voxels))
+            })
+            .collect::<Result<_>>()?;
+        bar.finish_and_clear();
+        ctx.note(
+            "subjects",
+            counts
+                .iter()
+                .map(|(s, t, v)| serde_json::json!({"subject": s, "trials": t, "voxels": v}))
+                .collect::<Vec<_>>(),
+        );
+        Ok(())
+    }
+}
+
+/// A NIfTI file with what its name says (BIDS entities).
+#[derive(Clone, Debug)]
+struct SourceFile {
+    path: PathBuf,
+    subject: String,
+    session: String,
+    run: String,
+}
+
+fn is_nifti(path: &Path) -> bool {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+    name.ends_with(".nii") || name.ends_with(".nii.gz")
+}
+
+/// The NIfTI files of `bold` (a file, or a directory listed in sorted order).
+fn nifti_files(bold: &Path) -> Result<Vec<SourceFile>> {
+    let paths: Vec<PathBuf> = if bold.is_dir() {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(bold)
+            .map_err(|e| IngestError::io(bold, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| is_nifti(p))
+            .collect();
+        paths.sort();
+        paths
+    } else {
+        vec![bold.to_path_buf()]
+    };
+    if paths.is_empty() {
+        return Err(IngestError::Params(format!("{}: no .nii or .nii.gz files", bold.display())));
+    }
+    Ok(paths.into_iter().map(|path| describe(&path)).collect())
+}
+
+/// BIDS entities from a file name: `sub-01_ses-02_task-x_run-3_bold.nii.gz`.
+fn describe(path: &Path) -> SourceFile {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = name.trim_end_matches(".gz").trim_end_matches(".nii").to_owned();
+    let entity = |key: &str| {
+        stem.split('_').find_map(|part| part.strip_prefix(key).map(|v| format!("{key}{v}")))
+    };
+    let subject = entity("sub-").unwrap_or_else(|| stem.clone());
+    let session = entity("ses-").unwrap_or_default();
+    let run = [entity("task-"), entity("run-")].into_iter().flatten().collect::<Vec<_>>().join("_");
+    SourceFile { path: path.to_path_buf(), subject, session, run }
+}
+
+/// The events file beside a NIfTI file: `X_bold.nii.gz` → `X_events.tsv`, else `X_events.tsv`
+/// for `X.nii.gz`.
+fn events_path(nifti: &Path) -> Option<PathBuf> {
+    let name = nifti.file_name()?.to_string_lossy().into_owned();
+    let stem = name.trim_end_matches(".gz").trim_end_matches(".nii");
+    let base =
+        stem.rsplit_once('_').map_or(stem, |(b, suffix)| if suffix == "bold" { b } else { stem });
+    let candidate = nifti.with_file_name(format!("{base}_events.tsv"));
+    candidate.exists().then_some(candidate)
+}
+
+/// A mask volume: where it is non-zero, on its grid.
+struct Mask {
+    path: PathBuf,
+    header: Header,
+    values: Vec<f32>,
+}
+
+fn load_mask(path: &Path) -> Result<Mask> {
+    let (header, values) = read_f32(path).map_err(nifti_error)?;
+    if header.volumes() != 1 {
+        return Err(IngestError::nifti(
+            path,
+            format!("a mask must be 3-D, got dims {:?}", header.dims),
+        ));
+    }
+    Ok(Mask { path: path.to_path_buf(), header, values })
+}
+
+fn same_grid(a: &Header, b: &Header) -> bool {
+    let (fa, fb) = (a.affine(), b.affine());
+    a.shape3() == b.shape3()
+        && fa
+            .iter()
+            .flatten()
+            .zip(fb.iter().flatten())
+            .all(|(x, y)| (x - y).abs() <= 1e-4 * (1.0 + x.abs()))
+}
+
+fn has_affine(h: &Header) -> bool {
+    h.qform_code > 0 || h.sform_code > 0
+}
+
+/// The columns a subject keeps: every voxel, the mask's voxels on the same grid, or the mask
+/// resampled nearest-neighbour through both affines (as nilearn does).
+fn grid_for(header: &Header, source: &Path, mask: Option<&Mask>) -> Result<VoxelGrid> {
+    let dims = header.shape3();
+    let [x, y, z] = dims;
+    let affine = header.affine();
+    let all = || (0..z).flat_map(move |k| (0..y).flat_map(move |j| (0..x).map(move |i| [i, j, k])));
+    let ijk: Vec<[usize; 3]> = match mask {
+        None => all().collect(),
+        Some(mask) if same_grid(header, &mask.header) => {
+            all().filter(|&[i, j, k]| mask.values[i + x * (j + y * k)] != 0.0).collect()
+        }
+        Some(mask) => {
+            if !has_affine(&mask.header) || !has_affine(header) {
+                let which = if has_affine(header) { &mask.path } else { &source.to_path_buf() };
+                return Err(IngestError::nifti(
+                    which,
+                    format!(
+                        "mask grid {:?} differs from the data grid {:?} and there is no qform/sform to resample through",
+                        mask.header.shape3(),
+                        dims
+                    ),
+                ));
+            }
+            let inverse = invert_affine(&mask.header.affine())
+                .ok_or_else(|| IngestError::nifti(&mask.path, "the mask's affine is singular"))?;
+            let [mx, my, _] = mask.header.shape3();
+            all()
+                .filter(|&[i, j, k]| {
+                    let world = voxel_to_world(&affine, [i as f64, j as f64, k as f64]);
+                    nearest_voxel(&inverse, mask.header.shape3(), world)
+                        .is_some_and(|[a, b, c]| mask.values[a + mx * (b + my * c)] != 0.0)
+                })
+                .collect()
+        }
+    };
+    if ijk.is_empty() {
+        let path = mask.map_or(source, |m| m.path.as_path());
+        return Err(IngestError::nifti(path, "the mask keeps no voxel of the data grid"));
+    }
+    Ok(VoxelGrid { dims, affine, ijk, roi: None })
+}
+
+/// Streams a subject's files into its scans table. Returns (trials, voxels).
+fn ingest_subject(
+    out: &Path,
+    subject: &str,
+    files: &[SourceFile],
+    mask: Option<&Mask>,
+    params: &NiftiParams,
+) -> Result<(usize, usize)> {
+    let first = VolumeReader::open(&files[0].path).map_err(nifti_error)?;
+    let first_header = first.header().clone();
+    let grid = grid_for(&first_header, &files[0].path, mask)?;
+    let sources: Vec<String> = files.iter().map(|f| f.path.display().to_string()).collect();
+    let mut writer = ScansWriter::create(out, subject, &grid, &sources.join(";"))?;
+    let [x, y, _] = grid.dims;
+    let flat: Vec<usize> = grid.ijk.iter().map(|&[i, j, k]| i + x * (j + y * k)).collect();
+    let mut reader = Some(first);
+    for file in files {
+        let mut volumes = match reader.take() {
+            Some(r) => r,
+            None => VolumeReader::open(&file.path).map_err(nifti_error)?,
+        };
+        if !same_grid(volumes.header(), &first_header) {
+            return Err(IngestError::nifti(
+                &file.path,
+                format!("grid differs from {} of the same subject", files[0].path.display()),
+            ));
+        }
+        let count = volumes.header().volumes();
+        let trials = trials_for(file, count, params)?;
+        let mut next = 0;
+        let mut volume = Vec::new();
+        let mut index = 0usize;
+        while volumes.read_volume(&mut volume).map_err(nifti_error)? {
+            while next < trials.len() && trials[next].trial as usize == index {
+                let row: Vec<f32> = flat.iter().map(|&f| volume[f]).collect();
+                writer.push(trials[next].clone(), row)?;
+                next += 1;
+            }
+            index += 1;
+        }
+    }
+    let rows = writer.finish()?;
+    Ok((rows, grid.ijk.len()))
+}
+
+/// The trials of a file in volume order: from its events, or one per volume.
+fn trials_for(file: &SourceFile, volumes: usize, params: &NiftiParams) -> Result<Vec<TrialInfo>> {
+    let events = if params.events { events_path(&file.path) } else { None };
+    let Some(events_file) = events else {
+        return Ok((0..volumes)
+            .map(|v| TrialInfo {
+                session: file.session.clone(),
+                run: file.run.clone(),
+                trial: v as i32,
+                stimulus: v.to_string(),
+                paradigm: file.run.clone(),
+                onset: None,
+            })
+            .collect());
+    };
+    let events: Vec<Event> =
+        read_events(&events_file, &params.stimulus_column, &params.paradigm_column)?;
+    let mut trials = Vec::with_capacity(events.len());
+    for (row, event) in events.into_iter().enumerate() {
+        let volume = event.volume.unwrap_or(row);
+        if volume >= volumes {
+            return Err(IngestError::Params(format!(
+                "{}: event row {} names volume {volume}, but {} has {volumes} volumes",
+                events_file.display(),
+                row + 1,
+                file.path.display()
+            )));
+        }
+        trials.push(TrialInfo {
+            session: file.session.clone(),
+            run: file.run.clone(),
+            trial: volume as i32,
+            stimulus: event.stimulus,
+            paradigm: event.paradigm.unwrap_or_else(|| file.run.clone()),
+            onset: event.onset,
+        });
+    }
+    // Volumes are streamed in order; trials follow them (stable for several events per volume).
+    trials.sort_by_key(|t| t.trial);
+    Ok(trials)
+}
