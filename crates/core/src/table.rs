@@ -9,7 +9,8 @@ use arrow::array::{Array, ArrayRef, FixedSizeListArray, Float32Array, RecordBatc
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::schema::types::ColumnPath;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use crate::error::{Error, IoContext, Result};
@@ -71,11 +72,7 @@ impl TableWriter {
     ) -> Result<Self> {
         let schema = kind.tag_schema(schema);
         let file = File::create(path).at(path)?;
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::default()))
-            .set_max_row_group_row_count(Some(rows.max(1)))
-            .set_statistics_enabled(EnabledStatistics::Chunk)
-            .build();
+        let props = writer_properties(&schema, rows);
         let writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
             .map_err(|source| Error::Parquet { path: path.to_path_buf(), source })?;
         Ok(TableWriter { path: path.to_path_buf(), schema, writer })
@@ -111,6 +108,33 @@ impl TableWriter {
             .map_err(|source| Error::Parquet { path: path.clone(), source })?;
         file.sync_all().at(&path)
     }
+}
+
+/// zstd everywhere; float columns (and lists of floats: embeddings, voxel rows) without dictionary
+/// encoding — which on distinct floats only costs time before Parquet falls back — and with
+/// BYTE_STREAM_SPLIT, which groups the floats' bytes by significance so zstd compresses them better.
+fn writer_properties(schema: &Schema, rows: usize) -> WriterProperties {
+    let mut builder = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_max_row_group_row_count(Some(rows.max(1)))
+        .set_statistics_enabled(EnabledStatistics::Chunk);
+    let is_float = |t: &DataType| matches!(t, DataType::Float32 | DataType::Float64);
+    for field in schema.fields() {
+        let path = match field.data_type() {
+            t if is_float(t) => Some(vec![field.name().clone()]),
+            DataType::FixedSizeList(item, _) | DataType::List(item) if is_float(item.data_type()) => {
+                Some(vec![field.name().clone(), "list".to_owned(), item.name().clone()])
+            }
+            _ => None,
+        };
+        if let Some(path) = path {
+            let column = ColumnPath::new(path);
+            builder = builder
+                .set_column_dictionary_enabled(column.clone(), false)
+                .set_column_encoding(column, Encoding::BYTE_STREAM_SPLIT);
+        }
+    }
+    builder.build()
 }
 
 /// Writes `batches` as one table of `kind` at `path`.

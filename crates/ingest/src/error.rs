@@ -24,6 +24,14 @@ pub enum IngestError {
         /// What is wrong.
         message: String,
     },
+    /// A MATLAB file is malformed or lacks what the importer needs.
+    #[error("{}: {message}", path.display())]
+    Mat {
+        /// The MAT-file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// An events file is malformed.
     #[error("{}: events: {message}", path.display())]
     Events {
@@ -43,6 +51,17 @@ pub enum IngestError {
     /// An artifact error from brainpipe-core (Parquet, schema).
     #[error(transparent)]
     Core(#[from] brainpipe_core::Error),
+}
+
+impl From<brainpipe_nifti::NiftiError> for IngestError {
+    fn from(error: brainpipe_nifti::NiftiError) -> Self {
+        match error {
+            brainpipe_nifti::NiftiError::Io { path, source } => IngestError::Io { path, source },
+            brainpipe_nifti::NiftiError::Malformed { path, message } => {
+                IngestError::Nifti { path, message }
+            }
+        }
+    }
 }
 
 impl IngestError {

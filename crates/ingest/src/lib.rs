@@ -25,10 +25,12 @@ mod brain;
 mod error;
 mod events;
 mod images;
+mod mat;
 mod model;
 mod nifti;
 mod noise;
 mod params;
+mod pereira;
 mod rng;
 mod scans;
 mod study;
@@ -41,6 +43,8 @@ use brainpipe_core::DynStage;
 
 pub use error::{IngestError, Result};
 pub use events::{Event, read_events};
+pub use mat::{MatValue, parse_mat, read_mat};
+pub use pereira::{IngestPereira, PereiraParams};
 pub use params::{SyntheticParams, World};
 pub use scans::{
     IngestNifti, NiftiParams, SCANS_TABLE, ScansWriter, TrialInfo, VOXELS_TABLE, VoxelGrid,
@@ -49,5 +53,5 @@ pub use study::{PEREIRA_PARADIGMS, STIMULI_TABLE, Synthetic};
 
 /// Every stage of this crate, for the CLI and pipelines to register.
 pub fn stages() -> Vec<Arc<dyn DynStage>> {
-    vec![Arc::new(Synthetic), Arc::new(IngestNifti)]
+    vec![Arc::new(Synthetic), Arc::new(IngestNifti), Arc::new(IngestPereira)]
 }

@@ -29,8 +29,16 @@ pub const SCANS_TABLE: TableKind = TableKind::new("scans", 1);
 /// Table kind of a subject's voxel table.
 pub const VOXELS_TABLE: TableKind = TableKind::new("voxels", 1);
 
-/// Trials per Parquet row group: a reader streams a few MB at a time.
-const ROWS_PER_GROUP: usize = 64;
+/// Most trials per Parquet row group.
+const MAX_ROWS_PER_GROUP: usize = 64;
+/// Raw bytes of voxel values per row group a writer aims for: the writer buffers one group, and a
+/// reader streams one at a time, so this bounds both sides' memory (8 MB).
+const GROUP_BYTES: usize = 8 << 20;
+
+/// Trials per row group for rows of `width` voxels.
+fn rows_per_group(width: usize) -> usize {
+    (GROUP_BYTES / (4 * width.max(1))).clamp(1, MAX_ROWS_PER_GROUP)
+}
 
 /// One trial of a subject, as written to `SUBJECT.parquet`.
 #[derive(Clone, Debug, PartialEq)]
@@ -68,7 +76,9 @@ pub struct ScansWriter {
     path: PathBuf,
     width: usize,
     writer: TableWriter,
-    pending: Vec<(TrialInfo, Vec<f32>)>,
+    group: usize,
+    infos: Vec<TrialInfo>,
+    values: Vec<f32>,
     rows: usize,
 }
 
@@ -95,19 +105,22 @@ impl ScansWriter {
             source.to_owned(),
         )]));
         let path = dir.join(format!("{subject}.parquet"));
-        let writer = TableWriter::with_row_group_rows(&path, SCANS_TABLE, &schema, ROWS_PER_GROUP)?;
+        let group = rows_per_group(width);
+        let writer = TableWriter::with_row_group_rows(&path, SCANS_TABLE, &schema, group)?;
         Ok(ScansWriter {
             subject: subject.to_owned(),
             path,
             width,
             writer,
-            pending: Vec::new(),
+            group,
+            infos: Vec::with_capacity(group),
+            values: Vec::with_capacity(group * width),
             rows: 0,
         })
     }
 
     /// Appends a trial's voxel values (one per column).
-    pub fn push(&mut self, trial: TrialInfo, voxels: Vec<f32>) -> Result<()> {
+    pub fn push(&mut self, trial: TrialInfo, voxels: &[f32]) -> Result<()> {
         if voxels.len() != self.width {
             return Err(IngestError::Params(format!(
                 "{}: trial {} has {} voxels, the subject's mask has {}",
@@ -117,39 +130,38 @@ impl ScansWriter {
                 self.width
             )));
         }
-        self.pending.push((trial, voxels));
-        if self.pending.len() >= ROWS_PER_GROUP {
+        self.infos.push(trial);
+        self.values.extend_from_slice(voxels);
+        if self.infos.len() >= self.group {
             self.flush()?;
         }
         Ok(())
     }
 
     fn flush(&mut self) -> Result<()> {
-        if self.pending.is_empty() {
+        if self.infos.is_empty() {
             return Ok(());
         }
-        let rows = std::mem::take(&mut self.pending);
+        let infos = std::mem::take(&mut self.infos);
+        let values =
+            std::mem::replace(&mut self.values, Vec::with_capacity(self.group * self.width));
         let text = |f: &dyn Fn(&TrialInfo) -> &str| -> ArrayRef {
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|(t, _)| f(t))))
+            Arc::new(StringArray::from_iter_values(infos.iter().map(f)))
         };
-        let mut values = Vec::with_capacity(rows.len() * self.width);
-        for (_, v) in &rows {
-            values.extend_from_slice(v);
-        }
         let columns: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|_| self.subject.as_str()))),
+            Arc::new(StringArray::from_iter_values(infos.iter().map(|_| self.subject.as_str()))),
             text(&|t| &t.session),
             text(&|t| &t.run),
-            Arc::new(Int32Array::from_iter_values(rows.iter().map(|(t, _)| t.trial))),
+            Arc::new(Int32Array::from_iter_values(infos.iter().map(|t| t.trial))),
             text(&|t| &t.stimulus),
             text(&|t| &t.paradigm),
-            Arc::new(Float64Array::from_iter(rows.iter().map(|(t, _)| t.onset))),
+            Arc::new(Float64Array::from_iter(infos.iter().map(|t| t.onset))),
             f32_list_array(values, self.width.max(1)),
         ];
         let batch = RecordBatch::try_new(self.writer.schema().clone(), columns)
             .map_err(|source| brainpipe_core::Error::Arrow { path: self.path.clone(), source })?;
         self.writer.write(&batch)?;
-        self.rows += rows.len();
+        self.rows += infos.len();
         Ok(())
     }
 
@@ -455,32 +467,51 @@ fn ingest_subject(
     let mut writer = ScansWriter::create(out, subject, &grid, &sources.join(";"))?;
     let [x, y, _] = grid.dims;
     let flat: Vec<usize> = grid.ijk.iter().map(|&[i, j, k]| i + x * (j + y * k)).collect();
-    let mut reader = Some(first);
-    for file in files {
-        let mut volumes = match reader.take() {
-            Some(r) => r,
-            None => VolumeReader::open(&file.path).map_err(nifti_error)?,
-        };
-        if !same_grid(volumes.header(), &first_header) {
-            return Err(IngestError::nifti(
-                &file.path,
-                format!("grid differs from {} of the same subject", files[0].path.display()),
-            ));
-        }
-        let count = volumes.header().volumes();
-        let trials = trials_for(file, count, params)?;
-        let mut next = 0;
-        let mut volume = Vec::new();
-        let mut index = 0usize;
-        while volumes.read_volume(&mut volume).map_err(nifti_error)? {
-            while next < trials.len() && trials[next].trial as usize == index {
-                let row: Vec<f32> = flat.iter().map(|&f| volume[f]).collect();
-                writer.push(trials[next].clone(), row)?;
-                next += 1;
+    // Decompressing and encoding overlap: one thread reads volumes and gathers the masked voxels,
+    // this one encodes Parquet. The channel holds a few rows, so memory stays a few volumes.
+    let (send, receive) = std::sync::mpsc::sync_channel::<(TrialInfo, Vec<f32>)>(4);
+    std::thread::scope(|scope| {
+        let reader = scope.spawn(move || -> Result<()> {
+            let mut first = Some(first);
+            for file in files {
+                let mut volumes = match first.take() {
+                    Some(r) => r,
+                    None => VolumeReader::open(&file.path).map_err(nifti_error)?,
+                };
+                if !same_grid(volumes.header(), &first_header) {
+                    return Err(IngestError::nifti(
+                        &file.path,
+                        format!(
+                            "grid differs from {} of the same subject",
+                            files[0].path.display()
+                        ),
+                    ));
+                }
+                let trials = trials_for(file, volumes.header().volumes(), params)?;
+                let mut next = 0;
+                let mut volume = Vec::new();
+                let mut index = 0usize;
+                while volumes.read_volume(&mut volume).map_err(nifti_error)? {
+                    while next < trials.len() && trials[next].trial as usize == index {
+                        let row: Vec<f32> = flat.iter().map(|&f| volume[f]).collect();
+                        if send.send((trials[next].clone(), row)).is_err() {
+                            return Ok(()); // the writer failed; its error is reported
+                        }
+                        next += 1;
+                    }
+                    index += 1;
+                }
             }
-            index += 1;
-        }
-    }
+            Ok(())
+        });
+        let written: Result<()> =
+            receive.iter().try_for_each(|(trial, row)| writer.push(trial, &row));
+        drop(receive);
+        let read = reader
+            .join()
+            .unwrap_or_else(|_| Err(IngestError::Params("volume reader panicked".to_owned())));
+        read.and(written)
+    })?;
     let rows = writer.finish()?;
     Ok((rows, grid.ijk.len()))
 }

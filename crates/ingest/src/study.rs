@@ -10,14 +10,15 @@ use brainpipe_core::{
     ArtifactKind, Context, Port, Stage, StageError, TableKind, f32_list_array, f32_list_field,
     write_table,
 };
+use brainpipe_nifti::NiftiWriter;
 use rayon::prelude::*;
 use serde_json::{Value, json};
 
 use crate::brain::{Grid, gordon_sizes, mni_mask, parcellate};
 use crate::error::{IngestError, Result};
-use crate::images::{CAPTIONS_PER_IMAGE, described_scene, write_png};
+use crate::images::{CAPTIONS_PER_IMAGE, Scene, described_scene, write_png};
 use crate::model::{self, Encoding, EncodingSpec, NoiseSpec, Scores, score_block, trial_volume};
-use crate::nifti::{Dtype, Header, NiftiWriter};
+use crate::nifti::mni_options;
 use crate::noise::Smoother;
 use crate::params::{SyntheticParams, World};
 use crate::rng::{shuffle, stream};
@@ -116,6 +117,8 @@ struct Stimuli {
     dim: usize,
     /// Images world: (captions, best caption index) per image.
     captions: Vec<(Vec<String>, usize)>,
+    /// Images world: the scenes, to render.
+    scenes: Vec<Scene>,
     split: Vec<&'static str>,
     source: String,
 }
@@ -177,7 +180,7 @@ fn generate(ctx: &mut Context, params: &SyntheticParams) -> Result<Summary, Stag
     let images_dir = ctx.output("images");
     create_dir(&images_dir)?;
     if params.paradigm == World::Images {
-        write_images(&images_dir, params)?;
+        write_images(&images_dir, &stimuli.scenes, params.image_size as usize)?;
     }
     let bold_dir = ctx.output("bold");
     let series_dir = ctx.output("timeseries");
@@ -247,7 +250,12 @@ fn create_dir(path: &Path) -> Result<()> {
 
 fn word_stimuli(user_file: Option<&Path>) -> Result<Stimuli> {
     let (vectors, source): (WordVectors, String) = match user_file {
-        Some(path) => (load_vectors(path)?, path.display().to_string()),
+        // The file name only: the same content under another directory gives the same study.
+        Some(path) => (
+            load_vectors(path)?,
+            path.file_name()
+                .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned()),
+        ),
         None => (default_vectors()?, DEFAULT_VECTORS_NAME.to_owned()),
     };
     let n = vectors.words.len();
@@ -256,6 +264,7 @@ fn word_stimuli(user_file: Option<&Path>) -> Result<Stimuli> {
         vectors: vectors.values,
         dim: vectors.dim,
         captions: Vec::new(),
+        scenes: Vec::new(),
         split: vec!["all"; n],
         source,
     })
@@ -272,7 +281,8 @@ fn image_stimuli(params: &SyntheticParams) -> Stimuli {
         names: (0..total).map(image_name).collect(),
         vectors: described.iter().flat_map(|d| d.scene.attributes()).collect(),
         dim,
-        captions: described.into_iter().map(|d| (d.captions, d.best_caption)).collect(),
+        captions: described.iter().map(|d| (d.captions.clone(), d.best_caption)).collect(),
+        scenes: described.into_iter().map(|d| d.scene).collect(),
         split: (0..total)
             .map(|i| if i < params.train_images as usize { "train" } else { "test" })
             .collect(),
@@ -338,15 +348,9 @@ impl SubjectJob<'_> {
         let weights = self.encoding.subject_weights(p.seed, id, p.subject_variability);
         let mut dims: Vec<usize> = self.grid.dims.to_vec();
         dims.push(trials.len());
-        let header = Header {
-            dims,
-            affine: self.grid.affine,
-            dtype: Dtype::F32,
-            tr_s: None,
-            descrip: format!("brainpipe synthetic {name} betas"),
-        };
         let path = bold_dir.join(format!("{name}_bold.nii.gz"));
-        let mut writer = NiftiWriter::create(&path, header, true)?;
+        let options = mni_options(&self.grid.affine, None, true);
+        let mut writer = NiftiWriter::<f32>::create(&path, &dims, &options)?;
         let mut patterns: Vec<Vec<f32>> = Vec::with_capacity(trials.len());
         // Time series: the current run's trial numbers and beta patterns (brain voxels), written as
         // soon as the run (a paradigm block) ends so one run at a time is held.
@@ -369,7 +373,7 @@ impl SubjectJob<'_> {
                 })
                 .collect();
             for (i, volume) in volumes.into_iter().enumerate() {
-                writer.write_f32(&volume.volume)?;
+                writer.write_volume(&volume.volume)?;
                 if p.time_series {
                     let trial = first + i;
                     if run
@@ -417,15 +421,9 @@ impl SubjectJob<'_> {
         let timing = schedule(p.seed, id, run as u64, run_trials.len(), p.tr_s);
         let mut dims = self.grid.dims.to_vec();
         dims.push(timing.volumes);
-        let header = Header {
-            dims,
-            affine: self.grid.affine,
-            dtype: Dtype::F32,
-            tr_s: Some(p.tr_s),
-            descrip: format!("brainpipe synthetic {name} task-{condition} BOLD"),
-        };
         let path = dir.join(format!("{name}_task-{condition}_bold.nii.gz"));
-        let mut writer = NiftiWriter::create(&path, header, true)?;
+        let options = mni_options(&self.grid.affine, Some(p.tr_s), true);
+        let mut writer = NiftiWriter::<f32>::create(&path, &dims, &options)?;
         timeseries::write_run(
             &mut writer,
             &betas,
@@ -518,29 +516,11 @@ fn write_events(
 }
 
 fn write_mask_and_atlas(ctx: &Context, grid: &Grid, labels: &[i16]) -> Result<()> {
-    let header = |dtype, descrip: &str| Header {
-        dims: grid.dims.to_vec(),
-        affine: grid.affine,
-        dtype,
-        tr_s: None,
-        descrip: descrip.to_owned(),
-    };
-    let path = ctx.output("mask");
-    let mut w = NiftiWriter::create(
-        &path,
-        header(Dtype::U8, "MNI152 brain mask (brainpipe synthetic)"),
-        false,
-    )?;
-    w.write_u8(&grid.mask.iter().map(|&m| u8::from(m)).collect::<Vec<_>>())?;
-    w.finish()?;
-    let path = ctx.output("atlas");
-    let mut w = NiftiWriter::create(
-        &path,
-        header(Dtype::I16, "Gordon-like parcellation (brainpipe synthetic)"),
-        false,
-    )?;
-    w.write_i16(labels)?;
-    w.finish()
+    let options = mni_options(&grid.affine, None, false);
+    let mask: Vec<u8> = grid.mask.iter().map(|&m| u8::from(m)).collect();
+    brainpipe_nifti::write_volume(&ctx.output("mask"), grid.dims, &mask, &options)?;
+    brainpipe_nifti::write_volume(&ctx.output("atlas"), grid.dims, labels, &options)?;
+    Ok(())
 }
 
 fn write_stimuli(path: &Path, stimuli: &Stimuli, world: World) -> Result<()> {
@@ -603,13 +583,11 @@ fn write_stimuli(path: &Path, stimuli: &Stimuli, world: World) -> Result<()> {
     Ok(write_table(path, STIMULI_TABLE, &[batch])?)
 }
 
-fn write_images(dir: &Path, params: &SyntheticParams) -> Result<()> {
-    let total = (params.train_images + params.test_images) as usize;
-    let size = params.image_size as usize;
-    (0..total).into_par_iter().try_for_each(|i| {
-        let scene = described_scene(params.seed, i as u64, params.caption_error_rate).scene;
-        write_png(&dir.join(image_name(i)), &scene.render(size), size)
-    })
+fn write_images(dir: &Path, scenes: &[Scene], size: usize) -> Result<()> {
+    scenes
+        .par_iter()
+        .enumerate()
+        .try_for_each(|(i, scene)| write_png(&dir.join(image_name(i)), &scene.render(size), size))
 }
 
 fn mean_scores(all: &[Scores]) -> Scores {

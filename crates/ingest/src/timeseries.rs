@@ -4,8 +4,8 @@
 use rand::Rng;
 
 use crate::error::Result;
-use crate::nifti::NiftiWriter;
 use crate::rng::{fill_normal, normal, stream};
+use brainpipe_nifti::NiftiWriter;
 
 /// Stimulus duration in seconds (Pereira et al. showed each stimulus for about 3 s).
 pub(crate) const TRIAL_DURATION_S: f64 = 3.0;
@@ -66,7 +66,7 @@ pub(crate) fn schedule(seed: u64, subject: u64, run: u64, trials: usize, tr_s: f
 /// Writes one run: `betas[i]` (brain voxels) is trial `i`'s pattern, placed at `onsets[i]`.
 #[expect(clippy::too_many_arguments, reason = "one call site; a struct would only rename them")]
 pub(crate) fn write_run(
-    writer: &mut NiftiWriter,
+    writer: &mut NiftiWriter<f32>,
     betas: &[Vec<f32>],
     schedule: &Schedule,
     brain: &[usize],
@@ -101,7 +101,7 @@ pub(crate) fn write_run(
         for (i, &g) in brain.iter().enumerate() {
             volume[g] = values[i] + lin * linear[i] + cos * slow[i] + TEMPORAL_NOISE_SD * noise[i];
         }
-        writer.write_f32(&volume)?;
+        writer.write_volume(&volume)?;
     }
     Ok(())
 }

@@ -4,7 +4,8 @@
 //! GloVe 6B vectors, embedded in the binary so the demo runs from any directory. A user file can
 //! replace it: GloVe text (`word v1 v2 …`, any size: it is streamed and only the 180 words kept),
 //! a Pereira-layout MATLAB v5 `.mat` (`words` char matrix + `data` double matrix), or Parquet
-//! (a `word` string column and a `FixedSizeList<Float32>` column named `vector`).
+//! (a `word` string column and a `FixedSizeList<Float32>` column named `vector`; zstd or
+//! uncompressed, the codecs brainpipe's Parquet build has).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};

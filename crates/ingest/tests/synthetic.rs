@@ -221,3 +221,35 @@ fn ridge_decoder_lands_between_chance_and_the_oracle() {
     let top1 = oracle["top1"].as_f64().expect("top1");
     assert!((0.3..=0.6).contains(&top1), "demo oracle top-1 {top1} outside 30–60 %");
 }
+
+#[test]
+fn compressed_mat_and_parquet_vector_files_read() {
+    let Some(python) = reference_python("vector formats check") else { return };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // Pereira layout (`words` char matrix, `data` words × dims), written compressed by scipy; and
+    // the same vectors as Parquet with a FixedSizeList<Float32> column.
+    let script = r#"
+import sys, numpy as np, scipy.io, pyarrow as pa, pyarrow.parquet as pq
+words = [l.split()[0] for l in open(sys.argv[1])]
+rng = np.random.default_rng(0)
+data = rng.standard_normal((len(words), 7))
+scipy.io.savemat(sys.argv[2], {"words": np.array([w.ljust(15) for w in words]), "data": data}, do_compression=True)
+vec = pa.FixedSizeListArray.from_arrays(pa.array(data.astype(np.float32).ravel()), 7)
+pq.write_table(pa.table({"word": [w.upper() for w in words], "vector": vec}), sys.argv[3], compression="zstd")
+print("ok")
+"#;
+    let shipped =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/pereira180_glove6b50d.txt");
+    let (mat, parquet) = (tmp.path().join("v.mat"), tmp.path().join("v.parquet"));
+    run_python(&python, script, &[&shipped, &mat, &parquet]);
+    let mut studies = Vec::new();
+    for (name, file) in [("mat", mat), ("parquet", parquet)] {
+        let out = tmp.path().join(name);
+        let inputs = BTreeMap::from([("vectors".to_owned(), file)]);
+        generate(&out, json!({"subjects": 1, "resolution_mm": 12, "rois": 20}), &inputs)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        studies.push(std::fs::read(out.join("bold/sub-01_bold.nii.gz")).expect("bold"));
+    }
+    // Same words, same vectors: the same study whichever format carried them.
+    assert!(studies[0] == studies[1], "the .mat and Parquet studies differ");
+}
