@@ -44,8 +44,8 @@ use brainpipe_core::DynStage;
 pub use error::{IngestError, Result};
 pub use events::{Event, read_events};
 pub use mat::{MatValue, parse_mat, read_mat};
-pub use pereira::{IngestPereira, PereiraParams};
 pub use params::{SyntheticParams, World};
+pub use pereira::{IngestPereira, PereiraParams};
 pub use scans::{
     IngestNifti, NiftiParams, SCANS_TABLE, ScansWriter, TrialInfo, VOXELS_TABLE, VoxelGrid,
 };

@@ -8,13 +8,13 @@
 //! uncompressed, the codecs brainpipe's Parquet build has).
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use arrow::array::{Array, StringArray};
-use flate2::read::ZlibDecoder;
 
 use crate::error::{IngestError, Result};
+use crate::mat::{MatValue, read_mat};
 
 /// The shipped 180 × 50 GloVe 6B vectors of the Pereira concepts (see `data/README.md`).
 const DEFAULT_VECTORS: &str = include_str!("../../../data/pereira180_glove6b50d.txt");
@@ -49,8 +49,7 @@ pub(crate) fn load_vectors(path: &Path) -> Result<WordVectors> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     match ext.as_str() {
         "mat" => {
-            let bytes = std::fs::read(path).map_err(|e| IngestError::io(path, e))?;
-            let (words, dim, values) = matlab_words_and_data(&bytes, path)?;
+            let (words, dim, values) = matlab_words_and_data(path)?;
             select(
                 path,
                 &wanted,
@@ -173,133 +172,34 @@ fn parquet_vectors(path: &Path, wanted: &[&str]) -> Result<WordVectors> {
     select(path, wanted, dim, rows)
 }
 
-/// MATLAB v5 element types used here.
-const MI_INT8: u32 = 1;
-const MI_UINT8: u32 = 2;
-const MI_UINT16: u32 = 4;
-const MI_INT32: u32 = 5;
-const MI_SINGLE: u32 = 7;
-const MI_DOUBLE: u32 = 9;
-const MI_MATRIX: u32 = 14;
-const MI_COMPRESSED: u32 = 15;
-const MI_UTF8: u32 = 16;
-
-/// A numeric or char matrix from a MATLAB v5 file: its name, dims, and values (column-major).
-struct MatMatrix {
-    name: String,
-    dims: Vec<usize>,
-    values: Vec<f64>,
-}
-
-/// `words` (char matrix, one word per row) and `data` (numeric, words × dim) from a
-/// Pereira-layout MATLAB v5 file.
-fn matlab_words_and_data(bytes: &[u8], path: &Path) -> Result<(Vec<String>, usize, Vec<f32>)> {
-    let bad = |m: &str| IngestError::vectors(path, format!("MATLAB v5: {m}"));
-    if bytes.len() < 128 || !bytes.starts_with(b"MATLAB 5.0") {
-        return Err(bad("not a MATLAB 5.0 MAT-file (v7.3/HDF5 files: re-save with -v7)"));
-    }
-    if &bytes[126..128] != b"IM" {
-        return Err(bad("big-endian MAT-files are not supported"));
-    }
-    let mut matrices = Vec::new();
-    let mut pos = 128;
-    while pos + 8 <= bytes.len() {
-        let (kind, len, data, next) =
-            element(bytes, pos).ok_or_else(|| bad("truncated element"))?;
-        match kind {
-            MI_MATRIX => matrices.push(matrix(data).ok_or_else(|| bad("malformed matrix"))?),
-            MI_COMPRESSED => {
-                let mut inflated = Vec::new();
-                ZlibDecoder::new(data)
-                    .read_to_end(&mut inflated)
-                    .map_err(|e| bad(&format!("zlib: {e}")))?;
-                let (k, _, inner, _) =
-                    element(&inflated, 0).ok_or_else(|| bad("truncated compressed element"))?;
-                if k == MI_MATRIX {
-                    matrices.push(matrix(inner).ok_or_else(|| bad("malformed matrix"))?);
-                }
-            }
-            _ => {}
+/// `words` (a char matrix, one word per row, or a cell array of strings) and `data` (numeric,
+/// words × dims) from a Pereira-layout MATLAB v5 file.
+fn matlab_words_and_data(path: &Path) -> Result<(Vec<String>, usize, Vec<f32>)> {
+    let bad = |m: &str| IngestError::vectors(path, format!("MATLAB: {m}"));
+    let variables = read_mat(path)?;
+    let words: Vec<String> = match variables.get("words") {
+        Some(MatValue::Char { rows, .. }) => rows.iter().map(|r| r.trim().to_owned()).collect(),
+        Some(MatValue::Cell { items, .. }) => items
+            .iter()
+            .map(|item| item.text().map(|t| t.trim().to_owned()))
+            .collect::<Option<_>>()
+            .ok_or_else(|| bad("`words` is a cell array with non-text elements"))?,
+        _ => return Err(bad("no char matrix or cell array `words`")),
+    };
+    let n = words.len();
+    let (dim, data) = match variables.get("data") {
+        Some(MatValue::Numeric { dims, data }) if dims.len() == 2 && dims[0] == n => {
+            (dims[1], data)
         }
-        let _ = len;
-        pos = next;
-    }
-    let find = |name: &str| matrices.iter().find(|m| m.name == name);
-    let words = find("words").ok_or_else(|| bad("no variable `words`"))?;
-    let data = find("data").ok_or_else(|| bad("no variable `data`"))?;
-    let (n, width) = match words.dims[..] {
-        [n, w] => (n, w),
-        _ => return Err(bad("`words` is not a 2-D char matrix")),
+        _ => return Err(bad(&format!("no numeric `data` of {n} rows (one per word)"))),
     };
-    let names: Vec<String> = (0..n)
-        .map(|i| {
-            (0..width)
-                .filter_map(|j| char::from_u32(words.values[j * n + i] as u32))
-                .collect::<String>()
-                .trim()
-                .to_owned()
-        })
-        .collect();
-    let (rows, dim) = match data.dims[..] {
-        [r, d] if r == n => (r, d),
-        _ => return Err(bad(&format!("`data` is not {n} × dim like `words`"))),
-    };
-    let mut values = vec![0.0f32; rows * dim];
-    for i in 0..rows {
+    let mut values = vec![0.0f32; n * dim];
+    for i in 0..n {
         for j in 0..dim {
-            values[i * dim + j] = data.values[j * rows + i] as f32;
+            values[i * dim + j] = data[j * n + i] as f32;
         }
     }
-    Ok((names, dim, values))
-}
-
-/// The element at `pos`: (type, byte count, data, position of the next element).
-fn element(bytes: &[u8], pos: usize) -> Option<(u32, usize, &[u8], usize)> {
-    let word =
-        |at: usize| bytes.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-    let first = word(pos)?;
-    if first >> 16 != 0 {
-        // Small data element: type and size share the first word, data in the next four bytes.
-        let len = (first >> 16) as usize;
-        let data = bytes.get(pos + 4..pos + 4 + len)?;
-        return Some((first & 0xFFFF, len, data, pos + 8));
-    }
-    let len = word(pos + 4)? as usize;
-    let data = bytes.get(pos + 8..pos + 8 + len)?;
-    let padded = if first == MI_COMPRESSED { len } else { len.div_ceil(8) * 8 };
-    Some((first, len, data, pos + 8 + padded))
-}
-
-fn matrix(data: &[u8]) -> Option<MatMatrix> {
-    let (_, _, _, next) = element(data, 0)?; // array flags
-    let (_, _, dims_raw, next) = element(data, next)?;
-    let dims = dims_raw
-        .chunks_exact(4)
-        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as usize)
-        .collect();
-    let (_, _, name, next) = element(data, next)?;
-    let (kind, _, real, _) = element(data, next)?;
-    let values = match kind {
-        MI_DOUBLE => real
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-            .collect(),
-        MI_SINGLE => real
-            .chunks_exact(4)
-            .map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
-            .collect(),
-        MI_UINT16 => {
-            real.chunks_exact(2).map(|c| f64::from(u16::from_le_bytes([c[0], c[1]]))).collect()
-        }
-        MI_INT32 => real
-            .chunks_exact(4)
-            .map(|c| f64::from(i32::from_le_bytes([c[0], c[1], c[2], c[3]])))
-            .collect(),
-        MI_UINT8 | MI_UTF8 => real.iter().map(|&b| f64::from(b)).collect(),
-        MI_INT8 => real.iter().map(|&b| f64::from(b as i8)).collect(),
-        _ => return None,
-    };
-    Some(MatMatrix { name: String::from_utf8_lossy(name).into_owned(), dims, values })
+    Ok((words, dim, values))
 }
 
 #[cfg(test)]
