@@ -10,8 +10,8 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
-use parquet::schema::types::ColumnPath;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 
 use crate::error::{Error, IoContext, Result};
 
@@ -122,7 +122,9 @@ fn writer_properties(schema: &Schema, rows: usize) -> WriterProperties {
     for field in schema.fields() {
         let path = match field.data_type() {
             t if is_float(t) => Some(vec![field.name().clone()]),
-            DataType::FixedSizeList(item, _) | DataType::List(item) if is_float(item.data_type()) => {
+            DataType::FixedSizeList(item, _) | DataType::List(item)
+                if is_float(item.data_type()) =>
+            {
                 Some(vec![field.name().clone(), "list".to_owned(), item.name().clone()])
             }
             _ => None,
