@@ -21,6 +21,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod bold5000;
 mod brain;
 mod error;
 mod events;
@@ -41,6 +42,7 @@ use std::sync::Arc;
 
 use brainpipe_core::DynStage;
 
+pub use bold5000::{Bold5000Params, IngestBold5000};
 pub use error::{IngestError, Result};
 pub use events::{Event, read_events};
 pub use mat::{MatValue, parse_mat, read_mat};
@@ -53,5 +55,10 @@ pub use study::{PEREIRA_PARADIGMS, STIMULI_TABLE, Synthetic};
 
 /// Every stage of this crate, for the CLI and pipelines to register.
 pub fn stages() -> Vec<Arc<dyn DynStage>> {
-    vec![Arc::new(Synthetic), Arc::new(IngestNifti), Arc::new(IngestPereira)]
+    vec![
+        Arc::new(Synthetic),
+        Arc::new(IngestNifti),
+        Arc::new(IngestPereira),
+        Arc::new(IngestBold5000),
+    ]
 }

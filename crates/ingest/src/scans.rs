@@ -303,7 +303,8 @@ impl Stage for IngestNifti {
         let counts: Vec<(String, usize, usize)> = subjects
             .par_iter()
             .map(|(subject, files)| {
-                let counts = ingest_subject(&out, subject, files, mask.as_ref(), params);
+                let trials = |file: &SourceFile, volumes: usize| trials_for(file, volumes, params);
+                let counts = ingest_subject(&out, subject, files, mask.as_ref(), &trials);
                 bar.inc(1);
                 counts.map(|(trials, voxels)| (subject.clone(), trials, voxels))
             })
@@ -322,12 +323,15 @@ impl Stage for IngestNifti {
 
 /// A NIfTI file with what its name says (BIDS entities).
 #[derive(Clone, Debug)]
-struct SourceFile {
-    path: PathBuf,
-    subject: String,
-    session: String,
-    run: String,
+pub(crate) struct SourceFile {
+    pub(crate) path: PathBuf,
+    pub(crate) subject: String,
+    pub(crate) session: String,
+    pub(crate) run: String,
 }
+
+/// The trials of a source file with `volumes` volumes, in volume order.
+pub(crate) type TrialSource<'a> = dyn Fn(&SourceFile, usize) -> Result<Vec<TrialInfo>> + Sync + 'a;
 
 fn is_nifti(path: &Path) -> bool {
     let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
@@ -378,13 +382,13 @@ fn events_path(nifti: &Path) -> Option<PathBuf> {
 }
 
 /// A mask volume: where it is non-zero, on its grid.
-struct Mask {
+pub(crate) struct Mask {
     path: PathBuf,
     header: Header,
     values: Vec<f32>,
 }
 
-fn load_mask(path: &Path) -> Result<Mask> {
+pub(crate) fn load_mask(path: &Path) -> Result<Mask> {
     let (header, values) = read_f32(path).map_err(nifti_error)?;
     if header.volumes() != 1 {
         return Err(IngestError::nifti(
@@ -453,12 +457,12 @@ fn grid_for(header: &Header, source: &Path, mask: Option<&Mask>) -> Result<Voxel
 }
 
 /// Streams a subject's files into its scans table. Returns (trials, voxels).
-fn ingest_subject(
+pub(crate) fn ingest_subject(
     out: &Path,
     subject: &str,
     files: &[SourceFile],
     mask: Option<&Mask>,
-    params: &NiftiParams,
+    trial_source: &TrialSource<'_>,
 ) -> Result<(usize, usize)> {
     let first = VolumeReader::open(&files[0].path).map_err(nifti_error)?;
     let first_header = first.header().clone();
@@ -487,7 +491,7 @@ fn ingest_subject(
                         ),
                     ));
                 }
-                let trials = trials_for(file, volumes.header().volumes(), params)?;
+                let trials = trial_source(file, volumes.header().volumes())?;
                 let mut next = 0;
                 let mut volume = Vec::new();
                 let mut index = 0usize;
