@@ -76,21 +76,26 @@ pub fn invert_affine(m: &[[f64; 4]; 4]) -> Option<[[f64; 4]; 4]> {
 }
 
 /// The voxel of a grid (`dims`, `inverse` = its inverted affine) nearest to world point `xyz`, as
-/// nilearn's nearest-neighbour resampling picks it (round half to even, like numpy), or `None`
-/// outside the grid.
+/// nilearn's and nibabel's nearest-neighbour resampling pick it (scipy's `affine_transform` with
+/// `order=0, mode="constant"`): the continuous index must lie within `0 ..= n - 1` on every axis
+/// (within 1e-6, so a point of the same grid maps exactly), and is then rounded half up.
 pub fn nearest_voxel(
     inverse: &[[f64; 4]; 4],
     dims: [usize; 3],
     xyz: [f64; 3],
 ) -> Option<[usize; 3]> {
+    const SNAP: f64 = 1e-6;
     let ijk = voxel_to_world(inverse, xyz);
     let mut out = [0usize; 3];
     for axis in 0..3 {
-        let v = ijk[axis].round_ties_even();
-        if !(v >= 0.0 && v < dims[axis] as f64) {
+        let mut c = ijk[axis];
+        if (c - c.round()).abs() < SNAP {
+            c = c.round();
+        }
+        if !(c >= 0.0 && c <= dims[axis] as f64 - 1.0) {
             return None;
         }
-        out[axis] = v as usize;
+        out[axis] = (c + 0.5).floor() as usize;
     }
     Some(out)
 }
