@@ -148,7 +148,10 @@ fn cache_dir(explicit: Option<&Path>, pipeline_file: &Path) -> PathBuf {
 fn registry() -> Registry {
     let mut registry = Registry::new();
     let stages: Vec<Arc<dyn DynStage>> =
-        [brainpipe_ingest::stages()].into_iter().flatten().collect();
+        [brainpipe_ingest::stages(), brainpipe_features::stages(), brainpipe_eval::stages()]
+            .into_iter()
+            .flatten()
+            .collect();
     for stage in stages {
         registry.register(stage);
     }
@@ -156,7 +159,8 @@ fn registry() -> Registry {
         Ok(Some((path, catalogue))) => {
             for info in catalogue.stages {
                 if registry.get(&info.name).is_none() {
-                    registry.register(Arc::new(RemoteStage::new(info, &path)));
+                    let threads = WORKER_THREADS.load(std::sync::atomic::Ordering::Relaxed);
+                    registry.register(Arc::new(RemoteStage::with_threads(info, &path, threads)));
                 }
             }
         }
@@ -167,6 +171,10 @@ fn registry() -> Registry {
     }
     registry
 }
+
+/// CPU threads each worker may use: the cores shared by the stages that run at once (set by
+/// `run` before the registry is built; 0 leaves LibTorch's default).
+static WORKER_THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// The worker executable: `BRAINPIPE_TORCH`, else `brainpipe-torch` beside this executable.
 fn worker_path() -> Option<PathBuf> {
@@ -238,6 +246,7 @@ fn tools() -> BTreeMap<String, String> {
 }
 
 fn main() -> ExitCode {
+    restore_sigpipe();
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.log_format);
     match dispatch(cli.command) {
@@ -247,6 +256,17 @@ fn main() -> ExitCode {
             eprintln!("error: {}", chain.join(": "));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `brainpipe plan … | head` should end quietly when `head` does, as Unix tools do, instead of
+/// panicking on the closed pipe (Rust ignores SIGPIPE by default).
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: setting a signal disposition to its default touches no memory of ours and happens
+    // before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
@@ -286,6 +306,9 @@ fn dispatch(command: Command) -> Result<()> {
 }
 
 fn cmd_run(target: &PipelineArgs, force: Vec<String>, jobs: Option<usize>) -> Result<()> {
+    let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
+    let jobs = jobs.unwrap_or(cores).max(1);
+    WORKER_THREADS.store((cores / jobs).max(1), std::sync::atomic::Ordering::Relaxed);
     let (pipeline, cache) = target.load(&registry())?;
     let mut options = RunOptions {
         force,
@@ -293,21 +316,20 @@ fn cmd_run(target: &PipelineArgs, force: Vec<String>, jobs: Option<usize>) -> Re
         tools: tools(),
         ..RunOptions::default()
     };
-    if let Some(jobs) = jobs {
-        options.jobs = jobs.max(1);
-    }
+    options.jobs = jobs;
     let outcomes = run(&pipeline, &cache, &options)?;
     let width = outcomes.iter().map(|o| o.id.len()).max().unwrap_or(5);
+    let stage_width = outcomes.iter().map(|o| o.manifest.stage.len()).max().unwrap_or(5);
     for outcome in &outcomes {
         let m = &outcome.manifest;
         let state = if outcome.cached { "cached" } else { "ran" };
+        let key = &m.key[..12.min(m.key.len())];
         println!(
-            "{:<width$}  {:<18} {:<7} {:>8.2}s  {}",
+            "{:<width$}  {:<stage_width$}  {:<6} {:>8.2}s  {key}",
             outcome.id,
             m.stage,
             state,
-            m.seconds(),
-            &m.key[..12]
+            m.seconds()
         );
     }
     let runs = cache.root().join("runs").join(&pipeline.name);
@@ -332,6 +354,7 @@ fn cmd_plan(target: &PipelineArgs, force: &[String], as_json: bool) -> Result<()
         cache.root().display()
     );
     let width = plans.iter().map(|p| p.id.len()).max().unwrap_or(5);
+    let stage_width = plans.iter().map(|p| p.stage.len()).max().unwrap_or(5);
     for p in &plans {
         let key = p.key.as_ref().map(|k| k.short().to_owned()).unwrap_or_else(|| "-".repeat(12));
         let (state, why) = if p.cached {
@@ -339,7 +362,7 @@ fn cmd_plan(target: &PipelineArgs, force: &[String], as_json: bool) -> Result<()
         } else {
             ("run", p.reasons.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
         };
-        println!("  {:<width$}  {:<18} {:<6} {key}  {why}", p.id, p.stage, state);
+        println!("  {:<width$}  {:<stage_width$}  {:<6} {key}  {why}", p.id, p.stage, state);
     }
     Ok(())
 }
@@ -388,13 +411,14 @@ fn cmd_status(target: &PipelineArgs) -> Result<()> {
     let (pipeline, cache) = target.load(&registry())?;
     let plans = plan(&pipeline, &cache, &[])?;
     let width = plans.iter().map(|p| p.id.len()).max().unwrap_or(5);
+    let stage_width = plans.iter().map(|p| p.stage.len()).max().unwrap_or(5);
     for p in &plans {
         let entry = p.key.as_ref().filter(|_| p.cached).and_then(|k| cache.entry(k));
         match (entry, &p.key) {
             (Some(m), Some(key)) => {
                 let bytes = disk_size(&cache.entry_dir(key));
                 println!(
-                    "{:<width$}  {:<18} cached   {}  {}  {:>8.2}s  {:>10}  {}",
+                    "{:<width$}  {:<stage_width$}  cached   {}  {}  {:>8.2}s  {:>10}  {}",
                     p.id,
                     p.stage,
                     key.short(),
@@ -404,7 +428,7 @@ fn cmd_status(target: &PipelineArgs) -> Result<()> {
                     m.device
                 );
             }
-            _ => println!("{:<width$}  {:<18} missing", p.id, p.stage),
+            _ => println!("{:<width$}  {:<stage_width$}  missing", p.id, p.stage),
         }
     }
     Ok(())
@@ -444,7 +468,7 @@ fn cmd_stage(name: &str, inputs: &[String], params: &[String], out: &Path) -> Re
     for item in params {
         let (key, value) =
             item.split_once('=').ok_or_else(|| anyhow!("--set {item}: expected key=value"))?;
-        let value: Value = serde_yaml_scalar(value);
+        let value = brainpipe_pipeline::parse_value(value);
         insert_dotted(&mut values, key, value);
     }
     let manifest =
@@ -454,20 +478,6 @@ fn cmd_stage(name: &str, inputs: &[String], params: &[String], out: &Path) -> Re
         println!("{port:<12} {}  {}", out.join(&record.file).display(), human_bytes(record.bytes));
     }
     Ok(())
-}
-
-/// A command-line value read as YAML would read it: `3` a number, `true` a bool, else a string.
-fn serde_yaml_scalar(text: &str) -> Value {
-    match text {
-        "true" => Value::Bool(true),
-        "false" => Value::Bool(false),
-        "null" | "~" => Value::Null,
-        _ => text
-            .parse::<i64>()
-            .map(Value::from)
-            .or_else(|_| text.parse::<f64>().map(Value::from))
-            .unwrap_or_else(|_| Value::String(text.to_owned())),
-    }
 }
 
 fn insert_dotted(map: &mut Map<String, Value>, key: &str, value: Value) {
@@ -588,10 +598,14 @@ mod tests {
     #[test]
     fn set_values_read_as_yaml_scalars() {
         let mut map = Map::new();
-        insert_dotted(&mut map, "a.b", serde_yaml_scalar("3"));
-        insert_dotted(&mut map, "c", serde_yaml_scalar("roi"));
-        insert_dotted(&mut map, "d", serde_yaml_scalar("0.5"));
-        assert_eq!(Value::Object(map), json!({"a": {"b": 3}, "c": "roi", "d": 0.5}));
+        insert_dotted(&mut map, "a.b", brainpipe_pipeline::parse_value("3"));
+        insert_dotted(&mut map, "c", brainpipe_pipeline::parse_value("roi"));
+        insert_dotted(&mut map, "d", brainpipe_pipeline::parse_value("0.5"));
+        insert_dotted(&mut map, "e", brainpipe_pipeline::parse_value("[500, 200]"));
+        assert_eq!(
+            Value::Object(map),
+            json!({"a": {"b": 3}, "c": "roi", "d": 0.5, "e": [500, 200]})
+        );
     }
 
     #[test]

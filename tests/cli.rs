@@ -248,3 +248,47 @@ fn dag_prints_text_and_dot() {
     let dot = run_in(dir.path(), &["dag", "p.yaml", "--dot"]);
     assert!(String::from_utf8_lossy(&dot.stdout).contains("\"a\" -> \"b\" [label=\"o → i\"]"));
 }
+
+/// A LibTorch stage runs in the worker: planned from its catalogue, executed by `brainpipe-torch
+/// exec`, its notes carried into the manifest, and cached like any other stage.
+#[test]
+fn worker_stages_plan_run_and_cache_through_the_driver() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vectors = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/pereira180_glove6b50d.txt");
+    let file = write(
+        dir.path(),
+        "p.yaml",
+        &format!(
+            "name: worker\nstages:\n  targets: {{ uses: clip.words, inputs: {{ vectors: {} }} }}\n",
+            vectors.display()
+        ),
+    );
+    let out = run_in(dir.path(), &["run", file.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let manifest =
+        fs::read_to_string(dir.path().join(".brainpipe/runs/worker/targets/manifest.json"))
+            .expect("manifest");
+    let manifest: serde_json::Value = serde_json::from_str(&manifest).expect("json");
+    assert_eq!(manifest["stage"], "clip.words");
+    assert_eq!(manifest["notes"]["words"], 180, "notes come back from the worker");
+    assert!(manifest["tools"]["libtorch"].as_str().is_some_and(|v| v.starts_with("2.11")));
+    let plan = run_in(dir.path(), &["plan", "p.yaml"]);
+    assert!(String::from_utf8_lossy(&plan.stdout).contains("1 cached, 0 to run"));
+
+    // Params are checked against the catalogue at plan time, before any worker starts.
+    let bad = write(
+        dir.path(),
+        "bad.yaml",
+        &format!(
+            "name: bad\nstages:\n  targets:\n    uses: clip.words\n    inputs: {{ vectors: {} }}\n    with: {{ no_such_param: 1 }}\n",
+            vectors.display()
+        ),
+    );
+    let out = run_in(dir.path(), &["plan", bad.to_str().expect("utf-8")]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(":6:") && stderr(&out).contains("unknown field `no_such_param`"),
+        "{}",
+        stderr(&out)
+    );
+}

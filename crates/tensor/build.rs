@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 fn main() {
-    link_libtorch();
+    brainpipe_build_torch::link_libtorch(brainpipe_build_torch::Targets::All);
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     let version = std::env::var_os("DEP_TCH_LIBTORCH_LIB")
         .map(PathBuf::from)
@@ -25,17 +25,4 @@ fn libtorch_version(lib: &std::path::Path) -> Option<String> {
         }
     }
     std::fs::read_to_string(root.join("build-version")).ok().map(|s| s.trim().to_owned())
-}
-
-/// rpath to LibTorch and `--no-as-needed` so test binaries find libtorch and keep its CUDA backend.
-fn link_libtorch() {
-    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux") {
-        return;
-    }
-    if let Some(lib) = std::env::var_os("DEP_TCH_LIBTORCH_LIB") {
-        println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.to_string_lossy());
-    }
-    println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
-    println!("cargo:rustc-link-arg=-ltorch");
-    println!("cargo:rustc-link-arg=-Wl,--as-needed");
 }

@@ -12,12 +12,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use brainpipe_core::{
-    Catalogue, DynStage, StageInfo, WORKER_ERROR_FILE, WORKER_PROTOCOL, exec_in_worker,
+    Catalogue, DynStage, StageInfo, WORKER_ERROR_FILE, WORKER_PROTOCOL, WORKER_THREADS_ENV,
+    exec_in_worker,
 };
 
-/// Every stage that needs LibTorch. Stage crates join this list as they land.
+/// Every stage that needs LibTorch.
 fn torch_stages() -> Vec<Arc<dyn DynStage>> {
-    Vec::new()
+    [brainpipe_clip::stages(), brainpipe_models::stages()].into_iter().flatten().collect()
 }
 
 fn tools() -> BTreeMap<String, String> {
@@ -71,7 +72,22 @@ fn doctor() -> Result<(), String> {
     Ok(())
 }
 
+/// Dies with the driver: a killed `brainpipe run` must not leave a worker training on.
+fn die_with_parent() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes plain integers and touches no memory of ours.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+    }
+}
+
 fn exec(args: &[String]) -> Result<(), String> {
+    die_with_parent();
+    if let Some(threads) =
+        std::env::var(WORKER_THREADS_ENV).ok().and_then(|t| t.parse::<i32>().ok())
+    {
+        brainpipe_tensor::set_cpu_threads(threads);
+    }
     let name = args.first().ok_or(USAGE)?;
     let mut out_dir = None;
     let mut params = serde_json::Value::Null;
@@ -99,7 +115,7 @@ fn exec(args: &[String]) -> Result<(), String> {
         .ok_or_else(|| format!("brainpipe-torch has no stage `{name}`"))?;
     let progress = std::io::stderr().is_terminal();
     exec_in_worker(stage.as_ref(), inputs, &params, &out_dir, progress).map_err(|e| {
-        let message = format!("stage `{name}`: {e}");
+        let message = e.to_string();
         // The driver reads this file: our stderr is the user's terminal, not a pipe.
         let _ = std::fs::write(out_dir.join(WORKER_ERROR_FILE), &message);
         message

@@ -52,7 +52,7 @@ pub use manifest::{
 };
 pub use remote::{
     Catalogue, ParamInfo, PortInfo, RemoteStage, StageInfo, WORKER_ERROR_FILE, WORKER_NOTES_FILE,
-    WORKER_PROTOCOL, exec_in_worker,
+    WORKER_PROTOCOL, WORKER_THREADS_ENV, exec_in_worker,
 };
 pub use stage::{
     ArtifactKind, Context, DynStage, NoParams, ParamDoc, Params, Port, Stage, StageError,

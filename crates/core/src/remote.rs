@@ -27,6 +27,9 @@ pub const WORKER_NOTES_FILE: &str = ".worker-notes.json";
 /// terminal's, so progress bars and logs show live).
 pub const WORKER_ERROR_FILE: &str = ".worker-error.txt";
 
+/// The environment variable that tells a worker how many CPU threads LibTorch may use.
+pub const WORKER_THREADS_ENV: &str = "BRAINPIPE_THREADS";
+
 /// A port as described in the catalogue.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PortInfo {
@@ -125,6 +128,7 @@ pub struct RemoteStage {
     outputs: Vec<Port>,
     params: Vec<ParamDoc>,
     worker: PathBuf,
+    threads: usize,
 }
 
 fn leak(s: &str) -> &'static str {
@@ -134,6 +138,13 @@ fn leak(s: &str) -> &'static str {
 impl RemoteStage {
     /// A stage run by `worker` (the `brainpipe-torch` executable).
     pub fn new(info: StageInfo, worker: &Path) -> Self {
+        Self::with_threads(info, worker, 0)
+    }
+
+    /// Like [`RemoteStage::new`], telling the worker to use `threads` CPU threads (0: its
+    /// default). Several workers at once must share the cores: LibTorch's thread pools spin, and
+    /// two pools of all the cores each slow both down many times over.
+    pub fn with_threads(info: StageInfo, worker: &Path, threads: usize) -> Self {
         let port = |p: &PortInfo| Port {
             name: leak(&p.name),
             file: leak(&p.file),
@@ -158,6 +169,7 @@ impl RemoteStage {
                 .collect(),
             info,
             worker: worker.to_path_buf(),
+            threads,
         }
     }
 }
@@ -226,6 +238,9 @@ impl DynStage for RemoteStage {
         let mut command = Command::new(&self.worker);
         command.arg("exec").arg(self.name).arg("--out-dir").arg(ctx.out_dir());
         command.arg("--params").arg(params.to_string());
+        if self.threads > 0 {
+            command.env(WORKER_THREADS_ENV, self.threads.to_string());
+        }
         for port in &self.inputs {
             if let Some(path) = ctx.optional_input(port.name) {
                 command.arg("--in").arg(format!("{}={}", port.name, path.display()));

@@ -8,7 +8,7 @@
 //! locks/<key>.lock         held (flock) while one process computes <key>
 //! index.json               external input hashes by (path, size, mtime, inode)
 //! state/<pipeline>/<id>.json  what stage <id> of <pipeline> last resolved to
-//! runs/<pipeline>/<id>/<port> symlinks to the outputs of the last run
+//! runs/<pipeline>/<id>/<file> symlinks to the outputs of the last run
 //! ```
 
 use std::collections::BTreeMap;
@@ -166,15 +166,18 @@ impl Cache {
         self.root.join("state").join(safe_name(pipeline)).join(format!("{}.json", safe_name(id)))
     }
 
-    /// Points `runs/<pipeline>/<id>/<port>` at the entry's outputs.
+    /// Points `runs/<pipeline>/<id>/<file>` at the entry's outputs (`<file>`: each output's name in
+    /// the entry, e.g. `report.html`).
     pub fn link_run(&self, pipeline: &str, id: &str, manifest: &Manifest) -> Result<(), RunError> {
         let dir = self.root.join("runs").join(safe_name(pipeline)).join(safe_name(id));
         fs::create_dir_all(&dir).at(&dir)?;
         let entry = self.entry_dir(&ContentHash::from_hex(manifest.key.clone()));
         let mut links: Vec<(String, PathBuf)> = manifest
             .outputs
-            .iter()
-            .map(|(port, out)| (port.clone(), entry.join(&out.file)))
+            .values()
+            // Named like the file (`report.html`, `features.parquet`), so browsers and file
+            // managers know what they open; for most ports that is the port name plus extension.
+            .map(|out| (out.file.clone(), entry.join(&out.file)))
             .collect();
         links.push((MANIFEST_FILE.to_owned(), entry.join(MANIFEST_FILE)));
         for (name, target) in links {

@@ -256,8 +256,7 @@ impl Resolver<'_> {
                 )));
             };
             // Values are YAML scalars, so `--set a.n=3` is a number and `--set a.s=x` a string.
-            let value: Value =
-                serde_yaml_ng::from_str(value).unwrap_or(Value::String(value.to_owned()));
+            let value = parse_value(value);
             let mut slot = stage.with.get_or_insert_with(|| Value::Object(Map::new()));
             for key in std::iter::once(first).chain(keys) {
                 if !slot.is_object() {
@@ -535,6 +534,12 @@ fn find_cycle(nodes: &[Node]) -> Vec<String> {
         }
         path.push(next);
     }
+}
+
+/// A `--set` value read as YAML reads it: `3` a number, `true` a bool, `[500, 200]` a list,
+/// `{a: 1}` a mapping, anything else a string.
+pub fn parse_value(text: &str) -> Value {
+    serde_yaml_ng::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
 }
 
 /// The `{…}` placeholders of a command template.

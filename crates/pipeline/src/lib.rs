@@ -34,7 +34,7 @@ mod spec;
 pub use cache::{Cache, KeyMaterial, StageRecord};
 pub use error::RunError;
 pub use gc::{GcReport, gc};
-pub use graph::{InputSource, Node, NodeKind, Pipeline, Registry, placeholders};
+pub use graph::{InputSource, Node, NodeKind, Pipeline, Registry, parse_value, placeholders};
 pub use plan::{ParamChange, Reason, StagePlan, plan};
 pub use run::{RunOptions, StageOutcome, run};
 pub use spec::{

@@ -92,6 +92,11 @@ pub fn device_name(device: Device) -> String {
     }
 }
 
+/// Sets LibTorch's intra-op CPU threads (at least 1).
+pub fn set_cpu_threads(threads: i32) {
+    tch::set_num_threads(threads.max(1));
+}
+
 /// What the LibTorch runtime offers, for `brainpipe doctor`.
 #[derive(Clone, Debug, Serialize)]
 pub struct RuntimeInfo {

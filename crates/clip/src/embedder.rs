@@ -1,0 +1,169 @@
+//! Batched CLIP embedding of images and texts on a device, in fp32 or bf16.
+
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+use crate::error::{ClipError, Result};
+use crate::image::RgbImage;
+use crate::model::LoadedClip;
+use crate::tokenizer::{CONTEXT_LENGTH, Tokenizer};
+
+/// The number type the model computes in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// 32-bit floats: what the parity tests hold to 1e-4.
+    #[default]
+    Fp32,
+    /// bfloat16 weights and activations (GPU throughput); embeddings come back as f32.
+    Bf16,
+}
+
+impl Precision {
+    fn kind(self) -> Kind {
+        match self {
+            Precision::Fp32 => Kind::Float,
+            Precision::Bf16 => Kind::BFloat16,
+        }
+    }
+}
+
+/// A loaded model ready to embed: tokenizer, preprocessing, device and precision.
+pub struct Embedder {
+    clip: LoadedClip,
+    tokenizer: &'static Tokenizer,
+    precision: Precision,
+}
+
+impl Embedder {
+    /// Loads the Hugging Face CLIP directory `model_dir` onto `device`.
+    pub fn load(model_dir: &Path, device: Device, precision: Precision) -> Result<Self> {
+        let mut clip = LoadedClip::load(model_dir, device)?;
+        if precision == Precision::Bf16 {
+            clip.vs.bfloat16();
+        }
+        Ok(Embedder { clip, tokenizer: Tokenizer::shared(), precision })
+    }
+
+    /// Wraps an in-memory model (fp32).
+    pub fn from_model(clip: LoadedClip) -> Self {
+        Embedder { clip, tokenizer: Tokenizer::shared(), precision: Precision::Fp32 }
+    }
+
+    /// Gives the model back.
+    pub fn into_clip(self) -> LoadedClip {
+        self.clip
+    }
+
+    /// The model.
+    pub fn clip(&self) -> &LoadedClip {
+        &self.clip
+    }
+
+    /// The device it computes on.
+    pub fn device(&self) -> Device {
+        self.clip.vs.device()
+    }
+
+    /// Width of the embeddings.
+    pub fn dim(&self) -> usize {
+        self.clip.model.config().projection_dim as usize
+    }
+
+    /// Context length used for texts: CLIP's 77, or less when the model has fewer positions.
+    pub fn context(&self) -> usize {
+        CONTEXT_LENGTH.min(self.clip.model.config().text_config.max_position_embeddings as usize)
+    }
+
+    /// Decodes and preprocesses image files (in parallel) into row-major pixel values.
+    pub fn preprocess_files(&self, paths: &[PathBuf]) -> Result<Vec<f32>> {
+        let preprocessor = &self.clip.preprocessor;
+        let per_image: Vec<Vec<f32>> = paths
+            .par_iter()
+            .map(|p| RgbImage::open(p).map(|image| preprocessor.preprocess(&image)))
+            .collect::<Result<_>>()?;
+        Ok(per_image.concat())
+    }
+
+    /// Embeddings of already preprocessed pixels (`n × 3 × h × w`, row-major), in batches.
+    pub fn embed_pixels(&self, pixels: &[f32], batch_size: usize) -> Result<Vec<f32>> {
+        let (h, w) = self.clip.preprocessor.crop;
+        let per_image = 3 * h * w;
+        let mut out = Vec::with_capacity(pixels.len() / per_image.max(1) * self.dim());
+        for chunk in pixels.chunks(per_image * batch_size.max(1)) {
+            let n = (chunk.len() / per_image) as i64;
+            let batch = Tensor::from_slice(chunk)
+                .view([n, 3, h as i64, w as i64])
+                .to_device(self.device())
+                .to_kind(self.precision.kind());
+            let features = tch::no_grad(|| self.clip.model.image_features(&batch));
+            out.extend(to_f32_vec(&features)?);
+        }
+        Ok(out)
+    }
+
+    /// Embeddings of image files.
+    pub fn embed_files(&self, paths: &[PathBuf], batch_size: usize) -> Result<Vec<f32>> {
+        let mut out = Vec::with_capacity(paths.len() * self.dim());
+        // Decode one batch at a time so memory stays bounded for large studies.
+        for chunk in paths.chunks(batch_size.max(1)) {
+            let pixels = self.preprocess_files(chunk)?;
+            out.extend(self.embed_pixels(&pixels, batch_size)?);
+        }
+        Ok(out)
+    }
+
+    /// Embeddings of in-memory images.
+    pub fn embed_images(&self, images: &[RgbImage], batch_size: usize) -> Result<Vec<f32>> {
+        let preprocessor = &self.clip.preprocessor;
+        let pixels: Vec<f32> =
+            images.par_iter().flat_map_iter(|i| preprocessor.preprocess(i)).collect();
+        self.embed_pixels(&pixels, batch_size)
+    }
+
+    /// Embeddings of texts, tokenised as CLIP does (truncated to [`Embedder::context`]).
+    pub fn embed_texts<S: AsRef<str> + Sync>(
+        &self,
+        texts: &[S],
+        batch_size: usize,
+    ) -> Result<Vec<f32>> {
+        let mut out = Vec::with_capacity(texts.len() * self.dim());
+        for chunk in texts.chunks(batch_size.max(1)) {
+            let (ids, width) = self.tokenizer.batch(chunk, self.context());
+            let ids = Tensor::from_slice(&ids)
+                .view([chunk.len() as i64, width as i64])
+                .to_device(self.device());
+            let features = tch::no_grad(|| self.clip.model.text_features(&ids));
+            out.extend(to_f32_vec(&features)?);
+        }
+        Ok(out)
+    }
+}
+
+fn to_f32_vec(t: &Tensor) -> Result<Vec<f32>> {
+    let flat = t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous().view([-1]);
+    Vec::<f32>::try_from(&flat).map_err(ClipError::from)
+}
+
+/// Cosine similarity of two vectors (0 when either is zero).
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if na == 0.0 || nb == 0.0 { 0.0 } else { dot / (na * nb) }
+}
+
+/// The index and cosine of the row of `candidates` (row-major, width `a.len()`) closest to `a`;
+/// the first on ties. `None` when there are no candidates.
+pub fn closest(a: &[f32], candidates: &[f32]) -> Option<(usize, f32)> {
+    candidates.chunks(a.len().max(1)).map(|c| cosine(a, c)).enumerate().fold(
+        None,
+        |best, (i, s)| match best {
+            Some((_, b)) if b >= s => best,
+            _ => Some((i, s)),
+        },
+    )
+}

@@ -1,0 +1,79 @@
+//! CLIP for brainpipe (issue 7).
+//!
+//! Brain2CLIP's targets are CLIP embeddings. No pretrained CLIP reaches our machines, so this
+//! crate is built to load real Hugging Face weights unchanged (tested for exact parity against
+//! `transformers` on small random weights) and to train its own small CLIP for worlds without
+//! weights.
+//!
+//! - [`ClipModel`] / [`LoadedClip`]: the model on LibTorch with Hugging Face's variable paths and
+//!   configs ([`ClipConfig`] presets ViT-B/32, ViT-B/16, ViT-L/14, `small`).
+//! - [`Tokenizer`]: CLIP's BPE, as transformers' `CLIPTokenizer`.
+//! - [`Preprocessor`] / [`RgbImage`]: `CLIPImageProcessor`'s resize, crop and normalisation.
+//! - [`Embedder`]: batched image and text embedding on a device, fp32 or bf16.
+//! - Stages ([`stages`]): `clip.embed`, `clip.select_captions`, `clip.augment`, `clip.words`,
+//!   `clip.train`; their tables (`embeddings/1`, `targets/1`) are in docs/ARTIFACTS.md.
+//!
+//! See docs/CLIP.md for the parity figures and the choices behind them.
+//!
+//! ```
+//! use brainpipe_clip::{ClipConfig, LoadedClip, Tokenizer, CONTEXT_LENGTH};
+//! use tch::{Device, Tensor};
+//!
+//! let clip = LoadedClip::new(&ClipConfig::small(), Device::Cpu);
+//! let (ids, width) = Tokenizer::new().batch(&["a red circle on a white background"], CONTEXT_LENGTH);
+//! let ids = Tensor::from_slice(&ids).view([1, width as i64]);
+//! let text = tch::no_grad(|| clip.model.text_features(&ids));
+//! assert_eq!(text.size(), vec![1, 64]);
+//! ```
+
+mod augment;
+mod config;
+mod embedder;
+mod error;
+mod image;
+mod model;
+mod stages;
+mod tables;
+mod tokenizer;
+mod train;
+mod vectors;
+
+use std::sync::Arc;
+
+use brainpipe_core::DynStage;
+
+pub use augment::Augmentation;
+pub use embedder::{Embedder, Precision, closest, cosine};
+pub use stages::{
+    Augment, AugmentParams, Embed, EmbedParams, SelectCaptions, SelectParams, TargetSource, Words,
+    best_caption_accuracy, select_captions,
+};
+pub use tables::{
+    EMBEDDINGS_TABLE, EmbeddingKind, EmbeddingRow, STIMULI_TABLE, Stimulus, TARGETS_TABLE, Target,
+    read_embeddings, read_stimuli, read_targets, resolve_image, targets_schema, write_embeddings,
+    write_targets,
+};
+pub use train::{
+    CaptionChoice, Pair, Train, TrainParams, TrainReport, caption_selection_accuracy, info_nce,
+    pairs, train,
+};
+pub use vectors::{WordVectors, read_word_vectors};
+
+pub use config::{Activation, ClipConfig, TextConfig, VisionConfig};
+pub use error::{ClipError, Result};
+pub use image::{CLIP_MEAN, CLIP_STD, Preprocessor, RgbImage};
+pub use model::{
+    CLIP_SCHEMA, CONFIG_FILE, ClipModel, LoadedClip, PREPROCESSOR_FILE, WEIGHTS_FILE, model_dir,
+};
+pub use tokenizer::{CONTEXT_LENGTH, END_OF_TEXT, START_OF_TEXT, Tokenizer, VOCAB_SIZE};
+
+/// Every stage of this crate, for the CLI and pipelines to register.
+pub fn stages() -> Vec<Arc<dyn DynStage>> {
+    vec![
+        Arc::new(Embed),
+        Arc::new(SelectCaptions),
+        Arc::new(Augment),
+        Arc::new(Words),
+        Arc::new(Train),
+    ]
+}

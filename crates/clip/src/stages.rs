@@ -1,0 +1,487 @@
+//! The stages `clip.embed`, `clip.select_captions`, `clip.augment` and `clip.words`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use brainpipe_core::{ArtifactKind, Context, Port, Stage, StageError};
+use brainpipe_tensor::{DeviceChoice, device_name};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::augment::Augmentation;
+use crate::embedder::{Embedder, Precision, closest};
+use crate::error::{ClipError, Result};
+use crate::image::RgbImage;
+use crate::model::model_dir;
+use crate::tables::{
+    EmbeddingKind, EmbeddingRow, Stimulus, Target, read_embeddings, read_stimuli, resolve_image,
+    write_embeddings, write_targets,
+};
+use crate::vectors::read_word_vectors;
+
+const STIMULI_DOC: &str =
+    "stimuli table (ingest.synthetic or a real study): images and captions, or words";
+const IMAGES_DOC: &str =
+    "the study's images directory; image paths in the stimuli table resolve against it";
+const MODEL_DOC: &str =
+    "a Hugging Face CLIP directory (config.json + model.safetensors), e.g. clip.train's model";
+
+/// The inputs of the stages that embed a study's images with a model.
+fn study_and_model_inputs() -> Vec<Port> {
+    vec![
+        Port::input("stimuli", ArtifactKind::Table("stimuli"), STIMULI_DOC),
+        Port::input("images", ArtifactKind::Directory, IMAGES_DOC).optional(),
+        Port::input("model", ArtifactKind::Directory, MODEL_DOC),
+    ]
+}
+
+fn load_embedder(
+    ctx: &mut Context,
+    model: &Path,
+    device: &str,
+    precision: Precision,
+) -> Result<Embedder> {
+    let device = DeviceChoice::parse(device)?.resolve()?;
+    ctx.note("device", device_name(device));
+    ctx.note("precision", precision);
+    Embedder::load(&model_dir(model), device, precision)
+}
+
+/// The image files of `stimuli`, resolved (every image must exist).
+fn image_paths(
+    stimuli: &[Stimulus],
+    images_dir: Option<&Path>,
+    table: &Path,
+) -> Result<Vec<(usize, PathBuf)>> {
+    stimuli
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.image.as_deref().map(|img| (i, img)))
+        .map(|(i, img)| resolve_image(img, images_dir, table).map(|p| (i, p)))
+        .collect()
+}
+
+brainpipe_core::params! {
+    /// Params of `clip.embed`.
+    pub struct EmbedParams {
+        /// Images or captions per forward pass.
+        pub batch_size: usize = 256,
+        /// `auto` (CUDA when present), `cpu`, `cuda`, `cuda:N`.
+        pub device: String = "auto".to_owned(),
+        /// `fp32` or `bf16` (bf16 is for GPUs; parity is tested in fp32).
+        pub precision: Precision = Precision::Fp32,
+    }
+}
+
+/// `clip.embed`: CLIP embeddings of every image and caption of a stimuli table.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Embed;
+
+impl Stage for Embed {
+    type Params = EmbedParams;
+    const NAME: &'static str = "clip.embed";
+    const VERSION: u32 = 1;
+    const SUMMARY: &'static str = "CLIP embeddings of a study's images and captions";
+
+    fn inputs(&self) -> Vec<Port> {
+        study_and_model_inputs()
+    }
+
+    fn outputs(&self) -> Vec<Port> {
+        vec![Port::output(
+            "embeddings",
+            "embeddings.parquet",
+            ArtifactKind::Table("embeddings"),
+            "one row per image and per caption: stimulus, kind, caption index, embedding (not normalised)",
+        )]
+    }
+
+    fn run(&self, ctx: &mut Context, p: &EmbedParams) -> Result<(), StageError> {
+        let table = ctx.input("stimuli")?.to_path_buf();
+        let stimuli = read_stimuli(&table)?;
+        let model = ctx.input("model")?.to_path_buf();
+        let embedder = load_embedder(ctx, &model, &p.device, p.precision)?;
+        let images = image_paths(&stimuli, ctx.optional_input("images"), &table)?;
+        let files: Vec<PathBuf> = images.iter().map(|(_, path)| path.clone()).collect();
+        let image_embeddings = embedder.embed_files(&files, p.batch_size)?;
+        let captions: Vec<(usize, usize, &str)> = stimuli
+            .iter()
+            .enumerate()
+            .flat_map(|(i, s)| s.captions.iter().enumerate().map(move |(j, c)| (i, j, c.as_str())))
+            .collect();
+        let texts: Vec<&str> = captions.iter().map(|c| c.2).collect();
+        let caption_embeddings = embedder.embed_texts(&texts, p.batch_size)?;
+        let mut rows = Vec::with_capacity(images.len() + captions.len());
+        for (i, _) in &images {
+            let s = &stimuli[*i];
+            rows.push(EmbeddingRow {
+                stimulus: s.name(),
+                stimulus_id: s.id,
+                kind: EmbeddingKind::Image,
+                caption_index: None,
+                caption: None,
+                augmentation: None,
+                image: s.image.clone(),
+            });
+        }
+        for (i, j, text) in &captions {
+            let s = &stimuli[*i];
+            rows.push(EmbeddingRow {
+                stimulus: s.name(),
+                stimulus_id: s.id,
+                kind: EmbeddingKind::Caption,
+                caption_index: Some(*j as i32),
+                caption: Some((*text).to_owned()),
+                augmentation: None,
+                image: None,
+            });
+        }
+        if rows.is_empty() {
+            return Err(ClipError::table(&table, "no images or captions to embed").into());
+        }
+        ctx.note("images", images.len());
+        ctx.note("captions", captions.len());
+        let mut values = image_embeddings;
+        values.extend(caption_embeddings);
+        write_embeddings(&ctx.output("embeddings"), &rows, values, embedder.dim())?;
+        Ok(())
+    }
+}
+
+/// What `clip.select_captions` writes as each image's regression target.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetSource {
+    /// The chosen caption's text embedding (Brain2CLIP decodes towards it).
+    #[default]
+    Caption,
+    /// The image embedding itself.
+    Image,
+}
+
+brainpipe_core::params! {
+    /// Params of `clip.select_captions`.
+    pub struct SelectParams {
+        /// `caption`: the target is the chosen caption's embedding; `image`: the image's embedding.
+        pub target: TargetSource = TargetSource::Caption,
+    }
+}
+
+/// `clip.select_captions`: per image, the caption closest (cosine) to the image.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SelectCaptions;
+
+impl Stage for SelectCaptions {
+    type Params = SelectParams;
+    const NAME: &'static str = "clip.select_captions";
+    const VERSION: u32 = 1;
+    const SUMMARY: &'static str =
+        "Per image, the caption whose CLIP embedding is closest to the image's";
+
+    fn inputs(&self) -> Vec<Port> {
+        vec![
+            Port::input(
+                "embeddings",
+                ArtifactKind::Table("embeddings"),
+                "clip.embed's image and caption embeddings",
+            ),
+            Port::input(
+                "stimuli",
+                ArtifactKind::Table("stimuli"),
+                "when given, the recorded best captions are scored",
+            )
+            .optional(),
+        ]
+    }
+
+    fn outputs(&self) -> Vec<Port> {
+        vec![Port::output(
+            "targets",
+            "targets.parquet",
+            ArtifactKind::Table("targets"),
+            "stimulus, class, target embedding, chosen caption, its index and cosine similarity",
+        )]
+    }
+
+    fn run(&self, ctx: &mut Context, p: &SelectParams) -> Result<(), StageError> {
+        let path = ctx.input("embeddings")?.to_path_buf();
+        // Cosines of stored embeddings: plain arithmetic, no LibTorch.
+        ctx.note("device", "cpu");
+        let (rows, values, dim) = read_embeddings(&path)?;
+        let targets = select_captions(&rows, &values, dim, p.target);
+        if targets.is_empty() {
+            return Err(ClipError::table(&path, "no image with captions to select from").into());
+        }
+        ctx.note("images", targets.len());
+        if let Some(stimuli) = ctx.optional_input("stimuli").map(Path::to_path_buf) {
+            let stimuli = read_stimuli(&stimuli)?;
+            let (accuracy, scored, chance) = best_caption_accuracy(&targets, &stimuli);
+            ctx.note("best_caption_accuracy", accuracy);
+            ctx.note("best_caption_scored", scored);
+            ctx.note("best_caption_chance", chance);
+        }
+        write_targets(&ctx.output("targets"), &targets)?;
+        Ok(())
+    }
+}
+
+/// Per stimulus with an image and captions: the caption closest to the image.
+pub fn select_captions(
+    rows: &[EmbeddingRow],
+    values: &[f32],
+    dim: usize,
+    source: TargetSource,
+) -> Vec<Target> {
+    let row = |i: usize| &values[i * dim..(i + 1) * dim];
+    let mut captions: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
+    for (i, r) in rows.iter().enumerate().filter(|(_, r)| r.kind == EmbeddingKind::Caption) {
+        captions.entry(r.stimulus_id).or_default().push(i);
+    }
+    rows.iter()
+        .enumerate()
+        .filter(|(_, r)| r.kind == EmbeddingKind::Image)
+        .filter_map(|(i, r)| {
+            let candidates = captions.get(&r.stimulus_id)?;
+            let stacked: Vec<f32> =
+                candidates.iter().flat_map(|&c| row(c).iter().copied()).collect();
+            let (best, similarity) = closest(row(i), &stacked)?;
+            let chosen = &rows[candidates[best]];
+            let target = match source {
+                TargetSource::Caption => row(candidates[best]).to_vec(),
+                TargetSource::Image => row(i).to_vec(),
+            };
+            Some(Target {
+                stimulus: r.stimulus.clone(),
+                class: r.stimulus_id,
+                target,
+                caption: chosen.caption.clone(),
+                caption_index: chosen.caption_index,
+                similarity: Some(similarity),
+            })
+        })
+        .collect()
+}
+
+/// The fraction of images whose chosen caption is the recorded best one, how many were scored,
+/// and the chance level (mean 1 / captions).
+pub fn best_caption_accuracy(targets: &[Target], stimuli: &[Stimulus]) -> (f64, usize, f64) {
+    let by_id: HashMap<i32, &Stimulus> = stimuli.iter().map(|s| (s.id, s)).collect();
+    let (mut hits, mut scored, mut chance) = (0usize, 0usize, 0.0);
+    for t in targets {
+        let Some(s) = by_id.get(&t.class) else { continue };
+        let Some(best) = s.best_caption else { continue };
+        scored += 1;
+        chance += 1.0 / s.captions.len().max(1) as f64;
+        hits += usize::from(t.caption_index == Some(best));
+    }
+    let n = scored.max(1) as f64;
+    (hits as f64 / n, scored, chance / n)
+}
+
+brainpipe_core::params! {
+    /// Params of `clip.augment` (Brain2CLIP: each image ×4 with flip, crop, brightness, contrast, blur).
+    pub struct AugmentParams {
+        /// Augmented copies per image.
+        pub copies: u32 = 4,
+        /// Seed: the same seed gives the same images.
+        pub seed: u64 = 7,
+        /// Probability of a horizontal flip.
+        pub flip_probability: f64 = 0.5,
+        /// Smallest fraction of the area a random crop keeps (1: no cropping).
+        pub min_crop_area: f64 = 0.6,
+        /// Brightness factor drawn from 1 ± this.
+        pub brightness: f64 = 0.2,
+        /// Contrast factor drawn from 1 ± this.
+        pub contrast: f64 = 0.2,
+        /// Probability of a Gaussian blur.
+        pub blur_probability: f64 = 0.5,
+        /// Largest blur σ in pixels.
+        pub max_blur_sigma: f64 = 1.5,
+        /// Images per forward pass.
+        pub batch_size: usize = 256,
+        /// `auto`, `cpu`, `cuda`, `cuda:N`.
+        pub device: String = "auto".to_owned(),
+        /// `fp32` or `bf16`.
+        pub precision: Precision = Precision::Fp32,
+    }
+}
+
+/// `clip.augment`: augmented copies of every image and their embeddings.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Augment;
+
+impl Stage for Augment {
+    type Params = AugmentParams;
+    const NAME: &'static str = "clip.augment";
+    const VERSION: u32 = 1;
+    const SUMMARY: &'static str = "Augmented copies of each image (flip, crop, brightness, contrast, blur) and their CLIP embeddings";
+
+    fn inputs(&self) -> Vec<Port> {
+        study_and_model_inputs()
+    }
+
+    fn outputs(&self) -> Vec<Port> {
+        vec![
+            Port::output(
+                "images",
+                "augmented",
+                ArtifactKind::Directory,
+                "<stem>-aug<k>.png per image and copy",
+            ),
+            Port::output(
+                "embeddings",
+                "augmented.parquet",
+                ArtifactKind::Table("embeddings"),
+                "kind `augmented`: stimulus, copy index, image path (relative to this directory), embedding",
+            ),
+        ]
+    }
+
+    fn run(&self, ctx: &mut Context, p: &AugmentParams) -> Result<(), StageError> {
+        let table = ctx.input("stimuli")?.to_path_buf();
+        let stimuli = read_stimuli(&table)?;
+        let model = ctx.input("model")?.to_path_buf();
+        let embedder = load_embedder(ctx, &model, &p.device, p.precision)?;
+        let augmentation = Augmentation {
+            flip_probability: p.flip_probability,
+            min_crop_area: p.min_crop_area,
+            brightness: p.brightness,
+            contrast: p.contrast,
+            blur_probability: p.blur_probability,
+            max_blur_sigma: p.max_blur_sigma,
+        };
+        let out_dir = ctx.output("images");
+        std::fs::create_dir_all(&out_dir).map_err(|e| ClipError::io(&out_dir, e))?;
+        let mut rows = Vec::new();
+        let mut values = Vec::new();
+        for (i, path) in image_paths(&stimuli, ctx.optional_input("images"), &table)? {
+            let s = &stimuli[i];
+            let image = RgbImage::open(&path)?;
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| s.id.to_string());
+            let mut copies = Vec::new();
+            for k in 0..p.copies {
+                // One stream per (image, copy): adding images or copies leaves the others unchanged.
+                let stream = p.seed ^ (u64::from(s.id as u32) << 32) ^ u64::from(k);
+                let copy = augmentation.apply(&image, &mut ChaCha8Rng::seed_from_u64(stream));
+                let name = format!("{stem}-aug{k}.png");
+                copy.save_png(&out_dir.join(&name))?;
+                rows.push(EmbeddingRow {
+                    stimulus: s.name(),
+                    stimulus_id: s.id,
+                    kind: EmbeddingKind::Augmented,
+                    caption_index: None,
+                    caption: None,
+                    augmentation: Some(k as i32),
+                    image: Some(format!("augmented/{name}")),
+                });
+                copies.push(copy);
+            }
+            values.extend(embedder.embed_images(&copies, p.batch_size)?);
+        }
+        if rows.is_empty() {
+            return Err(ClipError::table(&table, "no images to augment").into());
+        }
+        ctx.note("augmented_images", rows.len());
+        write_embeddings(&ctx.output("embeddings"), &rows, values, embedder.dim())?;
+        Ok(())
+    }
+}
+
+/// `clip.words`: Brain2Word targets from a word → vector file.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Words;
+
+impl Stage for Words {
+    type Params = brainpipe_core::NoParams;
+    const NAME: &'static str = "clip.words";
+    const VERSION: u32 = 1;
+    const SUMMARY: &'static str =
+        "Word targets (e.g. GloVe-300) from a word → vector file, in the shared targets schema";
+
+    fn inputs(&self) -> Vec<Port> {
+        vec![
+            Port::input("vectors", ArtifactKind::File, "GloVe text, Pereira-style .mat (`words`, `data`) or Parquet (`word`, `vector`)"),
+            Port::input("stimuli", ArtifactKind::Table("stimuli"), "when given, one target per word stimulus, class = its id; else every word of the file, class = its row")
+                .optional(),
+        ]
+    }
+
+    fn outputs(&self) -> Vec<Port> {
+        vec![Port::output(
+            "targets",
+            "targets.parquet",
+            ArtifactKind::Table("targets"),
+            "stimulus (word), class, target vector",
+        )]
+    }
+
+    fn run(&self, ctx: &mut Context, _: &brainpipe_core::NoParams) -> Result<(), StageError> {
+        let path = ctx.input("vectors")?.to_path_buf();
+        ctx.note("device", "cpu");
+        let vectors = read_word_vectors(&path)?;
+        let targets = match ctx.optional_input("stimuli").map(Path::to_path_buf) {
+            None => vectors
+                .words
+                .iter()
+                .enumerate()
+                .map(|(i, w)| word_target(w.clone(), i as i32, vectors.row(i)))
+                .collect(),
+            Some(table) => {
+                let index: HashMap<String, usize> = vectors
+                    .words
+                    .iter()
+                    .enumerate()
+                    .rev()
+                    .map(|(i, w)| (w.to_lowercase(), i))
+                    .collect();
+                let stimuli = read_stimuli(&table)?;
+                let mut missing = Vec::new();
+                let mut targets = Vec::new();
+                for s in stimuli.iter().filter(|s| s.word.is_some()) {
+                    let word = s.word.clone().unwrap_or_default();
+                    match index.get(&word.to_lowercase()) {
+                        Some(&i) => targets.push(word_target(word, s.id, vectors.row(i))),
+                        None => missing.push(word),
+                    }
+                }
+                if !missing.is_empty() {
+                    return Err(ClipError::Vectors {
+                        path,
+                        message: format!(
+                            "lacks {} stimulus words: {}",
+                            missing.len(),
+                            missing.join(", ")
+                        ),
+                    }
+                    .into());
+                }
+                targets
+            }
+        };
+        if targets.is_empty() {
+            return Err(ClipError::Vectors {
+                path,
+                message: "no word stimuli to make targets for".into(),
+            }
+            .into());
+        }
+        ctx.note("words", targets.len());
+        ctx.note("dim", vectors.dim);
+        write_targets(&ctx.output("targets"), &targets)?;
+        Ok(())
+    }
+}
+
+fn word_target(word: String, class: i32, vector: &[f32]) -> Target {
+    Target {
+        stimulus: word,
+        class,
+        target: vector.to_vec(),
+        caption: None,
+        caption_index: None,
+        similarity: None,
+    }
+}

@@ -1,0 +1,213 @@
+//! The stages end to end on the synthetic images world of `ingest.synthetic`: train a small CLIP,
+//! embed, select captions, augment; and word targets from the shipped GloVe vectors.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use brainpipe_clip::{
+    Augment, Embed, STIMULI_TABLE, SelectCaptions, Train, Words, read_embeddings, read_stimuli,
+    read_targets,
+};
+use brainpipe_core::{Manifest, read_table, run_standalone, write_table};
+use serde_json::{Value, json};
+
+fn run(
+    stage: &dyn brainpipe_core::DynStage,
+    inputs: &[(&str, &Path)],
+    params: Value,
+    out: &Path,
+) -> Manifest {
+    let inputs: BTreeMap<String, PathBuf> =
+        inputs.iter().map(|(k, v)| ((*k).to_owned(), v.to_path_buf())).collect();
+    run_standalone(stage, &inputs, &params, out, &BTreeMap::new())
+        .unwrap_or_else(|e| panic!("{}: {e}", stage.name()))
+}
+
+/// A study directory holding the first `n` stimuli of the world's table and their images.
+fn small_study(w: &World, n: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, batches) =
+        read_table(&w.study.join("stimuli.parquet"), Some(STIMULI_TABLE)).expect("stimuli");
+    write_table(&dir.path().join("stimuli.parquet"), STIMULI_TABLE, &[batches[0].slice(0, n)])
+        .expect("subset");
+    let images = dir.path().join("images");
+    std::fs::create_dir(&images).expect("mkdir");
+    for s in read_stimuli(&dir.path().join("stimuli.parquet")).expect("subset") {
+        let name = s.image.expect("image");
+        std::fs::copy(w.study.join(&name), dir.path().join(&name)).expect("copy");
+    }
+    dir
+}
+
+/// One synthetic images study and one trained model, shared by the tests of this file.
+struct World {
+    _dir: tempfile::TempDir,
+    study: PathBuf,
+    trained: PathBuf,
+    train_manifest: Manifest,
+}
+
+fn world() -> &'static World {
+    static WORLD: OnceLock<World> = OnceLock::new();
+    WORLD.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let study = dir.path().join("study");
+        let params = json!({"paradigm": "images", "subjects": 1, "resolution_mm": 12, "rois": 20, "test_repeats": 1});
+        run(&brainpipe_ingest::Synthetic, &[], params, &study);
+        let trained = dir.path().join("train");
+        let stimuli = study.join("stimuli.parquet");
+        let images = study.join("images");
+        let train_manifest = run(
+            &Train,
+            &[("stimuli", &stimuli), ("images", &images)],
+            json!({"device": "cpu"}),
+            &trained,
+        );
+        World { _dir: dir, study, trained, train_manifest }
+    })
+}
+
+#[test]
+fn trained_small_clip_picks_the_recorded_best_caption_far_above_chance() {
+    let w = world();
+    let notes = &w.train_manifest.notes;
+    let test = notes["test_best_caption_accuracy"].as_f64().expect("accuracy");
+    let train = notes["train_best_caption_accuracy"].as_f64().expect("accuracy");
+    let chance = notes["best_caption_chance"].as_f64().expect("chance");
+    println!(
+        "clip.train (defaults): best-caption accuracy train {train:.3}, held-out {test:.3}, chance {chance:.3}; final loss {}",
+        notes["final_loss"]
+    );
+    assert!(test > 2.0 * chance, "held-out accuracy {test} vs chance {chance}");
+
+    let out = w.trained.parent().expect("dir").join("embed");
+    let stimuli = w.study.join("stimuli.parquet");
+    let images = w.study.join("images");
+    let model = w.trained.join("model");
+    let m = run(
+        &Embed,
+        &[("stimuli", &stimuli), ("images", &images), ("model", &model)],
+        json!({"device": "cpu", "batch_size": 128}),
+        &out,
+    );
+    assert_eq!(m.notes["device"], "cpu");
+    let (rows, values, dim) = read_embeddings(&out.join("embeddings.parquet")).expect("embeddings");
+    let n = read_stimuli(&stimuli).expect("stimuli").len();
+    assert_eq!(rows.len(), n * 6, "one image and five captions per stimulus");
+    assert_eq!(values.len(), rows.len() * dim);
+
+    let selected = out.parent().expect("dir").join("select");
+    let m = run(
+        &SelectCaptions,
+        &[("embeddings", &out.join("embeddings.parquet")), ("stimuli", &stimuli)],
+        json!({}),
+        &selected,
+    );
+    let all = m.notes["best_caption_accuracy"].as_f64().expect("accuracy");
+    println!(
+        "clip.select_captions with the trained CLIP: best caption on {all:.3} of all {n} images"
+    );
+    assert!(all > 2.0 * chance);
+    let targets = read_targets(&selected.join("targets.parquet")).expect("targets");
+    assert_eq!(targets.len(), n);
+    assert!(
+        targets
+            .iter()
+            .all(|t| t.caption.is_some() && t.similarity.is_some() && t.target.len() == dim)
+    );
+}
+
+#[test]
+fn augment_writes_seeded_copies_linked_to_their_stimulus() {
+    let w = world();
+    let study = small_study(w, 12);
+    let stimuli = study.path().join("stimuli.parquet");
+    let images = study.path().join("images");
+    let model = w.trained.join("model");
+    let base = study.path();
+    let params = json!({"copies": 2, "device": "cpu"});
+    let a = base.join("augment-a");
+    let b = base.join("augment-b");
+    run(
+        &Augment,
+        &[("stimuli", &stimuli), ("images", &images), ("model", &model)],
+        params.clone(),
+        &a,
+    );
+    run(&Augment, &[("stimuli", &stimuli), ("images", &images), ("model", &model)], params, &b);
+    let (rows, _, _) = read_embeddings(&a.join("augmented.parquet")).expect("augmented");
+    let n = read_stimuli(&stimuli).expect("stimuli").len();
+    assert_eq!(rows.len(), 2 * n);
+    let first = rows[1].image.as_deref().expect("path");
+    assert_eq!(rows[1].augmentation, Some(1));
+    assert_eq!(
+        std::fs::read(a.join(first)).expect("a"),
+        std::fs::read(b.join(first)).expect("b"),
+        "same seed, same bytes"
+    );
+    assert_eq!(
+        std::fs::read(a.join("augmented.parquet")).expect("a"),
+        std::fs::read(b.join("augmented.parquet")).expect("b")
+    );
+}
+
+#[test]
+fn words_targets_from_shipped_glove_vectors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vectors =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/pereira180_glove6b50d.txt");
+    let m = run(&Words, &[("vectors", &vectors)], json!({}), &dir.path().join("words"));
+    assert_eq!(m.notes["words"], 180);
+    let targets = read_targets(&dir.path().join("words/targets.parquet")).expect("targets");
+    assert_eq!(
+        (targets.len(), targets[0].target.len(), targets[0].stimulus.as_str(), targets[179].class),
+        (180, 50, "ability", 179)
+    );
+    let mat = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/brain2word/180_concepts.mat");
+    if !mat.exists() {
+        eprintln!("skipped the Pereira .mat: {} absent", mat.display());
+        return;
+    }
+    run(&Words, &[("vectors", &mat)], json!({}), &dir.path().join("mat"));
+    let targets = read_targets(&dir.path().join("mat/targets.parquet")).expect("targets");
+    assert_eq!((targets.len(), targets[0].target.len()), (180, 300));
+}
+
+#[test]
+fn training_is_deterministic_for_a_seed() {
+    let study = small_study(world(), 24);
+    let stimuli = study.path().join("stimuli.parquet");
+    let images = study.path().join("images");
+    let base = study.path();
+    let params = json!({"steps": 3, "batch_size": 16, "device": "cpu", "seed": 11});
+    run(&Train, &[("stimuli", &stimuli), ("images", &images)], params.clone(), &base.join("det-a"));
+    run(&Train, &[("stimuli", &stimuli), ("images", &images)], params, &base.join("det-b"));
+    let weights =
+        |d: &str| std::fs::read(base.join(d).join("model/model.safetensors")).expect("weights");
+    assert_eq!(weights("det-a"), weights("det-b"), "same seed, same bytes");
+}
+
+#[test]
+fn a_corrupt_image_is_an_error_naming_it() {
+    let w = world();
+    let dir = small_study(w, 8);
+    let images = dir.path().join("images");
+    std::fs::write(images.join("img-00003.png"), b"\x89PNG\r\n\x1a\ntruncated").expect("corrupt");
+    let inputs: BTreeMap<String, PathBuf> = [
+        ("stimuli".to_owned(), dir.path().join("stimuli.parquet")),
+        ("images".to_owned(), images),
+        ("model".to_owned(), w.trained.join("model")),
+    ]
+    .into();
+    let err = run_standalone(
+        &Embed,
+        &inputs,
+        &json!({"device": "cpu"}),
+        &dir.path().join("out"),
+        &BTreeMap::new(),
+    )
+    .expect_err("corrupt image");
+    assert!(err.to_string().contains("img-00003.png: image: corrupt PNG"), "{err}");
+}

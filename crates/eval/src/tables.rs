@@ -1,0 +1,528 @@
+//! The tables evaluation reads and writes: `predictions/1` (written by `models.*`), `targets/1`
+//! (written by `clip.words`), `training/1` (per-epoch training records) and `metrics/1`.
+//! Schemas: docs/ARTIFACTS.md, sections "Models" and "Metrics and report".
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, Float64Array, Int32Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use brainpipe_core::{TableKind, f32_list_array, f32_list_field, f32_list_values, read_table};
+
+use crate::error::{EvalError, Result};
+
+/// Per-scan predictions of a model (`models.train`, `models.ridge`, `models.predict`).
+pub const PREDICTIONS_TABLE: TableKind = TableKind::new("predictions", 1);
+/// Regression targets and classes per stimulus (`clip.words`).
+pub const TARGETS_TABLE: TableKind = TableKind::new("targets", 1);
+/// Per-epoch training records (`models.train`).
+pub const TRAINING_TABLE: TableKind = TableKind::new("training", 1);
+/// Scores per model, held-out subject, fold, paradigm and metric (`eval.words`).
+pub const METRICS_TABLE: TableKind = TableKind::new("metrics", 1);
+
+fn arrow_err(path: &Path) -> impl Fn(arrow::error::ArrowError) -> EvalError + '_ {
+    move |source| brainpipe_core::Error::Arrow { path: path.to_path_buf(), source }.into()
+}
+
+fn column<'a, T: 'static>(
+    path: &Path,
+    batch: &'a RecordBatch,
+    name: &str,
+    ty: &str,
+) -> Result<&'a T> {
+    batch
+        .column_by_name(name)
+        .and_then(|a| a.as_any().downcast_ref::<T>())
+        .ok_or_else(|| EvalError::data(path, format!("no {ty} column `{name}`")))
+}
+
+fn strings(path: &Path, batch: &RecordBatch, name: &str) -> Result<Vec<String>> {
+    let a = column::<StringArray>(path, batch, name, "Utf8")?;
+    Ok((0..a.len()).map(|i| a.value(i).to_owned()).collect())
+}
+
+fn ints(path: &Path, batch: &RecordBatch, name: &str) -> Result<Vec<i32>> {
+    Ok(column::<Int32Array>(path, batch, name, "Int32")?.values().to_vec())
+}
+
+fn opt_ints(path: &Path, batch: &RecordBatch, name: &str) -> Result<Vec<Option<i32>>> {
+    let a = column::<Int32Array>(path, batch, name, "Int32")?;
+    Ok((0..a.len()).map(|i| a.is_valid(i).then(|| a.value(i))).collect())
+}
+
+fn opt_floats(path: &Path, batch: &RecordBatch, name: &str) -> Result<Vec<Option<f64>>> {
+    let a = column::<Float64Array>(path, batch, name, "Float64")?;
+    Ok((0..a.len()).map(|i| a.is_valid(i).then(|| a.value(i))).collect())
+}
+
+fn utf8(values: impl IntoIterator<Item = impl AsRef<str>>) -> ArrayRef {
+    Arc::new(StringArray::from_iter_values(values))
+}
+
+fn write_batch(
+    path: &Path,
+    kind: TableKind,
+    fields: Vec<Field>,
+    columns: Vec<ArrayRef>,
+) -> Result<()> {
+    let batch =
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(arrow_err(path))?;
+    brainpipe_core::write_table(path, kind, &[batch])?;
+    Ok(())
+}
+
+/// One model's predictions, one entry per test scan (columnar).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Predictions {
+    /// Model name (`base`, `roi`, `ridge`…).
+    pub model: Vec<String>,
+    /// Subject of the scan.
+    pub subject: Vec<String>,
+    /// Trial index of the scan in its subject's table.
+    pub trial: Vec<i32>,
+    /// Stimulus key (the word).
+    pub stimulus: Vec<String>,
+    /// Paradigm of the scan.
+    pub paradigm: Vec<String>,
+    /// Cross-validation fold whose model predicted the scan.
+    pub fold: Vec<i32>,
+    /// True class (from the targets), or -1 when the stimulus has no target.
+    pub class: Vec<i32>,
+    /// Predicted embeddings, `rows × embedding_dim`.
+    pub embedding: Vec<f32>,
+    /// Width of an embedding.
+    pub embedding_dim: usize,
+    /// Class scores (logits), `rows × classes`; empty for models without a classification head.
+    pub scores: Vec<f32>,
+    /// Number of classes (0 without scores).
+    pub classes: usize,
+}
+
+impl Predictions {
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.subject.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.subject.is_empty()
+    }
+
+    /// Appends `other`'s rows (same widths).
+    pub fn extend(&mut self, other: Predictions) {
+        self.embedding_dim = other.embedding_dim;
+        self.classes = other.classes;
+        self.model.extend(other.model);
+        self.subject.extend(other.subject);
+        self.trial.extend(other.trial);
+        self.stimulus.extend(other.stimulus);
+        self.paradigm.extend(other.paradigm);
+        self.fold.extend(other.fold);
+        self.class.extend(other.class);
+        self.embedding.extend(other.embedding);
+        self.scores.extend(other.scores);
+    }
+}
+
+/// Writes a `predictions/1` table.
+pub fn write_predictions(path: &Path, p: &Predictions) -> Result<()> {
+    if p.is_empty() || p.embedding_dim == 0 {
+        return Err(EvalError::data(path, "no predictions to write"));
+    }
+    let mut fields = vec![
+        Field::new("model", DataType::Utf8, false),
+        Field::new("subject", DataType::Utf8, false),
+        Field::new("trial", DataType::Int32, false),
+        Field::new("stimulus", DataType::Utf8, false),
+        Field::new("paradigm", DataType::Utf8, false),
+        Field::new("fold", DataType::Int32, false),
+        Field::new("class", DataType::Int32, false),
+        f32_list_field("embedding", p.embedding_dim, false),
+    ];
+    let mut columns: Vec<ArrayRef> = vec![
+        utf8(&p.model),
+        utf8(&p.subject),
+        Arc::new(Int32Array::from(p.trial.clone())),
+        utf8(&p.stimulus),
+        utf8(&p.paradigm),
+        Arc::new(Int32Array::from(p.fold.clone())),
+        Arc::new(Int32Array::from(p.class.clone())),
+        f32_list_array(p.embedding.clone(), p.embedding_dim),
+    ];
+    if p.classes > 0 {
+        fields.push(f32_list_field("scores", p.classes, false));
+        columns.push(f32_list_array(p.scores.clone(), p.classes));
+    }
+    write_batch(path, PREDICTIONS_TABLE, fields, columns)
+}
+
+/// Reads a `predictions/1` table (the `scores` column is optional).
+pub fn read_predictions(path: &Path) -> Result<Predictions> {
+    let (_, batches) = read_table(path, Some(PREDICTIONS_TABLE))?;
+    let mut out = Predictions::default();
+    for b in &batches {
+        let (emb, dim) = f32_list_values(path, "embedding", column_any(path, b, "embedding")?)?;
+        let (scores, classes) = match b.column_by_name("scores") {
+            Some(a) => {
+                let (v, c) = f32_list_values(path, "scores", a.as_ref())?;
+                (v.to_vec(), c)
+            }
+            None => (Vec::new(), 0),
+        };
+        out.extend(Predictions {
+            model: strings(path, b, "model")?,
+            subject: strings(path, b, "subject")?,
+            trial: ints(path, b, "trial")?,
+            stimulus: strings(path, b, "stimulus")?,
+            paradigm: strings(path, b, "paradigm")?,
+            fold: ints(path, b, "fold")?,
+            class: ints(path, b, "class")?,
+            embedding: emb.to_vec(),
+            embedding_dim: dim,
+            scores,
+            classes,
+        });
+    }
+    if out.is_empty() {
+        return Err(EvalError::data(path, "the predictions table is empty"));
+    }
+    Ok(out)
+}
+
+fn column_any<'a>(path: &Path, batch: &'a RecordBatch, name: &str) -> Result<&'a dyn Array> {
+    batch
+        .column_by_name(name)
+        .map(|a| a.as_ref())
+        .ok_or_else(|| EvalError::data(path, format!("no column `{name}`")))
+}
+
+/// The targets of `clip.words`: one vector and class per stimulus.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Targets {
+    /// Stimulus key (the word).
+    pub stimulus: Vec<String>,
+    /// Class index.
+    pub class: Vec<i32>,
+    /// Target vectors, `rows × dim`.
+    pub vectors: Vec<f32>,
+    /// Width of a target.
+    pub dim: usize,
+}
+
+impl Targets {
+    /// Number of targets.
+    pub fn len(&self) -> usize {
+        self.stimulus.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.stimulus.is_empty()
+    }
+
+    /// Number of classes: one more than the largest class index.
+    pub fn classes(&self) -> usize {
+        self.class.iter().map(|&c| c.max(0) as usize + 1).max().unwrap_or(0)
+    }
+
+    /// Target vector of row `i`.
+    pub fn vector(&self, i: usize) -> &[f32] {
+        &self.vectors[i * self.dim..(i + 1) * self.dim]
+    }
+
+    /// Row of each class (`None` where no target has that class).
+    pub fn row_of_class(&self) -> Vec<Option<usize>> {
+        let mut rows = vec![None; self.classes()];
+        for (i, &c) in self.class.iter().enumerate() {
+            if let Ok(c) = usize::try_from(c) {
+                rows[c] = Some(i);
+            }
+        }
+        rows
+    }
+}
+
+/// Reads a `targets/1` table; refuses duplicate stimuli and negative classes.
+pub fn read_targets(path: &Path) -> Result<Targets> {
+    let (_, batches) = read_table(path, Some(TARGETS_TABLE))?;
+    let mut out = Targets::default();
+    for b in &batches {
+        let (v, dim) = f32_list_values(path, "target", column_any(path, b, "target")?)?;
+        out.stimulus.extend(strings(path, b, "stimulus")?);
+        out.class.extend(ints(path, b, "class")?);
+        out.vectors.extend_from_slice(v);
+        out.dim = dim;
+    }
+    if out.is_empty() {
+        return Err(EvalError::data(path, "the targets table is empty"));
+    }
+    if let Some(c) = out.class.iter().find(|&&c| c < 0) {
+        return Err(EvalError::data(path, format!("negative class {c}")));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for s in &out.stimulus {
+        if !seen.insert(s.as_str()) {
+            return Err(EvalError::data(path, format!("stimulus `{s}` has two targets")));
+        }
+    }
+    let mut classes = std::collections::HashSet::new();
+    for c in &out.class {
+        if !classes.insert(*c) {
+            return Err(EvalError::data(path, format!("class {c} has two targets")));
+        }
+    }
+    Ok(out)
+}
+
+/// One epoch of one fold's training.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EpochRecord {
+    /// Model name.
+    pub model: String,
+    /// Fold.
+    pub fold: i32,
+    /// The fold's test subject(s), comma-separated.
+    pub held_out: String,
+    /// 0-based epoch.
+    pub epoch: i32,
+    /// Learning rate during the epoch.
+    pub lr: f64,
+    /// Mean total training loss.
+    pub train_loss: f64,
+    /// Mean regression loss (None when not used).
+    pub train_regression: Option<f64>,
+    /// Mean classification loss.
+    pub train_classification: Option<f64>,
+    /// Mean reconstruction loss.
+    pub train_reconstruction: Option<f64>,
+    /// Mean mean-regularisation loss.
+    pub train_mean_reg: Option<f64>,
+    /// Total loss on the validation scans.
+    pub val_loss: Option<f64>,
+    /// Top-1 on the validation scans (cosine to the targets).
+    pub val_top1: Option<f64>,
+    /// Top-5 on the validation scans.
+    pub val_top5: Option<f64>,
+    /// Wall-clock seconds of the epoch.
+    pub seconds: f64,
+}
+
+const TRAINING_FLOATS: [&str; 9] = [
+    "train_loss",
+    "train_regression",
+    "train_classification",
+    "train_reconstruction",
+    "train_mean_reg",
+    "val_loss",
+    "val_top1",
+    "val_top5",
+    "seconds",
+];
+
+impl EpochRecord {
+    fn floats(&self) -> [Option<f64>; 9] {
+        [
+            Some(self.train_loss),
+            self.train_regression,
+            self.train_classification,
+            self.train_reconstruction,
+            self.train_mean_reg,
+            self.val_loss,
+            self.val_top1,
+            self.val_top5,
+            Some(self.seconds),
+        ]
+    }
+}
+
+/// Writes a `training/1` table.
+pub fn write_training(path: &Path, records: &[EpochRecord]) -> Result<()> {
+    let mut fields = vec![
+        Field::new("model", DataType::Utf8, false),
+        Field::new("fold", DataType::Int32, false),
+        Field::new("held_out", DataType::Utf8, false),
+        Field::new("epoch", DataType::Int32, false),
+        Field::new("lr", DataType::Float64, false),
+    ];
+    let mut columns: Vec<ArrayRef> = vec![
+        utf8(records.iter().map(|r| &r.model)),
+        Arc::new(Int32Array::from_iter_values(records.iter().map(|r| r.fold))),
+        utf8(records.iter().map(|r| &r.held_out)),
+        Arc::new(Int32Array::from_iter_values(records.iter().map(|r| r.epoch))),
+        Arc::new(Float64Array::from_iter_values(records.iter().map(|r| r.lr))),
+    ];
+    for (k, name) in TRAINING_FLOATS.iter().enumerate() {
+        let nullable = !matches!(*name, "train_loss" | "seconds");
+        fields.push(Field::new(*name, DataType::Float64, nullable));
+        columns.push(Arc::new(Float64Array::from(
+            records.iter().map(|r| r.floats()[k]).collect::<Vec<_>>(),
+        )));
+    }
+    write_batch(path, TRAINING_TABLE, fields, columns)
+}
+
+/// Reads a `training/1` table.
+pub fn read_training(path: &Path) -> Result<Vec<EpochRecord>> {
+    let (_, batches) = read_table(path, Some(TRAINING_TABLE))?;
+    let mut out = Vec::new();
+    for b in &batches {
+        let model = strings(path, b, "model")?;
+        let fold = ints(path, b, "fold")?;
+        let held_out = strings(path, b, "held_out")?;
+        let epoch = ints(path, b, "epoch")?;
+        let lr = opt_floats(path, b, "lr")?;
+        let floats: Vec<Vec<Option<f64>>> =
+            TRAINING_FLOATS.iter().map(|n| opt_floats(path, b, n)).collect::<Result<_>>()?;
+        for i in 0..b.num_rows() {
+            out.push(EpochRecord {
+                model: model[i].clone(),
+                fold: fold[i],
+                held_out: held_out[i].clone(),
+                epoch: epoch[i],
+                lr: lr[i].unwrap_or(f64::NAN),
+                train_loss: floats[0][i].unwrap_or(f64::NAN),
+                train_regression: floats[1][i],
+                train_classification: floats[2][i],
+                train_reconstruction: floats[3][i],
+                train_mean_reg: floats[4][i],
+                val_loss: floats[5][i],
+                val_top1: floats[6][i],
+                val_top5: floats[7][i],
+                seconds: floats[8][i].unwrap_or(f64::NAN),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// One row of `metrics/1`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricRow {
+    /// Model name.
+    pub model: String,
+    /// Held-out subject (`all` for an average over subjects).
+    pub subject: String,
+    /// Fold (-1 for an average over folds).
+    pub fold: i32,
+    /// Paradigm (`all` for every paradigm together).
+    pub paradigm: String,
+    /// Metric: `top1`, `top5`, `top10`, `pairwise`, `mean_rank`, `scans`, `rank_count`
+    /// (with `index` = rank), `chance_top1`…, or `curve.<training column>` (with `index` = epoch).
+    pub metric: String,
+    /// Rank for `rank_count`, epoch for `curve.*`; null otherwise.
+    pub index: Option<i32>,
+    /// The value (fractions, not percent).
+    pub value: f64,
+}
+
+/// Writes a `metrics/1` table.
+pub fn write_metrics(path: &Path, rows: &[MetricRow]) -> Result<()> {
+    if rows.is_empty() {
+        return Err(EvalError::data(path, "no metrics to write"));
+    }
+    let fields = vec![
+        Field::new("model", DataType::Utf8, false),
+        Field::new("subject", DataType::Utf8, false),
+        Field::new("fold", DataType::Int32, false),
+        Field::new("paradigm", DataType::Utf8, false),
+        Field::new("metric", DataType::Utf8, false),
+        Field::new("index", DataType::Int32, true),
+        Field::new("value", DataType::Float64, false),
+    ];
+    let columns: Vec<ArrayRef> = vec![
+        utf8(rows.iter().map(|r| &r.model)),
+        utf8(rows.iter().map(|r| &r.subject)),
+        Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.fold))),
+        utf8(rows.iter().map(|r| &r.paradigm)),
+        utf8(rows.iter().map(|r| &r.metric)),
+        Arc::new(Int32Array::from(rows.iter().map(|r| r.index).collect::<Vec<_>>())),
+        Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.value))),
+    ];
+    write_batch(path, METRICS_TABLE, fields, columns)
+}
+
+/// Reads a `metrics/1` table.
+pub fn read_metrics(path: &Path) -> Result<Vec<MetricRow>> {
+    let (_, batches) = read_table(path, Some(METRICS_TABLE))?;
+    let mut out = Vec::new();
+    for b in &batches {
+        let model = strings(path, b, "model")?;
+        let subject = strings(path, b, "subject")?;
+        let fold = ints(path, b, "fold")?;
+        let paradigm = strings(path, b, "paradigm")?;
+        let metric = strings(path, b, "metric")?;
+        let index = opt_ints(path, b, "index")?;
+        let value = opt_floats(path, b, "value")?;
+        for i in 0..b.num_rows() {
+            out.push(MetricRow {
+                model: model[i].clone(),
+                subject: subject[i].clone(),
+                fold: fold[i],
+                paradigm: paradigm[i].clone(),
+                metric: metric[i].clone(),
+                index: index[i],
+                value: value[i].unwrap_or(f64::NAN),
+            });
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn predictions_round_trip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("p.parquet");
+        let p = Predictions {
+            model: vec!["base".into(); 2],
+            subject: vec!["sub-01".into(); 2],
+            trial: vec![0, 1],
+            stimulus: vec!["a".into(), "b".into()],
+            paradigm: vec!["picture".into(); 2],
+            fold: vec![0, 0],
+            class: vec![0, 1],
+            embedding: vec![1.0, 2.0, 3.0, 4.0],
+            embedding_dim: 2,
+            scores: vec![0.5, -0.5, 0.1, 0.2],
+            classes: 2,
+        };
+        write_predictions(&path, &p).expect("write");
+        assert_eq!(read_predictions(&path).expect("read"), p);
+    }
+
+    #[test]
+    fn metrics_and_training_round_trip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("m.parquet");
+        let rows = vec![MetricRow {
+            model: "ridge".into(),
+            subject: "sub-02".into(),
+            fold: 1,
+            paradigm: "all".into(),
+            metric: "rank_count".into(),
+            index: Some(3),
+            value: 7.0,
+        }];
+        write_metrics(&path, &rows).expect("write");
+        assert_eq!(read_metrics(&path).expect("read"), rows);
+        let path = dir.path().join("t.parquet");
+        let records = vec![EpochRecord {
+            model: "base".into(),
+            fold: 0,
+            held_out: "sub-01".into(),
+            epoch: 2,
+            lr: 1e-3,
+            train_loss: -0.5,
+            train_regression: Some(-0.4),
+            val_loss: Some(-0.3),
+            seconds: 0.25,
+            ..EpochRecord::default()
+        }];
+        write_training(&path, &records).expect("write");
+        assert_eq!(read_training(&path).expect("read"), records);
+    }
+}

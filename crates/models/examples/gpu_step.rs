@@ -1,0 +1,153 @@
+//! Full-size Brain2Word training-step timings (65,730 inputs, batch 180, Adam amsgrad,
+//! regression + classification loss; the autoencoder adds reconstruction) for `bench/gpu.sh`,
+//! plus a CUDA correctness check: a model trained on the CPU predicts the same on CUDA.
+//!
+//! `gpu_step SIZES.npy [steps] [device]` prints one JSON object per line. Environment:
+//! `MODELS=base,roi` picks models, `ROI_GROUPS=N` the ROI layer's size groups (default 8), `PRECISION=bf16` bf16 matmuls.
+
+use std::time::Instant;
+
+use brainpipe_models::losses::{classification_loss, reconstruction_loss, regression_loss};
+use brainpipe_models::net::{
+    DROPOUT, LEAKY_SLOPE, ModelKind, Net, NetConfig, Precision, ROI_SCALE,
+};
+use tch::nn::{self, OptimizerConfig};
+use tch::{Device, Kind, Tensor};
+
+type Error = Box<dyn std::error::Error>;
+
+/// The 333 Gordon ROI template sizes of Brain2Word (`sizes.npy`, int64, Σ 65,730).
+fn read_sizes(path: &str) -> Result<Vec<usize>, Error> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
+    let header = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let data = &bytes[10 + header..];
+    Ok(data
+        .chunks_exact(8)
+        .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as usize)
+        .collect())
+}
+
+fn config(kind: ModelKind, sizes: &[usize]) -> NetConfig {
+    let mut first = 0;
+    let rois = sizes
+        .iter()
+        .map(|&s| {
+            first += s;
+            (first - s, s)
+        })
+        .collect();
+    NetConfig {
+        kind,
+        inputs: first,
+        hidden: vec![2000, 200],
+        embedding: 300,
+        classes: 180,
+        slope: LEAKY_SLOPE,
+        dropout: DROPOUT,
+        rois,
+        roi_scale: ROI_SCALE,
+        roi_groups: std::env::var("ROI_GROUPS").ok().and_then(|g| g.parse().ok()).unwrap_or(8),
+        tied: false,
+        precision: match std::env::var("PRECISION").as_deref() {
+            Ok("bf16") => Precision::Bf16,
+            _ => Precision::Fp32,
+        },
+        target_mean: Vec::new(),
+    }
+}
+
+fn step_ms(kind: ModelKind, sizes: &[usize], steps: usize, device: Device) -> Result<f64, Error> {
+    tch::manual_seed(1);
+    let cfg = config(kind, sizes);
+    let vs = nn::VarStore::new(device);
+    let net = Net::new(&vs.root(), &cfg);
+    let mut opt = nn::Adam { amsgrad: true, eps: 1e-7, ..Default::default() }.build(&vs, 1e-3)?;
+    // Data resident on the device: 540 scans (one subject), batches drawn by index.
+    let x = Tensor::randn([540, cfg.inputs as i64], (Kind::Float, device));
+    let t = Tensor::randn([540, 300], (Kind::Float, device));
+    let c = Tensor::randint(180, [540], (Kind::Int64, device));
+    let mut run = |n: usize| -> Result<(), Error> {
+        for i in 0..n {
+            let idx = Tensor::arange_start(
+                (i % 3) as i64 * 180,
+                (i % 3 + 1) as i64 * 180,
+                (Kind::Int64, device),
+            );
+            let xb = x.index_select(0, &idx);
+            let out = net.forward(&xb, true);
+            let mut loss = regression_loss(&out.embedding, &t.index_select(0, &idx))
+                + classification_loss(&out.logits, &c.index_select(0, &idx));
+            if let Some(r) = &out.reconstruction {
+                loss += reconstruction_loss(&xb, r);
+            }
+            opt.backward_step(&loss);
+        }
+        if let Device::Cuda(_) = device {
+            tch::Cuda::synchronize(0);
+        }
+        Ok(())
+    };
+    run(5)?;
+    let start = Instant::now();
+    run(steps)?;
+    Ok(start.elapsed().as_secs_f64() * 1e3 / steps as f64)
+}
+
+/// Trains a small network a few steps on the CPU, then compares CPU and CUDA predictions of the
+/// same weights (evaluation mode).
+fn cuda_check() -> Result<f64, Error> {
+    tch::manual_seed(3);
+    let sizes = [40usize, 25, 60, 7];
+    let cfg = NetConfig {
+        hidden: vec![64, 32],
+        embedding: 16,
+        classes: 10,
+        ..config(ModelKind::Roi, &sizes)
+    };
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    let net = Net::new(&vs.root(), &cfg);
+    let x = Tensor::randn([50, cfg.inputs as i64], (Kind::Float, Device::Cpu));
+    let mut opt = nn::Adam { amsgrad: true, ..Default::default() }.build(&vs, 1e-3)?;
+    for _ in 0..5 {
+        let out = net.forward(&x, true);
+        opt.backward_step(&regression_loss(
+            &out.embedding,
+            &Tensor::randn([50, 16], (Kind::Float, Device::Cpu)),
+        ));
+    }
+    let (cpu, _) = net.predict(&x, 25);
+    vs.set_device(Device::Cuda(0));
+    let (gpu, _) = net.predict(&x.to_device(Device::Cuda(0)), 25);
+    Ok((cpu - gpu.to_device(Device::Cpu)).abs().max().double_value(&[]))
+}
+
+fn main() -> Result<(), Error> {
+    let args: Vec<String> = std::env::args().collect();
+    let sizes = read_sizes(args.get(1).ok_or("usage: gpu_step SIZES.npy [steps] [device]")?)?;
+    let steps: usize = args.get(2).map_or(Ok(50), |s| s.parse())?;
+    let device = brainpipe_tensor::DeviceChoice::parse(args.get(3).map_or("auto", String::as_str))?
+        .resolve()?;
+    println!(
+        "{}",
+        serde_json::json!({"impl": "brainpipe-tch", "device": brainpipe_tensor::device_name(device), "inputs": sizes.iter().sum::<usize>(), "tf32_env": std::env::var("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE").ok()})
+    );
+    let only = std::env::var("MODELS").unwrap_or_default();
+    for kind in [ModelKind::Base, ModelKind::Roi, ModelKind::Autoencoder] {
+        if !only.is_empty() && !only.split(',').any(|m| m == kind.name()) {
+            continue;
+        }
+        let ms = step_ms(kind, &sizes, steps, device)?;
+        println!(
+            "{}",
+            serde_json::json!({"impl": "brainpipe-tch", "model": kind.name(), "ms_per_step": ms, "steps": steps, "roi_groups": config(kind, &sizes).roi_groups, "precision": config(kind, &sizes).precision})
+        );
+    }
+    if tch::Cuda::is_available() {
+        let diff = cuda_check()?;
+        println!(
+            "{}",
+            serde_json::json!({"check": "cpu_vs_cuda_predictions", "max_abs_diff": diff, "ok": diff < 1e-3})
+        );
+    }
+    Ok(())
+}

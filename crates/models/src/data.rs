@@ -1,0 +1,198 @@
+//! The training data of a Brain2Word model: the scans of a `features` table joined to their
+//! targets (`targets/1` of `clip.words`) by stimulus, and the ROI blocks of the template.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use arrow::array::{Array, Int32Array, StringArray};
+use brainpipe_core::{TableKind, f32_list_values, open_table, read_table};
+use brainpipe_eval::{Predictions, Targets, read_targets};
+
+use crate::error::{ModelsError, Result};
+
+/// The table `features.template_pad` (and `features.roi` per subject) writes.
+pub const FEATURES_TABLE: TableKind = TableKind::new("features", 1);
+/// ROI blocks of a features table (`roi`, `label`, `first`, `count`).
+pub const ROIS_TABLE: TableKind = TableKind::new("rois", 1);
+
+/// Scans with a target: inputs, identifiers, and the target row of each.
+#[derive(Clone, Debug, Default)]
+pub struct Dataset {
+    /// `scans × width` inputs.
+    pub x: Vec<f32>,
+    /// Input width.
+    pub width: usize,
+    /// Subject of each scan.
+    pub subject: Vec<String>,
+    /// Trial index of each scan.
+    pub trial: Vec<i32>,
+    /// Stimulus key of each scan.
+    pub stimulus: Vec<String>,
+    /// Paradigm of each scan.
+    pub paradigm: Vec<String>,
+    /// Row in [`Dataset::targets`] of each scan's target.
+    pub target_row: Vec<usize>,
+    /// The targets (every candidate word).
+    pub targets: Targets,
+    /// Scans dropped because their stimulus has no target.
+    pub skipped: usize,
+}
+
+impl Dataset {
+    /// Number of scans.
+    pub fn len(&self) -> usize {
+        self.subject.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.subject.is_empty()
+    }
+
+    /// Class index of each scan.
+    pub fn classes(&self) -> Vec<i64> {
+        self.target_row.iter().map(|&r| i64::from(self.targets.class[r])).collect()
+    }
+
+    /// The distinct subjects, sorted.
+    pub fn subjects(&self) -> Vec<String> {
+        let mut s: Vec<String> = self.subject.clone();
+        s.sort();
+        s.dedup();
+        s
+    }
+
+    /// Reads `features` and joins every scan to `targets` by `join_column` (a Utf8 column of the
+    /// features table matched against the targets' `stimulus`).
+    pub fn read(features: &Path, targets: &Path, join_column: &str) -> Result<Dataset> {
+        let targets = read_targets(targets)?;
+        let row_of: HashMap<&str, usize> =
+            targets.stimulus.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect();
+        let (_, reader) = open_table(features, Some(FEATURES_TABLE), 256)?;
+        let mut d = Dataset::default();
+        for batch in reader {
+            let batch = batch.map_err(|source| brainpipe_core::Error::Arrow {
+                path: features.to_path_buf(),
+                source,
+            })?;
+            let text = |name: &str| -> Result<Vec<String>> {
+                let a = batch
+                    .column_by_name(name)
+                    .and_then(|a| a.as_any().downcast_ref::<StringArray>())
+                    .ok_or_else(|| {
+                        ModelsError::data(features, format!("no Utf8 column `{name}`"))
+                    })?;
+                Ok((0..a.len()).map(|i| a.value(i).to_owned()).collect())
+            };
+            let trial = batch
+                .column_by_name("trial")
+                .and_then(|a| a.as_any().downcast_ref::<Int32Array>())
+                .ok_or_else(|| ModelsError::data(features, "no Int32 column `trial`"))?;
+            let voxels = batch
+                .column_by_name("voxels")
+                .ok_or_else(|| ModelsError::data(features, "no `voxels` column"))?;
+            let (values, width) = f32_list_values(features, "voxels", voxels.as_ref())?;
+            d.width = width;
+            let (subject, stimulus, paradigm, key) =
+                (text("subject")?, text("stimulus")?, text("paradigm")?, text(join_column)?);
+            for i in 0..batch.num_rows() {
+                let Some(&row) = row_of.get(key[i].as_str()) else {
+                    d.skipped += 1;
+                    continue;
+                };
+                d.x.extend_from_slice(&values[i * width..(i + 1) * width]);
+                d.subject.push(subject[i].clone());
+                d.trial.push(trial.value(i));
+                d.stimulus.push(stimulus[i].clone());
+                d.paradigm.push(paradigm[i].clone());
+                d.target_row.push(row);
+            }
+        }
+        if d.is_empty() {
+            return Err(ModelsError::data(
+                features,
+                format!(
+                    "no scan's `{join_column}` matches a target's `stimulus` ({} scans)",
+                    d.skipped
+                ),
+            ));
+        }
+        if d.x.iter().any(|v| !v.is_finite()) {
+            return Err(ModelsError::data(features, "inputs hold NaN or infinite values"));
+        }
+        d.targets = targets;
+        Ok(d)
+    }
+
+    /// The target vectors of `rows`, row-major.
+    pub fn target_vectors(&self, rows: &[usize]) -> Vec<f32> {
+        rows.iter().flat_map(|&i| self.targets.vector(self.target_row[i]).iter().copied()).collect()
+    }
+
+    /// A predictions table for `rows` of this dataset: identifiers and true classes from the
+    /// scans, `embedding` (`rows × embedding_dim`) and `scores` (`rows × classes`, or empty).
+    pub fn predictions(
+        &self,
+        rows: &[usize],
+        model: &str,
+        fold: usize,
+        (embedding, embedding_dim): (Vec<f32>, usize),
+        (scores, classes): (Vec<f32>, usize),
+    ) -> Predictions {
+        Predictions {
+            model: vec![model.to_owned(); rows.len()],
+            subject: rows.iter().map(|&i| self.subject[i].clone()).collect(),
+            trial: rows.iter().map(|&i| self.trial[i]).collect(),
+            stimulus: rows.iter().map(|&i| self.stimulus[i].clone()).collect(),
+            paradigm: rows.iter().map(|&i| self.paradigm[i].clone()).collect(),
+            fold: vec![fold as i32; rows.len()],
+            class: rows.iter().map(|&i| self.targets.class[self.target_row[i]]).collect(),
+            embedding,
+            embedding_dim,
+            scores,
+            classes,
+        }
+    }
+
+    /// The inputs of `rows`, row-major.
+    pub fn inputs(&self, rows: &[usize]) -> Vec<f32> {
+        rows.iter()
+            .flat_map(|&i| self.x[i * self.width..(i + 1) * self.width].iter().copied())
+            .collect()
+    }
+}
+
+/// Reads the ROI blocks of a `rois/1` table as `(first, count)` column ranges.
+pub fn read_roi_blocks(path: &Path, width: usize) -> Result<Vec<(usize, usize)>> {
+    let (_, batches) = read_table(path, Some(ROIS_TABLE))?;
+    let mut blocks = Vec::new();
+    for batch in &batches {
+        let int = |name: &str| -> Result<Int32Array> {
+            batch
+                .column_by_name(name)
+                .and_then(|a| a.as_any().downcast_ref::<Int32Array>().cloned())
+                .ok_or_else(|| ModelsError::data(path, format!("no Int32 column `{name}`")))
+        };
+        let (first, count) = (int("first")?, int("count")?);
+        for i in 0..batch.num_rows() {
+            let (f, c) = (first.value(i), count.value(i));
+            let (Ok(f), Ok(c)) = (usize::try_from(f), usize::try_from(c)) else {
+                return Err(ModelsError::data(path, format!("row {i}: negative first/count")));
+            };
+            if c == 0 {
+                continue;
+            }
+            if f + c > width {
+                return Err(ModelsError::data(
+                    path,
+                    format!("row {i}: block {f}..{} exceeds the {width} input columns", f + c),
+                ));
+            }
+            blocks.push((f, c));
+        }
+    }
+    if blocks.is_empty() {
+        return Err(ModelsError::data(path, "no ROI blocks"));
+    }
+    Ok(blocks)
+}

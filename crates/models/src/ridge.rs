@@ -1,0 +1,229 @@
+//! `models.ridge`: the linear baseline (Pereira et al. 2018 style) — closed-form ridge
+//! regression from the features to the target vectors, alpha chosen per fold by inner
+//! cross-validation on the training subjects, computed in `f64`.
+
+use std::path::Path;
+
+use brainpipe_core::{
+    ArtifactKind, Context, NamedTensor, Port, Stage, StageError, write_safetensors,
+};
+use brainpipe_eval::{Predictions, write_predictions};
+use brainpipe_tensor::{DeviceChoice, device_name};
+use tch::{Device, Kind, Tensor};
+
+use crate::cv::{CrossValidation, Validation, folds};
+use crate::data::Dataset;
+use crate::error::{ModelsError, Result};
+
+/// Table kind of the ridge model files' metadata.
+pub const RIDGE_SCHEMA: &str = "brain2word-ridge/1";
+
+brainpipe_core::params! {
+    /// Params of `models.ridge`.
+    pub struct RidgeParams {
+        /// Candidate regularisation strengths; the one with the lowest inner-CV squared error wins.
+        pub alphas: Vec<f64> = vec![1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6],
+        /// Inner folds when the training side has a single subject (otherwise one inner fold per
+        /// training subject).
+        pub inner_folds: usize = 5,
+        /// Use at most this many inner folds (0: all). Each costs one eigendecomposition.
+        pub max_inner_folds: usize = 0,
+        /// Name written into the tables.
+        pub name: String = "ridge".to_owned(),
+        /// `leave_one_subject_out` or `within_subject`.
+        pub cv: CrossValidation = CrossValidation::LeaveOneSubjectOut,
+        /// k of `within_subject`.
+        pub folds: usize = 5,
+        /// Column of the features table matched against the targets' `stimulus`.
+        pub stimulus_column: String = "stimulus".to_owned(),
+        /// Seed of the inner folds.
+        pub seed: u64 = 7,
+        /// `auto`, `cpu`, `cuda`, `cuda:N`.
+        pub device: String = "auto".to_owned(),
+    }
+}
+
+/// `models.ridge`.
+pub struct Ridge;
+
+impl Stage for Ridge {
+    type Params = RidgeParams;
+    const NAME: &'static str = "models.ridge";
+    const VERSION: u32 = 1;
+    const SUMMARY: &'static str = "Ridge baseline: closed-form (dual, eigendecomposition, f64) features → target vectors, alpha by inner cross-validation";
+
+    fn inputs(&self) -> Vec<Port> {
+        vec![
+            Port::input(
+                "features",
+                ArtifactKind::Table("features"),
+                "features.parquet of features.template_pad",
+            ),
+            Port::input("targets", ArtifactKind::Table("targets"), "targets.parquet of clip.words"),
+        ]
+    }
+
+    fn outputs(&self) -> Vec<Port> {
+        vec![
+            Port::output(
+                "model",
+                "model",
+                ArtifactKind::Directory,
+                "fold-NN.safetensors: `weight` [dim, inputs], `bias` [dim]; config with the chosen alpha",
+            ),
+            Port::output(
+                "predictions",
+                "predictions.parquet",
+                ArtifactKind::Table("predictions"),
+                "per test scan: predicted embedding (no class scores)",
+            ),
+        ]
+    }
+
+    fn run(&self, ctx: &mut Context, p: &RidgeParams) -> Result<(), StageError> {
+        let device = DeviceChoice::parse(&p.device)?.resolve()?;
+        ctx.note("device", device_name(device));
+        if p.alphas.is_empty() || p.alphas.iter().any(|a| !(a.is_finite() && *a > 0.0)) {
+            return Err(ModelsError::Params("alphas must be positive and finite".into()).into());
+        }
+        let data =
+            Dataset::read(ctx.input("features")?, ctx.input("targets")?, &p.stimulus_column)?;
+        let dir = ctx.output("model");
+        std::fs::create_dir_all(&dir).map_err(|e| brainpipe_core::Error::io(&dir, e))?;
+        let (predictions, alphas) = fit_all(&data, p, device, &dir)?;
+        ctx.note("alphas", alphas);
+        write_predictions(&ctx.output("predictions"), &predictions)?;
+        Ok(())
+    }
+}
+
+fn rows_tensor(values: &[f32], dim: usize, device: Device) -> Tensor {
+    Tensor::from_slice(values).view([-1, dim as i64]).to_kind(Kind::Double).to_device(device)
+}
+
+/// A dual ridge solver over one training set: eigendecomposition of the centred Gram matrix.
+struct Dual {
+    x: Tensor,
+    x_mean: Tensor,
+    y_mean: Tensor,
+    q: Tensor,
+    l: Tensor,
+    qty: Tensor,
+}
+
+impl Dual {
+    fn new(x: &Tensor, y: &Tensor) -> Dual {
+        let x_mean = x.mean_dim([0i64].as_slice(), true, Kind::Double);
+        let y_mean = y.mean_dim([0i64].as_slice(), true, Kind::Double);
+        let xc = x - &x_mean;
+        let gram = xc.mm(&xc.transpose(0, 1));
+        let (l, q) = gram.linalg_eigh("L");
+        let qty = q.transpose(0, 1).mm(&(y - &y_mean));
+        Dual { x: xc, x_mean, y_mean, q, l: l.clamp_min(0.0), qty }
+    }
+
+    /// Dual coefficients `(K + αI)⁻¹ (Y − ȳ)`.
+    fn coefficients(&self, alpha: f64) -> Tensor {
+        let scale = (&self.l + alpha).reciprocal().unsqueeze(1);
+        self.q.mm(&(&self.qty * scale))
+    }
+
+    /// Primal weights `[inputs, dim]`.
+    fn weights(&self, alpha: f64) -> Tensor {
+        self.x.transpose(0, 1).mm(&self.coefficients(alpha))
+    }
+
+    fn predict(&self, x: &Tensor, alpha: f64) -> Tensor {
+        (x - &self.x_mean).mm(&self.weights(alpha)) + &self.y_mean
+    }
+}
+
+/// Picks the alpha with the lowest summed squared error over inner folds of `train`.
+fn choose_alpha(data: &Dataset, train: &[usize], p: &RidgeParams, device: Device) -> f64 {
+    let subjects: Vec<String> = train.iter().map(|&i| data.subject[i].clone()).collect();
+    let inner_cv = {
+        let mut distinct = subjects.clone();
+        distinct.sort();
+        distinct.dedup();
+        if distinct.len() >= 2 {
+            CrossValidation::LeaveOneSubjectOut
+        } else {
+            CrossValidation::WithinSubject
+        }
+    };
+    let inner = folds(&subjects, inner_cv, p.inner_folds, Validation::Fraction, 0.0, p.seed);
+    let mut errors = vec![0.0; p.alphas.len()];
+    let cap = if p.max_inner_folds == 0 { inner.len() } else { p.max_inner_folds };
+    for f in inner.iter().take(cap) {
+        let fit: Vec<usize> = f.train.iter().chain(&f.validation).map(|&k| train[k]).collect();
+        let held: Vec<usize> = f.test.iter().map(|&k| train[k]).collect();
+        let dual = Dual::new(
+            &rows_tensor(&data.inputs(&fit), data.width, device),
+            &rows_tensor(&data.target_vectors(&fit), data.targets.dim, device),
+        );
+        let x_held = rows_tensor(&data.inputs(&held), data.width, device);
+        let y_held = rows_tensor(&data.target_vectors(&held), data.targets.dim, device);
+        for (e, &alpha) in errors.iter_mut().zip(&p.alphas) {
+            *e += (dual.predict(&x_held, alpha) - &y_held)
+                .square()
+                .sum(Kind::Double)
+                .double_value(&[]);
+        }
+    }
+    let best = errors.iter().enumerate().min_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |b| b.0);
+    p.alphas[best]
+}
+
+/// Fits every outer fold; writes the fold files and returns the predictions and chosen alphas.
+fn fit_all(
+    data: &Dataset,
+    p: &RidgeParams,
+    device: Device,
+    dir: &Path,
+) -> Result<(Predictions, Vec<f64>)> {
+    let outer = folds(&data.subject, p.cv, p.folds, Validation::Fraction, 0.0, p.seed);
+    let mut predictions = Predictions::default();
+    let mut chosen = Vec::new();
+    for fold in &outer {
+        let train: Vec<usize> = fold.train.iter().chain(&fold.validation).copied().collect();
+        let alpha = choose_alpha(data, &train, p, device);
+        chosen.push(alpha);
+        let dual = Dual::new(
+            &rows_tensor(&data.inputs(&train), data.width, device),
+            &rows_tensor(&data.target_vectors(&train), data.targets.dim, device),
+        );
+        let weights = dual.weights(alpha);
+        let bias = &dual.y_mean - dual.x_mean.mm(&weights);
+        let x_test = rows_tensor(&data.inputs(&fold.test), data.width, device);
+        let pred =
+            (x_test.mm(&weights) + &bias).to_kind(Kind::Float).to_device(Device::Cpu).contiguous();
+        let embedding = Vec::<f32>::try_from(&pred.view([-1]))?;
+        let to_vec = |t: &Tensor| -> Result<Vec<f32>> {
+            Ok(Vec::<f32>::try_from(
+                &t.to_kind(Kind::Float).to_device(Device::Cpu).contiguous().view([-1]),
+            )?)
+        };
+        let file = dir.join(format!("fold-{:02}.safetensors", fold.index));
+        let tensors = vec![
+            NamedTensor::f32(
+                "weight",
+                vec![data.targets.dim, data.width],
+                &to_vec(&weights.transpose(0, 1))?,
+            ),
+            NamedTensor::f32("bias", vec![data.targets.dim], &to_vec(&bias)?),
+        ];
+        let config = serde_json::json!({
+            "model": p.name, "alpha": alpha, "fold": fold.index, "test_subjects": fold.test_subjects,
+            "inputs": data.width, "dim": data.targets.dim, "params": p,
+        });
+        write_safetensors(&file, &tensors, RIDGE_SCHEMA, &config)?;
+        predictions.extend(data.predictions(
+            &fold.test,
+            &p.name,
+            fold.index,
+            (embedding, data.targets.dim),
+            (Vec::new(), 0),
+        ));
+    }
+    Ok((predictions, chosen))
+}

@@ -1,0 +1,681 @@
+//! `models.train`: Brain2Word training with cross-validation — one network per fold, early
+//! stopping on validation scans drawn from the training side, predictions for the test scans.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use brainpipe_core::{ArtifactKind, Context, Port, Stage, StageError};
+use brainpipe_eval::{EpochRecord, Predictions, write_predictions, write_training};
+use brainpipe_tensor::{
+    DeviceChoice, device_name, f32_rows_to_tensor, save_var_store, tensor_to_f32_rows,
+};
+use serde::Serialize;
+use tch::nn::{self, OptimizerConfig};
+use tch::{Device, Kind, Tensor};
+
+use crate::cv::{CrossValidation, Fold, Validation, folds};
+use crate::data::{Dataset, read_roi_blocks};
+use crate::error::{ModelsError, Result};
+use crate::losses::{
+    LossKind, classification_loss, mean_regularisation_loss, reconstruction_loss, regression_loss,
+};
+use crate::net::{DROPOUT, LEAKY_SLOPE, ModelKind, Net, NetConfig, Precision, ROI_SCALE};
+
+/// Table kind of the model files' metadata (`brainpipe.schema`).
+pub const MODEL_SCHEMA: &str = "brain2word-model/1";
+
+/// Brain2Word's batch size: one block of the 180 words.
+pub const BATCH_SIZE: usize = 180;
+/// Adam's learning rate (Keras default, Brain2Word).
+pub const LEARNING_RATE: f64 = 1e-3;
+/// The learning rate is multiplied by this every [`LR_STEP_EPOCHS`] (Brain2Word's schedule).
+pub const LR_DECAY: f64 = 0.3;
+/// Epochs between learning-rate decays.
+pub const LR_STEP_EPOCHS: u32 = 10;
+/// Early-stopping patience in epochs (Brain2Word).
+pub const PATIENCE: u32 = 10;
+
+brainpipe_core::params! {
+    /// Params of `models.train`.
+    pub struct TrainParams {
+        /// Network: `base` (dense 2000 → 200 → embedding → classes), `roi` (first layer one dense
+        /// block per ROI; needs the `rois` input) or `autoencoder` (base + decoder back to the input).
+        pub model: ModelKind = ModelKind::Base,
+        /// Name written into the tables (`model` column); empty: the network's name.
+        pub name: String = String::new(),
+        /// Task loss: `regression` (Brain2Word's batch-negatives cosine), `classification`
+        /// (cross-entropy) or `combined` (weighted sum; the seed's improvement on top-1).
+        pub loss: LossKind = LossKind::Combined,
+        /// Weight of the regression loss in `combined` (not stated in the paper; 1).
+        pub regression_weight: f64 = 1.0,
+        /// Weight of the classification loss in `combined` (not stated in the paper; 1).
+        pub classification_weight: f64 = 1.0,
+        /// Weight of the autoencoder's reconstruction loss −cos(x, x̂) (1, as a plain sum).
+        pub reconstruction_weight: f64 = 1.0,
+        /// Autoencoder: the decoder reuses the encoder's first-layer weights, transposed.
+        pub tied: bool = false,
+        /// Hidden widths (Brain2Word: 2000, 200). The ROI model replaces the first by its ROI layer.
+        pub hidden: Vec<usize> = vec![2000, 200],
+        /// ROI model: outputs per block = max(ceil(size / roi_scale), 1) (Brain2Word: 20).
+        pub roi_scale: usize = ROI_SCALE,
+        /// ROI model: ROIs are sorted by size and packed into this many groups, one batched
+        /// matmul each (1: a single zero-padded block; more groups, less padding).
+        pub roi_groups: usize = 8,
+        /// Dropout after every hidden layer (Brain2Word: 0.4).
+        pub dropout: f64 = DROPOUT,
+        /// Weight of mean regularisation (0: off). After `warmup_epochs`, each hidden layer is
+        /// pulled towards the per-word mean over the training scans (regression-loss form).
+        pub mean_reg_weight: f64 = 0.0,
+        /// Epochs before mean regularisation starts (the model must have stabilised).
+        pub warmup_epochs: u32 = 10,
+        /// Epochs per mean-regularisation round; each round's target is (new mean + old) / 2.
+        pub mean_reg_round_epochs: u32 = 5,
+        /// Maximum epochs per fold.
+        pub epochs: u32 = 100,
+        /// Batch size (Brain2Word: 180).
+        pub batch_size: usize = BATCH_SIZE,
+        /// Adam (amsgrad) learning rate (Brain2Word: 1e-3).
+        pub lr: f64 = LEARNING_RATE,
+        /// Learning-rate factor every `lr_step_epochs` (Brain2Word: 0.3).
+        pub lr_decay: f64 = LR_DECAY,
+        /// Epochs between learning-rate decays (Brain2Word: 10).
+        pub lr_step_epochs: u32 = LR_STEP_EPOCHS,
+        /// Early-stopping patience on the validation task loss (Brain2Word: 10); the best epoch's
+        /// weights are kept.
+        pub patience: u32 = PATIENCE,
+        /// `leave_one_subject_out` (Brain2Word) or `within_subject` (k-fold in each subject).
+        pub cv: CrossValidation = CrossValidation::LeaveOneSubjectOut,
+        /// k of `within_subject`.
+        pub folds: usize = 5,
+        /// Validation scans for early stopping, always from the training side: `fraction` of the
+        /// training scans, or one training `subject` (Brain2Word used the test subject; we do not).
+        pub validation: Validation = Validation::Fraction,
+        /// Share of the training scans held out for validation (`validation: fraction`).
+        pub validation_fraction: f64 = 0.1,
+        /// Train on targets minus their mean over the target words (GloVe vectors share a large
+        /// common direction the cosine losses otherwise chase); predictions get the mean back.
+        /// Not in the paper: a deviation, documented in docs/MODELS.md.
+        pub centre_targets: bool = true,
+        /// Column of the features table matched against the targets' `stimulus`.
+        pub stimulus_column: String = "stimulus".to_owned(),
+        /// Seed of initialisation, shuffles, dropout and the validation split.
+        pub seed: u64 = 7,
+        /// `auto` (CUDA when present), `cpu`, `cuda`, `cuda:N`.
+        pub device: String = "auto".to_owned(),
+        /// Number format of the large matmuls: `fp32`, or `bf16` (bfloat16 inputs and weights for
+        /// the first layer and the autoencoder's output layer, f32 master weights; for CUDA).
+        pub precision: Precision = Precision::Fp32,
+        /// CPU threads for LibTorch (0: its default). 1 makes CPU runs bitwise reproducible.
+        pub threads: i32 = 0,
+    }
+}
+
+/// `models.train`.
+pub struct Train;
+
+impl Stage for Train {
+    type Params = TrainParams;
+    const NAME: &'static str = "models.train";
+    const VERSION: u32 = 1;
+    const SUMMARY: &'static str = "Brain2Word networks (base, roi, autoencoder; regression/classification/combined loss, mean regularisation) trained per cross-validation fold";
+
+    fn inputs(&self) -> Vec<Port> {
+        vec![
+            Port::input(
+                "features",
+                ArtifactKind::Table("features"),
+                "features.parquet of features.template_pad: all subjects, one width",
+            ),
+            Port::input(
+                "targets",
+                ArtifactKind::Table("targets"),
+                "targets.parquet of clip.words: target vector and class per stimulus",
+            ),
+            Port::input(
+                "rois",
+                ArtifactKind::Table("rois"),
+                "rois.parquet of features.template_pad: the ROI blocks (ROI model)",
+            )
+            .optional(),
+        ]
+    }
+
+    fn outputs(&self) -> Vec<Port> {
+        vec![
+            Port::output(
+                "model",
+                "model",
+                ArtifactKind::Directory,
+                "fold-NN.safetensors per fold (architecture config in the metadata)",
+            ),
+            Port::output(
+                "predictions",
+                "predictions.parquet",
+                ArtifactKind::Table("predictions"),
+                "per test scan: predicted embedding and class scores",
+            ),
+            Port::output(
+                "training",
+                "training.parquet",
+                ArtifactKind::Table("training"),
+                "per fold and epoch: losses, learning rate, validation scores",
+            ),
+        ]
+    }
+
+    fn run(&self, ctx: &mut Context, p: &TrainParams) -> Result<(), StageError> {
+        let device = DeviceChoice::parse(&p.device)?.resolve()?;
+        ctx.note("device", device_name(device));
+        if p.threads > 0 {
+            tch::set_num_threads(p.threads);
+        }
+        let data =
+            Dataset::read(ctx.input("features")?, ctx.input("targets")?, &p.stimulus_column)?;
+        let rois = match (p.model, ctx.optional_input("rois")) {
+            (ModelKind::Roi, Some(path)) => read_roi_blocks(path, data.width)?,
+            (ModelKind::Roi, None) => {
+                return Err(StageError::msg("model `roi` needs the `rois` input"));
+            }
+            _ => Vec::new(),
+        };
+        let out = TrainOutputs {
+            model_dir: ctx.output("model"),
+            predictions: ctx.output("predictions"),
+            training: ctx.output("training"),
+        };
+        let summary = train_all(&data, &rois, p, device, &out)?;
+        ctx.note("scans", data.len());
+        ctx.note("skipped_scans", data.skipped);
+        ctx.note("folds", summary.folds);
+        ctx.note("epochs", summary.epochs);
+        ctx.note("seconds", summary.seconds);
+        ctx.note("seconds_per_epoch", summary.seconds / summary.epochs.max(1) as f64);
+        Ok(())
+    }
+}
+
+/// Where `train_all` writes.
+pub struct TrainOutputs {
+    /// Directory of `fold-NN.safetensors`.
+    pub model_dir: PathBuf,
+    /// `predictions.parquet`.
+    pub predictions: PathBuf,
+    /// `training.parquet`.
+    pub training: PathBuf,
+}
+
+/// What a training run did.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainSummary {
+    /// Folds trained.
+    pub folds: usize,
+    /// Epochs over all folds.
+    pub epochs: usize,
+    /// Wall-clock seconds of training.
+    pub seconds: f64,
+    /// The folds (for tests: which scans went where).
+    #[serde(skip)]
+    pub fold_sets: Vec<Fold>,
+}
+
+/// The network config for `data` under `p`.
+pub fn net_config(data: &Dataset, rois: &[(usize, usize)], p: &TrainParams) -> Result<NetConfig> {
+    if p.hidden.is_empty() || p.hidden.contains(&0) {
+        return Err(ModelsError::Params("hidden must list at least one non-zero width".into()));
+    }
+    Ok(NetConfig {
+        kind: p.model,
+        inputs: data.width,
+        hidden: p.hidden.clone(),
+        embedding: data.targets.dim,
+        classes: data.targets.classes(),
+        slope: LEAKY_SLOPE,
+        dropout: p.dropout,
+        rois: rois.to_vec(),
+        roi_scale: p.roi_scale,
+        roi_groups: p.roi_groups,
+        tied: p.tied,
+        precision: p.precision,
+        target_mean: if p.centre_targets { mean_target(&data.targets) } else { Vec::new() },
+    })
+}
+
+/// The mean of the target vectors.
+fn mean_target(t: &brainpipe_eval::Targets) -> Vec<f32> {
+    let n = t.len().max(1) as f64;
+    (0..t.dim)
+        .map(|d| {
+            ((0..t.len()).map(|j| f64::from(t.vectors[j * t.dim + d])).sum::<f64>() / n) as f32
+        })
+        .collect()
+}
+
+/// Trains every fold and writes the three outputs.
+pub fn train_all(
+    data: &Dataset,
+    rois: &[(usize, usize)],
+    p: &TrainParams,
+    device: Device,
+    out: &TrainOutputs,
+) -> Result<TrainSummary> {
+    if p.batch_size < 2 {
+        return Err(ModelsError::Params(
+            "batch_size must be at least 2 (batch normalisation)".into(),
+        ));
+    }
+    let config = net_config(data, rois, p)?;
+    let name = if p.name.is_empty() { p.model.name().to_owned() } else { p.name.clone() };
+    let fold_sets =
+        folds(&data.subject, p.cv, p.folds, p.validation, p.validation_fraction, p.seed);
+    let tensors = DataTensors::new(data, &config.target_mean, device)?;
+    std::fs::create_dir_all(&out.model_dir)
+        .map_err(|e| brainpipe_core::Error::io(&out.model_dir, e))?;
+    let started = Instant::now();
+    let mut predictions = Predictions::default();
+    let mut records = Vec::new();
+    for fold in &fold_sets {
+        // Leave-one-subject-out must never fit or early-stop on the test subject.
+        let leaks = p.cv == CrossValidation::LeaveOneSubjectOut
+            && fold
+                .train
+                .iter()
+                .chain(&fold.validation)
+                .any(|&i| fold.test_subjects.contains(&data.subject[i]));
+        if leaks {
+            return Err(ModelsError::Params(format!(
+                "fold {}: training scans of the test subject",
+                fold.index
+            )));
+        }
+        let trained = train_fold(&tensors, &config, p, fold, &name)?;
+        let file = out.model_dir.join(format!("fold-{:02}.safetensors", fold.index));
+        let meta = serde_json::json!({
+            "net": config,
+            "model": name,
+            "fold": fold.index,
+            "test_subjects": fold.test_subjects,
+            "params": p,
+        });
+        save_var_store(&trained.vs, &file, MODEL_SCHEMA, &meta)?;
+        predictions.extend(predict_rows(
+            &trained.net,
+            &tensors,
+            data,
+            &fold.test,
+            fold.index,
+            &name,
+        )?);
+        records.extend(trained.records);
+    }
+    write_predictions(&out.predictions, &predictions)?;
+    write_training(&out.training, &records)?;
+    Ok(TrainSummary {
+        folds: fold_sets.len(),
+        epochs: records.len(),
+        seconds: started.elapsed().as_secs_f64(),
+        fold_sets,
+    })
+}
+
+/// Everything on the device once: inputs, per-scan targets and classes, candidate targets.
+pub struct DataTensors {
+    x: Tensor,
+    targets: Tensor,
+    classes: Tensor,
+    /// `[candidates, dim]` unit-norm target vectors, row = target row.
+    candidates: Tensor,
+    /// Target row of each scan.
+    target_row: Tensor,
+    device: Device,
+}
+
+impl DataTensors {
+    /// Moves `data` to `device`, targets minus `target_mean` (when not empty).
+    pub fn new(data: &Dataset, target_mean: &[f32], device: Device) -> Result<DataTensors> {
+        let rows: Vec<usize> = (0..data.len()).collect();
+        let mean = if target_mean.is_empty() {
+            Tensor::zeros([data.targets.dim as i64], (Kind::Float, device))
+        } else {
+            Tensor::from_slice(target_mean).to_device(device)
+        };
+        let candidates =
+            f32_rows_to_tensor(&data.targets.vectors, data.targets.dim, device)? - &mean;
+        let norm = candidates.norm_scalaropt_dim(2.0, [1i64].as_slice(), true).clamp_min(1e-8);
+        Ok(DataTensors {
+            x: f32_rows_to_tensor(&data.x, data.width, device)?,
+            targets: f32_rows_to_tensor(&data.target_vectors(&rows), data.targets.dim, device)?
+                - &mean,
+            classes: Tensor::from_slice(&data.classes()).to_device(device),
+            candidates: candidates / norm,
+            target_row: Tensor::from_slice(
+                &data.target_row.iter().map(|&r| r as i64).collect::<Vec<_>>(),
+            )
+            .to_device(device),
+            device,
+        })
+    }
+
+    fn index(&self, rows: &[usize]) -> Tensor {
+        Tensor::from_slice(&rows.iter().map(|&r| r as i64).collect::<Vec<_>>())
+            .to_device(self.device)
+    }
+}
+
+/// A fold's trained network.
+pub struct Trained {
+    /// Its variables (the best epoch's).
+    pub vs: nn::VarStore,
+    /// The network.
+    pub net: Net,
+    /// One record per epoch.
+    pub records: Vec<EpochRecord>,
+}
+
+/// Sums of the loss terms over a batch.
+#[derive(Default)]
+struct Terms {
+    total: f64,
+    regression: f64,
+    classification: f64,
+    reconstruction: f64,
+    mean_reg: f64,
+    batches: usize,
+}
+
+#[derive(Clone, Copy)]
+struct LossWeights {
+    regression: f64,
+    classification: f64,
+    reconstruction: f64,
+}
+
+impl LossWeights {
+    fn of(p: &TrainParams) -> LossWeights {
+        let (regression, classification) = match p.loss {
+            LossKind::Regression => (1.0, 0.0),
+            LossKind::Classification => (0.0, 1.0),
+            LossKind::Combined => (p.regression_weight, p.classification_weight),
+        };
+        LossWeights { regression, classification, reconstruction: p.reconstruction_weight }
+    }
+}
+
+/// The task loss (regression and/or classification) and the autoencoder's reconstruction.
+#[expect(
+    clippy::assign_op_pattern,
+    reason = "tch's `+=` adds in place; the loss graph needs new tensors"
+)]
+fn task_losses(
+    net: &Net,
+    w: &LossWeights,
+    x: &Tensor,
+    t: &Tensor,
+    c: &Tensor,
+    train: bool,
+) -> (crate::net::Outputs, Tensor, [Option<Tensor>; 3]) {
+    let out = net.forward(x, train);
+    let reg = (w.regression > 0.0).then(|| regression_loss(&out.embedding, t));
+    let cls = (w.classification > 0.0).then(|| classification_loss(&out.logits, c));
+    let rec = out.reconstruction.as_ref().map(|r| reconstruction_loss(x, r));
+    let mut total = Tensor::zeros([], (Kind::Float, x.device()));
+    if let Some(l) = &reg {
+        total = total + l * w.regression;
+    }
+    if let Some(l) = &cls {
+        total = total + l * w.classification;
+    }
+    if let Some(l) = &rec {
+        total = total + l * w.reconstruction;
+    }
+    (out, total, [reg, cls, rec])
+}
+
+fn scalar(t: &Tensor) -> f64 {
+    t.double_value(&[])
+}
+
+/// Trains one fold.
+#[expect(
+    clippy::assign_op_pattern,
+    reason = "tch's `+=` adds in place; the loss graph needs new tensors"
+)]
+pub fn train_fold(
+    d: &DataTensors,
+    config: &NetConfig,
+    p: &TrainParams,
+    fold: &Fold,
+    name: &str,
+) -> Result<Trained> {
+    tch::manual_seed(p.seed.wrapping_add(fold.index as u64) as i64);
+    let vs = nn::VarStore::new(d.device);
+    let net = Net::new(&vs.root(), config);
+    let mut opt = nn::Adam { eps: 1e-7, amsgrad: true, ..Default::default() }.build(&vs, p.lr)?;
+    let weights = LossWeights::of(p);
+    let train_idx = d.index(&fold.train);
+    let val_idx = d.index(&fold.validation);
+    let n_train = fold.train.len() as i64;
+    let batch = p.batch_size as i64;
+    let mut means: Option<Vec<Tensor>> = None;
+    let mut best: Option<(f64, HashMap<String, Tensor>)> = None;
+    let mut since_best = 0;
+    let mut records = Vec::new();
+    let held_out = fold.test_subjects.join(",");
+    for epoch in 0..p.epochs {
+        let started = Instant::now();
+        let lr = p.lr * p.lr_decay.powi((epoch / p.lr_step_epochs.max(1)) as i32);
+        opt.set_lr(lr);
+        if p.mean_reg_weight > 0.0
+            && epoch >= p.warmup_epochs
+            && (epoch - p.warmup_epochs).is_multiple_of(p.mean_reg_round_epochs.max(1))
+        {
+            let fresh = word_means(&net, d, &train_idx, config.classes as i64, batch);
+            means = Some(match means.take() {
+                None => fresh,
+                Some(old) => fresh.iter().zip(&old).map(|(n, o)| (n + o) / 2.0).collect(),
+            });
+        }
+        let perm = train_idx.index_select(
+            0,
+            &Tensor::randperm(n_train, (Kind::Int64, Device::Cpu)).to_device(d.device),
+        );
+        let mut terms = Terms::default();
+        let mut start = 0;
+        while start < n_train {
+            let len = batch.min(n_train - start);
+            if len < 2 {
+                break; // batch normalisation needs two samples
+            }
+            let idx = perm.narrow(0, start, len);
+            start += len;
+            let (x, t, c) = (
+                d.x.index_select(0, &idx),
+                d.targets.index_select(0, &idx),
+                d.classes.index_select(0, &idx),
+            );
+            let (out, mut total, [reg, cls, rec]) = task_losses(&net, &weights, &x, &t, &c, true);
+            if let Some(m) = &means {
+                let mut mr = Tensor::zeros([], (Kind::Float, d.device));
+                for (h, mean) in out.hidden.iter().zip(m) {
+                    mr = mr + mean_regularisation_loss(h, &mean.index_select(0, &c));
+                }
+                terms.mean_reg += scalar(&mr);
+                total = total + mr * p.mean_reg_weight;
+            }
+            opt.backward_step(&total);
+            terms.total += scalar(&total);
+            terms.regression += reg.as_ref().map_or(0.0, scalar);
+            terms.classification += cls.as_ref().map_or(0.0, scalar);
+            terms.reconstruction += rec.as_ref().map_or(0.0, scalar);
+            terms.batches += 1;
+        }
+        let n = terms.batches.max(1) as f64;
+        let val = validate(&net, d, &weights, &val_idx, batch);
+        records.push(EpochRecord {
+            model: name.to_owned(),
+            fold: fold.index as i32,
+            held_out: held_out.clone(),
+            epoch: epoch as i32,
+            lr,
+            train_loss: terms.total / n,
+            train_regression: (weights.regression > 0.0).then_some(terms.regression / n),
+            train_classification: (weights.classification > 0.0)
+                .then_some(terms.classification / n),
+            train_reconstruction: (config.kind == ModelKind::Autoencoder)
+                .then_some(terms.reconstruction / n),
+            train_mean_reg: means.is_some().then_some(terms.mean_reg / n),
+            val_loss: val.map(|v| v.0),
+            val_top1: val.map(|v| v.1),
+            val_top5: val.map(|v| v.2),
+            seconds: started.elapsed().as_secs_f64(),
+        });
+        let Some((val_loss, ..)) = val else { continue };
+        if best.as_ref().is_none_or(|b| val_loss < b.0) {
+            best = Some((val_loss, snapshot(&vs)));
+            since_best = 0;
+        } else {
+            since_best += 1;
+            if since_best >= p.patience {
+                break;
+            }
+        }
+    }
+    if let Some((_, weights)) = best {
+        restore(&vs, &weights);
+    }
+    Ok(Trained { vs, net, records })
+}
+
+fn snapshot(vs: &nn::VarStore) -> HashMap<String, Tensor> {
+    vs.variables().into_iter().map(|(k, v)| (k, v.detach().copy())).collect()
+}
+
+fn restore(vs: &nn::VarStore, saved: &HashMap<String, Tensor>) {
+    tch::no_grad(|| {
+        for (name, mut var) in vs.variables() {
+            if let Some(v) = saved.get(&name) {
+                var.copy_(v);
+            }
+        }
+    });
+}
+
+/// Per-class mean of each hidden layer over the training scans (evaluation mode).
+fn word_means(
+    net: &Net,
+    d: &DataTensors,
+    train_idx: &Tensor,
+    classes: i64,
+    chunk: i64,
+) -> Vec<Tensor> {
+    tch::no_grad(|| {
+        let n = train_idx.size()[0];
+        let mut sums: Vec<Tensor> = Vec::new();
+        let mut counts = Tensor::zeros([classes, 1], (Kind::Float, d.device));
+        let mut start = 0;
+        while start < n {
+            let len = chunk.min(n - start);
+            let idx = train_idx.narrow(0, start, len);
+            start += len;
+            let c = d.classes.index_select(0, &idx);
+            let out = net.forward(&d.x.index_select(0, &idx), false);
+            if sums.is_empty() {
+                sums = out
+                    .hidden
+                    .iter()
+                    .map(|h| Tensor::zeros([classes, h.size()[1]], (Kind::Float, d.device)))
+                    .collect();
+            }
+            for (s, h) in sums.iter_mut().zip(&out.hidden) {
+                *s = s.index_add(0, &c, h);
+            }
+            counts = counts.index_add(0, &c, &Tensor::ones([len, 1], (Kind::Float, d.device)));
+        }
+        let counts = counts.clamp_min(1.0);
+        sums.iter().map(|s| s / &counts).collect()
+    })
+}
+
+/// Validation task loss (in batches of `batch`, fixed order), top-1 and top-5 by cosine.
+fn validate(
+    net: &Net,
+    d: &DataTensors,
+    w: &LossWeights,
+    idx: &Tensor,
+    batch: i64,
+) -> Option<(f64, f64, f64)> {
+    let n = idx.size()[0];
+    if n == 0 {
+        return None;
+    }
+    tch::no_grad(|| {
+        let mut loss = 0.0;
+        let mut weight = 0.0;
+        let mut start = 0;
+        let mut embeddings = Vec::new();
+        while start < n {
+            let len = batch.min(n - start);
+            let i = idx.narrow(0, start, len);
+            start += len;
+            let (x, t, c) = (
+                d.x.index_select(0, &i),
+                d.targets.index_select(0, &i),
+                d.classes.index_select(0, &i),
+            );
+            let task = LossWeights { reconstruction: 0.0, ..*w };
+            let (out, total, _) = task_losses(net, &task, &x, &t, &c, false);
+            loss += scalar(&total) * len as f64;
+            weight += len as f64;
+            embeddings.push(out.embedding);
+        }
+        let e = Tensor::cat(&embeddings, 0);
+        let ranks = ranks_of(&e, &d.candidates, &d.target_row.index_select(0, idx));
+        let top = |k: i64| scalar(&ranks.le(k).to_kind(Kind::Double).mean(Kind::Double));
+        Some((loss / weight, top(1), top(5)))
+    })
+}
+
+/// 1-based rank of each row's true candidate by cosine (ties count against it).
+fn ranks_of(embedding: &Tensor, unit_candidates: &Tensor, truth: &Tensor) -> Tensor {
+    let e = embedding / embedding.norm_scalaropt_dim(2.0, [1i64].as_slice(), true).clamp_min(1e-8);
+    let sim = e.mm(&unit_candidates.transpose(0, 1));
+    let own = sim.gather(1, &truth.unsqueeze(1), false);
+    sim.ge_tensor(&own).sum_dim_intlist([1i64].as_slice(), false, Kind::Int64)
+}
+
+/// Predictions of `net` for `rows` of `data`.
+pub fn predict_rows(
+    net: &Net,
+    d: &DataTensors,
+    data: &Dataset,
+    rows: &[usize],
+    fold: usize,
+    name: &str,
+) -> Result<Predictions> {
+    let x = d.x.index_select(0, &d.index(rows));
+    let (mut embedding, logits) = net.predict(&x, BATCH_SIZE as i64);
+    let mean = &net.config().target_mean;
+    if !mean.is_empty() {
+        let device = embedding.device();
+        embedding += Tensor::from_slice(mean).to_device(device);
+    }
+    let (embedding, embedding_dim) = tensor_to_f32_rows(&embedding)?;
+    let (scores, classes) = tensor_to_f32_rows(&logits)?;
+    Ok(data.predictions(rows, name, fold, (embedding, embedding_dim), (scores, classes)))
+}
+
+/// Reads a fold file's config: the network, model name, fold and test subjects.
+pub fn read_fold_config(path: &Path) -> Result<(NetConfig, String, usize, Vec<String>)> {
+    let file = brainpipe_core::read_safetensors(path)?;
+    let config =
+        file.config(path)?.ok_or_else(|| ModelsError::data(path, "no `config` metadata"))?;
+    let net: NetConfig = serde_json::from_value(config["net"].clone())
+        .map_err(|e| ModelsError::data(path, format!("config.net: {e}")))?;
+    let name = config["model"].as_str().unwrap_or(net.kind.name()).to_owned();
+    let fold = config["fold"].as_u64().unwrap_or(0) as usize;
+    let tests = config["test_subjects"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
+    Ok((net, name, fold, tests))
+}

@@ -1,0 +1,111 @@
+//! Each loss against a numpy implementation of its definition on fixed tensors, and the batched
+//! ROI layer against per-ROI matmuls. The numpy part needs `BRAINPIPE_REF_PYTHON` (set by
+//! `make test`): skipped with a message when unset, a failure when set and unusable.
+
+use std::process::Command;
+
+use brainpipe_models::losses::{
+    classification_loss, mean_regularisation_loss, reconstruction_loss, regression_loss,
+};
+use brainpipe_models::net::roi_layer_check;
+use tch::{Device, Kind, Tensor};
+
+const REFERENCE: &str = r#"
+import json, sys
+import numpy as np
+d = json.load(open(sys.argv[1]))
+P = np.array(d["p"], np.float64); T = np.array(d["t"], np.float64)
+L = np.array(d["logits"], np.float64); C = np.array(d["classes"])
+X = np.array(d["x"], np.float64); R = np.array(d["xr"], np.float64)
+H = np.array(d["h"], np.float64); M = np.array(d["m"], np.float64)
+def cos(a, b): return a @ b / (np.linalg.norm(a) * np.linalg.norm(b))
+def regression(p, t):
+    # Brain2Word: -cos(t_i, p_i) + 1/(B-1) sum_{k=1..B-1} cos(t_i, p_{(i-k) mod B})
+    B = len(p)
+    return np.mean([-cos(t[i], p[i]) + sum(cos(t[i], p[(i - k) % B]) for k in range(1, B)) / (B - 1) for i in range(B)])
+z = L - L.max(1, keepdims=True)
+ce = np.mean(-(z[np.arange(len(C)), C] - np.log(np.exp(z).sum(1))))
+rec = np.mean([-cos(X[i], R[i]) for i in range(len(X))])
+print(json.dumps({"regression": regression(P, T), "classification": ce, "reconstruction": rec,
+                  "mean_reg": regression(H, M)}))
+"#;
+
+fn t(values: &[f32], rows: i64) -> Tensor {
+    Tensor::from_slice(values).view([rows, -1])
+}
+
+fn fixed(n: usize, seed: u32) -> Vec<f32> {
+    (0..n)
+        .map(|i| {
+            (((i as u32).wrapping_mul(2654435761u32) ^ seed.wrapping_mul(40503)) % 1000) as f32
+                / 250.0
+                - 2.0
+        })
+        .collect()
+}
+
+#[test]
+fn losses_match_numpy_reference() {
+    let Some(python) = std::env::var_os("BRAINPIPE_REF_PYTHON") else {
+        eprintln!("skipped: BRAINPIPE_REF_PYTHON is not set (make test sets it)");
+        return;
+    };
+    let (b, d, c, w, h) = (6, 5, 4, 9, 7);
+    let (p, tg, logits, x, xr, hid, m) = (
+        fixed(b * d, 1),
+        fixed(b * d, 2),
+        fixed(b * c, 3),
+        fixed(b * w, 4),
+        fixed(b * w, 5),
+        fixed(b * h, 6),
+        fixed(b * h, 7),
+    );
+    let classes: Vec<i64> = (0..b as i64).map(|i| (i * 3) % c as i64).collect();
+    let ours = [
+        ("regression", regression_loss(&t(&p, 6), &t(&tg, 6))),
+        ("classification", classification_loss(&t(&logits, 6), &Tensor::from_slice(&classes))),
+        ("reconstruction", reconstruction_loss(&t(&x, 6), &t(&xr, 6))),
+        ("mean_reg", mean_regularisation_loss(&t(&hid, 6), &t(&m, 6))),
+    ];
+    let rows =
+        |v: &[f32], k: usize| -> Vec<Vec<f32>> { v.chunks(k).map(<[f32]>::to_vec).collect() };
+    let input = serde_json::json!({
+        "p": rows(&p, d), "t": rows(&tg, d), "logits": rows(&logits, c), "classes": classes,
+        "x": rows(&x, w), "xr": rows(&xr, w), "h": rows(&hid, h), "m": rows(&m, h),
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("in.json");
+    std::fs::write(&file, input.to_string()).expect("write");
+    let out = Command::new(&python)
+        .args(["-c", REFERENCE])
+        .arg(&file)
+        .output()
+        .expect("BRAINPIPE_REF_PYTHON is set but cannot be run");
+    assert!(
+        out.status.success(),
+        "numpy reference failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reference: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    for (name, loss) in ours {
+        let got = loss.double_value(&[]);
+        let want = reference[name].as_f64().expect("number");
+        // f32 arithmetic in LibTorch against f64 in numpy.
+        assert!((got - want).abs() < 1e-5, "{name}: {got} vs numpy {want}");
+    }
+}
+
+#[test]
+fn batched_roi_layer_equals_one_matmul_per_roi() {
+    tch::manual_seed(5);
+    let blocks = [(0, 10), (10, 1), (11, 45), (60, 3), (63, 21), (84, 6)];
+    for groups in [1, 2, 3, 6] {
+        let (fast, slow, fast_back, slow_back) = roi_layer_check(92, &blocks, 20, groups, 7);
+        assert_eq!(fast.size(), vec![7, 1 + 1 + 3 + 1 + 2 + 1]);
+        let diff = (fast - slow).abs().max().double_value(&[]);
+        assert!(diff < 1e-5, "{groups} groups: forward differs by {diff}");
+        let diff = (fast_back - slow_back).abs().max().double_value(&[]);
+        assert!(diff < 1e-5, "{groups} groups: tied backward differs by {diff}");
+    }
+    let _ = (Device::Cpu, Kind::Float);
+}

@@ -1,0 +1,146 @@
+//! Training on a tiny study: the loss falls, the models beat chance, LOSO folds (and their
+//! validation scans) never hold the test subject, reloading a fold model reproduces its
+//! predictions (CPU determinism: tests/determinism.rs).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use brainpipe_core::run_standalone;
+use brainpipe_eval::metrics::Similarity;
+use brainpipe_eval::{ALL, read_predictions, read_targets, read_training, score_words};
+use brainpipe_models::{Dataset, Predict, Ridge, Train, predict_dir};
+use serde_json::{Value, json};
+
+fn inputs(pairs: &[(&str, &Path)]) -> BTreeMap<String, PathBuf> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), v.to_path_buf())).collect()
+}
+
+fn tiny(model: &str) -> Value {
+    json!({
+        "model": model, "hidden": [48, 24], "epochs": 30, "batch_size": 20, "patience": 30,
+        "device": "cpu", "threads": 1, "dropout": 0.1,
+    })
+}
+
+fn top5(out: &Path, targets: &Path) -> f64 {
+    let p = read_predictions(&out.join("predictions.parquet")).expect("predictions");
+    let t = read_targets(targets).expect("targets");
+    let s = score_words(&p, &t, Similarity::Cosine, true, &[5], out).expect("scores");
+    s.rows
+        .iter()
+        .find(|r| r.subject == ALL && r.paradigm == ALL && r.metric == "top5")
+        .expect("top5")
+        .value
+}
+
+#[test]
+fn base_roi_and_autoencoder_learn_and_reload_identically() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let study = common::write_study(dir.path(), 3, 20, 8, 0.5);
+    for model in ["base", "roi", "autoencoder"] {
+        let out = dir.path().join(model);
+        let mut ins = inputs(&[("features", &study.features), ("targets", &study.targets)]);
+        if model == "roi" {
+            ins.insert("rois".into(), study.rois.clone());
+        }
+        let mut params = tiny(model);
+        if model == "autoencoder" {
+            params["tied"] = json!(true);
+            // The bf16 path of the large matmuls learns too (CPU bfloat16 here).
+            params["precision"] = json!("bf16");
+        }
+        if model == "roi" {
+            // 6 blocks of 7–13 columns: ⌈size/20⌉ would leave a 6-unit bottleneck.
+            params["roi_scale"] = json!(2);
+            params["roi_groups"] = json!(2);
+        }
+        run_standalone(&Train, &ins, &params, &out, &BTreeMap::new()).expect("train");
+        let records = read_training(&out.join("training.parquet")).expect("training");
+        let fold0: Vec<_> = records.iter().filter(|r| r.fold == 0).collect();
+        let first = fold0.first().expect("epochs").train_loss;
+        let last = fold0.last().expect("epochs").train_loss;
+        assert!(last < first - 0.1, "{model}: training loss falls ({first} → {last})");
+        let score = top5(&out, &study.targets);
+        assert!(score > 0.5, "{model}: top-5 {score} far above chance (0.25)");
+
+        // Reloading the fold models gives the same predictions, bit for bit.
+        let data = Dataset::read(&study.features, &study.targets, "stimulus").expect("data");
+        let again =
+            predict_dir(&out.join("model"), &data, true, tch::Device::Cpu).expect("predict");
+        let before = read_predictions(&out.join("predictions.parquet")).expect("predictions");
+        assert_eq!(again.embedding, before.embedding, "{model}: reload changes predictions");
+        assert_eq!(again.scores, before.scores);
+    }
+    let out = dir.path().join("predict");
+    let ins = inputs(&[
+        ("model", &dir.path().join("base/model")),
+        ("features", &study.features),
+        ("targets", &study.targets),
+    ]);
+    run_standalone(&Predict, &ins, &json!({"device": "cpu"}), &out, &BTreeMap::new())
+        .expect("models.predict");
+}
+
+#[test]
+fn mean_regularisation_and_ridge_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let study = common::write_study(dir.path(), 3, 20, 8, 0.5);
+    let ins = inputs(&[("features", &study.features), ("targets", &study.targets)]);
+    let mut params = tiny("base");
+    params["mean_reg_weight"] = json!(0.5);
+    params["warmup_epochs"] = json!(5);
+    params["mean_reg_round_epochs"] = json!(3);
+    params["name"] = json!("meanreg");
+    let out = dir.path().join("meanreg");
+    run_standalone(&Train, &ins, &params, &out, &BTreeMap::new()).expect("train");
+    let records = read_training(&out.join("training.parquet")).expect("training");
+    assert!(records.iter().any(|r| r.train_mean_reg.is_some()), "mean regularisation ran");
+    assert!(records.iter().all(|r| r.model == "meanreg"));
+    let out = dir.path().join("ridge");
+    run_standalone(&Ridge, &ins, &json!({"device": "cpu"}), &out, &BTreeMap::new()).expect("ridge");
+    let score = top5(&out, &study.targets);
+    assert!(score > 0.5, "ridge top-5 {score}");
+}
+
+#[test]
+fn loso_folds_and_early_stopping_never_see_the_test_subject() {
+    use brainpipe_models::cv::Validation;
+    use brainpipe_models::{TrainOutputs, TrainParams, train_all};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let study = common::write_study(dir.path(), 3, 20, 8, 0.5);
+    let data = Dataset::read(&study.features, &study.targets, "stimulus").expect("data");
+    for validation in [Validation::Fraction, Validation::Subject] {
+        let params = TrainParams {
+            hidden: vec![16, 8],
+            epochs: 2,
+            batch_size: 20,
+            validation,
+            device: "cpu".into(),
+            ..TrainParams::default()
+        };
+        let out = TrainOutputs {
+            model_dir: dir.path().join("m"),
+            predictions: dir.path().join("p.parquet"),
+            training: dir.path().join("t.parquet"),
+        };
+        let summary = train_all(&data, &[], &params, tch::Device::Cpu, &out).expect("train");
+        assert_eq!(summary.fold_sets.len(), 3);
+        for fold in &summary.fold_sets {
+            let test = &fold.test_subjects[0];
+            assert!(fold.test.iter().all(|&i| &data.subject[i] == test));
+            for &i in fold.train.iter().chain(&fold.validation) {
+                assert_ne!(
+                    &data.subject[i], test,
+                    "fold {} fits or early-stops on its test subject",
+                    fold.index
+                );
+            }
+        }
+        let predictions = read_predictions(&out.predictions).expect("predictions");
+        for (subject, fold) in predictions.subject.iter().zip(&predictions.fold) {
+            assert_eq!(&summary.fold_sets[*fold as usize].test_subjects[0], subject);
+        }
+    }
+}
