@@ -52,6 +52,7 @@ pub use scans::{
     IngestNifti, NiftiParams, SCANS_TABLE, ScansWriter, TrialInfo, VOXELS_TABLE, VoxelGrid,
 };
 pub use study::{PEREIRA_PARADIGMS, STIMULI_TABLE, Synthetic};
+pub use vectors::{WordVectors, read_word_vectors};
 
 /// Every stage of this crate, for the CLI and pipelines to register.
 pub fn stages() -> Vec<Arc<dyn DynStage>> {

@@ -26,10 +26,62 @@ const FALLBACKS: &[(&str, &str)] = &[("argumentatively", "argumentative")];
 
 /// Words and their vectors, row-major `words.len() × dim`.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct WordVectors {
+pub struct WordVectors {
+    /// The words.
     pub words: Vec<String>,
+    /// Vector width.
     pub dim: usize,
+    /// Row-major values.
     pub values: Vec<f32>,
+}
+
+impl WordVectors {
+    /// The vector of row `i`.
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.values[i * self.dim..(i + 1) * self.dim]
+    }
+}
+
+/// Reads every word of a word → vector file, in file order, choosing the format by extension
+/// (`.mat` Pereira layout, `.parquet`, else GloVe text). `clip.words` reads targets through this.
+pub fn read_word_vectors(path: &Path) -> Result<WordVectors> {
+    let (dim, rows) = read_rows(path, &|_| true)?;
+    if rows.is_empty() || dim == 0 {
+        return Err(IngestError::vectors(path, "no vectors"));
+    }
+    let mut out = WordVectors { words: Vec::with_capacity(rows.len()), dim, values: Vec::new() };
+    for (word, vector) in rows {
+        out.words.push(word);
+        out.values.extend(vector);
+    }
+    if out.values.iter().any(|v| !v.is_finite()) {
+        return Err(IngestError::vectors(path, "vectors are not finite"));
+    }
+    Ok(out)
+}
+
+/// (word, vector) rows of a vector file.
+type Rows = Vec<(String, Vec<f32>)>;
+
+/// The rows of a vector file whose (lower-cased) word `keep` accepts, and the vector width.
+fn read_rows(path: &Path, keep: &dyn Fn(&str) -> bool) -> Result<(usize, Rows)> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    match ext.as_str() {
+        "mat" => {
+            let (words, dim, values) = matlab_words_and_data(path)?;
+            let rows = words
+                .into_iter()
+                .zip(values.chunks(dim.max(1)).map(<[f32]>::to_vec))
+                .filter(|(w, _)| keep(&w.to_lowercase()))
+                .collect();
+            Ok((dim, rows))
+        }
+        "parquet" => parquet_rows(path, keep),
+        _ => {
+            let file = std::fs::File::open(path).map_err(|e| IngestError::io(path, e))?;
+            glove_rows(BufReader::new(file), path, keep)
+        }
+    }
 }
 
 /// The 180 Pereira concept words, alphabetical (the order of Pereira's `180_concepts.mat`).
@@ -40,29 +92,21 @@ pub(crate) fn pereira_words() -> Vec<&'static str> {
 /// The shipped default vectors.
 pub(crate) fn default_vectors() -> Result<WordVectors> {
     let wanted = pereira_words();
-    glove_text(DEFAULT_VECTORS.as_bytes(), Path::new(DEFAULT_VECTORS_NAME), &wanted)
+    let path = Path::new(DEFAULT_VECTORS_NAME);
+    let (dim, rows) =
+        glove_rows(DEFAULT_VECTORS.as_bytes(), path, &|w| wanted_or_fallback(&wanted, w))?;
+    select(path, &wanted, dim, rows)
 }
 
 /// Reads the 180 Pereira words' vectors from a user file, format chosen by extension.
 pub(crate) fn load_vectors(path: &Path) -> Result<WordVectors> {
     let wanted = pereira_words();
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-    match ext.as_str() {
-        "mat" => {
-            let (words, dim, values) = matlab_words_and_data(path)?;
-            select(
-                path,
-                &wanted,
-                dim,
-                words.into_iter().zip(values.chunks(dim).map(<[f32]>::to_vec)),
-            )
-        }
-        "parquet" => parquet_vectors(path, &wanted),
-        _ => {
-            let file = std::fs::File::open(path).map_err(|e| IngestError::io(path, e))?;
-            glove_text(BufReader::new(file), path, &wanted)
-        }
-    }
+    let (dim, rows) = read_rows(path, &|w| wanted_or_fallback(&wanted, w))?;
+    select(path, &wanted, dim, rows)
+}
+
+fn wanted_or_fallback(wanted: &[&str], word: &str) -> bool {
+    wanted.contains(&word) || FALLBACKS.iter().any(|(_, f)| *f == word)
 }
 
 /// Keeps the `wanted` words (case-insensitive, with [`FALLBACKS`]) in `wanted` order.
@@ -110,7 +154,12 @@ fn select(
     Ok(WordVectors { words: wanted.iter().map(|w| w.to_string()).collect(), dim, values })
 }
 
-fn glove_text(reader: impl BufRead, path: &Path, wanted: &[&str]) -> Result<WordVectors> {
+/// GloVe text rows (streamed: only kept words are held, so any size of file works).
+fn glove_rows(
+    reader: impl BufRead,
+    path: &Path,
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<(usize, Rows)> {
     let mut dim = 0;
     let mut rows = Vec::new();
     for (number, line) in reader.lines().enumerate() {
@@ -141,15 +190,14 @@ fn glove_text(reader: impl BufRead, path: &Path, wanted: &[&str]) -> Result<Word
                 format!("line {}: {} numbers, earlier lines have {dim}", number + 1, vector.len()),
             ));
         }
-        let lower = word.to_lowercase();
-        if wanted.contains(&lower.as_str()) || FALLBACKS.iter().any(|(_, f)| *f == lower) {
-            rows.push((lower, vector));
+        if keep(&word.to_lowercase()) {
+            rows.push((word.to_owned(), vector));
         }
     }
-    select(path, wanted, dim, rows)
+    Ok((dim, rows))
 }
 
-fn parquet_vectors(path: &Path, wanted: &[&str]) -> Result<WordVectors> {
+fn parquet_rows(path: &Path, keep: &dyn Fn(&str) -> bool) -> Result<(usize, Rows)> {
     let (_, batches) = brainpipe_core::read_table(path, None)?;
     let mut rows = Vec::new();
     let mut dim = 0;
@@ -164,12 +212,12 @@ fn parquet_vectors(path: &Path, wanted: &[&str]) -> Result<WordVectors> {
         let (values, d) = brainpipe_core::f32_list_values(path, "vector", column.as_ref())?;
         dim = d;
         for (i, chunk) in values.chunks(d.max(1)).enumerate() {
-            if words.is_valid(i) {
+            if words.is_valid(i) && keep(&words.value(i).to_lowercase()) {
                 rows.push((words.value(i).to_owned(), chunk.to_vec()));
             }
         }
     }
-    select(path, wanted, dim, rows)
+    Ok((dim, rows))
 }
 
 /// `words` (a char matrix, one word per row, or a cell array of strings) and `data` (numeric,
@@ -215,13 +263,37 @@ mod tests {
 
     #[test]
     fn glove_text_lacking_words_is_one_line_error() {
-        let err = glove_text("cat 1 2\ndog 3 4\n".as_bytes(), Path::new("v.txt"), &pereira_words())
-            .expect_err("missing");
+        let wanted = pereira_words();
+        let path = Path::new("v.txt");
+        let (dim, rows) =
+            glove_rows("cat 1 2\ndog 3 4\n".as_bytes(), path, &|w| wanted_or_fallback(&wanted, w))
+                .expect("valid text");
+        let err = select(path, &wanted, dim, rows).expect_err("missing");
         let msg = err.to_string();
         assert!(
             msg.starts_with("v.txt: word vectors: lacks 179 of the 180") && !msg.contains('\n'),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn every_word_of_a_file_in_file_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("v.txt");
+        std::fs::write(&path, "Cat 1 2\ndog 3 4\n").expect("write");
+        let v = read_word_vectors(&path).expect("glove");
+        assert_eq!(
+            (v.words.clone(), v.dim, v.row(1)),
+            (vec!["Cat".to_owned(), "dog".to_owned()], 2, &[3.0f32, 4.0][..])
+        );
+        std::fs::write(&path, "cat 1 2\ndog 3\n").expect("write");
+        let err = read_word_vectors(&path).expect_err("ragged").to_string();
+        assert!(
+            err.contains("v.txt: word vectors: line 2: 1 numbers, earlier lines have 2"),
+            "{err}"
+        );
+        std::fs::write(&path, "").expect("write");
+        assert!(read_word_vectors(&path).expect_err("empty").to_string().contains("no vectors"));
     }
 
     #[test]
