@@ -143,24 +143,35 @@ fn cache_dir(explicit: Option<&Path>, pipeline_file: &Path) -> PathBuf {
     }
 }
 
-/// Every stage the CLI and pipelines can `use`: the LibTorch-free ones in this process, the
-/// LibTorch ones through the `brainpipe-torch` worker's catalogue.
-fn registry() -> Registry {
+/// Every stage the CLI and pipelines can `use` — the LibTorch-free ones in this process, the
+/// LibTorch ones through the `brainpipe-torch` worker's catalogue — and the tool versions that
+/// manifests record. The catalogue is read once, here.
+struct Stages {
+    registry: Registry,
+    tools: BTreeMap<String, String>,
+}
+
+/// Loads [`Stages`]; each worker stage will run with `worker_threads` CPU threads (0: LibTorch's
+/// default), the cores shared by the stages that run at once.
+fn stages(worker_threads: usize) -> Stages {
     let mut registry = Registry::new();
-    let stages: Vec<Arc<dyn DynStage>> =
+    let local: Vec<Arc<dyn DynStage>> =
         [brainpipe_ingest::stages(), brainpipe_features::stages(), brainpipe_eval::stages()]
             .into_iter()
             .flatten()
             .collect();
-    for stage in stages {
+    for stage in local {
         registry.register(stage);
     }
+    let mut tools =
+        BTreeMap::from([("brainpipe".to_owned(), env!("CARGO_PKG_VERSION").to_owned())]);
     match worker() {
         Ok(Some((path, catalogue))) => {
+            tools.extend(catalogue.tools.into_iter().filter(|(k, _)| k != "brainpipe"));
             for info in catalogue.stages {
                 if registry.get(&info.name).is_none() {
-                    let threads = WORKER_THREADS.load(std::sync::atomic::Ordering::Relaxed);
-                    registry.register(Arc::new(RemoteStage::with_threads(info, &path, threads)));
+                    let stage = RemoteStage::with_threads(info, &path, worker_threads);
+                    registry.register(Arc::new(stage));
                 }
             }
         }
@@ -169,12 +180,12 @@ fn registry() -> Registry {
         ),
         Err(err) => registry.set_unknown_hint(&format!("LibTorch stages unavailable: {err:#}")),
     }
-    registry
+    Stages { registry, tools }
 }
 
-/// CPU threads each worker may use: the cores shared by the stages that run at once (set by
-/// `run` before the registry is built; 0 leaves LibTorch's default).
-static WORKER_THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+fn registry() -> Registry {
+    stages(0).registry
+}
 
 /// The worker executable: `BRAINPIPE_TORCH`, else `brainpipe-torch` beside this executable.
 fn worker_path() -> Option<PathBuf> {
@@ -234,15 +245,6 @@ fn worker() -> Result<Option<(PathBuf, Catalogue)>> {
     // A cache we cannot write only costs time.
     let _ = write_file_atomic(&cached, &output.stdout);
     Ok(Some((path, catalogue)))
-}
-
-fn tools() -> BTreeMap<String, String> {
-    let mut tools =
-        BTreeMap::from([("brainpipe".to_owned(), env!("CARGO_PKG_VERSION").to_owned())]);
-    if let Ok(Some((_, catalogue))) = worker() {
-        tools.extend(catalogue.tools.into_iter().filter(|(k, _)| k != "brainpipe"));
-    }
-    tools
 }
 
 fn main() -> ExitCode {
@@ -308,12 +310,12 @@ fn dispatch(command: Command) -> Result<()> {
 fn cmd_run(target: &PipelineArgs, force: Vec<String>, jobs: Option<usize>) -> Result<()> {
     let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
     let jobs = jobs.unwrap_or(cores).max(1);
-    WORKER_THREADS.store((cores / jobs).max(1), std::sync::atomic::Ordering::Relaxed);
-    let (pipeline, cache) = target.load(&registry())?;
+    let Stages { registry, tools } = stages((cores / jobs).max(1));
+    let (pipeline, cache) = target.load(&registry)?;
     let mut options = RunOptions {
         force,
         progress: std::io::stderr().is_terminal(),
-        tools: tools(),
+        tools,
         ..RunOptions::default()
     };
     options.jobs = jobs;
@@ -454,7 +456,7 @@ fn cmd_gc(files: &[PathBuf], cache: Option<&Path>, dry_run: bool) -> Result<()> 
 }
 
 fn cmd_stage(name: &str, inputs: &[String], params: &[String], out: &Path) -> Result<()> {
-    let registry = registry();
+    let Stages { registry, tools } = stages(0);
     let stage = registry
         .get(name)
         .ok_or_else(|| anyhow!("unknown stage `{name}` (see `brainpipe stages`)"))?;
@@ -472,7 +474,7 @@ fn cmd_stage(name: &str, inputs: &[String], params: &[String], out: &Path) -> Re
         insert_dotted(&mut values, key, value);
     }
     let manifest =
-        run_standalone(stage.as_ref(), &input_paths, &Value::Object(values), out, &tools())
+        run_standalone(stage.as_ref(), &input_paths, &Value::Object(values), out, &tools)
             .map_err(|e| anyhow!("stage `{name}`: {e}"))?;
     for (port, record) in &manifest.outputs {
         println!("{port:<12} {}  {}", out.join(&record.file).display(), human_bytes(record.bytes));

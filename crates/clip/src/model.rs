@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use brainpipe_core::{Dtype, NamedTensor, read_safetensors};
-use brainpipe_tensor::save_var_store;
+use brainpipe_tensor::{save_var_store, weight_mismatches};
 use tch::nn::{self, Init};
 use tch::{Device, Kind, Tensor};
 
@@ -409,28 +409,8 @@ impl LoadedClip {
         let variables = self.vs.variables();
         let weights_error =
             |message: String| ClipError::Weights { path: path.to_path_buf(), message };
-        let mut problems = Vec::new();
-        for name in variables.keys() {
-            if file.tensor(name).is_none() {
-                problems.push(format!("missing `{name}`"));
-            }
-        }
-        for tensor in file.tensors.iter().filter(|t| !t.name.ends_with(IGNORED_SUFFIX)) {
-            match variables.get(&tensor.name) {
-                None => problems.push(format!("unexpected `{}`", tensor.name)),
-                Some(var) => {
-                    let want: Vec<usize> = var.size().iter().map(|&d| d as usize).collect();
-                    if want != tensor.shape {
-                        problems.push(format!(
-                            "`{}` has shape {:?}, the config needs {want:?}",
-                            tensor.name, tensor.shape
-                        ));
-                    }
-                }
-            }
-        }
+        let problems = weight_mismatches(&variables, &file, |name| name.ends_with(IGNORED_SUFFIX));
         if !problems.is_empty() {
-            problems.sort();
             return Err(weights_error(problems.join(", ")));
         }
         tch::no_grad(|| -> Result<()> {

@@ -6,14 +6,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int32Array, ListBuilder, RecordBatch, StringArray, StringBuilder};
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::datatypes::Field;
 use brainpipe_core::{ArtifactKind, Context, Port, Stage, StageError, f32_list_type, write_table};
-use rayon::prelude::*;
 use serde::Deserialize;
 
 use crate::error::{IngestError, Result};
-use crate::scans::{SourceFile, TrialInfo, ingest_subject, load_mask};
-use crate::study::STIMULI_TABLE;
+use crate::scans::{SourceFile, TrialInfo, for_each_subject, ingest_subject, load_mask};
+use crate::study::{STIMULI_TABLE, stimuli_schema};
 
 brainpipe_core::params! {
     /// Params of `ingest.bold5000`.
@@ -94,37 +93,26 @@ impl Stage for IngestBold5000 {
         for file in betas {
             by_subject.entry(file.subject.clone()).or_default().push(file);
         }
-        let trials_of = |file: &SourceFile, volumes: usize| session_trials(&lists, file, volumes);
-        let bar = ctx.progress(by_subject.len() as u64, "subjects");
-        let counts: Vec<(String, usize, usize)> = by_subject
-            .par_iter()
-            .map(|(subject, files)| {
-                let r = ingest_subject(&out, subject, files, mask.as_ref(), &trials_of);
-                bar.inc(1);
-                r.map(|(t, v)| (subject.clone(), t, v))
-            })
-            .collect::<Result<_>>()?;
-        bar.finish_and_clear();
-        // The stimuli: every image named in the lists of the sessions read.
+        // Each session's presentation lists, read once: they give the trials and the stimuli.
+        let mut sessions: HashMap<PathBuf, Vec<Vec<String>>> = HashMap::new();
+        for file in by_subject.values().flatten() {
+            sessions.insert(file.path.clone(), session_runs(&lists, file)?);
+        }
+        let trials_of = |file: &SourceFile, volumes: usize| {
+            session_trials(file, &sessions[&file.path], volumes)
+        };
+        let by_subject: Vec<(String, Vec<SourceFile>)> = by_subject.into_iter().collect();
+        for_each_subject(ctx, &by_subject, |subject, files| {
+            ingest_subject(&out, subject, files, mask.as_ref(), &trials_of)
+        })?;
         let mut shown: BTreeMap<String, usize> = BTreeMap::new();
-        for files in by_subject.values() {
-            for file in files {
-                for line in session_lines(&lists, file)? {
-                    *shown.entry(strip_rep(&line).to_owned()).or_default() += 1;
-                }
-            }
+        for line in sessions.values().flatten().flatten() {
+            *shown.entry(strip_rep(line).to_owned()).or_default() += 1;
         }
         let captions = ctx.optional_input("captions").map(read_coco_captions).transpose()?;
         let images = ctx.optional_input("images").map(index_images).transpose()?;
         write_stimuli(&ctx.output("stimuli"), &shown, captions.as_ref(), images.as_ref())?;
         ctx.note("images", shown.len());
-        ctx.note(
-            "subjects",
-            counts
-                .iter()
-                .map(|(s, t, v)| serde_json::json!({"subject": s, "trials": t, "voxels": v}))
-                .collect::<Vec<_>>(),
-        );
         Ok(())
     }
 }
@@ -174,22 +162,26 @@ fn session_list_files(lists: &Path, file: &SourceFile) -> Result<Vec<PathBuf>> {
     Ok(runs)
 }
 
-fn session_lines(lists: &Path, file: &SourceFile) -> Result<Vec<String>> {
-    let mut lines = Vec::new();
-    for run in session_list_files(lists, file)? {
-        let text = std::fs::read_to_string(&run).map_err(|e| IngestError::io(&run, e))?;
-        lines.extend(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned));
-    }
-    Ok(lines)
+/// The trial lines of each run of a session, in run order.
+fn session_runs(lists: &Path, file: &SourceFile) -> Result<Vec<Vec<String>>> {
+    session_list_files(lists, file)?
+        .iter()
+        .map(|run| {
+            let text = std::fs::read_to_string(run).map_err(|e| IngestError::io(run, e))?;
+            Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect())
+        })
+        .collect()
 }
 
 /// One trial per beta volume: the session's run lists concatenated in run order.
-fn session_trials(lists: &Path, file: &SourceFile, volumes: usize) -> Result<Vec<TrialInfo>> {
-    let runs = session_list_files(lists, file)?;
+fn session_trials(
+    file: &SourceFile,
+    runs: &[Vec<String>],
+    volumes: usize,
+) -> Result<Vec<TrialInfo>> {
     let mut trials = Vec::with_capacity(volumes);
-    for (r, run) in runs.iter().enumerate() {
-        let text = std::fs::read_to_string(run).map_err(|e| IngestError::io(run, e))?;
-        for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+    for (r, lines) in runs.iter().enumerate() {
+        for line in lines {
             let image = strip_rep(line);
             let source = if image.starts_with("COCO_") {
                 "coco"
@@ -308,20 +300,8 @@ fn write_stimuli(
             None => caption_lists.append(false),
         }
     }
-    let schema = Schema::new(vec![
-        Field::new("id", DataType::Int32, false),
-        Field::new("word", DataType::Utf8, true),
-        Field::new("image", DataType::Utf8, true),
-        Field::new("split", DataType::Utf8, false),
-        Field::new(
-            "captions",
-            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
-            true,
-        ),
-        Field::new("best_caption", DataType::Int32, true),
-        // Imported studies have no generating latent: one null-valued column keeps the schema.
-        Field::new("vector", f32_list_type(1), true),
-    ]);
+    // Imported studies have no generating latent: a null-valued column keeps the schema.
+    let schema = stimuli_schema(Field::new("vector", f32_list_type(1), true));
     let n = names.len();
     let vector = arrow::array::new_null_array(&f32_list_type(1), n);
     let columns: Vec<ArrayRef> = vec![

@@ -1,17 +1,11 @@
-//! NIfTI for the synthetic study: write options for `brainpipe-nifti`'s streaming writer, and a
-//! reader for the MNI152 masks embedded in the binary (`brainpipe-nifti` reads from paths; these
-//! live in memory).
+//! NIfTI for the synthetic study: write options for `brainpipe-nifti`'s streaming writer, and the
+//! MNI152 masks embedded in the binary, read from memory by `brainpipe-nifti`.
 
-use std::io::Read;
 use std::path::Path;
 
 use brainpipe_nifti::{WriteOptions, XFORM_MNI152};
-use flate2::read::MultiGzDecoder;
 
-use crate::error::{IngestError, Result};
-
-const HEADER_BYTES: usize = 348;
-const VOX_OFFSET: usize = 352;
+use crate::error::Result;
 
 /// A 3×4 voxel-to-world (mm) affine.
 pub(crate) type Affine = [[f64; 4]; 3];
@@ -35,85 +29,13 @@ pub(crate) struct Volume {
     pub data: Vec<f32>,
 }
 
-/// Reads the first 3D volume of a NIfTI-1 file (`.nii` or `.nii.gz`) held in `bytes`; `path`
-/// only names it in errors.
+/// Reads the first 3D volume of a NIfTI file (`.nii` or `.nii.gz`) held in `bytes`; `path` only
+/// names it in errors.
 pub(crate) fn read_volume(bytes: &[u8], path: &Path) -> Result<Volume> {
-    let raw;
-    let bytes = if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        MultiGzDecoder::new(bytes)
-            .read_to_end(&mut out)
-            .map_err(|e| IngestError::nifti(path, format!("gzip: {e}")))?;
-        raw = out;
-        &raw[..]
-    } else {
-        bytes
-    };
-    if bytes.len() < HEADER_BYTES {
-        return Err(IngestError::nifti(path, "shorter than a NIfTI-1 header"));
-    }
-    let big = match i32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) {
-        348 => false,
-        _ if i32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) == 348 => true,
-        _ => return Err(IngestError::nifti(path, "not a NIfTI-1 file (sizeof_hdr is not 348)")),
-    };
-    let i16_at = |at: usize| {
-        let b = [bytes[at], bytes[at + 1]];
-        if big { i16::from_be_bytes(b) } else { i16::from_le_bytes(b) }
-    };
-    let f32_at = |at: usize| {
-        let b = [bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]];
-        f64::from(if big { f32::from_be_bytes(b) } else { f32::from_le_bytes(b) })
-    };
-    let mut dims = [1usize; 3];
-    for (i, d) in dims.iter_mut().enumerate() {
-        *d = usize::try_from(i16_at(42 + 2 * i)).unwrap_or(0).max(1);
-    }
-    let offset = (f32_at(108) as usize).max(VOX_OFFSET);
-    let n: usize = dims.iter().product();
-    let (width, datatype) = match i16_at(70) {
-        2 => (1, 2),
-        4 => (2, 4),
-        8 => (4, 8),
-        16 => (4, 16),
-        64 => (8, 64),
-        other => return Err(IngestError::nifti(path, format!("unsupported datatype {other}"))),
-    };
-    let body = bytes
-        .get(offset..offset + n * width)
-        .ok_or_else(|| IngestError::nifti(path, format!("data shorter than {n} voxels")))?;
-    let data = body
-        .chunks_exact(width)
-        .map(|c| match (datatype, big) {
-            (2, _) => f32::from(c[0]),
-            (4, false) => f32::from(i16::from_le_bytes([c[0], c[1]])),
-            (4, true) => f32::from(i16::from_be_bytes([c[0], c[1]])),
-            (8, false) => i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32,
-            (8, true) => i32::from_be_bytes([c[0], c[1], c[2], c[3]]) as f32,
-            (16, false) => f32::from_le_bytes([c[0], c[1], c[2], c[3]]),
-            (16, true) => f32::from_be_bytes([c[0], c[1], c[2], c[3]]),
-            (_, false) => {
-                f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
-            }
-            (_, true) => {
-                f64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
-            }
-        })
-        .collect();
-    let mut affine = [[0.0; 4]; 3];
-    if i16_at(254) > 0 {
-        for (r, row) in affine.iter_mut().enumerate() {
-            for (c, v) in row.iter_mut().enumerate() {
-                *v = f32_at(280 + 16 * r + 4 * c);
-            }
-        }
-    } else {
-        // No sform: the pixdim scaling is all we trust (our shipped masks always have an sform).
-        for (i, row) in affine.iter_mut().enumerate() {
-            row[i] = f32_at(80 + 4 * i);
-        }
-    }
-    Ok(Volume { dims, affine, data })
+    let (header, mut data) = brainpipe_nifti::read_f32_bytes(bytes, path)?;
+    data.truncate(header.volume_len());
+    let [r0, r1, r2, _] = header.affine();
+    Ok(Volume { dims: header.shape3(), affine: [r0, r1, r2], data })
 }
 
 #[cfg(test)]

@@ -4,11 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use brainpipe_core::{ArtifactKind, Context, Port, Stage, StageError};
-use rayon::prelude::*;
 
 use crate::error::{IngestError, Result};
 use crate::mat::{MatValue, read_mat};
-use crate::scans::{ScansWriter, TrialInfo, VoxelGrid};
+use crate::scans::{ScansWriter, TrialInfo, VoxelGrid, for_each_subject};
 
 brainpipe_core::params! {
     /// Params of `ingest.pereira`.
@@ -52,22 +51,9 @@ impl Stage for IngestPereira {
         let data = ctx.input("data")?.to_path_buf();
         let subjects = subject_folders(&data)?;
         let out = ctx.output("scans");
-        let bar = ctx.progress(subjects.len() as u64, "subjects");
-        let done: Vec<(String, usize, usize)> = subjects
-            .par_iter()
-            .map(|(subject, files)| {
-                let r = ingest_subject(&out, subject, files, params);
-                bar.inc(1);
-                r.map(|(t, v)| (subject.clone(), t, v))
-            })
-            .collect::<Result<_>>()?;
-        bar.finish_and_clear();
-        ctx.note(
-            "subjects",
-            done.iter()
-                .map(|(s, t, v)| serde_json::json!({"subject": s, "trials": t, "voxels": v}))
-                .collect::<Vec<_>>(),
-        );
+        for_each_subject(ctx, &subjects, |subject, files| {
+            ingest_subject(&out, subject, files, params)
+        })?;
         Ok(())
     }
 }

@@ -239,16 +239,7 @@ fn write_mask(path: &Path, grid: &VoxelGrid) -> Result<()> {
         tr_s: None,
         gzip_level: Some(6),
     };
-    brainpipe_nifti::write_volume(path, grid.dims, &mask, &options).map_err(nifti_error)
-}
-
-pub(crate) fn nifti_error(e: brainpipe_nifti::NiftiError) -> IngestError {
-    match e {
-        brainpipe_nifti::NiftiError::Io { path, source } => IngestError::Io { path, source },
-        brainpipe_nifti::NiftiError::Malformed { path, message } => {
-            IngestError::Nifti { path, message }
-        }
-    }
+    brainpipe_nifti::write_volume(path, grid.dims, &mask, &options).map_err(IngestError::from)
 }
 
 brainpipe_core::params! {
@@ -299,26 +290,37 @@ impl Stage for IngestNifti {
         for file in files {
             subjects.entry(file.subject.clone()).or_default().push(file);
         }
-        let bar = ctx.progress(subjects.len() as u64, "subjects");
-        let counts: Vec<(String, usize, usize)> = subjects
-            .par_iter()
-            .map(|(subject, files)| {
-                let trials = |file: &SourceFile, volumes: usize| trials_for(file, volumes, params);
-                let counts = ingest_subject(&out, subject, files, mask.as_ref(), &trials);
-                bar.inc(1);
-                counts.map(|(trials, voxels)| (subject.clone(), trials, voxels))
-            })
-            .collect::<Result<_>>()?;
-        bar.finish_and_clear();
-        ctx.note(
-            "subjects",
-            counts
-                .iter()
-                .map(|(s, t, v)| serde_json::json!({"subject": s, "trials": t, "voxels": v}))
-                .collect::<Vec<_>>(),
-        );
+        let subjects: Vec<(String, Vec<SourceFile>)> = subjects.into_iter().collect();
+        for_each_subject(ctx, &subjects, |subject, files| {
+            let trials = |file: &SourceFile, volumes: usize| trials_for(file, volumes, params);
+            ingest_subject(&out, subject, files, mask.as_ref(), &trials)
+        })?;
         Ok(())
     }
+}
+
+/// Imports `subjects` in parallel (one `scans` table each) with a progress bar, and records each
+/// subject's trial and voxel counts in the manifest's `subjects` note. `each` returns (trials,
+/// voxels).
+pub(crate) fn for_each_subject<T: Sync>(
+    ctx: &mut Context,
+    subjects: &[(String, T)],
+    each: impl Fn(&str, &T) -> Result<(usize, usize)> + Sync,
+) -> Result<()> {
+    let bar = ctx.progress(subjects.len() as u64, "subjects");
+    let counts: Vec<serde_json::Value> = subjects
+        .par_iter()
+        .map(|(subject, item)| {
+            let counts = each(subject, item);
+            bar.inc(1);
+            counts.map(|(trials, voxels)| {
+                serde_json::json!({"subject": subject, "trials": trials, "voxels": voxels})
+            })
+        })
+        .collect::<Result<_>>()?;
+    bar.finish_and_clear();
+    ctx.note("subjects", counts);
+    Ok(())
 }
 
 /// A NIfTI file with what its name says (BIDS entities).
@@ -389,7 +391,7 @@ pub(crate) struct Mask {
 }
 
 pub(crate) fn load_mask(path: &Path) -> Result<Mask> {
-    let (header, values) = read_f32(path).map_err(nifti_error)?;
+    let (header, values) = read_f32(path).map_err(IngestError::from)?;
     if header.volumes() != 1 {
         return Err(IngestError::nifti(
             path,
@@ -464,7 +466,7 @@ pub(crate) fn ingest_subject(
     mask: Option<&Mask>,
     trial_source: &TrialSource<'_>,
 ) -> Result<(usize, usize)> {
-    let first = VolumeReader::open(&files[0].path).map_err(nifti_error)?;
+    let first = VolumeReader::open(&files[0].path).map_err(IngestError::from)?;
     let first_header = first.header().clone();
     let grid = grid_for(&first_header, &files[0].path, mask)?;
     let sources: Vec<String> = files.iter().map(|f| f.path.display().to_string()).collect();
@@ -480,7 +482,7 @@ pub(crate) fn ingest_subject(
             for file in files {
                 let mut volumes = match first.take() {
                     Some(r) => r,
-                    None => VolumeReader::open(&file.path).map_err(nifti_error)?,
+                    None => VolumeReader::open(&file.path).map_err(IngestError::from)?,
                 };
                 if !same_grid(volumes.header(), &first_header) {
                     return Err(IngestError::nifti(
@@ -495,7 +497,7 @@ pub(crate) fn ingest_subject(
                 let mut next = 0;
                 let mut volume = Vec::new();
                 let mut index = 0usize;
-                while volumes.read_volume(&mut volume).map_err(nifti_error)? {
+                while volumes.read_volume(&mut volume).map_err(IngestError::from)? {
                     while next < trials.len() && trials[next].trial as usize == index {
                         let row: Vec<f32> = flat.iter().map(|&f| volume[f]).collect();
                         if send.send((trials[next].clone(), row)).is_err() {

@@ -523,6 +523,24 @@ fn write_mask_and_atlas(ctx: &Context, grid: &Grid, labels: &[i16]) -> Result<()
     Ok(())
 }
 
+/// The `stimuli/1` columns (docs/ARTIFACTS.md) with the given `vector` field: non-null for
+/// generated studies, null for imported ones (they have no generating latent).
+pub(crate) fn stimuli_schema(vector: Field) -> Schema {
+    Schema::new(vec![
+        Field::new("id", DataType::Int32, false),
+        Field::new("word", DataType::Utf8, true),
+        Field::new("image", DataType::Utf8, true),
+        Field::new("split", DataType::Utf8, false),
+        Field::new(
+            "captions",
+            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            true,
+        ),
+        Field::new("best_caption", DataType::Int32, true),
+        vector,
+    ])
+}
+
 fn write_stimuli(path: &Path, stimuli: &Stimuli, world: World) -> Result<()> {
     let n = stimuli.names.len();
     let ids =
@@ -556,19 +574,7 @@ fn write_stimuli(path: &Path, stimuli: &Stimuli, world: World) -> Result<()> {
             }
         }
     }
-    let schema = Schema::new(vec![
-        Field::new("id", DataType::Int32, false),
-        Field::new("word", DataType::Utf8, true),
-        Field::new("image", DataType::Utf8, true),
-        Field::new("split", DataType::Utf8, false),
-        Field::new(
-            "captions",
-            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
-            true,
-        ),
-        Field::new("best_caption", DataType::Int32, true),
-        f32_list_field("vector", stimuli.dim, false),
-    ]);
+    let schema = stimuli_schema(f32_list_field("vector", stimuli.dim, false));
     let columns: Vec<ArrayRef> = vec![
         Arc::new(ids),
         Arc::new(words(world == World::Words)),

@@ -39,7 +39,7 @@ mod write;
 
 pub use error::NiftiError;
 pub use header::{Datatype, Header, NIFTI1_HEADER_BYTES, NIFTI2_HEADER_BYTES};
-pub use read::{VolumeReader, read_f32, read_header};
+pub use read::{VolumeReader, read_f32, read_f32_bytes, read_header};
 pub use write::{Element, NiftiWriter, WriteOptions, XFORM_MNI152, XFORM_SCANNER, write_volume};
 
 /// Applies `affine` to voxel indices `(i, j, k)`, giving world coordinates in mm.

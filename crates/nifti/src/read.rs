@@ -53,6 +53,20 @@ fn pair_paths(path: &Path) -> Option<(PathBuf, PathBuf)> {
     Some((with("hdr"), with("img")))
 }
 
+/// nibabel's scaling rule, plus the one case it leaves undefined: a NaN slope on integer data.
+fn check_scaling(path: &Path, header: &Header) -> Result<(), NiftiError> {
+    let bad = |message: String| NiftiError::Malformed { path: path.to_path_buf(), message };
+    if !header.datatype.is_float() && header.scl_slope.is_nan() {
+        return Err(bad("scl_slope is NaN with integer data: the scaling is undefined".to_owned()));
+    }
+    if let Some((_, inter)) = header.scaling()
+        && !inter.is_finite()
+    {
+        return Err(bad(format!("valid scl_slope but invalid scl_inter {inter}")));
+    }
+    Ok(())
+}
+
 /// A parsed header and the stream positioned right after it.
 struct OpenHeader {
     header: Header,
@@ -94,17 +108,7 @@ impl VolumeReader {
         let OpenHeader { header, header_path, stream, gz: header_gz, len: header_len, consumed } =
             open_header(path)?;
         let bad = |message: String| NiftiError::Malformed { path: path.to_path_buf(), message };
-        let integer = !header.datatype.is_float();
-        if integer && header.scl_slope.is_nan() {
-            return Err(bad(
-                "scl_slope is NaN with integer data: the scaling is undefined".to_owned()
-            ));
-        }
-        if let Some((_, inter)) = header.scaling()
-            && !inter.is_finite()
-        {
-            return Err(bad(format!("valid scl_slope but invalid scl_inter {inter}")));
-        }
+        check_scaling(path, &header)?;
         let total = (header.volume_len() as u128)
             * (header.volumes() as u128)
             * header.datatype.size() as u128;
@@ -274,4 +278,37 @@ pub fn read_f32(path: &Path) -> Result<(Header, Vec<f32>), NiftiError> {
 /// Reads only the header of `path` (for a pair, the `.hdr`; the data are not checked).
 pub fn read_header(path: &Path) -> Result<Header, NiftiError> {
     Ok(open_header(path)?.header)
+}
+
+/// Reads every volume of a single-file NIfTI (`.nii` or `.nii.gz` bytes) held in memory, e.g. a
+/// mask embedded in a binary; `name` only names it in errors.
+pub fn read_f32_bytes(bytes: &[u8], name: &Path) -> Result<(Header, Vec<f32>), NiftiError> {
+    let bad = |message: String| NiftiError::Malformed { path: name.to_path_buf(), message };
+    let inflated;
+    let bytes = if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        MultiGzDecoder::new(bytes).read_to_end(&mut out).map_err(|e| corrupt(name, true, e))?;
+        inflated = out;
+        &inflated[..]
+    } else {
+        bytes
+    };
+    let header = parse(name, &bytes[..bytes.len().min(NIFTI2_HEADER_BYTES)])?;
+    if header.pair {
+        return Err(bad("a header-only (.hdr) file: its data are in a separate .img".to_owned()));
+    }
+    check_scaling(name, &header)?;
+    let count = header.volume_len() * header.volumes();
+    let total = count * header.datatype.size();
+    let start = usize::try_from(header.vox_offset).unwrap_or(usize::MAX);
+    let raw = start.checked_add(total).and_then(|end| bytes.get(start..end)).ok_or_else(|| {
+        bad(format!(
+            "dims {:?} need {total} data bytes after offset {start}, the data have {}",
+            header.dims,
+            bytes.len().saturating_sub(start)
+        ))
+    })?;
+    let mut values = vec![0f32; count];
+    convert(raw, header.datatype, header.little_endian, header.scaling(), &mut values);
+    Ok((header, values))
 }

@@ -16,7 +16,9 @@
 use std::path::Path;
 use std::str::FromStr;
 
-use brainpipe_core::{NamedTensor, read_safetensors, write_safetensors};
+use std::collections::HashMap;
+
+use brainpipe_core::{NamedTensor, SafetensorsFile, read_safetensors, write_safetensors};
 use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
@@ -186,6 +188,37 @@ pub fn save_var_store(
     Ok(())
 }
 
+/// Every disagreement between a model's `variables` and the tensors of a weights file, sorted:
+/// `missing `name``, `unexpected `name``, `` `name` has shape [..], the model needs [..]``.
+/// Tensors whose name `skip` accepts (e.g. buffers an old checkpoint carries) are ignored.
+pub fn weight_mismatches(
+    variables: &HashMap<String, Tensor>,
+    file: &SafetensorsFile,
+    skip: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    let mut problems: Vec<String> = variables
+        .keys()
+        .filter(|name| file.tensor(name).is_none())
+        .map(|name| format!("missing `{name}`"))
+        .collect();
+    for tensor in file.tensors.iter().filter(|t| !skip(&t.name)) {
+        match variables.get(&tensor.name) {
+            None => problems.push(format!("unexpected `{}`", tensor.name)),
+            Some(var) => {
+                let want: Vec<usize> = var.size().iter().map(|&d| d as usize).collect();
+                if want != tensor.shape {
+                    problems.push(format!(
+                        "`{}` has shape {:?}, the model needs {want:?}",
+                        tensor.name, tensor.shape
+                    ));
+                }
+            }
+        }
+    }
+    problems.sort();
+    problems
+}
+
 /// Loads a safetensors file into the variables of `vs`, returning its config. Missing or
 /// unexpected names, or shape mismatches, are one error listing them all.
 pub fn load_var_store(
@@ -194,26 +227,7 @@ pub fn load_var_store(
 ) -> Result<Option<serde_json::Value>, TensorError> {
     let file = read_safetensors(path)?;
     let variables = vs.variables();
-    let mut problems = Vec::new();
-    for name in variables.keys() {
-        if file.tensor(name).is_none() {
-            problems.push(format!("missing `{name}`"));
-        }
-    }
-    for tensor in &file.tensors {
-        match variables.get(&tensor.name) {
-            None => problems.push(format!("unexpected `{}`", tensor.name)),
-            Some(var) => {
-                let want: Vec<usize> = var.size().iter().map(|&d| d as usize).collect();
-                if want != tensor.shape {
-                    problems.push(format!(
-                        "`{}` has shape {:?}, model needs {want:?}",
-                        tensor.name, tensor.shape
-                    ));
-                }
-            }
-        }
-    }
+    let problems = weight_mismatches(&variables, &file, |_| false);
     if !problems.is_empty() {
         return Err(TensorError::Shape(format!("{}: {}", path.display(), problems.join(", "))));
     }
