@@ -7,7 +7,8 @@
 #
 # Sections (each writes under $OUT; record the figures, card and date in docs/BENCHMARKS.md):
 #   models  Brain2Word training step at full size (65,730 inputs = the 333 Gordon template sizes,
-#           batch 180, Adam amsgrad, regression + classification loss; autoencoder + reconstruction)
+#           batch 180, Adam amsgrad (fused, and tch's per-variable Adam), regression +
+#           classification loss; autoencoder + reconstruction)
 #           for base, roi, autoencoder: brainpipe (tch) vs PyTorch eager (bench/reference/
 #           brain2word_torch.py) fp32 / tf32 / bf16, plus a CPU-vs-CUDA prediction check.
 #   clip    bench/gpu_clip.sh (the CLIP engineer's section), when device/clip is there.
@@ -38,7 +39,8 @@ models() {
     : > "$results"
     local py=/opt/torch/.venv/bin/python
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
-    # Ours (fp32), theirs (fp32, tf32, bf16), ours with TF32 allowed, ours fp32 again (order check).
+    # Ours (fp32, fused Adam), theirs (fp32, tf32, bf16), ours with tch's per-variable Adam,
+    # ours in bf16 and tf32, ours fp32 again (order check).
     device/models/gpu_step device/models/sizes.npy 50 cuda | tee -a "$results"
     for precision in fp32 tf32 bf16; do
         "$py" bench/reference/brain2word_torch.py device/models/sizes.npy --steps 30 \
@@ -46,9 +48,11 @@ models() {
     done
     # The ROI layer as one zero-padded block (1 group) against size groups (default 8).
     MODELS=roi ROI_GROUPS=1 device/models/gpu_step device/models/sizes.npy 50 cuda | tee -a "$results"
+    OPTIMIZER=tch device/models/gpu_step device/models/sizes.npy 50 cuda \
+        | sed 's/"impl":"brainpipe-tch"/"impl":"brainpipe-tch-tchadam"/' | tee -a "$results"
     PRECISION=bf16 device/models/gpu_step device/models/sizes.npy 50 cuda \
         | sed 's/"impl":"brainpipe-tch"/"impl":"brainpipe-tch-bf16"/' | tee -a "$results"
-    TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1 device/models/gpu_step device/models/sizes.npy 50 cuda \
+    PRECISION=tf32 device/models/gpu_step device/models/sizes.npy 50 cuda \
         | sed 's/"impl":"brainpipe-tch"/"impl":"brainpipe-tch-tf32"/' | tee -a "$results"
     device/models/gpu_step device/models/sizes.npy 50 cuda | tee -a "$results"
 }

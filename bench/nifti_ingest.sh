@@ -24,15 +24,19 @@ PY
 size=$(du -b "$WORK/sub-01_bold.nii.gz" | cut -f1)
 measure() { # label, command...
   local label=$1; shift
-  /usr/bin/time -f "%e %M" -o "$WORK/time" "$@" > /dev/null 2>&1
-  read -r secs kb < "$WORK/time"
-  echo "$label wall_s=$secs peak_rss_mb=$((kb / 1024))"
+  /usr/bin/time -f "%e %M %U %S" -o "$WORK/time" "$@" > /dev/null 2>&1
+  read -r secs kb user sys < "$WORK/time"
+  echo "$label wall_s=$secs cpu_s=$(awk -v u="$user" -v s="$sys" 'BEGIN { print u + s }') peak_rss_mb=$((kb / 1024))"
 }
+# CPU time beside wall time: on a shared machine the load (printed before and after) moves wall time.
+echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "input: ${X}x${Y}x${Z}x${T} int16, $((size / 1000000)) MB gzip"
 for i in 1 2 3; do
   rm -rf "$WORK/ours"
   measure "brainpipe run$i" "$BIN" stage ingest.nifti --in bold="$WORK/sub-01_bold.nii.gz" --out "$WORK/ours"
   measure "nibabel+pyarrow run$i" "$PY" "$ROOT/bench/reference/nifti_to_parquet.py" "$WORK/sub-01_bold.nii.gz" "$WORK/peer.parquet"
 done
+measure "gzip -dc (inflate alone)" gzip -dc "$WORK/sub-01_bold.nii.gz"
 echo "outputs: brainpipe $(du -b "$WORK/ours/scans/sub-01.parquet" | cut -f1) B, peer $(du -b "$WORK/peer.parquet" | cut -f1) B"
-echo "volume: $((X * Y * Z * 4 / 1000000)) MB as f32"
+echo "volume: $(awk -v n=$((X * Y * Z * 4)) 'BEGIN { printf "%.2f", n / 1e6 }') MB as f32"
+echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"

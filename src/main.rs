@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use brainpipe_core::{
-    Catalogue, ContentHash, DynStage, RemoteStage, WORKER_PROTOCOL, disk_size, run_standalone,
-    write_file_atomic,
+    Catalogue, ContentHash, DynStage, RemoteStage, WORKER_PROTOCOL, disk_size, list_input_key,
+    run_standalone, split_input_key, write_file_atomic,
 };
 use brainpipe_pipeline::{Cache, InputSource, Pipeline, Registry, RunOptions, gc, plan, run};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -460,11 +460,25 @@ fn cmd_stage(name: &str, inputs: &[String], params: &[String], out: &Path) -> Re
     let stage = registry
         .get(name)
         .ok_or_else(|| anyhow!("unknown stage `{name}` (see `brainpipe stages`)"))?;
-    let mut input_paths = BTreeMap::new();
+    let mut given: Vec<(&str, PathBuf)> = Vec::new();
     for item in inputs {
         let (port, path) =
             item.split_once('=').ok_or_else(|| anyhow!("--in {item}: expected port=path"))?;
-        input_paths.insert(port.to_owned(), PathBuf::from(path));
+        given.push((port, PathBuf::from(path)));
+    }
+    // A port given several times is a list input: its paths become `port#0`, `port#1`, … in
+    // command-line order.
+    let mut input_paths: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for &(port, ref path) in &given {
+        let count = given.iter().filter(|(p, _)| *p == port).count();
+        let key = if count > 1 {
+            let index =
+                input_paths.keys().filter(|k| split_input_key(k.as_str()).0 == port).count();
+            list_input_key(port, index)
+        } else {
+            port.to_owned()
+        };
+        input_paths.insert(key, path.clone());
     }
     let mut values = Map::new();
     for item in params {
@@ -525,7 +539,8 @@ fn cmd_stages(as_json: bool) -> Result<()> {
         println!("{} (v{}) — {}", stage.name(), stage.version(), stage.summary());
         for port in stage.inputs() {
             let optional = if port.required { "" } else { " (optional)" };
-            println!("  in  {:<14} {}{optional}", port.name, port.doc);
+            let many = if port.many { " (many: a list)" } else { "" };
+            println!("  in  {:<14} {}{optional}{many}", port.name, port.doc);
         }
         for port in stage.outputs() {
             println!("  out {:<14} {} — {}", port.name, port.file, port.doc);

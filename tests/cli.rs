@@ -233,6 +233,17 @@ fn stage_command_rejects_unknown_stage_and_bad_flags() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("unknown stage `no.such`"), "{}", stderr(&out));
     assert!(!dir.path().join("o").exists(), "nothing written");
+    // A port given twice becomes a list input: refused for one-artifact ports...
+    let twice = ["--in", "targets=a", "--in", "targets=b", "--in", "predictions=p", "--out", "o"];
+    let out = run_in(dir.path(), &[&["stage", "eval.words"][..], &twice[..]].concat());
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("input `targets` takes one artifact"), "{}", stderr(&out));
+    // ...and numbered in command-line order for list ports.
+    let list =
+        ["--in", "predictions=p", "--in", "predictions=q", "--in", "targets=t", "--out", "o"];
+    let out = run_in(dir.path(), &[&["stage", "eval.words"][..], &list[..]].concat());
+    assert!(stderr(&out).contains("input `predictions#0` does not exist"), "{}", stderr(&out));
+    assert!(!dir.path().join("o").exists(), "nothing written");
 }
 
 #[test]

@@ -10,6 +10,28 @@ fn main() {
         .and_then(|lib| libtorch_version(&lib))
         .unwrap_or_else(|| "unknown".to_owned());
     println!("cargo:rustc-env=BRAINPIPE_LIBTORCH_VERSION={version}");
+    compile_fused_adam();
+}
+
+/// `csrc/fused_adam.cpp` against the headers of the LibTorch torch-sys linked (`lib/../include`),
+/// with torch-sys' flags (C++17, the C++11 ABI of PyPI torch ≥ 2.7).
+fn compile_fused_adam() {
+    println!("cargo:rerun-if-changed=csrc/fused_adam.cpp");
+    let lib = std::env::var_os("DEP_TCH_LIBTORCH_LIB")
+        .map(PathBuf::from)
+        .expect("torch-sys did not report its LibTorch folder (DEP_TCH_LIBTORCH_LIB)");
+    let include = lib.parent().map(|p| p.join("include")).unwrap_or_default();
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_owned());
+    cc::Build::new()
+        .cpp(true)
+        .file("csrc/fused_adam.cpp")
+        .include(&include)
+        .include(include.join("torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
+        .warnings(false)
+        .compile("brainpipe_fused_adam");
 }
 
 /// PyPI torch ships `torch/version.py` (`__version__ = '2.11.0+cu130'`); a plain LibTorch zip ships

@@ -110,6 +110,14 @@ impl Default for VisionConfig {
     }
 }
 
+impl TextConfig {
+    /// Tokens per text, start and end included: CLIP's 77, or fewer when the model has fewer
+    /// positions (the `small` preset's 32).
+    pub fn context_length(&self) -> usize {
+        crate::tokenizer::CONTEXT_LENGTH.min(self.max_position_embeddings.max(0) as usize)
+    }
+}
+
 impl VisionConfig {
     /// Patches along one side.
     pub fn patches_per_side(&self) -> i64 {

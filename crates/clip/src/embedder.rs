@@ -9,7 +9,6 @@ use tch::{Device, Kind, Tensor};
 use crate::error::{ClipError, Result};
 use crate::image::RgbImage;
 use crate::model::LoadedClip;
-use crate::tokenizer::{CONTEXT_LENGTH, Tokenizer};
 
 /// The number type the model computes in.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,23 +33,23 @@ impl Precision {
 /// A loaded model ready to embed: tokenizer, preprocessing, device and precision.
 pub struct Embedder {
     clip: LoadedClip,
-    tokenizer: &'static Tokenizer,
     precision: Precision,
 }
 
 impl Embedder {
-    /// Loads the Hugging Face CLIP directory `model_dir` onto `device`.
+    /// Loads the Hugging Face CLIP directory `model_dir` onto `device` (with its own tokenizer
+    /// when it has `vocab.json` + `merges.txt`, see [`LoadedClip::load`]).
     pub fn load(model_dir: &Path, device: Device, precision: Precision) -> Result<Self> {
         let mut clip = LoadedClip::load(model_dir, device)?;
         if precision == Precision::Bf16 {
             clip.vs.bfloat16();
         }
-        Ok(Embedder { clip, tokenizer: Tokenizer::shared(), precision })
+        Ok(Embedder { clip, precision })
     }
 
     /// Wraps an in-memory model (fp32).
     pub fn from_model(clip: LoadedClip) -> Self {
-        Embedder { clip, tokenizer: Tokenizer::shared(), precision: Precision::Fp32 }
+        Embedder { clip, precision: Precision::Fp32 }
     }
 
     /// Gives the model back.
@@ -75,7 +74,7 @@ impl Embedder {
 
     /// Context length used for texts: CLIP's 77, or less when the model has fewer positions.
     pub fn context(&self) -> usize {
-        CONTEXT_LENGTH.min(self.clip.model.config().text_config.max_position_embeddings as usize)
+        self.clip.model.config().text_config.context_length()
     }
 
     /// Decodes and preprocesses image files (in parallel) into row-major pixel values.
@@ -132,7 +131,7 @@ impl Embedder {
     ) -> Result<Vec<f32>> {
         let mut out = Vec::with_capacity(texts.len() * self.dim());
         for chunk in texts.chunks(batch_size.max(1)) {
-            let (ids, width) = self.tokenizer.batch(chunk, self.context());
+            let (ids, width) = self.clip.tokenizer.batch(chunk, self.context());
             let ids = Tensor::from_slice(&ids)
                 .view([chunk.len() as i64, width as i64])
                 .to_device(self.device());

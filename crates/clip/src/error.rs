@@ -36,6 +36,14 @@ pub enum ClipError {
         /// Every problem found, joined.
         message: String,
     },
+    /// A tokenizer file (`vocab.json`, `merges.txt`) that is missing or malformed.
+    #[error("{}: tokenizer: {message}", path.display())]
+    Tokenizer {
+        /// The tokenizer file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// A word-vector file that cannot be read.
     #[error("{}: vectors: {message}", path.display())]
     Vectors {
@@ -80,6 +88,11 @@ impl ClipError {
     /// A [`ClipError::Config`] for `path`.
     pub(crate) fn config(path: impl AsRef<Path>, message: impl Into<String>) -> Self {
         ClipError::Config { path: path.as_ref().to_path_buf(), message: message.into() }
+    }
+
+    /// A [`ClipError::Tokenizer`] for `path`.
+    pub(crate) fn tokenizer(path: impl AsRef<Path>, message: impl Into<String>) -> Self {
+        ClipError::Tokenizer { path: path.as_ref().to_path_buf(), message: message.into() }
     }
 
     /// A [`ClipError::Table`] for `path`.

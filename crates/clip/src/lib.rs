@@ -7,7 +7,8 @@
 //!
 //! - [`ClipModel`] / [`LoadedClip`]: the model on LibTorch with Hugging Face's variable paths and
 //!   configs ([`ClipConfig`] presets ViT-B/32, ViT-B/16, ViT-L/14, `small`).
-//! - [`Tokenizer`]: CLIP's BPE, as transformers' `CLIPTokenizer`.
+//! - [`Tokenizer`]: CLIP's BPE, as transformers' `CLIPTokenizer`; read from and written to a
+//!   model directory's `vocab.json` + `merges.txt`.
 //! - [`Preprocessor`] / [`RgbImage`]: `CLIPImageProcessor`'s resize, crop and normalisation.
 //! - [`Embedder`]: batched image and text embedding on a device, fp32 or bf16.
 //! - Stages ([`stages`]): `clip.embed`, `clip.select_captions`, `clip.augment`, `clip.words`,
@@ -65,7 +66,10 @@ pub use image::{CLIP_MEAN, CLIP_STD, Preprocessor, RgbImage};
 pub use model::{
     CLIP_SCHEMA, CONFIG_FILE, ClipModel, LoadedClip, PREPROCESSOR_FILE, WEIGHTS_FILE, model_dir,
 };
-pub use tokenizer::{CONTEXT_LENGTH, END_OF_TEXT, START_OF_TEXT, Tokenizer, VOCAB_SIZE};
+pub use tokenizer::{
+    CONTEXT_LENGTH, END_OF_TEXT, MERGES_FILE, SPECIAL_TOKENS_FILE, START_OF_TEXT,
+    TOKENIZER_CONFIG_FILE, Tokenizer, VOCAB_FILE, VOCAB_SIZE,
+};
 
 /// Every stage of this crate, for the CLI and pipelines to register.
 pub fn stages() -> Vec<Arc<dyn DynStage>> {

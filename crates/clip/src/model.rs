@@ -6,6 +6,7 @@
 //! [`ClipModel::save`] writes load in `transformers`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use brainpipe_core::{Dtype, NamedTensor, read_safetensors};
 use brainpipe_tensor::{save_var_store, weight_mismatches};
@@ -15,6 +16,7 @@ use tch::{Device, Kind, Tensor};
 use crate::config::{Activation, ClipConfig, TextConfig, VisionConfig};
 use crate::error::{ClipError, Result};
 use crate::image::Preprocessor;
+use crate::tokenizer::{Tokenizer, VOCAB_FILE};
 
 /// The weights file name in a model directory (Hugging Face's).
 pub const WEIGHTS_FILE: &str = "model.safetensors";
@@ -372,6 +374,9 @@ pub struct LoadedClip {
     pub model: ClipModel,
     /// How to preprocess images for it.
     pub preprocessor: Preprocessor,
+    /// How to tokenise texts for it: the directory's own `vocab.json` + `merges.txt` when it has
+    /// them, else the built-in (shared) vocabulary.
+    pub tokenizer: Arc<Tokenizer>,
 }
 
 impl LoadedClip {
@@ -379,11 +384,17 @@ impl LoadedClip {
     pub fn new(config: &ClipConfig, device: Device) -> Self {
         let vs = nn::VarStore::new(device);
         let model = ClipModel::new(&vs.root(), config);
-        LoadedClip { model, preprocessor: Preprocessor::for_vision(&config.vision_config), vs }
+        LoadedClip {
+            model,
+            preprocessor: Preprocessor::for_vision(&config.vision_config),
+            tokenizer: Arc::clone(Tokenizer::shared_handle()),
+            vs,
+        }
     }
 
     /// Loads a Hugging Face CLIP directory: `config.json` (required), `model.safetensors`
-    /// (F32/F16/BF16) and, when present, `preprocessor_config.json`. Missing or unexpected
+    /// (F32/F16/BF16) and, when present, `preprocessor_config.json` and the tokenizer files
+    /// `vocab.json` + `merges.txt` (see [`Tokenizer::from_model_dir`]). Missing or unexpected
     /// weight names are one error listing them all.
     pub fn load(dir: &Path, device: Device) -> Result<Self> {
         let config_path = dir.join(CONFIG_FILE);
@@ -398,6 +409,16 @@ impl LoadedClip {
         let preprocessor_path = dir.join(PREPROCESSOR_FILE);
         if preprocessor_path.is_file() {
             loaded.preprocessor = loaded.preprocessor.clone().with_file(&preprocessor_path)?;
+        }
+        if let Some(tokenizer) = Tokenizer::from_model_dir(dir)? {
+            let (tokens, rows) = (tokenizer.vocabulary().len(), config.text_config.vocab_size);
+            if tokens as i64 > rows {
+                return Err(ClipError::tokenizer(
+                    dir.join(VOCAB_FILE),
+                    format!("{tokens} tokens, but {CONFIG_FILE} gives the model {rows}"),
+                ));
+            }
+            loaded.tokenizer = Arc::new(tokenizer);
         }
         loaded.load_weights(&dir.join(WEIGHTS_FILE))?;
         Ok(loaded)
@@ -433,7 +454,9 @@ impl LoadedClip {
     }
 
     /// Writes the model as a Hugging Face CLIP directory: `config.json`, `model.safetensors`
-    /// (F32, sorted names: the same weights give the same bytes) and `preprocessor_config.json`.
+    /// (F32, sorted names: the same weights give the same bytes), `preprocessor_config.json` and
+    /// its tokenizer ([`Tokenizer::save`]: `vocab.json`, `merges.txt`, `tokenizer_config.json`,
+    /// `special_tokens_map.json`, `model_max_length` the model's context length).
     pub fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| ClipError::io(dir, e))?;
         let hf = self.model.config.to_hf_json();
@@ -447,7 +470,8 @@ impl LoadedClip {
             "do_rescale": true, "rescale_factor": 1.0 / 255.0,
             "do_normalize": true, "image_mean": p.mean, "image_std": p.std, "do_convert_rgb": true,
         });
-        write_json(&dir.join(PREPROCESSOR_FILE), &preprocessor)
+        write_json(&dir.join(PREPROCESSOR_FILE), &preprocessor)?;
+        self.tokenizer.save(dir, self.model.config.text_config.context_length())
     }
 }
 
@@ -519,6 +543,14 @@ mod tests {
         config.text_config.vocab_size = 64;
         let a = LoadedClip::new(&config, Device::Cpu);
         a.save(dir.path()).expect("save");
+        // The built-in 49,408-token tokenizer saved beside this 64-token model cannot drive it.
+        let err =
+            LoadedClip::load(dir.path(), Device::Cpu).expect_err("too many tokens").to_string();
+        let vocab = dir.path().join(VOCAB_FILE).display().to_string();
+        assert!(err.starts_with(&format!("{vocab}: tokenizer: 49408 tokens")), "{err}");
+        for file in [VOCAB_FILE, crate::tokenizer::MERGES_FILE] {
+            std::fs::remove_file(dir.path().join(file)).expect("remove the tokenizer");
+        }
         let b = LoadedClip::load(dir.path(), Device::Cpu).expect("load");
         let ids = Tensor::from_slice(&[0i64, 5, 7, 63, 2, 63]).view([2, 3]);
         let pixels = Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu));

@@ -23,8 +23,8 @@ const STIMULI_DOC: &str =
     "stimuli table (ingest.synthetic or a real study): images and captions, or words";
 const IMAGES_DOC: &str =
     "the study's images directory; image paths in the stimuli table resolve against it";
-const MODEL_DOC: &str =
-    "a Hugging Face CLIP directory (config.json + model.safetensors), e.g. clip.train's model";
+const MODEL_DOC: &str = "a Hugging Face CLIP directory (config.json + model.safetensors; its vocab.json + merges.txt \
+     tokenize when present), e.g. clip.train's model";
 
 /// The inputs of the stages that embed a study's images with a model.
 fn study_and_model_inputs() -> Vec<Port> {

@@ -14,14 +14,22 @@
 //! exactly as OpenAI's `simple_tokenizer.py` does: the 256 byte characters, the same with `</w>`,
 //! the first 48,894 merges, then the two special tokens (ids 49406, 49407).
 //!
+//! A model directory may carry its own tokenizer as Hugging Face writes it (`vocab.json`,
+//! `merges.txt`); [`Tokenizer::from_model_dir`] reads it and [`Tokenizer::save`] writes one.
+//!
 //! Deviation: OpenAI's original cleans text with `ftfy` and unescapes HTML entities; transformers 5
 //! does neither, and parity with it is what the tests check.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::io::Read;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
 
 use regex::Regex;
 use unicode_normalization::UnicodeNormalization;
+
+use crate::error::{ClipError, Result};
 
 /// The shipped BPE merges (OpenAI CLIP / open_clip, MIT).
 const BPE_VOCAB_GZ: &[u8] = include_bytes!("../../../data/clip/bpe_simple_vocab_16e6.txt.gz");
@@ -36,20 +44,42 @@ pub const END_OF_TEXT: i64 = 49407;
 /// The size of the vocabulary.
 pub const VOCAB_SIZE: usize = 49408;
 const WORD_PATTERN: &str = r"'s|'t|'re|'ve|'m|'ll|'d|\p{L}+|\p{N}|[^\s\p{L}\p{N}]+";
-const SPECIALS: [(&str, i64); 2] =
-    [("<|startoftext|>", START_OF_TEXT), ("<|endoftext|>", END_OF_TEXT)];
+/// The start token: Hugging Face's `bos_token`.
+const START_TOKEN: &str = "<|startoftext|>";
+/// The end token: Hugging Face's `eos_token`, and also its `pad_token` and `unk_token` for CLIP.
+const END_TOKEN: &str = "<|endoftext|>";
+/// The token → id map of a Hugging Face tokenizer directory.
+pub const VOCAB_FILE: &str = "vocab.json";
+/// The BPE merges of a Hugging Face tokenizer directory, one `left right` pair a line by rank.
+pub const MERGES_FILE: &str = "merges.txt";
+/// The tokenizer settings of a Hugging Face tokenizer directory (class, special tokens, length).
+pub const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
+/// The special tokens of a Hugging Face tokenizer directory.
+pub const SPECIAL_TOKENS_FILE: &str = "special_tokens_map.json";
+/// The first line of `merges.txt` as Hugging Face writes it (its readers skip it).
+const MERGES_HEADER: &str = "#version: 0.2";
 
 /// CLIP's tokenizer. Cheap to share (`&Tokenizer` is `Sync`); build it once.
 pub struct Tokenizer {
-    /// Token string → id (for [`Tokenizer::vocabulary`]).
+    /// Token strings by id (for [`Tokenizer::vocabulary`]).
     vocab: Vec<String>,
     /// (left id, right id) → (rank, merged id).
     merges: HashMap<(u32, u32), (u32, u32)>,
     /// Id of each byte's character, and of the same character ending a word.
     byte_ids: [u32; 256],
     byte_end_ids: [u32; 256],
+    /// `<|startoftext|>` and `<|endoftext|>` with their ids, as they are matched in the text.
+    specials: [(&'static str, i64); 2],
     words: Regex,
     whitespace: Regex,
+}
+
+/// What makes a vocabulary and its merges unusable, by the file that has to change.
+enum Invalid {
+    /// The vocabulary lacks a token the tokenizer needs.
+    Vocab(String),
+    /// The merge of this rank names a token the vocabulary lacks.
+    Merge(usize, String),
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -91,8 +121,13 @@ impl Tokenizer {
     /// One tokenizer for the whole process, built on first use (building one decompresses and
     /// indexes the 49,408-token vocabulary).
     pub fn shared() -> &'static Tokenizer {
-        static SHARED: std::sync::OnceLock<Tokenizer> = std::sync::OnceLock::new();
-        SHARED.get_or_init(Tokenizer::new)
+        Self::shared_handle()
+    }
+
+    /// The process-wide built-in tokenizer as a handle a model can hold beside a loaded one.
+    pub(crate) fn shared_handle() -> &'static Arc<Tokenizer> {
+        static SHARED: OnceLock<Arc<Tokenizer>> = OnceLock::new();
+        SHARED.get_or_init(|| Arc::new(Tokenizer::new()))
     }
 
     fn from_merges_text(text: &str) -> Self {
@@ -102,33 +137,125 @@ impl Tokenizer {
         let mut vocab: Vec<String> = byte_chars.iter().map(|(_, c)| c.to_string()).collect();
         vocab.extend(byte_chars.iter().map(|(_, c)| format!("{c}</w>")));
         vocab.extend(merges.iter().map(|(a, b)| format!("{a}{b}")));
-        vocab.extend(SPECIALS.iter().map(|(s, _)| (*s).to_owned()));
+        vocab.extend([START_TOKEN, END_TOKEN].map(str::to_owned));
+        match Self::build(vocab, &merges) {
+            Ok(tokenizer) => tokenizer,
+            Err(Invalid::Vocab(message) | Invalid::Merge(_, message)) => {
+                unreachable!("the shipped vocabulary is complete: {message}")
+            }
+        }
+    }
+
+    /// Indexes `vocab` (token strings by id) and `merges` (by rank). Every token of a merge, and
+    /// the merged token, must be in the vocabulary (as the `tokenizers` library requires); bytes
+    /// without a token of their own encode as the unknown token, `<|endoftext|>`, as there.
+    fn build(vocab: Vec<String>, merges: &[(&str, &str)]) -> Result<Self, Invalid> {
         // A later duplicate wins, as in Python's dict(zip(vocab, range(len(vocab)))).
         let ids: HashMap<&str, u32> =
             vocab.iter().enumerate().map(|(i, s)| (s.as_str(), i as u32)).collect();
-        let mut byte_ids = [0u32; 256];
-        let mut byte_end_ids = [0u32; 256];
-        for (b, c) in &byte_chars {
-            byte_ids[usize::from(*b)] = ids[c.to_string().as_str()];
-            byte_end_ids[usize::from(*b)] = ids[format!("{c}</w>").as_str()];
+        let id_of = |token: &str| {
+            ids.get(token)
+                .copied()
+                .ok_or_else(|| Invalid::Vocab(format!("no token `{token}`, which CLIP needs")))
+        };
+        let start = id_of(START_TOKEN)?;
+        let end = id_of(END_TOKEN)?;
+        let mut byte_ids = [end; 256];
+        let mut byte_end_ids = [end; 256];
+        for (b, c) in bytes_to_unicode() {
+            let at = usize::from(b);
+            byte_ids[at] = ids.get(c.to_string().as_str()).copied().unwrap_or(end);
+            byte_end_ids[at] = ids.get(format!("{c}</w>").as_str()).copied().unwrap_or(end);
         }
         let mut merge_map = HashMap::with_capacity(merges.len());
         for (rank, (a, b)) in merges.iter().enumerate() {
-            let (Some(&left), Some(&right), Some(&merged)) =
-                (ids.get(a), ids.get(b), ids.get(format!("{a}{b}").as_str()))
-            else {
-                continue;
+            let merged = format!("{a}{b}");
+            let lookup = |token: &str| {
+                ids.get(token).copied().ok_or_else(|| {
+                    Invalid::Merge(rank, format!("`{a} {b}`: `{token}` is not in {VOCAB_FILE}"))
+                })
             };
-            merge_map.entry((left, right)).or_insert((rank as u32, merged));
+            // A repeated pair takes its later rank, as in Python's dict and in `tokenizers`.
+            merge_map.insert((lookup(a)?, lookup(b)?), (rank as u32, lookup(&merged)?));
         }
-        Tokenizer {
+        Ok(Tokenizer {
             merges: merge_map,
             vocab,
             byte_ids,
             byte_end_ids,
+            specials: [(START_TOKEN, i64::from(start)), (END_TOKEN, i64::from(end))],
             words: Regex::new(WORD_PATTERN).expect("valid pattern"),
             whitespace: Regex::new(r"\s+").expect("valid pattern"),
+        })
+    }
+
+    /// The tokenizer of a Hugging Face model directory: `Some` when it holds `vocab.json` and
+    /// `merges.txt`, `None` when it holds neither (the built-in vocabulary applies), an error
+    /// naming the missing file when it holds only one.
+    pub fn from_model_dir(dir: &Path) -> Result<Option<Self>> {
+        let (vocab, merges) = (dir.join(VOCAB_FILE), dir.join(MERGES_FILE));
+        match (vocab.is_file(), merges.is_file()) {
+            (true, true) => Self::from_files(&vocab, &merges).map(Some),
+            (false, false) => Ok(None),
+            (true, false) => Err(ClipError::tokenizer(
+                &merges,
+                format!("missing: {VOCAB_FILE} is there, so the BPE merges must be too"),
+            )),
+            (false, true) => Err(ClipError::tokenizer(
+                &vocab,
+                format!("missing: {MERGES_FILE} is there, so the vocabulary must be too"),
+            )),
         }
+    }
+
+    /// Reads a Hugging Face CLIP tokenizer: `vocab` (`vocab.json`, token → id, ids 0..n−1) and
+    /// `merges` (`merges.txt`, an optional `#version` line, then one `left right` merge a line
+    /// by rank). The special tokens are CLIP's, looked up in the vocabulary. A malformed file is
+    /// a one-line error naming it.
+    pub fn from_files(vocab: &Path, merges: &Path) -> Result<Self> {
+        let tokens = read_vocab(vocab)?;
+        let text = std::fs::read_to_string(merges).map_err(|e| ClipError::io(merges, e))?;
+        let lines = merge_lines(&text).map_err(|message| ClipError::tokenizer(merges, message))?;
+        let pairs: Vec<(&str, &str)> = lines.iter().map(|&(_, a, b)| (a, b)).collect();
+        Self::build(tokens, &pairs).map_err(|invalid| match invalid {
+            Invalid::Vocab(message) => ClipError::tokenizer(vocab, message),
+            Invalid::Merge(rank, message) => {
+                ClipError::tokenizer(merges, format!("line {}: {message}", lines[rank].0))
+            }
+        })
+    }
+
+    /// Writes the tokenizer as Hugging Face's `CLIPTokenizer` reads it from a model directory:
+    /// `vocab.json` (token → id, in id order), `merges.txt` (`#version: 0.2`, then the merges by
+    /// rank), `tokenizer_config.json` (class, special tokens as `openai/clip-vit-base-patch32`
+    /// has them, `model_max_length`) and `special_tokens_map.json`.
+    pub fn save(&self, dir: &Path, model_max_length: usize) -> Result<()> {
+        let mut vocab = String::from("{\n");
+        for (id, token) in self.vocab.iter().enumerate() {
+            let key = serde_json::Value::from(token.as_str());
+            let comma = if id + 1 < self.vocab.len() { "," } else { "" };
+            writeln!(vocab, "  {key}: {id}{comma}").expect("writing to a String cannot fail");
+        }
+        vocab.push_str("}\n");
+        write_text(&dir.join(VOCAB_FILE), &vocab)?;
+        let mut ranked: Vec<(u32, u32, u32)> =
+            self.merges.iter().map(|(&(left, right), &(rank, _))| (rank, left, right)).collect();
+        ranked.sort_unstable();
+        let mut merges = format!("{MERGES_HEADER}\n");
+        for (_, left, right) in ranked {
+            let (left, right) = (&self.vocab[left as usize], &self.vocab[right as usize]);
+            writeln!(merges, "{left} {right}").expect("writing to a String cannot fail");
+        }
+        write_text(&dir.join(MERGES_FILE), &merges)?;
+        let [(start, _), (end, _)] = self.specials;
+        let specials = serde_json::json!({
+            "bos_token": start, "eos_token": end, "unk_token": end, "pad_token": end,
+        });
+        let mut config = specials.clone();
+        config["tokenizer_class"] = "CLIPTokenizer".into();
+        config["model_max_length"] = model_max_length.into();
+        write_text(&dir.join(TOKENIZER_CONFIG_FILE), &pretty_json(&config))?;
+        write_text(&dir.join(SPECIAL_TOKENS_FILE), &pretty_json(&specials))
     }
 
     /// Token strings by id (what Hugging Face writes as `vocab.json`).
@@ -136,12 +263,23 @@ impl Tokenizer {
         &self.vocab
     }
 
+    /// The id of `<|startoftext|>`.
+    pub fn start_of_text(&self) -> i64 {
+        self.specials[0].1
+    }
+
+    /// The id of `<|endoftext|>`, also the padding token.
+    pub fn end_of_text(&self) -> i64 {
+        self.specials[1].1
+    }
+
     /// The BPE ids of `text`, without start/end tokens and without truncation.
     pub fn encode(&self, text: &str) -> Vec<i64> {
         let mut ids = Vec::new();
         let mut rest = text;
         while !rest.is_empty() {
-            let next = SPECIALS
+            let next = self
+                .specials
                 .iter()
                 .filter_map(|(s, id)| rest.find(s).map(|at| (at, *s, *id)))
                 .min_by_key(|(at, _, _)| *at);
@@ -211,9 +349,9 @@ impl Tokenizer {
         let mut ids = self.encode(text);
         ids.truncate(context.saturating_sub(2));
         let mut out = Vec::with_capacity(ids.len() + 2);
-        out.push(START_OF_TEXT);
+        out.push(self.start_of_text());
         out.extend(ids);
-        out.push(END_OF_TEXT);
+        out.push(self.end_of_text());
         out
     }
 
@@ -227,10 +365,67 @@ impl Tokenizer {
         for row in rows {
             let pad = width - row.len();
             ids.extend(row);
-            ids.extend(std::iter::repeat_n(END_OF_TEXT, pad));
+            ids.extend(std::iter::repeat_n(self.end_of_text(), pad));
         }
         (ids, width)
     }
+}
+
+/// The vocabulary of a `vocab.json`: token strings by id, the ids numbering them 0..n−1.
+fn read_vocab(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| ClipError::io(path, e))?;
+    let map: HashMap<String, u32> = serde_json::from_str(&text)
+        .map_err(|e| ClipError::tokenizer(path, format!("not a JSON object of token → id: {e}")))?;
+    let mut by_id: Vec<(u32, String)> = map.into_iter().map(|(token, id)| (id, token)).collect();
+    by_id.sort_unstable();
+    let mut vocab = Vec::with_capacity(by_id.len());
+    for (id, token) in by_id {
+        let expected = vocab.len();
+        if id as usize != expected {
+            let message = match vocab.last() {
+                Some(previous) if id as usize + 1 == expected => {
+                    format!("id {id} is given to both `{previous}` and `{token}`")
+                }
+                _ => format!("no token has id {expected}: the ids must run 0..n−1 without gaps"),
+            };
+            return Err(ClipError::tokenizer(path, message));
+        }
+        vocab.push(token);
+    }
+    Ok(vocab)
+}
+
+/// The merges of a `merges.txt` as (line number, left, right), by rank. Like the `tokenizers`
+/// library, skips `#version` lines and takes each other line as exactly two tokens
+/// separated by one space.
+fn merge_lines(text: &str) -> std::result::Result<Vec<(usize, &str, &str)>, String> {
+    let mut merges = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.starts_with("#version") {
+            continue;
+        }
+        let mut parts = line.split(' ');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(left), Some(right), None) if !left.is_empty() && !right.is_empty() => {
+                merges.push((i + 1, left, right));
+            }
+            _ => {
+                return Err(format!(
+                    "line {}: expected two tokens separated by one space, found {line:?}",
+                    i + 1
+                ));
+            }
+        }
+    }
+    Ok(merges)
+}
+
+fn pretty_json(value: &serde_json::Value) -> String {
+    serde_json::to_string_pretty(value).expect("a JSON value serialises") + "\n"
+}
+
+fn write_text(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).map_err(|e| ClipError::io(path, e))
 }
 
 impl Default for Tokenizer {
@@ -265,5 +460,69 @@ mod tests {
         let (batch, width) = t.batch(&["a", "a photo of a cat"], CONTEXT_LENGTH);
         assert_eq!((batch.len(), width), (14, 7));
         assert_eq!(batch[3..7], [END_OF_TEXT; 4]);
+    }
+
+    /// A seven-token vocabulary with one merge (`a` + `b</w>`), as Hugging Face files.
+    const TINY_VOCAB: &str = r#"{"a": 0, "b": 1, "a</w>": 2, "b</w>": 3, "ab</w>": 4,
+        "<|startoftext|>": 5, "<|endoftext|>": 6}"#;
+    const TINY_MERGES: &str = "#version: 0.2\na b</w>\n";
+
+    /// Writes `vocab` and `merges` into a fresh directory and reads the tokenizer back.
+    fn read_tiny(vocab: &str, merges: &str) -> (tempfile::TempDir, Result<Option<Tokenizer>>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join(VOCAB_FILE), vocab).expect("vocab");
+        std::fs::write(dir.path().join(MERGES_FILE), merges).expect("merges");
+        let tokenizer = Tokenizer::from_model_dir(dir.path());
+        (dir, tokenizer)
+    }
+
+    /// The error of reading `vocab` + `merges`, checked to be one line that starts with the
+    /// path of `file`.
+    fn tiny_error(vocab: &str, merges: &str, file: &str) -> String {
+        let (dir, tokenizer) = read_tiny(vocab, merges);
+        let err = tokenizer.expect_err("malformed").to_string();
+        let path = dir.path().join(file).display().to_string();
+        assert!(err.starts_with(&format!("{path}: ")) && !err.contains('\n'), "{err}");
+        err
+    }
+
+    #[test]
+    fn reads_a_tokenizer_from_hugging_face_files() {
+        let (_dir, tokenizer) = read_tiny(TINY_VOCAB, TINY_MERGES);
+        let t = tokenizer.expect("valid files").expect("both files present");
+        assert_eq!((t.start_of_text(), t.end_of_text()), (5, 6));
+        assert_eq!(t.encode("AB ba"), [4, 1, 2]);
+        // Bytes without a token of their own become the unknown token, `<|endoftext|>`.
+        assert_eq!(t.encode_for_model("c", CONTEXT_LENGTH), [5, 6, 6]);
+        assert_eq!(t.batch(&["ab", "ba"], CONTEXT_LENGTH), (vec![5, 4, 6, 6, 5, 1, 2, 6], 4));
+        let empty = tempfile::tempdir().expect("tempdir");
+        assert!(Tokenizer::from_model_dir(empty.path()).expect("no files").is_none());
+    }
+
+    #[test]
+    fn malformed_tokenizer_files_are_errors_naming_the_file() {
+        let err = tiny_error("[1, 2]", TINY_MERGES, VOCAB_FILE);
+        assert!(err.contains("tokenizer: not a JSON object of token → id"), "{err}");
+        let err = tiny_error(&TINY_VOCAB.replace("\"b\": 1", "\"b\": 0"), TINY_MERGES, VOCAB_FILE);
+        assert!(err.contains("id 0 is given to both"), "{err}");
+        let err = tiny_error(&TINY_VOCAB.replace("\"b\": 1", "\"b\": 9"), TINY_MERGES, VOCAB_FILE);
+        assert!(err.contains("no token has id 1"), "{err}");
+        let err =
+            tiny_error(&TINY_VOCAB.replace("<|endoftext|>", "<|end|>"), TINY_MERGES, VOCAB_FILE);
+        assert!(err.contains("no token `<|endoftext|>`"), "{err}");
+        let err = tiny_error(TINY_VOCAB, "#version: 0.2\na b</w>\na  b\n", MERGES_FILE);
+        assert!(err.contains("line 3: expected two tokens separated by one space"), "{err}");
+        let err = tiny_error(TINY_VOCAB, "#version: 0.2\na b</w>\nb a</w>\n", MERGES_FILE);
+        assert!(err.contains("line 3: `b a</w>`: `ba</w>` is not in vocab.json"), "{err}");
+        let err = tiny_error("\u{feff}{\"a\": 0}", TINY_MERGES, VOCAB_FILE);
+        assert!(err.contains("not a JSON object"), "{err}");
+        let (dir, _) = read_tiny(TINY_VOCAB, TINY_MERGES);
+        std::fs::write(dir.path().join(VOCAB_FILE), b"{\"\xff\": 0}").expect("bad UTF-8");
+        let err = Tokenizer::from_model_dir(dir.path()).expect_err("bad UTF-8").to_string();
+        assert!(err.starts_with(&dir.path().join(VOCAB_FILE).display().to_string()), "{err}");
+        std::fs::remove_file(dir.path().join(MERGES_FILE)).expect("remove");
+        let err = Tokenizer::from_model_dir(dir.path()).expect_err("no merges").to_string();
+        let merges = dir.path().join(MERGES_FILE).display().to_string();
+        assert!(err.starts_with(&format!("{merges}: tokenizer: missing")), "{err}");
     }
 }

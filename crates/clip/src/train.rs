@@ -18,7 +18,6 @@ use crate::embedder::{Embedder, closest};
 use crate::error::{ClipError, Result};
 use crate::model::LoadedClip;
 use crate::tables::{Stimulus, read_stimuli, resolve_image};
-use crate::tokenizer::{CONTEXT_LENGTH, Tokenizer};
 
 /// CLIP clamps the learnable logit scale at 100 (Radford et al. 2021, §2.5).
 const MAX_LOGIT_SCALE: f64 = 100.0;
@@ -136,8 +135,8 @@ pub fn train(
     let pixels = Tensor::from_slice(&embedder.preprocess_files(&files)?)
         .view([train.len() as i64, 3, h as i64, w as i64])
         .to_device(device);
-    let tokenizer = Tokenizer::shared();
-    let context = CONTEXT_LENGTH.min(config.text_config.max_position_embeddings as usize);
+    let tokenizer = &embedder.clip().tokenizer;
+    let context = config.text_config.context_length();
     let texts: Vec<&str> =
         train.iter().flat_map(|x| x.captions.iter().map(String::as_str)).collect();
     let (ids, width) = tokenizer.batch(&texts, context);
@@ -321,7 +320,9 @@ impl Stage for Train {
                 "model",
                 "model",
                 ArtifactKind::Directory,
-                "Hugging Face CLIP layout: config.json, model.safetensors, preprocessor_config.json",
+                "Hugging Face CLIP layout: config.json, model.safetensors, \
+                 preprocessor_config.json, vocab.json, merges.txt, tokenizer_config.json, \
+                 special_tokens_map.json",
             ),
             Port::output(
                 "log",

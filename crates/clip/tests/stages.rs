@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use brainpipe_clip::{
-    Augment, Embed, STIMULI_TABLE, SelectCaptions, Train, Words, read_embeddings, read_stimuli,
-    read_targets,
+    Augment, Embed, MERGES_FILE, SPECIAL_TOKENS_FILE, STIMULI_TABLE, SelectCaptions,
+    TOKENIZER_CONFIG_FILE, Train, VOCAB_FILE, Words, read_embeddings, read_stimuli, read_targets,
 };
 use brainpipe_core::{Manifest, read_table, run_standalone, write_table};
 use serde_json::{Value, json};
@@ -187,6 +187,9 @@ fn training_is_deterministic_for_a_seed() {
     let weights =
         |d: &str| std::fs::read(base.join(d).join("model/model.safetensors")).expect("weights");
     assert_eq!(weights("det-a"), weights("det-b"), "same seed, same bytes");
+    for file in [VOCAB_FILE, MERGES_FILE, TOKENIZER_CONFIG_FILE, SPECIAL_TOKENS_FILE] {
+        assert!(base.join("det-a/model").join(file).is_file(), "clip.train writes {file}");
+    }
 }
 
 #[test]

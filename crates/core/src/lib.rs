@@ -56,6 +56,7 @@ pub use remote::{
 };
 pub use stage::{
     ArtifactKind, Context, DynStage, NoParams, ParamDoc, Params, Port, Stage, StageError,
+    input_list, list_input_key, split_input_key,
 };
 pub use standalone::{check_inputs, check_outputs, run_standalone};
 pub use table::{

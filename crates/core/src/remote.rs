@@ -44,6 +44,9 @@ pub struct PortInfo {
     pub doc: String,
     /// For inputs: whether required.
     pub required: bool,
+    /// For inputs: whether it takes a list of artifacts.
+    #[serde(default)]
+    pub many: bool,
 }
 
 /// A param as described in the catalogue.
@@ -97,6 +100,7 @@ impl StageInfo {
             kind: p.kind,
             doc: p.doc.to_owned(),
             required: p.required,
+            many: p.many,
         };
         StageInfo {
             name: stage.name().to_owned(),
@@ -151,6 +155,7 @@ impl RemoteStage {
             kind: p.kind,
             doc: leak(&p.doc),
             required: p.required,
+            many: p.many,
         };
         RemoteStage {
             name: leak(&info.name),

@@ -74,12 +74,47 @@ pub struct Port {
     pub doc: &'static str,
     /// For inputs: whether the stage can run without it.
     pub required: bool,
+    /// For inputs: whether it takes a list of artifacts (`port: [a.x, b.x]` in a pipeline,
+    /// `--in port=A --in port=B` on the command line); see [`list_input_key`].
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub many: bool,
+}
+
+/// The key under which the `index`-th artifact of list input `port` reaches a stage:
+/// `port#index`. A list input given one artifact may also arrive as plain `port`.
+pub fn list_input_key(port: &str, index: usize) -> String {
+    format!("{port}#{index}")
+}
+
+/// The port of an input key and, for a list element (`port#i`), its index.
+pub fn split_input_key(key: &str) -> (&str, Option<usize>) {
+    match key.rsplit_once('#') {
+        Some((port, index)) => match index.parse() {
+            Ok(i) => (port, Some(i)),
+            Err(_) => (key, None),
+        },
+        None => (key, None),
+    }
+}
+
+/// The paths of list input `port` among input keys (see [`Context::input_list`]).
+pub fn input_list<'a>(inputs: &'a BTreeMap<String, PathBuf>, port: &str) -> Vec<&'a Path> {
+    let mut found: Vec<(usize, &Path)> = inputs
+        .iter()
+        .filter_map(|(key, path)| match split_input_key(key) {
+            (p, Some(i)) if p == port => Some((i, path.as_path())),
+            (p, None) if p == port => Some((0, path.as_path())),
+            _ => None,
+        })
+        .collect();
+    found.sort_by_key(|(i, _)| *i);
+    found.into_iter().map(|(_, p)| p).collect()
 }
 
 impl Port {
     /// A required input.
     pub const fn input(name: &'static str, kind: ArtifactKind, doc: &'static str) -> Self {
-        Port { name, file: "", kind, doc, required: true }
+        Port { name, file: "", kind, doc, required: true, many: false }
     }
 
     /// An output written to `file` inside the output directory.
@@ -89,12 +124,18 @@ impl Port {
         kind: ArtifactKind,
         doc: &'static str,
     ) -> Self {
-        Port { name, file, kind, doc, required: true }
+        Port { name, file, kind, doc, required: true, many: false }
     }
 
     /// This input, but optional.
     pub const fn optional(mut self) -> Self {
         self.required = false;
+        self
+    }
+
+    /// This input, taking a list of artifacts (required: at least one).
+    pub const fn many(mut self) -> Self {
+        self.many = true;
         self
     }
 }
@@ -277,6 +318,12 @@ impl Context {
         self.inputs.get(port).map(PathBuf::as_path)
     }
 
+    /// Every path given for list input `port` (`port`, or `port#0`, `port#1`, … in index
+    /// order); empty when none was given.
+    pub fn input_list(&self, port: &str) -> Vec<&Path> {
+        input_list(&self.inputs, port)
+    }
+
     /// Where to write output `port`.
     ///
     /// # Panics
@@ -393,5 +440,26 @@ impl<S: Stage> DynStage for S {
         let params: S::Params = serde_json::from_value(params.clone())
             .map_err(|e| StageError::msg(format!("params of `{}`: {e}", S::NAME)))?;
         self.run(ctx, &params)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_input_keys_round_trip_and_order_numerically() {
+        assert_eq!(split_input_key(&list_input_key("predictions", 12)), ("predictions", Some(12)));
+        assert_eq!(split_input_key("targets"), ("targets", None));
+        assert_eq!(split_input_key("odd#name"), ("odd#name", None));
+        let inputs: BTreeMap<String, PathBuf> = [
+            ("p#10".to_owned(), PathBuf::from("ten")),
+            ("p#2".to_owned(), PathBuf::from("two")),
+            ("q".to_owned(), PathBuf::from("q")),
+        ]
+        .into();
+        assert_eq!(input_list(&inputs, "p"), vec![Path::new("two"), Path::new("ten")]);
+        assert_eq!(input_list(&inputs, "q"), vec![Path::new("q")]);
+        assert!(input_list(&inputs, "r").is_empty());
     }
 }

@@ -13,7 +13,7 @@ use crate::manifest::{
     InputRecord, MANIFEST_FILE, MANIFEST_FORMAT, Manifest, OutputRecord, host_name, rfc3339_utc,
     unix_seconds,
 };
-use crate::stage::{Context, DynStage, StageError};
+use crate::stage::{Context, DynStage, StageError, split_input_key};
 
 /// Checks that `inputs` names every required input of `stage` and nothing else.
 pub fn check_inputs(
@@ -21,18 +21,25 @@ pub fn check_inputs(
     inputs: &BTreeMap<String, PathBuf>,
 ) -> Result<(), StageError> {
     let ports = stage.inputs();
-    for name in inputs.keys() {
-        if !ports.iter().any(|p| p.name == name) {
+    for key in inputs.keys() {
+        let (name, index) = split_input_key(key);
+        let Some(port) = ports.iter().find(|p| p.name == name) else {
             let known: Vec<_> = ports.iter().map(|p| p.name).collect();
             return Err(StageError::msg(format!(
                 "`{}` has no input `{name}` (inputs: {})",
                 stage.name(),
                 if known.is_empty() { "none".to_owned() } else { known.join(", ") }
             )));
+        };
+        if index.is_some() && !port.many {
+            return Err(StageError::msg(format!(
+                "`{}` input `{name}` takes one artifact, not a list",
+                stage.name()
+            )));
         }
     }
     for port in ports.iter().filter(|p| p.required) {
-        if !inputs.contains_key(port.name) {
+        if !inputs.keys().any(|key| split_input_key(key).0 == port.name) {
             return Err(StageError::msg(format!("`{}` needs input `{}`", stage.name(), port.name)));
         }
     }

@@ -27,7 +27,7 @@ pub struct Report;
 impl Stage for Report {
     type Params = ReportParams;
     const NAME: &'static str = "eval.report";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const SUMMARY: &'static str = "Self-contained HTML report: results table (model × top-1/5/10, pairwise, vs chance and the oracle ceiling), rank histograms, training curves, per-subject scores";
 
     fn inputs(&self) -> Vec<Port> {
@@ -35,7 +35,7 @@ impl Stage for Report {
             Port::input(
                 "metrics",
                 ArtifactKind::Table("metrics"),
-                "metrics.parquet of eval.words (chained over every model)",
+                "metrics.parquet of eval.words (every model)",
             ),
             Port::input(
                 "study",
@@ -385,13 +385,26 @@ fn axes(svg: &mut String, x0: f64, x1: f64, y0: f64, y1: f64) {
         svg,
         "<line x1=\"{PAD}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" stroke=\"#444\"/><line x1=\"{PAD}\" y1=\"{PAD}\" x2=\"{PAD}\" y2=\"{b}\" stroke=\"#444\"/>\
          <text x=\"{PAD}\" y=\"{t}\" font-size=\"10\">{x0}</text><text x=\"{r}\" y=\"{t}\" font-size=\"10\" text-anchor=\"end\">{x1}</text>\
-         <text x=\"{l}\" y=\"{b}\" font-size=\"10\" text-anchor=\"end\">{y0:.3}</text><text x=\"{l}\" y=\"{top}\" font-size=\"10\" text-anchor=\"end\">{y1:.3}</text>",
+         <text x=\"{l}\" y=\"{b}\" font-size=\"10\" text-anchor=\"end\">{y0}</text><text x=\"{l}\" y=\"{top}\" font-size=\"10\" text-anchor=\"end\">{y1}</text>",
         b = H - PAD,
         r = W - 8.0,
         t = H - PAD + 14.0,
         l = PAD - 3.0,
         top = PAD + 4.0,
+        y0 = tick(y0),
+        y1 = tick(y1),
     );
+}
+
+/// An axis label: counts as integers, other values to three significant-looking places.
+fn tick(v: f64) -> String {
+    if v.fract() == 0.0 || v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else if v.abs() >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
 }
 
 /// Bars of `(x, count)`.

@@ -1,7 +1,7 @@
-//! `eval.words`: Brain2Word's scores of one model's predictions against the word targets.
+//! `eval.words`: Brain2Word's scores of models' predictions against the word targets.
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
 
 use brainpipe_core::{ArtifactKind, Context, Port, Stage, StageError};
 
@@ -34,7 +34,8 @@ brainpipe_core::params! {
         pub centre: bool = true,
         /// The k of each top-k accuracy (Brain2Word: 1, 5, 10).
         pub top_k: Vec<u32> = BRAIN2WORD_TOP_K.to_vec(),
-        /// Model name to report; empty: the predictions' `model` column.
+        /// Model name to report (one `predictions` table only); empty: the predictions' `model`
+        /// column.
         pub model: String = String::new(),
     }
 }
@@ -46,14 +47,14 @@ impl Stage for Words {
     type Params = WordsParams;
     const NAME: &'static str = "eval.words";
     const VERSION: u32 = 1;
-    const SUMMARY: &'static str = "Brain2Word metrics of a model's predictions: top-k, ranks, rank histogram, pairwise accuracy per held-out subject and paradigm";
+    const SUMMARY: &'static str = "Brain2Word metrics of models' predictions: top-k, ranks, rank histogram, pairwise accuracy per held-out subject and paradigm";
 
     fn inputs(&self) -> Vec<Port> {
         vec![
-            Port::input("predictions", ArtifactKind::Table("predictions"), "predictions.parquet of models.train / models.ridge / models.predict"),
+            Port::input("predictions", ArtifactKind::Table("predictions"), "predictions.parquet of models.train / models.ridge / models.predict, one table per model").many(),
             Port::input("targets", ArtifactKind::Table("targets"), "targets.parquet of clip.words: the candidate vectors"),
-            Port::input("training", ArtifactKind::Table("training"), "training.parquet of the same model: its curves go into the metrics for the report").optional(),
-            Port::input("previous", ArtifactKind::Table("metrics"), "metrics.parquet of another eval.words: its rows are carried over (chain one per model)").optional(),
+            Port::input("training", ArtifactKind::Table("training"), "training.parquet of the models: their curves go into the metrics for the report").optional().many(),
+            Port::input("previous", ArtifactKind::Table("metrics"), "metrics.parquet of other eval.words runs: their rows are carried over").optional().many(),
         ]
     }
 
@@ -67,35 +68,51 @@ impl Stage for Words {
     }
 
     fn run(&self, ctx: &mut Context, params: &WordsParams) -> Result<(), StageError> {
-        let targets_path = ctx.input("targets")?.to_path_buf();
-        let predictions_path = ctx.input("predictions")?.to_path_buf();
-        let targets = read_targets(&targets_path)?;
-        let mut predictions = read_predictions(&predictions_path)?;
-        if !params.model.is_empty() {
-            predictions.model.iter_mut().for_each(|m| m.clone_from(&params.model));
+        let targets = read_targets(ctx.input("targets")?)?;
+        let prediction_paths: Vec<PathBuf> =
+            ctx.input_list("predictions").into_iter().map(Path::to_path_buf).collect();
+        if !params.model.is_empty() && prediction_paths.len() > 1 {
+            return Err(StageError::msg(format!(
+                "`model` names one predictions table; {} were given (their `model` columns name them)",
+                prediction_paths.len()
+            )));
         }
-        let mut rows = match ctx.optional_input("previous") {
-            Some(path) => read_metrics(path)?,
-            None => Vec::new(),
-        };
+        let mut rows = Vec::new();
+        for path in ctx.input_list("previous") {
+            rows.extend(read_metrics(path)?);
+        }
         let top: Vec<usize> = params.top_k.iter().map(|&k| k as usize).collect();
-        let scored = score_words(
-            &predictions,
-            &targets,
-            params.similarity,
-            params.centre,
-            &top,
-            &predictions_path,
-        )?;
-        ctx.note("scans", scored.scans);
-        ctx.note("skipped_scans", scored.skipped);
-        for row in scored.rows.iter().filter(|r| r.subject == ALL && r.paradigm == ALL) {
-            if r_is_headline(&row.metric) {
-                ctx.note(format!("{}.{}", row.model, row.metric), row.value);
+        let (mut scans, mut skipped) = (0, 0);
+        let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
+        for path in &prediction_paths {
+            let mut predictions = read_predictions(path)?;
+            if !params.model.is_empty() {
+                predictions.model.iter_mut().for_each(|m| m.clone_from(&params.model));
             }
+            // Two tables with the same model name would mix their rows: refuse.
+            for model in predictions.model.iter().collect::<BTreeSet<_>>() {
+                if let Some(first) = seen.insert(model.clone(), path.clone()) {
+                    return Err(EvalError::data(
+                        path,
+                        format!("model `{model}` is also in {}", first.display()),
+                    )
+                    .into());
+                }
+            }
+            let scored =
+                score_words(&predictions, &targets, params.similarity, params.centre, &top, path)?;
+            scans += scored.scans;
+            skipped += scored.skipped;
+            for row in scored.rows.iter().filter(|r| r.subject == ALL && r.paradigm == ALL) {
+                if r_is_headline(&row.metric) {
+                    ctx.note(format!("{}.{}", row.model, row.metric), row.value);
+                }
+            }
+            rows.extend(scored.rows);
         }
-        rows.extend(scored.rows);
-        if let Some(path) = ctx.optional_input("training") {
+        ctx.note("scans", scans);
+        ctx.note("skipped_scans", skipped);
+        for path in ctx.input_list("training") {
             rows.extend(curve_rows(&read_training(path)?, &params.model));
         }
         write_metrics(&ctx.output("metrics"), &rows)?;

@@ -1,5 +1,5 @@
-//! `eval.words` chained over two models (with a training table) and `eval.report` on the result,
-//! run the way every runner runs them (`run_standalone`).
+//! `eval.words` chained over two models (with a training table), the same models as one list
+//! input, and `eval.report` on the result, run the way every runner runs them (`run_standalone`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -71,6 +71,43 @@ fn words_chain_and_report() {
     }
     let metrics = previous.expect("metrics");
     let rows = read_metrics(&metrics).expect("read");
+
+    // The same two models as one list input (`predictions#0`, `predictions#1`): the same rows.
+    let listed: BTreeMap<String, PathBuf> = [
+        ("predictions#0".to_owned(), dir.path().join("ridge.parquet")),
+        ("predictions#1".to_owned(), dir.path().join("base.parquet")),
+        ("training#0".to_owned(), dir.path().join("training.parquet")),
+        ("targets".to_owned(), targets.clone()),
+    ]
+    .into();
+    let out = dir.path().join("eval-list");
+    run_standalone(&Words, &listed, &json!({}), &out, &BTreeMap::new()).expect("list inputs");
+    assert_eq!(read_metrics(&out.join("metrics.parquet")).expect("read"), rows);
+    // The same model twice is refused, naming the second table; so is `model` over a list.
+    let twice: BTreeMap<String, PathBuf> = [
+        ("predictions#0".to_owned(), dir.path().join("base.parquet")),
+        ("predictions#1".to_owned(), dir.path().join("base.parquet")),
+        ("targets".to_owned(), targets.clone()),
+    ]
+    .into();
+    let err = run_standalone(&Words, &twice, &json!({}), &dir.path().join("x"), &BTreeMap::new())
+        .expect_err("duplicate model");
+    assert!(err.to_string().contains("model `base` is also in"), "{err}");
+    let err = run_standalone(
+        &Words,
+        &listed,
+        &json!({"model": "m"}),
+        &dir.path().join("y"),
+        &BTreeMap::new(),
+    )
+    .expect_err("model over a list");
+    assert!(err.to_string().contains("`model` names one predictions table"), "{err}");
+    // `targets` takes one artifact.
+    let mut bad = listed.clone();
+    bad.insert("targets#1".to_owned(), targets.clone());
+    let err = run_standalone(&Words, &bad, &json!({}), &dir.path().join("z"), &BTreeMap::new())
+        .expect_err("list on a single input");
+    assert!(err.to_string().contains("takes one artifact"), "{err}");
     for model in ["ridge", "base"] {
         let top1 = rows.iter().find(|r| {
             r.model == model && r.subject == ALL && r.paradigm == ALL && r.metric == "top1"

@@ -11,6 +11,7 @@ use brainpipe_core::{ArtifactKind, Context, Port, Stage, StageError, f32_list_ty
 use serde::Deserialize;
 
 use crate::error::{IngestError, Result};
+use crate::rois::load_roi_labels;
 use crate::scans::{SourceFile, TrialInfo, for_each_subject, ingest_subject, load_mask};
 use crate::study::{STIMULI_TABLE, stimuli_schema};
 
@@ -30,7 +31,7 @@ pub struct IngestBold5000;
 impl Stage for IngestBold5000 {
     type Params = Bold5000Params;
     const NAME: &'static str = "ingest.bold5000";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const SUMMARY: &'static str =
         "BOLD5000 2.0 GLMsingle betas + presentation lists (+ COCO captions) → scans + stimuli";
 
@@ -62,6 +63,12 @@ impl Stage for IngestBold5000 {
                 "mask",
                 ArtifactKind::Nifti,
                 "brain or ROI mask on the betas' grid (or resampled through the affines)",
+            )
+            .optional(),
+            Port::input(
+                "rois",
+                ArtifactKind::Directory,
+                "ROI masks on the betas' grid: SUBJECT/NAME.npy|.mat or SUBJECT_NAME.npy|.mat; keeps the voxels of their union and labels them (voxels' `roi`)",
             )
             .optional(),
         ]
@@ -101,10 +108,19 @@ impl Stage for IngestBold5000 {
         let trials_of = |file: &SourceFile, volumes: usize| {
             session_trials(file, &sessions[&file.path], volumes)
         };
+        // Every mask is read and checked against its subject's grid before anything is written.
+        let rois = match ctx.optional_input("rois") {
+            Some(dir) => Some(load_roi_labels(dir, &subject_grids(&by_subject)?)?),
+            None => None,
+        };
         let by_subject: Vec<(String, Vec<SourceFile>)> = by_subject.into_iter().collect();
         for_each_subject(ctx, &by_subject, |subject, files| {
-            ingest_subject(&out, subject, files, mask.as_ref(), &trials_of)
+            let labels = rois.as_ref().and_then(|r| r.labels.get(subject)).map(Vec::as_slice);
+            ingest_subject(&out, subject, files, mask.as_ref(), labels, &trials_of)
         })?;
+        if let Some(rois) = &rois {
+            ctx.note("rois", &rois.names);
+        }
         let mut shown: BTreeMap<String, usize> = BTreeMap::new();
         for line in sessions.values().flatten().flatten() {
             *shown.entry(strip_rep(line).to_owned()).or_default() += 1;
@@ -115,6 +131,20 @@ impl Stage for IngestBold5000 {
         ctx.note("images", shown.len());
         Ok(())
     }
+}
+
+/// Each subject's grid dims, from the header of its first beta file.
+fn subject_grids(
+    by_subject: &BTreeMap<String, Vec<SourceFile>>,
+) -> Result<BTreeMap<String, [usize; 3]>> {
+    by_subject
+        .iter()
+        .filter_map(|(subject, files)| Some((subject, files.first()?)))
+        .map(|(subject, file)| {
+            let header = brainpipe_nifti::read_header(&file.path)?;
+            Ok((subject.clone(), header.shape3()))
+        })
+        .collect()
 }
 
 fn strip_rep(name: &str) -> &str {

@@ -32,6 +32,14 @@ pub enum IngestError {
         /// What is wrong.
         message: String,
     },
+    /// An ROI mask is malformed or does not fit its subject's grid.
+    #[error("{}: roi mask: {message}", path.display())]
+    Roi {
+        /// The mask file (or the ROI directory).
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// An events file is malformed.
     #[error("{}: events: {message}", path.display())]
     Events {
@@ -71,6 +79,10 @@ impl IngestError {
 
     pub(crate) fn nifti(path: &Path, message: impl Into<String>) -> Self {
         IngestError::Nifti { path: path.to_path_buf(), message: message.into() }
+    }
+
+    pub(crate) fn roi(path: &Path, message: impl Into<String>) -> Self {
+        IngestError::Roi { path: path.to_path_buf(), message: message.into() }
     }
 
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {

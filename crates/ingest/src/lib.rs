@@ -33,6 +33,8 @@ mod noise;
 mod params;
 mod pereira;
 mod rng;
+mod rois;
+mod row_groups;
 mod scans;
 mod study;
 mod timeseries;

@@ -27,7 +27,7 @@ pub struct IngestPereira;
 impl Stage for IngestPereira {
     type Params = PereiraParams;
     const NAME: &'static str = "ingest.pereira";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const SUMMARY: &'static str = "Pereira et al. 2018 .mat files (examples, keyConcept, meta) → scans with Gordon ROI per column";
 
     fn inputs(&self) -> Vec<Port> {

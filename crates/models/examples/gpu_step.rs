@@ -11,6 +11,7 @@ use brainpipe_models::losses::{classification_loss, reconstruction_loss, regress
 use brainpipe_models::net::{
     DROPOUT, LEAKY_SLOPE, ModelKind, Net, NetConfig, Precision, ROI_SCALE,
 };
+use brainpipe_tensor::{AdamConfig, FusedAdam};
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 
@@ -39,6 +40,8 @@ fn config(kind: ModelKind, sizes: &[usize]) -> NetConfig {
     NetConfig {
         kind,
         inputs: first,
+        columns: Vec::new(),
+        features_width: 0,
         hidden: vec![2000, 200],
         embedding: 300,
         classes: 180,
@@ -50,6 +53,7 @@ fn config(kind: ModelKind, sizes: &[usize]) -> NetConfig {
         tied: false,
         precision: match std::env::var("PRECISION").as_deref() {
             Ok("bf16") => Precision::Bf16,
+            Ok("tf32") => Precision::Tf32,
             _ => Precision::Fp32,
         },
         target_mean: Vec::new(),
@@ -59,9 +63,19 @@ fn config(kind: ModelKind, sizes: &[usize]) -> NetConfig {
 fn step_ms(kind: ModelKind, sizes: &[usize], steps: usize, device: Device) -> Result<f64, Error> {
     tch::manual_seed(1);
     let cfg = config(kind, sizes);
+    let _tf32 = cfg.precision.activate();
     let vs = nn::VarStore::new(device);
     let net = Net::new(&vs.root(), &cfg);
-    let mut opt = nn::Adam { amsgrad: true, eps: 1e-7, ..Default::default() }.build(&vs, 1e-3)?;
+    // OPTIMIZER=tch: tch's per-variable Adam; default: the fused multi-tensor Adam models.train uses.
+    let mut tch_adam = if std::env::var("OPTIMIZER").as_deref() == Ok("tch") {
+        Some(nn::Adam { amsgrad: true, eps: 1e-7, ..Default::default() }.build(&vs, 1e-3)?)
+    } else {
+        None
+    };
+    let mut fused = FusedAdam::new(
+        &vs,
+        AdamConfig { lr: 1e-3, eps: 1e-7, amsgrad: true, ..AdamConfig::default() },
+    );
     // Data resident on the device: 540 scans (one subject), batches drawn by index.
     let x = Tensor::randn([540, cfg.inputs as i64], (Kind::Float, device));
     let t = Tensor::randn([540, 300], (Kind::Float, device));
@@ -80,7 +94,10 @@ fn step_ms(kind: ModelKind, sizes: &[usize], steps: usize, device: Device) -> Re
             if let Some(r) = &out.reconstruction {
                 loss += reconstruction_loss(&xb, r);
             }
-            opt.backward_step(&loss);
+            match tch_adam.as_mut() {
+                Some(opt) => opt.backward_step(&loss),
+                None => fused.backward_step(&loss)?,
+            }
         }
         if let Device::Cuda(_) = device {
             tch::Cuda::synchronize(0);
@@ -129,7 +146,7 @@ fn main() -> Result<(), Error> {
         .resolve()?;
     println!(
         "{}",
-        serde_json::json!({"impl": "brainpipe-tch", "device": brainpipe_tensor::device_name(device), "inputs": sizes.iter().sum::<usize>(), "tf32_env": std::env::var("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE").ok()})
+        serde_json::json!({"impl": "brainpipe-tch", "device": brainpipe_tensor::device_name(device), "inputs": sizes.iter().sum::<usize>(), "precision": std::env::var("PRECISION").unwrap_or_else(|_| "fp32".into())})
     );
     let only = std::env::var("MODELS").unwrap_or_default();
     for kind in [ModelKind::Base, ModelKind::Roi, ModelKind::Autoencoder] {
@@ -139,7 +156,7 @@ fn main() -> Result<(), Error> {
         let ms = step_ms(kind, &sizes, steps, device)?;
         println!(
             "{}",
-            serde_json::json!({"impl": "brainpipe-tch", "model": kind.name(), "ms_per_step": ms, "steps": steps, "roi_groups": config(kind, &sizes).roi_groups, "precision": config(kind, &sizes).precision})
+            serde_json::json!({"impl": "brainpipe-tch", "model": kind.name(), "ms_per_step": ms, "steps": steps, "roi_groups": config(kind, &sizes).roi_groups, "precision": config(kind, &sizes).precision, "optimizer": std::env::var("OPTIMIZER").unwrap_or_else(|_| "fused".into())})
         );
     }
     if tch::Cuda::is_available() {

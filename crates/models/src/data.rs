@@ -160,6 +160,17 @@ impl Dataset {
             .flat_map(|&i| self.x[i * self.width..(i + 1) * self.width].iter().copied())
             .collect()
     }
+
+    /// The inputs of `rows` restricted to `columns` (`None`: every column), row-major.
+    pub fn inputs_of(&self, rows: &[usize], columns: Option<&[usize]>) -> Vec<f32> {
+        let Some(columns) = columns else { return self.inputs(rows) };
+        let mut out = Vec::with_capacity(rows.len() * columns.len());
+        for &i in rows {
+            let row = &self.x[i * self.width..(i + 1) * self.width];
+            out.extend(columns.iter().map(|&c| row[c]));
+        }
+        out
+    }
 }
 
 /// Reads the ROI blocks of a `rois/1` table as `(first, count)` column ranges.

@@ -27,6 +27,7 @@ pub mod losses;
 pub mod net;
 mod predict;
 mod ridge;
+pub mod select;
 mod train;
 
 pub use data::{Dataset, FEATURES_TABLE, ROIS_TABLE, read_roi_blocks};

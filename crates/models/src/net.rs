@@ -48,9 +48,33 @@ pub enum Precision {
     #[default]
     Fp32,
     /// Inputs and weights of the large matmuls cast to bfloat16 (f32 master weights, f32
-    /// everywhere else): the bf16 tensor cores on CUDA. tch exposes no TF32 switch; set
-    /// `TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1` in the environment for TF32.
+    /// everywhere else): the bf16 tensor cores on CUDA.
     Bf16,
+    /// f32 tensors, CUDA matmuls on TF32 tensor cores (LibTorch's global switch, set for the
+    /// duration of training and prediction; see `brainpipe_tensor::set_tf32`). The same as
+    /// `fp32` on the CPU.
+    Tf32,
+}
+
+impl Precision {
+    /// Sets LibTorch's TF32 switch for this precision until the guard is dropped.
+    pub fn activate(self) -> Tf32Guard {
+        let previous = brainpipe_tensor::tf32_allowed();
+        brainpipe_tensor::set_tf32(self == Precision::Tf32);
+        Tf32Guard { previous }
+    }
+}
+
+/// Restores LibTorch's TF32 switch when dropped (from [`Precision::activate`]).
+#[derive(Debug)]
+pub struct Tf32Guard {
+    previous: bool,
+}
+
+impl Drop for Tf32Guard {
+    fn drop(&mut self) {
+        brainpipe_tensor::set_tf32(self.previous);
+    }
 }
 
 /// Everything needed to rebuild a network: stored as `config` in `model.safetensors`.
@@ -58,8 +82,15 @@ pub enum Precision {
 pub struct NetConfig {
     /// Which network.
     pub kind: ModelKind,
-    /// Input width (Brain2Word's template: 65,730).
+    /// Columns the network reads (Brain2Word's template: 65,730).
     pub inputs: usize,
+    /// Template columns read, ascending, when the fold selected its inputs (empty: every
+    /// column of the features, `inputs` of them).
+    #[serde(default)]
+    pub columns: Vec<usize>,
+    /// Width of the features table the columns index (0 when `columns` is empty).
+    #[serde(default)]
+    pub features_width: usize,
     /// Hidden widths after the first layer's (Base: 2000, 200; ROI: the ROI layer, then these
     /// minus the first).
     pub hidden: Vec<usize>,
@@ -90,6 +121,22 @@ pub struct NetConfig {
 }
 
 impl NetConfig {
+    /// Width of the features table this network expects.
+    pub fn expected_features_width(&self) -> usize {
+        if self.columns.is_empty() { self.inputs } else { self.features_width }
+    }
+
+    /// This config restricted to `selected` (inputs, columns and renumbered ROI blocks).
+    pub fn restricted(&self, selected: &crate::select::Selected) -> NetConfig {
+        NetConfig {
+            inputs: selected.columns.len(),
+            features_width: self.expected_features_width(),
+            columns: selected.columns.clone(),
+            rois: if self.kind == ModelKind::Roi { selected.blocks.clone() } else { Vec::new() },
+            ..self.clone()
+        }
+    }
+
     /// Widths of the hidden layers as built (the ROI model's first is the ROI layer's).
     pub fn hidden_widths(&self) -> Vec<usize> {
         match self.kind {
@@ -142,7 +189,7 @@ impl Dense {
     /// The forward pass with the matmul in `precision`.
     fn forward_in(&self, x: &Tensor, precision: Precision) -> Tensor {
         match precision {
-            Precision::Fp32 => self.forward(x),
+            Precision::Fp32 | Precision::Tf32 => self.forward(x),
             Precision::Bf16 => x
                 .to_kind(Kind::BFloat16)
                 .linear(
@@ -157,7 +204,7 @@ impl Dense {
 /// `a.bmm(b)` in `precision`, the result in f32.
 fn bmm_in(a: &Tensor, b: &Tensor, precision: Precision) -> Tensor {
     match precision {
-        Precision::Fp32 => a.bmm(b),
+        Precision::Fp32 | Precision::Tf32 => a.bmm(b),
         Precision::Bf16 => {
             a.to_kind(Kind::BFloat16).bmm(&b.to_kind(Kind::BFloat16)).to_kind(Kind::Float)
         }

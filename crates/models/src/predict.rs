@@ -31,7 +31,7 @@ pub struct Predict;
 impl Stage for Predict {
     type Params = PredictParams;
     const NAME: &'static str = "models.predict";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const SUMMARY: &'static str = "Applies the fold models of models.train to features: predicted embeddings and class scores";
 
     fn inputs(&self) -> Vec<Port> {
@@ -96,12 +96,25 @@ pub fn predict_dir(
     let mut out = Predictions::default();
     for file in &files {
         let (config, name, fold, tests) = read_fold_config(file)?;
-        if config.inputs != data.width {
+        if config.expected_features_width() != data.width {
             return Err(ModelsError::data(
                 file,
-                format!("model takes {} inputs, the features have {}", config.inputs, data.width),
+                format!(
+                    "model reads features {} columns wide, these have {}",
+                    config.expected_features_width(),
+                    data.width
+                ),
             ));
         }
+        if config.columns.iter().any(|&c| c >= data.width) {
+            return Err(ModelsError::data(file, "config.net.columns index past the features"));
+        }
+        let tensors = if config.columns.is_empty() {
+            tensors.shallow_clone()
+        } else {
+            tensors.with_columns(&config.columns)
+        };
+        let _tf32 = config.precision.activate();
         let mut vs = nn::VarStore::new(device);
         let net = Net::new(&vs.root(), &config);
         load_var_store(&mut vs, file)?;

@@ -12,8 +12,9 @@ use brainpipe_tensor::{DeviceChoice, device_name};
 use tch::{Device, Kind, Tensor};
 
 use crate::cv::{CrossValidation, Validation, folds};
-use crate::data::Dataset;
+use crate::data::{Dataset, read_roi_blocks};
 use crate::error::{ModelsError, Result};
+use crate::select::{Selected, Selection, select};
 
 /// Table kind of the ridge model files' metadata.
 pub const RIDGE_SCHEMA: &str = "brain2word-ridge/1";
@@ -36,6 +37,12 @@ brainpipe_core::params! {
         pub folds: usize = 5,
         /// Column of the features table matched against the targets' `stimulus`.
         pub stimulus_column: String = "stimulus".to_owned(),
+        /// Input selection per fold from its training scans: `none` (every column),
+        /// `roi_stability` (whole ROIs by mean cross-subject stability; needs `rois`) or
+        /// `voxel_stability`. See docs/MODELS.md ("Input selection").
+        pub select: Selection = Selection::None,
+        /// Columns `select` keeps (whole ROIs: at least this many).
+        pub select_columns: usize = 0,
         /// Seed of the inner folds.
         pub seed: u64 = 7,
         /// `auto`, `cpu`, `cuda`, `cuda:N`.
@@ -49,7 +56,7 @@ pub struct Ridge;
 impl Stage for Ridge {
     type Params = RidgeParams;
     const NAME: &'static str = "models.ridge";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const SUMMARY: &'static str = "Ridge baseline: closed-form (dual, eigendecomposition, f64) features → target vectors, alpha by inner cross-validation";
 
     fn inputs(&self) -> Vec<Port> {
@@ -60,6 +67,12 @@ impl Stage for Ridge {
                 "features.parquet of features.template_pad",
             ),
             Port::input("targets", ArtifactKind::Table("targets"), "targets.parquet of clip.words"),
+            Port::input(
+                "rois",
+                ArtifactKind::Table("rois"),
+                "rois.parquet of features.template_pad (select: roi_stability)",
+            )
+            .optional(),
         ]
     }
 
@@ -69,7 +82,7 @@ impl Stage for Ridge {
                 "model",
                 "model",
                 ArtifactKind::Directory,
-                "fold-NN.safetensors: `weight` [dim, inputs], `bias` [dim]; config with the chosen alpha",
+                "fold-NN.safetensors: `weight` [dim, inputs] (zero on unselected columns), `bias` [dim]; config with the chosen alpha and columns",
             ),
             Port::output(
                 "predictions",
@@ -88,11 +101,16 @@ impl Stage for Ridge {
         }
         let data =
             Dataset::read(ctx.input("features")?, ctx.input("targets")?, &p.stimulus_column)?;
+        let blocks = match ctx.optional_input("rois") {
+            Some(path) => read_roi_blocks(path, data.width)?,
+            None => Vec::new(),
+        };
         let dir = ctx.output("model");
         std::fs::create_dir_all(&dir).map_err(|e| brainpipe_core::Error::io(&dir, e))?;
-        let (predictions, alphas) = fit_all(&data, p, device, &dir)?;
-        ctx.note("alphas", alphas);
-        write_predictions(&ctx.output("predictions"), &predictions)?;
+        let fits = fit_all(&data, &blocks, p, device, &dir)?;
+        ctx.note("alphas", fits.alphas);
+        ctx.note("selected_columns", fits.selected);
+        write_predictions(&ctx.output("predictions"), &fits.predictions)?;
         Ok(())
     }
 }
@@ -139,7 +157,14 @@ impl Dual {
 }
 
 /// Picks the alpha with the lowest summed squared error over inner folds of `train`.
-fn choose_alpha(data: &Dataset, train: &[usize], p: &RidgeParams, device: Device) -> f64 {
+fn choose_alpha(
+    data: &Dataset,
+    train: &[usize],
+    columns: Option<&[usize]>,
+    p: &RidgeParams,
+    device: Device,
+) -> f64 {
+    let width = columns.map_or(data.width, <[usize]>::len);
     let subjects: Vec<String> = train.iter().map(|&i| data.subject[i].clone()).collect();
     let inner_cv = {
         let mut distinct = subjects.clone();
@@ -158,10 +183,10 @@ fn choose_alpha(data: &Dataset, train: &[usize], p: &RidgeParams, device: Device
         let fit: Vec<usize> = f.train.iter().chain(&f.validation).map(|&k| train[k]).collect();
         let held: Vec<usize> = f.test.iter().map(|&k| train[k]).collect();
         let dual = Dual::new(
-            &rows_tensor(&data.inputs(&fit), data.width, device),
+            &rows_tensor(&data.inputs_of(&fit, columns), width, device),
             &rows_tensor(&data.target_vectors(&fit), data.targets.dim, device),
         );
-        let x_held = rows_tensor(&data.inputs(&held), data.width, device);
+        let x_held = rows_tensor(&data.inputs_of(&held, columns), width, device);
         let y_held = rows_tensor(&data.target_vectors(&held), data.targets.dim, device);
         for (e, &alpha) in errors.iter_mut().zip(&p.alphas) {
             *e += (dual.predict(&x_held, alpha) - &y_held)
@@ -174,27 +199,41 @@ fn choose_alpha(data: &Dataset, train: &[usize], p: &RidgeParams, device: Device
     p.alphas[best]
 }
 
+/// What [`fit_all`] returns besides the files it writes.
+struct Fits {
+    predictions: Predictions,
+    /// Chosen alpha per fold.
+    alphas: Vec<f64>,
+    /// Columns read per fold.
+    selected: Vec<usize>,
+}
+
 /// Fits every outer fold; writes the fold files and returns the predictions and chosen alphas.
 fn fit_all(
     data: &Dataset,
+    blocks: &[(usize, usize)],
     p: &RidgeParams,
     device: Device,
     dir: &Path,
-) -> Result<(Predictions, Vec<f64>)> {
+) -> Result<Fits> {
     let outer = folds(&data.subject, p.cv, p.folds, Validation::Fraction, 0.0, p.seed);
-    let mut predictions = Predictions::default();
-    let mut chosen = Vec::new();
+    let mut fits =
+        Fits { predictions: Predictions::default(), alphas: Vec::new(), selected: Vec::new() };
     for fold in &outer {
         let train: Vec<usize> = fold.train.iter().chain(&fold.validation).copied().collect();
-        let alpha = choose_alpha(data, &train, p, device);
-        chosen.push(alpha);
+        let selected = select(data, &train, blocks, p.select, p.select_columns)?;
+        let columns = selected.as_ref().map(|s| s.columns.as_slice());
+        let width = columns.map_or(data.width, <[usize]>::len);
+        fits.selected.push(width);
+        let alpha = choose_alpha(data, &train, columns, p, device);
+        fits.alphas.push(alpha);
         let dual = Dual::new(
-            &rows_tensor(&data.inputs(&train), data.width, device),
+            &rows_tensor(&data.inputs_of(&train, columns), width, device),
             &rows_tensor(&data.target_vectors(&train), data.targets.dim, device),
         );
         let weights = dual.weights(alpha);
         let bias = &dual.y_mean - dual.x_mean.mm(&weights);
-        let x_test = rows_tensor(&data.inputs(&fold.test), data.width, device);
+        let x_test = rows_tensor(&data.inputs_of(&fold.test, columns), width, device);
         let pred =
             (x_test.mm(&weights) + &bias).to_kind(Kind::Float).to_device(Device::Cpu).contiguous();
         let embedding = Vec::<f32>::try_from(&pred.view([-1]))?;
@@ -204,20 +243,18 @@ fn fit_all(
             )?)
         };
         let file = dir.join(format!("fold-{:02}.safetensors", fold.index));
+        let weight = full_width(&to_vec(&weights.transpose(0, 1))?, selected.as_ref(), data.width);
         let tensors = vec![
-            NamedTensor::f32(
-                "weight",
-                vec![data.targets.dim, data.width],
-                &to_vec(&weights.transpose(0, 1))?,
-            ),
+            NamedTensor::f32("weight", vec![data.targets.dim, data.width], &weight),
             NamedTensor::f32("bias", vec![data.targets.dim], &to_vec(&bias)?),
         ];
         let config = serde_json::json!({
             "model": p.name, "alpha": alpha, "fold": fold.index, "test_subjects": fold.test_subjects,
             "inputs": data.width, "dim": data.targets.dim, "params": p,
+            "columns": selected.as_ref().map(|s| &s.columns),
         });
         write_safetensors(&file, &tensors, RIDGE_SCHEMA, &config)?;
-        predictions.extend(data.predictions(
+        fits.predictions.extend(data.predictions(
             &fold.test,
             &p.name,
             fold.index,
@@ -225,5 +262,18 @@ fn fit_all(
             (Vec::new(), 0),
         ));
     }
-    Ok((predictions, chosen))
+    Ok(fits)
+}
+
+/// `[dim, selected]` weights as `[dim, width]`, zero on the columns the fold did not read.
+fn full_width(weight: &[f32], selected: Option<&Selected>, width: usize) -> Vec<f32> {
+    let Some(s) = selected else { return weight.to_vec() };
+    let n = s.columns.len();
+    let mut out = vec![0.0f32; weight.len() / n.max(1) * width];
+    for (row, w) in out.chunks_exact_mut(width).zip(weight.chunks_exact(n)) {
+        for (&c, &v) in s.columns.iter().zip(w) {
+            row[c] = v;
+        }
+    }
+    out
 }

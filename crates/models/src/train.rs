@@ -8,10 +8,11 @@ use std::time::Instant;
 use brainpipe_core::{ArtifactKind, Context, Port, Stage, StageError};
 use brainpipe_eval::{EpochRecord, Predictions, write_predictions, write_training};
 use brainpipe_tensor::{
-    DeviceChoice, device_name, f32_rows_to_tensor, save_var_store, tensor_to_f32_rows,
+    AdamConfig, DeviceChoice, FusedAdam, device_name, f32_rows_to_tensor, save_var_store,
+    tensor_to_f32_rows,
 };
 use serde::Serialize;
-use tch::nn::{self, OptimizerConfig};
+use tch::nn;
 use tch::{Device, Kind, Tensor};
 
 use crate::cv::{CrossValidation, Fold, Validation, folds};
@@ -21,6 +22,7 @@ use crate::losses::{
     LossKind, classification_loss, mean_regularisation_loss, reconstruction_loss, regression_loss,
 };
 use crate::net::{DROPOUT, LEAKY_SLOPE, ModelKind, Net, NetConfig, Precision, ROI_SCALE};
+use crate::select::{Selection, select};
 
 /// Table kind of the model files' metadata (`brainpipe.schema`).
 pub const MODEL_SCHEMA: &str = "brain2word-model/1";
@@ -97,14 +99,21 @@ brainpipe_core::params! {
         /// common direction the cosine losses otherwise chase); predictions get the mean back.
         /// Not in the paper: a deviation, documented in docs/MODELS.md.
         pub centre_targets: bool = true,
+        /// Input selection per fold from its training scans (not its validation or test scans):
+        /// `none` (every column, Brain2Word), `roi_stability` (whole ROIs by mean cross-subject
+        /// stability; needs `rois`) or `voxel_stability`. A deviation when on; docs/MODELS.md.
+        pub select: Selection = Selection::None,
+        /// Columns `select` keeps (whole ROIs: at least this many).
+        pub select_columns: usize = 0,
         /// Column of the features table matched against the targets' `stimulus`.
         pub stimulus_column: String = "stimulus".to_owned(),
         /// Seed of initialisation, shuffles, dropout and the validation split.
         pub seed: u64 = 7,
         /// `auto` (CUDA when present), `cpu`, `cuda`, `cuda:N`.
         pub device: String = "auto".to_owned(),
-        /// Number format of the large matmuls: `fp32`, or `bf16` (bfloat16 inputs and weights for
-        /// the first layer and the autoencoder's output layer, f32 master weights; for CUDA).
+        /// Number format of the large matmuls: `fp32`; `tf32` (f32 tensors, CUDA matmuls on TF32
+        /// tensor cores); or `bf16` (bfloat16 inputs and weights for the first layer and the
+        /// autoencoder's output layer, f32 master weights). On the CPU `tf32` is `fp32`.
         pub precision: Precision = Precision::Fp32,
         /// CPU threads for LibTorch (0: its default). 1 makes CPU runs bitwise reproducible.
         pub threads: i32 = 0,
@@ -117,7 +126,7 @@ pub struct Train;
 impl Stage for Train {
     type Params = TrainParams;
     const NAME: &'static str = "models.train";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const SUMMARY: &'static str = "Brain2Word networks (base, roi, autoencoder; regression/classification/combined loss, mean regularisation) trained per cross-validation fold";
 
     fn inputs(&self) -> Vec<Port> {
@@ -135,7 +144,7 @@ impl Stage for Train {
             Port::input(
                 "rois",
                 ArtifactKind::Table("rois"),
-                "rois.parquet of features.template_pad: the ROI blocks (ROI model)",
+                "rois.parquet of features.template_pad: the ROI blocks (ROI model, select: roi_stability)",
             )
             .optional(),
         ]
@@ -173,7 +182,7 @@ impl Stage for Train {
         let data =
             Dataset::read(ctx.input("features")?, ctx.input("targets")?, &p.stimulus_column)?;
         let rois = match (p.model, ctx.optional_input("rois")) {
-            (ModelKind::Roi, Some(path)) => read_roi_blocks(path, data.width)?,
+            (_, Some(path)) => read_roi_blocks(path, data.width)?,
             (ModelKind::Roi, None) => {
                 return Err(StageError::msg("model `roi` needs the `rois` input"));
             }
@@ -191,6 +200,7 @@ impl Stage for Train {
         ctx.note("epochs", summary.epochs);
         ctx.note("seconds", summary.seconds);
         ctx.note("seconds_per_epoch", summary.seconds / summary.epochs.max(1) as f64);
+        ctx.note("selected_columns", &summary.selected);
         Ok(())
     }
 }
@@ -214,6 +224,8 @@ pub struct TrainSummary {
     pub epochs: usize,
     /// Wall-clock seconds of training.
     pub seconds: f64,
+    /// Input columns per fold.
+    pub selected: Vec<usize>,
     /// The folds (for tests: which scans went where).
     #[serde(skip)]
     pub fold_sets: Vec<Fold>,
@@ -227,12 +239,14 @@ pub fn net_config(data: &Dataset, rois: &[(usize, usize)], p: &TrainParams) -> R
     Ok(NetConfig {
         kind: p.model,
         inputs: data.width,
+        columns: Vec::new(),
+        features_width: 0,
         hidden: p.hidden.clone(),
         embedding: data.targets.dim,
         classes: data.targets.classes(),
         slope: LEAKY_SLOPE,
         dropout: p.dropout,
-        rois: rois.to_vec(),
+        rois: if p.model == ModelKind::Roi { rois.to_vec() } else { Vec::new() },
         roi_scale: p.roi_scale,
         roi_groups: p.roi_groups,
         tied: p.tied,
@@ -265,6 +279,7 @@ pub fn train_all(
         ));
     }
     let config = net_config(data, rois, p)?;
+    let _tf32 = p.precision.activate();
     let name = if p.name.is_empty() { p.model.name().to_owned() } else { p.name.clone() };
     let fold_sets =
         folds(&data.subject, p.cv, p.folds, p.validation, p.validation_fraction, p.seed);
@@ -274,6 +289,7 @@ pub fn train_all(
     let started = Instant::now();
     let mut predictions = Predictions::default();
     let mut records = Vec::new();
+    let mut selected = Vec::new();
     for fold in &fold_sets {
         // Leave-one-subject-out must never fit or early-stop on the test subject.
         let leaks = p.cv == CrossValidation::LeaveOneSubjectOut
@@ -288,6 +304,13 @@ pub fn train_all(
                 fold.index
             )));
         }
+        // Inputs are chosen on the fold's training scans only.
+        let chosen = select(data, &fold.train, rois, p.select, p.select_columns)?;
+        let (config, tensors) = match &chosen {
+            Some(s) => (config.restricted(s), tensors.with_columns(&s.columns)),
+            None => (config.clone(), tensors.shallow_clone()),
+        };
+        selected.push(config.inputs);
         let trained = train_fold(&tensors, &config, p, fold, &name)?;
         let file = out.model_dir.join(format!("fold-{:02}.safetensors", fold.index));
         let meta = serde_json::json!({
@@ -314,6 +337,7 @@ pub fn train_all(
         folds: fold_sets.len(),
         epochs: records.len(),
         seconds: started.elapsed().as_secs_f64(),
+        selected,
         fold_sets,
     })
 }
@@ -354,6 +378,25 @@ impl DataTensors {
             .to_device(device),
             device,
         })
+    }
+
+    /// The same data reading only `columns` of the inputs.
+    pub fn with_columns(&self, columns: &[usize]) -> DataTensors {
+        let cols = Tensor::from_slice(&columns.iter().map(|&c| c as i64).collect::<Vec<_>>())
+            .to_device(self.device);
+        DataTensors { x: self.x.index_select(1, &cols), ..self.shallow_clone() }
+    }
+
+    /// Another handle on the same tensors.
+    pub fn shallow_clone(&self) -> DataTensors {
+        DataTensors {
+            x: self.x.shallow_clone(),
+            targets: self.targets.shallow_clone(),
+            classes: self.classes.shallow_clone(),
+            candidates: self.candidates.shallow_clone(),
+            target_row: self.target_row.shallow_clone(),
+            device: self.device,
+        }
     }
 
     fn index(&self, rows: &[usize]) -> Tensor {
@@ -450,7 +493,11 @@ pub fn train_fold(
     tch::manual_seed(p.seed.wrapping_add(fold.index as u64) as i64);
     let vs = nn::VarStore::new(d.device);
     let net = Net::new(&vs.root(), config);
-    let mut opt = nn::Adam { eps: 1e-7, amsgrad: true, ..Default::default() }.build(&vs, p.lr)?;
+    // Keras' epsilon and Brain2Word's amsgrad; one fused multi-tensor call per step.
+    let mut opt = FusedAdam::new(
+        &vs,
+        AdamConfig { lr: p.lr, eps: 1e-7, amsgrad: true, ..AdamConfig::default() },
+    );
     let weights = LossWeights::of(p);
     let train_idx = d.index(&fold.train);
     let val_idx = d.index(&fold.validation);
@@ -502,7 +549,7 @@ pub fn train_fold(
                 terms.mean_reg += scalar(&mr);
                 total = total + mr * p.mean_reg_weight;
             }
-            opt.backward_step(&total);
+            opt.backward_step(&total)?;
             terms.total += scalar(&total);
             terms.regression += reg.as_ref().map_or(0.0, scalar);
             terms.classification += cls.as_ref().map_or(0.0, scalar);

@@ -144,3 +144,59 @@ fn loso_folds_and_early_stopping_never_see_the_test_subject() {
         }
     }
 }
+
+#[test]
+fn input_selection_finds_the_informative_rois_from_training_scans_and_reloads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let study = common::write_study(dir.path(), 3, 20, 8, 0.5);
+    let ins = inputs(&[
+        ("features", &study.features),
+        ("targets", &study.targets),
+        ("rois", &study.rois),
+    ]);
+    let data = Dataset::read(&study.features, &study.targets, "stimulus").expect("data");
+    let informative: Vec<usize> = (0..30).collect();
+    for model in ["base", "roi"] {
+        let mut params = tiny(model);
+        params["select"] = json!("roi_stability");
+        params["select_columns"] = json!(25);
+        params["roi_scale"] = json!(2);
+        let out = dir.path().join(format!("sel-{model}"));
+        run_standalone(&Train, &ins, &params, &out, &BTreeMap::new()).expect("train");
+        for fold in 0..3 {
+            let file = out.join(format!("model/fold-{fold:02}.safetensors"));
+            let (net, ..) = brainpipe_models::read_fold_config(&file).expect("config");
+            // Whole ROIs: the three informative blocks (30 columns ≥ 25).
+            assert_eq!(net.columns, informative, "{model} fold {fold}");
+            assert_eq!((net.inputs, net.features_width), (30, 60));
+            if model == "roi" {
+                let blocks = brainpipe_models::read_roi_blocks(&study.rois, 60).expect("rois");
+                let kept: Vec<(usize, usize)> =
+                    blocks.into_iter().filter(|&(first, _)| first < 30).collect();
+                assert_eq!(net.rois, kept, "the ROI blocks of the kept columns");
+            }
+        }
+        assert!(top5(&out, &study.targets) > 0.5, "{model} with selection learns");
+        let again =
+            predict_dir(&out.join("model"), &data, true, tch::Device::Cpu).expect("predict");
+        let before = read_predictions(&out.join("predictions.parquet")).expect("predictions");
+        assert_eq!(again.embedding, before.embedding, "{model}: reload changes predictions");
+    }
+    // Ridge: the weights of unselected columns are zero in the full-width fold file.
+    let out = dir.path().join("sel-ridge");
+    let params = json!({"device": "cpu", "select": "voxel_stability", "select_columns": 12});
+    run_standalone(&Ridge, &ins, &params, &out, &BTreeMap::new()).expect("ridge");
+    let file = brainpipe_core::read_safetensors(&out.join("model/fold-00.safetensors"))
+        .expect("fold file");
+    let weight = file.tensor("weight").and_then(|t| t.to_f32()).expect("weight");
+    let used: Vec<usize> = (0..60).filter(|&c| (0..8).any(|d| weight[d * 60 + c] != 0.0)).collect();
+    assert_eq!(used.len(), 12);
+    assert!(used.iter().all(|&c| c < 30), "stable columns lie in the informative ROIs: {used:?}");
+    assert!(top5(&out, &study.targets) > 0.5);
+    // roi_stability without ROI blocks is refused.
+    let no_rois = inputs(&[("features", &study.features), ("targets", &study.targets)]);
+    let params = json!({"device": "cpu", "select": "roi_stability", "select_columns": 12});
+    let err = run_standalone(&Ridge, &no_rois, &params, &dir.path().join("x"), &BTreeMap::new())
+        .expect_err("needs rois");
+    assert!(err.to_string().contains("rois"), "{err}");
+}

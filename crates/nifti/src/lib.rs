@@ -7,6 +7,9 @@
 //! volume of memory. Values follow nibabel's `get_fdata(dtype=float32)`: `raw * scl_slope +
 //! scl_inter` computed in `f64` when the slope is non-zero and finite, cast to `f32`.
 //!
+//! Also NumPy's `.npy` arrays ([`npy`]), the other array format brain data ships in (BOLD5000's
+//! ROI masks, Brain2Word's template sizes).
+//!
 //! ```
 //! use brainpipe_nifti::{NiftiWriter, VolumeReader, WriteOptions, XFORM_MNI152};
 //!
@@ -34,6 +37,7 @@
 
 mod error;
 mod header;
+pub mod npy;
 mod read;
 mod write;
 

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
-use brainpipe_core::{DynStage, Port};
+use brainpipe_core::{DynStage, Port, split_input_key};
 use serde_json::{Map, Value};
 
 use crate::spec::{Location, PipelineSpec, SpecError, StageSpec, Step, locate, parse_located};
@@ -345,21 +345,31 @@ impl Resolver<'_> {
         inputs: &BTreeMap<String, InputSource>,
     ) -> Result<(), SpecError> {
         let ports: Vec<Port> = stage.inputs();
-        for port in inputs.keys() {
-            if !ports.iter().any(|p| p.name == port) {
+        for key in inputs.keys() {
+            let (port, index) = split_input_key(key);
+            let Some(declared) = ports.iter().find(|p| p.name == port) else {
                 let known: Vec<_> = ports.iter().map(|p| p.name).collect();
                 return Err(self.error(
-                    &at(id, &[Step::Key("inputs", 0), Step::Key(port, 0)]),
+                    &at(id, &input_steps(key)),
                     format!(
                         "stage `{id}`: `{}` has no input `{port}` (inputs: {})",
                         stage.name(),
                         list_or_none(&known)
                     ),
                 ));
+            };
+            if index.is_some() && !declared.many {
+                return Err(self.error(
+                    &at(id, &input_steps(port)),
+                    format!(
+                        "stage `{id}`: input `{port}` of `{}` takes one artifact, not a list",
+                        stage.name()
+                    ),
+                ));
             }
         }
         for port in ports.iter().filter(|p| p.required) {
-            if !inputs.contains_key(port.name) {
+            if !inputs.keys().any(|key| split_input_key(key).0 == port.name) {
                 return Err(self.error(
                     &at(id, &[]),
                     format!("stage `{id}`: `{}` needs input `{}`", stage.name(), port.name),
@@ -405,7 +415,7 @@ impl Resolver<'_> {
         }
         for placeholder in placeholders(command) {
             let known = match placeholder.split_once('.') {
-                Some(("inputs", name)) => inputs.contains_key(name),
+                Some(("inputs", name)) => inputs.keys().any(|k| split_input_key(k).0 == name),
                 Some(("outputs", name)) => seen.contains(name),
                 Some(("params", name)) => params.get(name).is_some(),
                 _ => placeholder == "out_dir",
@@ -434,12 +444,7 @@ impl Resolver<'_> {
     fn check_references(&self, nodes: &[Node]) -> Result<(), SpecError> {
         for node in nodes {
             for (port, source) in &node.inputs {
-                let at = [
-                    Step::Key("stages", 0),
-                    Step::Key(&node.id, 0),
-                    Step::Key("inputs", 0),
-                    Step::Key(port, 0),
-                ];
+                let at = at(&node.id, &input_steps(port));
                 match source {
                     InputSource::Stage { stage, port: out } => {
                         let upstream =
@@ -494,12 +499,7 @@ impl Resolver<'_> {
                     .find(|(_, s)| matches!(s, InputSource::Stage { stage, .. } if stage == second))
                     .map(|(p, _)| p.as_str())
                     .unwrap_or_default();
-                let at = [
-                    Step::Key("stages", 0),
-                    Step::Key(first, 0),
-                    Step::Key("inputs", 0),
-                    Step::Key(port, 0),
-                ];
+                let at = at(first, &input_steps(port));
                 let mut path: Vec<&str> = cycle.iter().rev().map(String::as_str).collect();
                 path.insert(0, cycle[0].as_str());
                 return Err(self.error(&at, format!("cycle: {}", path.join(" → "))));
@@ -507,6 +507,14 @@ impl Resolver<'_> {
             ordered.push(remaining.remove(next));
         }
         Ok(ordered)
+    }
+}
+
+/// The path of an input key inside a stage: `inputs.port`, or `inputs.port[i]` for `port#i`.
+fn input_steps(key: &str) -> Vec<Step<'_>> {
+    match split_input_key(key) {
+        (port, Some(i)) => vec![Step::Key("inputs", 0), Step::Key(port, 0), Step::Index(i)],
+        (port, None) => vec![Step::Key("inputs", 0), Step::Key(port, 0)],
     }
 }
 

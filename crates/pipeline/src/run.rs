@@ -341,20 +341,34 @@ fn run_external(
 ) -> Result<(), String> {
     let mut line = command.to_owned();
     for placeholder in placeholders(command) {
+        let quoted = |text: String| Some(shell_quote(&text));
         let value = match placeholder.split_once('.') {
-            Some(("inputs", name)) => inputs.get(name).map(|p| p.display().to_string()),
-            Some(("outputs", name)) => {
-                outputs.iter().find(|o| *o == name).map(|o| out_dir.join(o).display().to_string())
+            // A list input: every path, in order, each quoted, separated by spaces.
+            Some(("inputs", name)) => {
+                let paths = brainpipe_core::input_list(inputs, name);
+                (!paths.is_empty()).then(|| {
+                    paths
+                        .iter()
+                        .map(|p| shell_quote(&p.display().to_string()))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
             }
-            Some(("params", name)) => node.params.get(name).map(|v| match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
+            Some(("outputs", name)) => outputs
+                .iter()
+                .find(|o| *o == name)
+                .and_then(|o| quoted(out_dir.join(o).display().to_string())),
+            Some(("params", name)) => node.params.get(name).and_then(|v| {
+                quoted(match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
             }),
-            _ if placeholder == "out_dir" => Some(out_dir.display().to_string()),
+            _ if placeholder == "out_dir" => quoted(out_dir.display().to_string()),
             _ => None,
         };
         if let Some(value) = value {
-            line = line.replace(&format!("{{{placeholder}}}"), &shell_quote(&value));
+            line = line.replace(&format!("{{{placeholder}}}"), &value);
         }
     }
     let stdout = fs::File::create(out_dir.join("stdout.log")).map_err(|e| e.to_string())?;

@@ -40,7 +40,8 @@ pub struct StageSpec {
     /// Params (a mapping).
     #[serde(default)]
     pub with: Option<Value>,
-    /// Inputs: port → `stage.port` or a path relative to the pipeline file.
+    /// Inputs: port → `stage.port` or a path relative to the pipeline file; a list input takes a
+    /// YAML list of them (element `i` becomes input key `port#i`).
     #[serde(default)]
     pub inputs: PortMap,
     /// For `run:` stages: the outputs the command creates.
@@ -51,9 +52,18 @@ pub struct StageSpec {
     pub deps: Vec<String>,
 }
 
-/// Inputs in file order.
+/// Inputs in file order: `(key, reference)`, where a list's elements have keys `port#0`,
+/// `port#1`, … (see `brainpipe_core::list_input_key`).
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct PortMap(pub Vec<(String, String)>);
+
+/// One input as written: a reference, or a list of them.
+#[derive(Deserialize)]
+#[serde(untagged, expecting = "`stage.port`, a path, or a list of them")]
+enum PortValue {
+    One(String),
+    Many(Vec<String>),
+}
 
 /// A position in the pipeline file, 1-based.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -234,10 +244,21 @@ impl<'de> Deserialize<'de> for StageMap {
 
 impl<'de> Deserialize<'de> for PortMap {
     fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
-        de.deserialize_map(OrderedMap::<String>::new(
-            "a mapping of input ports to `stage.port` or paths",
-        ))
-        .map(PortMap)
+        let entries = de.deserialize_map(OrderedMap::<PortValue>::new(
+            "a mapping of input ports to `stage.port`, paths, or lists of them",
+        ))?;
+        let mut out = Vec::new();
+        for (port, value) in entries {
+            match value {
+                PortValue::One(reference) => out.push((port, reference)),
+                PortValue::Many(list) => out.extend(
+                    list.into_iter()
+                        .enumerate()
+                        .map(|(i, r)| (brainpipe_core::list_input_key(&port, i), r)),
+                ),
+            }
+        }
+        Ok(PortMap(out))
     }
 }
 

@@ -275,3 +275,74 @@ fn gc_keeps_referenced_entries_only() {
     assert_eq!(report.entries.len(), 2);
     assert!(plan(&pipeline, &w.cache, &[]).expect("plan").iter().all(|p| p.cached));
 }
+
+/// Concatenates the files of its list input `parts`, in order.
+struct Cat;
+
+impl Stage for Cat {
+    type Params = brainpipe_core::NoParams;
+    const NAME: &'static str = "test.cat";
+    const VERSION: u32 = 1;
+    const SUMMARY: &'static str = "test stage with a list input";
+
+    fn inputs(&self) -> Vec<Port> {
+        vec![Port::input("parts", ArtifactKind::File, "texts to join").many()]
+    }
+
+    fn outputs(&self) -> Vec<Port> {
+        vec![Port::output("text", "text.txt", ArtifactKind::File, "the joined text")]
+    }
+
+    fn run(&self, ctx: &mut Context, _: &Self::Params) -> Result<(), StageError> {
+        let mut text = String::new();
+        for part in ctx.input_list("parts") {
+            text.push_str(&fs::read_to_string(part)?);
+        }
+        fs::write(ctx.output("text"), text)?;
+        Ok(())
+    }
+}
+
+#[test]
+fn list_inputs_reach_builtin_and_external_stages_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("p.yaml");
+    // Twelve parts: `parts#10` must come after `parts#9`, not after `parts#1`.
+    let parts: Vec<String> = (0..12).map(|i| format!("e{i}.text")).collect();
+    let mut text = "name: lists\nstages:\n".to_owned();
+    for i in 0..12 {
+        text.push_str(&format!("  e{i}: {{ uses: test.echo, with: {{ text: \"{i},\" }} }}\n"));
+    }
+    text.push_str(&format!(
+        "  joined: {{ uses: test.cat, inputs: {{ parts: [{}] }} }}\n",
+        parts.join(", ")
+    ));
+    text.push_str(&format!(
+        "  shell:\n    run: \"cat {{inputs.parts}} > {{outputs.out}}\"\n    inputs:\n      parts: [{}]\n    outputs: [out]\n",
+        parts.join(", ")
+    ));
+    fs::write(&file, &text).expect("pipeline");
+    let mut registry = registry_v::<1>();
+    registry.register(Arc::new(Cat));
+    let cache = Cache::open(&dir.path().join("c")).expect("cache");
+    let pipeline = Pipeline::load(&file, &registry, &[]).expect("load");
+    let outcomes = run(&pipeline, &cache, &RunOptions::default()).expect("run");
+    let expected: String = (0..12).map(|i| format!("{i},")).collect();
+    let read = |id: &str, name: &str| {
+        let o = outcomes.iter().find(|o| o.id == id).expect("outcome");
+        fs::read_to_string(o.dir.join(name)).expect("output")
+    };
+    assert_eq!(read("joined", "text.txt"), expected);
+    assert_eq!(read("shell", "out"), expected);
+
+    // A list for an input that takes one artifact: located at the list.
+    let bad = "name: bad\nstages:\n  a: { uses: test.echo }\n  b:\n    uses: test.echo\n    inputs:\n      source: [a.text, a.text]\n";
+    fs::write(&file, bad).expect("pipeline");
+    let err = Pipeline::load(&file, &registry, &[]).err().expect("refused").to_string();
+    assert!(err.contains(":7:15:") && err.contains("takes one artifact, not a list"), "{err}");
+    // An empty list leaves a required list input unfed.
+    let empty = "name: empty\nstages:\n  j: { uses: test.cat, inputs: { parts: [] } }\n";
+    fs::write(&file, empty).expect("pipeline");
+    let err = Pipeline::load(&file, &registry, &[]).err().expect("refused").to_string();
+    assert!(err.contains("needs input `parts`"), "{err}");
+}

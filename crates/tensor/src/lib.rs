@@ -13,6 +13,10 @@
 //! # Ok::<(), brainpipe_tensor::TensorError>(())
 //! ```
 
+mod adam;
+
+pub use adam::{AdamConfig, FusedAdam};
+
 use std::path::Path;
 use std::str::FromStr;
 
@@ -99,6 +103,54 @@ pub fn set_cpu_threads(threads: i32) {
     tch::set_num_threads(threads.max(1));
 }
 
+/// LibTorch's global TF32 switches (`torch.backends.cuda.matmul.allow_tf32` and
+/// `torch.backends.cudnn.allow_tf32` in Python), which tch does not expose.
+///
+/// They are members of `at::Context`, reached through their C++ symbols in `libtorch_cpu`
+/// (Itanium ABI: the object pointer is the first argument). The symbol names are those of the
+/// pinned LibTorch 2.11.0; a LibTorch without them fails to link, never misbehaves at run time.
+mod tf32 {
+    use std::ffi::c_void;
+
+    unsafe extern "C" {
+        #[link_name = "_ZN2at13globalContextEv"]
+        fn at_global_context() -> *mut c_void;
+        #[link_name = "_ZN2at7Context18setAllowTF32CuBLASEb"]
+        fn at_set_allow_tf32_cublas(context: *mut c_void, allow: bool);
+        #[link_name = "_ZNK2at7Context15allowTF32CuBLASEv"]
+        fn at_allow_tf32_cublas(context: *const c_void) -> bool;
+        #[link_name = "_ZN2at7Context17setAllowTF32CuDNNEb"]
+        fn at_set_allow_tf32_cudnn(context: *mut c_void, allow: bool);
+    }
+
+    pub(super) fn set(allow: bool) {
+        // SAFETY: `at::globalContext()` returns a reference to a process-wide object that lives
+        // until exit; the setters take that object and a bool, and only store the flag.
+        unsafe {
+            let context = at_global_context();
+            at_set_allow_tf32_cublas(context, allow);
+            at_set_allow_tf32_cudnn(context, allow);
+        }
+    }
+
+    pub(super) fn get() -> bool {
+        // SAFETY: as in `set`; the getter only reads the flag.
+        unsafe { at_allow_tf32_cublas(at_global_context()) }
+    }
+}
+
+/// Lets (or forbids) CUDA's f32 matmuls and convolutions use TF32 tensor cores: 10-bit
+/// mantissa products with f32 accumulation, several times the f32 throughput on Ampere and later
+/// (`precision: tf32` of the training stages). Process-wide; CPU computation is unaffected.
+pub fn set_tf32(allow: bool) {
+    tf32::set(allow);
+}
+
+/// Whether CUDA f32 matmuls may use TF32 (see [`set_tf32`]).
+pub fn tf32_allowed() -> bool {
+    tf32::get()
+}
+
 /// What the LibTorch runtime offers, for `brainpipe doctor`.
 #[derive(Clone, Debug, Serialize)]
 pub struct RuntimeInfo {
@@ -114,6 +166,8 @@ pub struct RuntimeInfo {
     pub cudnn_available: bool,
     /// Intra-op CPU threads LibTorch uses.
     pub threads: i32,
+    /// Whether CUDA f32 matmuls may use TF32 tensor cores.
+    pub tf32: bool,
 }
 
 impl RuntimeInfo {
@@ -127,6 +181,7 @@ impl RuntimeInfo {
             device_names: if cuda_devices > 0 { gpu_names() } else { Vec::new() },
             cudnn_available: tch::Cuda::cudnn_is_available(),
             threads: tch::get_num_threads(),
+            tf32: tf32_allowed(),
         }
     }
 }
@@ -256,6 +311,17 @@ mod tests {
         assert_eq!(DeviceChoice::parse("cuda:1").ok(), Some(DeviceChoice::Cuda(1)));
         assert!(DeviceChoice::parse("gpu").is_err());
         assert_eq!(DeviceChoice::Cpu.resolve().ok(), Some(Device::Cpu));
+    }
+
+    #[test]
+    fn tf32_switch_reaches_libtorch() {
+        // The flag LibTorch itself reads back: proves the symbols and the calling convention.
+        let before = tf32_allowed();
+        set_tf32(true);
+        assert!(tf32_allowed());
+        set_tf32(false);
+        assert!(!tf32_allowed());
+        set_tf32(before);
     }
 
     #[test]
