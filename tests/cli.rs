@@ -303,3 +303,26 @@ fn worker_stages_plan_run_and_cache_through_the_driver() {
         stderr(&out)
     );
 }
+
+#[test]
+fn shipped_pipelines_load_with_every_stage_port_and_param_known() {
+    // The Pereira pipeline's data are not here: stand-ins at its relative paths let it load, which
+    // checks every stage name, input port (list inputs included) and param against the stages.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = env!("CARGO_MANIFEST_DIR");
+    std::fs::create_dir_all(dir.path().join("pipelines")).expect("mkdir");
+    std::fs::create_dir_all(dir.path().join("data/pereira")).expect("mkdir");
+    std::fs::create_dir_all(dir.path().join("data/brain2word")).expect("mkdir");
+    for stand_in in ["last_dim.npz", "180_concepts.mat"] {
+        write(&dir.path().join("data/brain2word"), stand_in, "");
+    }
+    for name in ["brain2word.yaml", "brain2word-pereira.yaml"] {
+        let text = std::fs::read_to_string(Path::new(root).join("pipelines").join(name))
+            .expect("pipeline");
+        write(&dir.path().join("pipelines"), name, &text);
+        let out = run_in(dir.path(), &["dag", &format!("pipelines/{name}")]);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        let dag = String::from_utf8_lossy(&out.stdout);
+        assert!(dag.contains("predictions#4 ← meanreg.predictions"), "{name}: {dag}");
+    }
+}

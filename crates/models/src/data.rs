@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use arrow::array::{Array, Int32Array, StringArray};
-use brainpipe_core::{TableKind, f32_list_values, open_table, read_table};
+use brainpipe_core::{ArtifactKind, Port, TableKind, f32_list_values, open_table, read_table};
 use brainpipe_eval::{Predictions, Targets, read_targets};
 
 use crate::error::{ModelsError, Result};
@@ -171,6 +171,24 @@ impl Dataset {
         }
         out
     }
+}
+
+/// The inputs of a training stage (`models.train`, `models.ridge`): features, targets and the
+/// optional ROI blocks (`rois_use` says what they serve).
+pub(crate) fn training_inputs(rois_use: &'static str) -> Vec<Port> {
+    vec![
+        Port::input(
+            "features",
+            ArtifactKind::Table("features"),
+            "features.parquet of features.template_pad: all subjects, one width",
+        ),
+        Port::input(
+            "targets",
+            ArtifactKind::Table("targets"),
+            "targets.parquet of clip.words: target vector and class per stimulus",
+        ),
+        Port::input("rois", ArtifactKind::Table("rois"), rois_use).optional(),
+    ]
 }
 
 /// Reads the ROI blocks of a `rois/1` table as `(first, count)` column ranges.

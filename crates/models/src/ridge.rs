@@ -12,7 +12,7 @@ use brainpipe_tensor::{DeviceChoice, device_name};
 use tch::{Device, Kind, Tensor};
 
 use crate::cv::{CrossValidation, Validation, folds};
-use crate::data::{Dataset, read_roi_blocks};
+use crate::data::{Dataset, read_roi_blocks, training_inputs};
 use crate::error::{ModelsError, Result};
 use crate::select::{Selected, Selection, select};
 
@@ -60,20 +60,9 @@ impl Stage for Ridge {
     const SUMMARY: &'static str = "Ridge baseline: closed-form (dual, eigendecomposition, f64) features → target vectors, alpha by inner cross-validation";
 
     fn inputs(&self) -> Vec<Port> {
-        vec![
-            Port::input(
-                "features",
-                ArtifactKind::Table("features"),
-                "features.parquet of features.template_pad",
-            ),
-            Port::input("targets", ArtifactKind::Table("targets"), "targets.parquet of clip.words"),
-            Port::input(
-                "rois",
-                ArtifactKind::Table("rois"),
-                "rois.parquet of features.template_pad (select: roi_stability)",
-            )
-            .optional(),
-        ]
+        training_inputs(
+            "rois.parquet of features.template_pad: ROI blocks for `select: roi_stability`",
+        )
     }
 
     fn outputs(&self) -> Vec<Port> {

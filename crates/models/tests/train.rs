@@ -13,6 +13,14 @@ use brainpipe_eval::{ALL, read_predictions, read_targets, read_training, score_w
 use brainpipe_models::{Dataset, Predict, Ridge, Train, predict_dir};
 use serde_json::{Value, json};
 
+/// LibTorch's random generator is process-global: tests that train take turns, so each run's
+/// shuffles and dropout draws are its own (the refit test compares two runs).
+static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    TRAINING.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn inputs(pairs: &[(&str, &Path)]) -> BTreeMap<String, PathBuf> {
     pairs.iter().map(|(k, v)| ((*k).to_owned(), v.to_path_buf())).collect()
 }
@@ -37,6 +45,7 @@ fn top5(out: &Path, targets: &Path) -> f64 {
 
 #[test]
 fn base_roi_and_autoencoder_learn_and_reload_identically() {
+    let _turn = one_at_a_time();
     let dir = tempfile::tempdir().expect("tempdir");
     let study = common::write_study(dir.path(), 3, 20, 8, 0.5);
     for model in ["base", "roi", "autoencoder"] {
@@ -85,6 +94,7 @@ fn base_roi_and_autoencoder_learn_and_reload_identically() {
 
 #[test]
 fn mean_regularisation_and_ridge_run() {
+    let _turn = one_at_a_time();
     let dir = tempfile::tempdir().expect("tempdir");
     let study = common::write_study(dir.path(), 3, 20, 8, 0.5);
     let ins = inputs(&[("features", &study.features), ("targets", &study.targets)]);
@@ -106,6 +116,7 @@ fn mean_regularisation_and_ridge_run() {
 
 #[test]
 fn loso_folds_and_early_stopping_never_see_the_test_subject() {
+    let _turn = one_at_a_time();
     use brainpipe_models::cv::Validation;
     use brainpipe_models::{TrainOutputs, TrainParams, train_all};
     let dir = tempfile::tempdir().expect("tempdir");
@@ -147,6 +158,7 @@ fn loso_folds_and_early_stopping_never_see_the_test_subject() {
 
 #[test]
 fn input_selection_finds_the_informative_rois_from_training_scans_and_reloads() {
+    let _turn = one_at_a_time();
     let dir = tempfile::tempdir().expect("tempdir");
     let study = common::write_study(dir.path(), 3, 20, 8, 0.5);
     let ins = inputs(&[
@@ -199,4 +211,39 @@ fn input_selection_finds_the_informative_rois_from_training_scans_and_reloads() 
     let err = run_standalone(&Ridge, &no_rois, &params, &dir.path().join("x"), &BTreeMap::new())
         .expect_err("needs rois");
     assert!(err.to_string().contains("rois"), "{err}");
+}
+
+#[test]
+fn refit_trains_again_on_the_validation_scans_too() {
+    let _turn = one_at_a_time();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let study = common::write_study(dir.path(), 3, 20, 8, 0.5);
+    let ins = inputs(&[("features", &study.features), ("targets", &study.targets)]);
+    let data = Dataset::read(&study.features, &study.targets, "stimulus").expect("data");
+    let mut params = tiny("base");
+    params["validation_fraction"] = json!(0.25);
+    params["patience"] = json!(4);
+    let plain = dir.path().join("plain");
+    run_standalone(&Train, &ins, &params, &plain, &BTreeMap::new()).expect("train");
+    params["refit"] = json!(true);
+    let refit = dir.path().join("refit");
+    run_standalone(&Train, &ins, &params, &refit, &BTreeMap::new()).expect("train with refit");
+    // The epochs were chosen by the same run: same records; the weights differ (more scans).
+    let records = |out: &Path| -> Vec<(i32, i32, f64, Option<f64>)> {
+        let all = read_training(&out.join("training.parquet")).expect("training");
+        all.iter().map(|r| (r.fold, r.epoch, r.train_loss, r.val_loss)).collect()
+    };
+    let (before, after) = (records(&plain), records(&refit));
+    assert!(
+        before == after,
+        "the refit changed the epoch records ({} vs {})",
+        before.len(),
+        after.len()
+    );
+    let predictions =
+        |out: &Path| read_predictions(&out.join("predictions.parquet")).expect("predictions");
+    assert_ne!(predictions(&plain).embedding, predictions(&refit).embedding);
+    assert!(top5(&refit, &study.targets) > 0.5, "the refit model learns");
+    let again = predict_dir(&refit.join("model"), &data, true, tch::Device::Cpu).expect("predict");
+    assert_eq!(again.embedding, predictions(&refit).embedding, "reload reproduces the refit");
 }
