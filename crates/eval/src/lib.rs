@@ -28,7 +28,7 @@ mod tables;
 mod words;
 
 pub use error::{EvalError, Result};
-pub use report::{Oracle, Report, ReportParams, best_model, render};
+pub use report::{Oracle, Report, ReportParams, best_model, latex_table, render};
 pub use tables::{
     EpochRecord, METRICS_TABLE, MetricRow, PREDICTIONS_TABLE, Predictions, TARGETS_TABLE,
     TRAINING_TABLE, Targets, read_metrics, read_predictions, read_targets, read_training,

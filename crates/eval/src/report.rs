@@ -27,7 +27,7 @@ pub struct Report;
 impl Stage for Report {
     type Params = ReportParams;
     const NAME: &'static str = "eval.report";
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
     const SUMMARY: &'static str = "Self-contained HTML report: results table (model × top-1/5/10, pairwise, vs chance and the oracle ceiling), rank histograms, training curves, per-subject scores";
 
     fn inputs(&self) -> Vec<Port> {
@@ -234,6 +234,12 @@ pub fn render(title: &str, rows: &[MetricRow], oracle: Option<&Oracle>) -> Strin
         );
     }
     h.push_str("<tr class=\"ref\"><td>Brain2Word paper (Pereira data)</td><td>5.22 %</td><td>13.59 %</td><td>–</td><td>–</td><td>–</td><td></td></tr></table>");
+    let _ = write!(
+        h,
+        "<details><summary>The table for a paper (LaTeX, booktabs; mean ± s.d. over held-out \
+         subjects, best model in bold)</summary><pre>{}</pre></details>",
+        esc(&latex_table(rows, &models, oracle))
+    );
     per_paradigm(&mut h, rows, &models);
     per_subject(&mut h, rows, &models, oracle);
     h.push_str("<h2>Rank histograms</h2><p>How many test scans put their true word at each rank (all subjects).</p><div class=\"charts\">");
@@ -279,6 +285,89 @@ pub fn render(title: &str, rows: &[MetricRow], oracle: Option<&Oracle>) -> Strin
     }
     h.push_str("</div></body></html>\n");
     h
+}
+
+/// Per held-out subject, the mean over its folds of `metric` (all paradigms).
+fn per_subject_values(rows: &[MetricRow], model: &str, metric: &str) -> Vec<f64> {
+    let mut by_subject: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for r in rows
+        .iter()
+        .filter(|r| r.model == model && r.subject != ALL && r.paradigm == ALL && r.metric == metric)
+    {
+        by_subject.entry(r.subject.as_str()).or_default().push(r.value);
+    }
+    by_subject.values().map(|v| v.iter().sum::<f64>() / v.len() as f64).collect()
+}
+
+/// The results table as LaTeX (booktabs): per model mean ± sample s.d. over held-out subjects of
+/// top-1, top-5, top-10 and pairwise (%), the best mean of each column in bold; chance and the
+/// oracle (when known) below a rule.
+pub fn latex_table(rows: &[MetricRow], models: &[String], oracle: Option<&Oracle>) -> String {
+    const METRICS: [&str; 4] = ["top1", "top5", "top10", "pairwise"];
+    // Model names as LaTeX text: backslashes dropped, the other special characters escaped.
+    let tex = |name: &str| {
+        let mut out = String::new();
+        for c in name.chars().filter(|&c| c != '\\') {
+            if matches!(c, '_' | '%' | '&' | '#' | '$' | '{' | '}') {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out
+    };
+    let best: Vec<Option<f64>> = METRICS
+        .iter()
+        .map(|m| models.iter().filter_map(|model| summary(rows, model, m)).reduce(f64::max))
+        .collect();
+    let mut t = String::from(
+        "\\begin{tabular}{lrrrr}\n\\toprule\nModel & Top-1 (\\%) & Top-5 (\\%) & Top-10 (\\%) & Pairwise (\\%) \\\\\n\\midrule\n",
+    );
+    for model in models {
+        t.push_str(&tex(model));
+        for (metric, best) in METRICS.iter().zip(&best) {
+            let Some(mean) = summary(rows, model, metric) else {
+                t.push_str(" & --");
+                continue;
+            };
+            let values = per_subject_values(rows, model, metric);
+            let sd = if values.len() > 1 {
+                let m = values.iter().sum::<f64>() / values.len() as f64;
+                let var =
+                    values.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (values.len() - 1) as f64;
+                format!(" $\\pm$ {:.2}", 100.0 * var.sqrt())
+            } else {
+                String::new()
+            };
+            let cell = format!("{:.2}{sd}", 100.0 * mean);
+            if best.is_some_and(|b| (b - mean).abs() < 1e-12) {
+                let _ = write!(t, " & \\textbf{{{cell}}}");
+            } else {
+                let _ = write!(t, " & {cell}");
+            }
+        }
+        t.push_str(" \\\\\n");
+    }
+    t.push_str("\\midrule\n");
+    let chance = |k: &str| models.iter().find_map(|m| summary(rows, m, k));
+    let cell = |v: Option<f64>| v.map_or("--".to_owned(), |v| format!("{:.2}", 100.0 * v));
+    let _ = writeln!(
+        t,
+        "Chance & {} & {} & {} & 50.00 \\\\",
+        cell(chance("chance_top1")),
+        cell(chance("chance_top5")),
+        cell(chance("chance_top10"))
+    );
+    if let Some(o) = oracle {
+        let _ = writeln!(
+            t,
+            "Oracle (synthetic ceiling) & {} & {} & -- & {} \\\\",
+            cell(Some(o.top1)),
+            cell(Some(o.top5)),
+            cell(Some(o.pairwise))
+        );
+    }
+    t.push_str("\\bottomrule\n\\end{tabular}\n");
+    t
 }
 
 fn per_paradigm(h: &mut String, rows: &[MetricRow], models: &[String]) {
@@ -478,6 +567,38 @@ mod tests {
     use crate::metrics::Similarity;
     use crate::tables::{Predictions, Targets};
     use crate::words::score_words;
+
+    #[test]
+    fn latex_table_has_mean_sd_bold_best_and_escaped_names() {
+        let row = |model: &str, subject: &str, metric: &str, value: f64| MetricRow {
+            model: model.into(),
+            subject: subject.into(),
+            fold: 0,
+            paradigm: ALL.into(),
+            metric: metric.into(),
+            index: None,
+            value,
+        };
+        let mut rows = Vec::new();
+        for (model, values) in [("my_net", [0.10, 0.30]), ("ridge", [0.20, 0.20])] {
+            for (s, v) in ["sub-01", "sub-02"].iter().zip(values) {
+                rows.push(row(model, s, "top1", v));
+            }
+            rows.push(row(model, ALL, "top1", (values[0] + values[1]) / 2.0));
+        }
+        rows.push(row("my_net", ALL, "top5", 0.5));
+        rows.push(row("ridge", ALL, "top5", 0.4));
+        let models = vec!["my_net".to_owned(), "ridge".to_owned()];
+        let t = latex_table(&rows, &models, None);
+        // Equal means (20 %) are both best; s.d. of (10, 30) is 14.14, of (20, 20) 0.
+        assert!(
+            t.contains("my\\_net & \\textbf{20.00 $\\pm$ 14.14} & \\textbf{50.00} & --"),
+            "{t}"
+        );
+        assert!(t.contains("ridge & \\textbf{20.00 $\\pm$ 0.00} & 40.00 & --"), "{t}");
+        assert!(t.starts_with("\\begin{tabular}{lrrrr}") && t.ends_with("\\end{tabular}\n"));
+        assert!(!t.contains("Oracle"), "no oracle without study.json");
+    }
 
     #[test]
     fn report_is_self_contained_and_paper_shaped() {
