@@ -31,7 +31,7 @@ pub struct Predict;
 impl Stage for Predict {
     type Params = PredictParams;
     const NAME: &'static str = "models.predict";
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
     const SUMMARY: &'static str = "Applies the fold models of models.train to features: predicted embeddings and class scores";
 
     fn inputs(&self) -> Vec<Port> {

@@ -130,7 +130,7 @@ pub struct Train;
 impl Stage for Train {
     type Params = TrainParams;
     const NAME: &'static str = "models.train";
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
     const SUMMARY: &'static str = "Brain2Word networks (base, roi, autoencoder; regression/classification/combined loss, mean regularisation) trained per cross-validation fold";
 
     fn inputs(&self) -> Vec<Port> {
