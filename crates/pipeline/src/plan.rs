@@ -74,7 +74,10 @@ impl fmt::Display for Reason {
                     changes.iter().map(|c| format!("{} {} → {}", c.key, c.old, c.new)).collect();
                 write!(f, "params changed: {}", parts.join(", "))
             }
-            Reason::InputChanged { port, detail } => write!(f, "input changed: {port} ({detail})"),
+            Reason::InputChanged { port, detail } => match brainpipe_core::split_input_key(port) {
+                (list, Some(i)) => write!(f, "input changed: {list}[{i}] ({detail})"),
+                _ => write!(f, "input changed: {port} ({detail})"),
+            },
             Reason::CommandChanged => f.write_str("command changed"),
             Reason::OutputsChanged => f.write_str("declared outputs changed"),
             Reason::DepChanged { dep } => write!(f, "dependency changed: {dep}"),
