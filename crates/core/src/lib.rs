@@ -60,8 +60,9 @@ pub use stage::{
 };
 pub use standalone::{check_inputs, check_outputs, run_standalone};
 pub use table::{
-    DEFAULT_ROW_GROUP_ROWS, SCHEMA_KEY, TableKind, TableWriter, check_kind, f32_list_array,
-    f32_list_field, f32_list_type, f32_list_values, open_table, read_table, write_table,
+    DEFAULT_ROW_GROUP_ROWS, SCHEMA_KEY, TableKind, TableWriter, WIDE_ROW_GROUP_BYTES, check_kind,
+    f32_list_array, f32_list_field, f32_list_type, f32_list_values, open_table, read_table,
+    wide_rows_per_group, write_table,
 };
 pub use tensors::{
     Dtype, NamedTensor, SAFETENSORS_CONFIG_KEY, SAFETENSORS_SCHEMA_KEY, SafetensorsFile,

@@ -22,6 +22,17 @@ pub const SCHEMA_KEY: &str = "brainpipe.schema";
 /// small enough that a reader streaming one group at a time stays in memory.
 pub const DEFAULT_ROW_GROUP_ROWS: usize = 1024;
 
+/// Raw bytes of one row group that tables of wide rows (voxel rows: `scans`, `features`) aim
+/// for: a writer buffers one group and a reader streams one at a time, so this bounds both
+/// sides' memory (8 MB).
+pub const WIDE_ROW_GROUP_BYTES: usize = 8 << 20;
+
+/// Rows per row group for rows of `row_bytes` bytes: [`WIDE_ROW_GROUP_BYTES`] worth, between 1
+/// and `max_rows`.
+pub fn wide_rows_per_group(row_bytes: usize, max_rows: usize) -> usize {
+    (WIDE_ROW_GROUP_BYTES / row_bytes.max(1)).clamp(1, max_rows.max(1))
+}
+
 /// The kind of a brainpipe table and the version of its schema (documented in docs/ARTIFACTS.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TableKind {

@@ -30,7 +30,7 @@ pub struct TemplatePad;
 impl Stage for TemplatePad {
     type Params = TemplatePadParams;
     const NAME: &'static str = "features.template_pad";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const SUMMARY: &'static str = "features → one table of common width: each ROI laid into a per-slice template, gaps filled with the slice mean (Brain2Word)";
 
     fn inputs(&self) -> Vec<Port> {

@@ -83,7 +83,7 @@ pub struct RoiFeatures;
 impl Stage for RoiFeatures {
     type Params = RoiParams;
     const NAME: &'static str = "features.roi";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const SUMMARY: &'static str = "scans → features grouped by ROI (atlas or Gordon columns), z-scored, NaN/constant voxels dropped, optional stability selection";
 
     fn inputs(&self) -> Vec<Port> {

@@ -25,7 +25,7 @@ pub const ROIS_TABLE: TableKind = TableKind::new("rois", 1);
 /// The per-ROI slice template of `features.template_pad`: `roi`, `z`, `count`.
 pub const TEMPLATE_TABLE: TableKind = TableKind::new("template", 1);
 
-/// Trials per row group of a features table (as `scans`: a reader streams a few MB at a time).
+/// Most trials per row group of a features table, and the batch size its readers ask for.
 pub const ROWS_PER_GROUP: usize = 64;
 
 /// The subject names of a `scans` or `features` directory: stems of `NAME.parquet` files that are
@@ -176,8 +176,9 @@ impl FeaturesWriter {
             meta_schema.fields().iter().map(|f| f.as_ref().clone()).collect();
         fields.push(f32_list_field("voxels", width.max(1), false));
         let schema = Schema::new(fields);
-        let writer =
-            TableWriter::with_row_group_rows(path, FEATURES_TABLE, &schema, ROWS_PER_GROUP)?;
+        // As `scans`: 8 MB row groups (64 rows of 65,730 voxels would be 17 MB).
+        let rows = brainpipe_core::wide_rows_per_group(4 * width.max(1), ROWS_PER_GROUP);
+        let writer = TableWriter::with_row_group_rows(path, FEATURES_TABLE, &schema, rows)?;
         let schema = writer.schema().clone();
         Ok(FeaturesWriter { path: path.to_path_buf(), schema, writer, width })
     }

@@ -35,13 +35,11 @@ pub const VOXELS_TABLE: TableKind = TableKind::new("voxels", 1);
 
 /// Most trials per Parquet row group.
 const MAX_ROWS_PER_GROUP: usize = 64;
-/// Raw bytes of voxel values per row group a writer aims for: the writer buffers one group, and a
-/// reader streams one at a time, so this bounds both sides' memory (8 MB).
-const GROUP_BYTES: usize = 8 << 20;
 
-/// Trials per row group for rows of `width` voxels.
+/// Trials per row group for rows of `width` voxels: 8 MB of values (`brainpipe_core`'s
+/// [`WIDE_ROW_GROUP_BYTES`](brainpipe_core::WIDE_ROW_GROUP_BYTES)), at most 64.
 fn rows_per_group(width: usize) -> usize {
-    (GROUP_BYTES / (4 * width.max(1))).clamp(1, MAX_ROWS_PER_GROUP)
+    brainpipe_core::wide_rows_per_group(4 * width, MAX_ROWS_PER_GROUP)
 }
 
 /// The scans table's Parquet settings: brainpipe-core's table defaults (zstd level 1 everywhere;
