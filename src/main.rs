@@ -587,6 +587,10 @@ fn cmd_doctor(cache: &Path) -> Result<()> {
         println!("  cuda:{i}       {}", name.as_str().unwrap_or_default());
     }
     println!("cudnn          {}", yes_no("cudnn_available"));
+    println!(
+        "tf32           {} (process default; `precision: tf32` turns it on for a stage)",
+        if info["tf32"].as_bool() == Some(true) { "on" } else { "off" }
+    );
     println!("cpu threads    {}", info["threads"]);
     println!("cache          {}  {size}", cache.display());
     if info["cuda_available"].as_bool() != Some(true) && Path::new("/dev/nvidia0").exists() {

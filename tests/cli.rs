@@ -221,7 +221,9 @@ fn doctor_reports_the_runtime() {
     let out = run_in(dir.path(), &["doctor"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
-    for field in ["libtorch       2.11.0", "cuda ", "cudnn", "cpu threads", "cache"] {
+    for field in
+        ["libtorch       2.11.0", "cuda ", "cudnn", "tf32           off", "cpu threads", "cache"]
+    {
         assert!(text.contains(field), "missing {field:?} in\n{text}");
     }
 }
