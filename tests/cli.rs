@@ -328,3 +328,52 @@ fn shipped_pipelines_load_with_every_stage_port_and_param_known() {
         assert!(dag.contains("predictions#4 ← meanreg.predictions"), "{name}: {dag}");
     }
 }
+
+#[test]
+fn the_pereira_pipeline_runs_end_to_end_on_pereira_format_files() {
+    // The shipped pipeline as it stands (Brain2Word's real 65,730-wide template and GloVe-300
+    // vectors from ../shared), on two subjects written in both published .mat layouts; only the
+    // networks are shrunk so the run takes seconds.
+    let Ok(python) = std::env::var("BRAINPIPE_REF_PYTHON") else {
+        eprintln!("skipped: BRAINPIPE_REF_PYTHON is not set (make test sets it)");
+        return;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let shared = root.join("../shared/data/brain2word");
+    if !shared.join("last_dim.npz").exists() {
+        eprintln!("skipped: {} is absent", shared.display());
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let script = root.join("crates/ingest/tests/pereira_fixture.py");
+    let status =
+        Command::new(python).arg(&script).arg(data.join("pereira")).status().expect("python");
+    assert!(status.success(), "fixture script failed");
+    fs::create_dir_all(data.join("brain2word")).expect("mkdir");
+    for file in ["last_dim.npz", "sizes.npy", "180_concepts.mat"] {
+        fs::copy(shared.join(file), data.join("brain2word").join(file)).expect("copy");
+    }
+    fs::create_dir_all(dir.path().join("pipelines")).expect("mkdir");
+    let yaml = fs::read_to_string(root.join("pipelines/brain2word-pereira.yaml")).expect("yaml");
+    write(&dir.path().join("pipelines"), "brain2word-pereira.yaml", &yaml);
+    let mut args = vec!["run".to_owned(), "pipelines/brain2word-pereira.yaml".to_owned()];
+    for net in ["base", "roi", "autoencoder", "meanreg"] {
+        for set in [format!("{net}.epochs=2"), format!("{net}.hidden=[16,8]")] {
+            args.extend(["--set".to_owned(), set]);
+        }
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run_in(dir.path(), &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let runs = dir.path().join("pipelines/.brainpipe/runs/brain2word-pereira");
+    let padded: serde_json::Value = serde_json::from_slice(
+        &fs::read(runs.join("padded/manifest.json")).expect("padded manifest"),
+    )
+    .expect("json");
+    assert_eq!(padded["notes"]["width"], 65_730, "Brain2Word's template width");
+    let report = fs::read_to_string(runs.join("report/report.html")).expect("report");
+    for model in ["ridge", "base", "roi", "autoencoder", "meanreg"] {
+        assert!(report.contains(&format!("<td>{model}</td>")), "{model} in the report");
+    }
+}
