@@ -377,3 +377,69 @@ fn the_pereira_pipeline_runs_end_to_end_on_pereira_format_files() {
         assert!(report.contains(&format!("<td>{model}</td>")), "{model} in the report");
     }
 }
+
+/// Every file under `dir` except manifests and logs, by path relative to `dir`, with its bytes.
+fn artifact_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                if name != "manifest.json" && !name.ends_with(".log") {
+                    let bytes = fs::read(&path).expect("read");
+                    out.push((path.strip_prefix(dir).expect("inside").to_path_buf(), bytes));
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn same_pipeline_in_two_caches_writes_the_same_bytes() {
+    // Non-negotiable 5 across the whole chain, driver and LibTorch worker stages alike: study,
+    // NIfTI ingest, features, targets, a network and ridge, written under two different cache
+    // folders (paths must not leak into artifacts), compared byte for byte; only the manifests
+    // (timings) may differ.
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "p.yaml",
+        "name: twice
+stages:
+  study: { uses: ingest.synthetic, with: { subjects: 2, seed: 3, resolution_mm: 6 } }
+  scans:
+    uses: ingest.nifti
+    inputs: { bold: study.bold, mask: study.mask }
+    with: { stimulus_column: trial_type, paradigm_column: paradigm }
+  features: { uses: features.roi, inputs: { scans: scans.scans, atlas: study.atlas } }
+  padded: { uses: features.template_pad, inputs: { features: features.features } }
+  targets: { uses: clip.words, inputs: { vectors: study.stimuli, stimuli: study.stimuli } }
+  base:
+    uses: models.train
+    inputs: { features: padded.features, targets: targets.targets }
+    with: { hidden: [32, 16], epochs: 2, threads: 1, cv: within_subject, folds: 2 }
+  ridge:
+    uses: models.ridge
+    inputs: { features: padded.features, targets: targets.targets }
+    with: { max_inner_folds: 1, cv: within_subject, folds: 2 }
+",
+    );
+    for cache in ["one", "two"] {
+        let out = run_in(dir.path(), &["run", "p.yaml", "--cache", cache]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let one = artifact_files(&dir.path().join("one/entries"));
+    let two = artifact_files(&dir.path().join("two/entries"));
+    assert!(one.len() > 20, "every stage's files: {}", one.len());
+    assert_eq!(one.len(), two.len());
+    for ((a, x), (b, y)) in one.iter().zip(&two) {
+        assert_eq!(a, b, "same files");
+        assert!(x == y, "{} differs between the two caches", a.display());
+    }
+}

@@ -304,11 +304,11 @@ pub struct EpochRecord {
     pub val_top1: Option<f64>,
     /// Top-5 on the validation scans.
     pub val_top5: Option<f64>,
-    /// Wall-clock seconds of the epoch.
-    pub seconds: f64,
 }
 
-const TRAINING_FLOATS: [&str; 9] = [
+// No wall-clock column: the table must be the same bytes for the same inputs (timings go into
+// the stage's manifest notes).
+const TRAINING_FLOATS: [&str; 8] = [
     "train_loss",
     "train_regression",
     "train_classification",
@@ -317,11 +317,10 @@ const TRAINING_FLOATS: [&str; 9] = [
     "val_loss",
     "val_top1",
     "val_top5",
-    "seconds",
 ];
 
 impl EpochRecord {
-    fn floats(&self) -> [Option<f64>; 9] {
+    fn floats(&self) -> [Option<f64>; 8] {
         [
             Some(self.train_loss),
             self.train_regression,
@@ -331,7 +330,6 @@ impl EpochRecord {
             self.val_loss,
             self.val_top1,
             self.val_top5,
-            Some(self.seconds),
         ]
     }
 }
@@ -353,7 +351,7 @@ pub fn write_training(path: &Path, records: &[EpochRecord]) -> Result<()> {
         Arc::new(Float64Array::from_iter_values(records.iter().map(|r| r.lr))),
     ];
     for (k, name) in TRAINING_FLOATS.iter().enumerate() {
-        let nullable = !matches!(*name, "train_loss" | "seconds");
+        let nullable = *name != "train_loss";
         fields.push(Field::new(*name, DataType::Float64, nullable));
         columns.push(Arc::new(Float64Array::from(
             records.iter().map(|r| r.floats()[k]).collect::<Vec<_>>(),
@@ -389,7 +387,6 @@ pub fn read_training(path: &Path) -> Result<Vec<EpochRecord>> {
                 val_loss: floats[5][i],
                 val_top1: floats[6][i],
                 val_top5: floats[7][i],
-                seconds: floats[8][i].unwrap_or(f64::NAN),
             });
         }
     }
@@ -519,7 +516,6 @@ mod tests {
             train_loss: -0.5,
             train_regression: Some(-0.4),
             val_loss: Some(-0.3),
-            seconds: 0.25,
             ..EpochRecord::default()
         }];
         write_training(&path, &records).expect("write");

@@ -31,7 +31,7 @@ pub struct IngestBold5000;
 impl Stage for IngestBold5000 {
     type Params = Bold5000Params;
     const NAME: &'static str = "ingest.bold5000";
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
     const SUMMARY: &'static str =
         "BOLD5000 2.0 GLMsingle betas + presentation lists (+ COCO captions) → scans + stimuli";
 

@@ -27,7 +27,7 @@ pub struct IngestPereira;
 impl Stage for IngestPereira {
     type Params = PereiraParams;
     const NAME: &'static str = "ingest.pereira";
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
     const SUMMARY: &'static str = "Pereira et al. 2018 .mat files (examples, keyConcept, meta) → scans with Gordon ROI per column";
 
     fn inputs(&self) -> Vec<Port> {
@@ -305,7 +305,7 @@ fn ingest_subject(
         let (scans, grid0, first) = match &mut writer {
             Some(w) => w,
             None => {
-                let w = ScansWriter::create(out, subject, &this_grid, &path.display().to_string())?;
+                let w = ScansWriter::create(out, subject, &this_grid, &file_name(path))?;
                 writer.insert((w, this_grid.clone(), path.clone()))
             }
         };
@@ -333,4 +333,10 @@ fn ingest_subject(
     }
     let (scans, grid, _) = writer.expect("subject_folders lists subjects with files");
     Ok((scans.finish()?, grid.ijk.len()))
+}
+
+/// The name of `path` (the artifact records names, not locations: same inputs, same bytes).
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
 }

@@ -321,7 +321,7 @@ pub struct IngestNifti;
 impl Stage for IngestNifti {
     type Params = NiftiParams;
     const NAME: &'static str = "ingest.nifti";
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
     const SUMMARY: &'static str =
         "NIfTI-1/2 beta or BOLD volumes + BIDS events → scans (masked voxel rows per subject)";
 
@@ -546,7 +546,15 @@ pub(crate) fn ingest_subject(
     let first_reader = VolumeReader::open(&files[0].path).map_err(IngestError::from)?;
     let first_header = first_reader.header().clone();
     let grid = grid_for(&first_header, &files[0].path, mask, rois)?;
-    let sources: Vec<String> = files.iter().map(|f| f.path.display().to_string()).collect();
+    // Names, not locations: the same inputs anywhere give the same bytes.
+    let sources: Vec<String> = files
+        .iter()
+        .map(|f| {
+            f.path
+                .file_name()
+                .map_or_else(|| f.path.display().to_string(), |n| n.to_string_lossy().into_owned())
+        })
+        .collect();
     let mut writer = ScansWriter::create(out, subject, &grid, &sources.join(";"))?;
     let runs = VoxelRuns::new(&grid);
     // One thread inflates and gathers; the writer encodes finished row groups on its own threads.

@@ -130,7 +130,7 @@ pub struct Train;
 impl Stage for Train {
     type Params = TrainParams;
     const NAME: &'static str = "models.train";
-    const VERSION: u32 = 3;
+    const VERSION: u32 = 4;
     const SUMMARY: &'static str = "Brain2Word networks (base, roi, autoencoder; regression/classification/combined loss, mean regularisation) trained per cross-validation fold";
 
     fn inputs(&self) -> Vec<Port> {
@@ -501,7 +501,6 @@ pub fn train_fold(
     let mut records = Vec::new();
     let held_out = fold.test_subjects.join(",");
     for epoch in 0..p.epochs {
-        let started = Instant::now();
         let lr = p.lr * p.lr_decay.powi((epoch / p.lr_step_epochs.max(1)) as i32);
         opt.set_lr(lr);
         if p.mean_reg_weight > 0.0
@@ -566,7 +565,6 @@ pub fn train_fold(
             val_loss: val.map(|v| v.0),
             val_top1: val.map(|v| v.1),
             val_top5: val.map(|v| v.2),
-            seconds: started.elapsed().as_secs_f64(),
         });
         let Some((val_loss, ..)) = val else { continue };
         if best.as_ref().is_none_or(|b| val_loss < b.0) {
