@@ -403,7 +403,8 @@ fn artifact_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 #[test]
 fn same_pipeline_in_two_caches_writes_the_same_bytes() {
     // Non-negotiable 5 across the whole chain, driver and LibTorch worker stages alike: study,
-    // NIfTI ingest, features, targets, a network and ridge, written under two different cache
+    // NIfTI ingest, features, targets, a network, ridge, metrics and the report, and the images
+    // world's CLIP training, embeddings, caption choice and augmentation, written under two different cache
     // folders (paths must not leak into artifacts), compared byte for byte; only the manifests
     // (timings) may differ.
     let dir = tempfile::tempdir().expect("tempdir");
@@ -428,6 +429,20 @@ stages:
     uses: models.ridge
     inputs: { features: padded.features, targets: targets.targets }
     with: { max_inner_folds: 1, cv: within_subject, folds: 2 }
+  metrics:
+    uses: eval.words
+    inputs: { predictions: [ridge.predictions, base.predictions], training: [base.training], targets: targets.targets }
+  report: { uses: eval.report, inputs: { metrics: metrics.metrics, study: study.study } }
+  images:
+    uses: ingest.synthetic
+    with: { paradigm: images, subjects: 1, seed: 3, resolution_mm: 6, train_images: 40, test_images: 10 }
+  clip: { uses: clip.train, inputs: { stimuli: images.stimuli, images: images.images }, with: { steps: 20, batch_size: 16 } }
+  embed: { uses: clip.embed, inputs: { stimuli: images.stimuli, images: images.images, model: clip.model } }
+  captions: { uses: clip.select_captions, inputs: { embeddings: embed.embeddings, stimuli: images.stimuli } }
+  augment:
+    uses: clip.augment
+    inputs: { stimuli: images.stimuli, images: images.images, model: clip.model }
+    with: { copies: 2 }
 ",
     );
     for cache in ["one", "two"] {
