@@ -402,11 +402,11 @@ fn artifact_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 
 #[test]
 fn same_pipeline_in_two_caches_writes_the_same_bytes() {
-    // Non-negotiable 5 across the whole chain, driver and LibTorch worker stages alike: study,
-    // NIfTI ingest, features, targets, a network, ridge, metrics and the report, and the images
-    // world's CLIP training, embeddings, caption choice and augmentation, written under two different cache
-    // folders (paths must not leak into artifacts), compared byte for byte; only the manifests
-    // (timings) may differ.
+    // Non-negotiable 5 across the whole chain, driver and LibTorch worker stages alike (study,
+    // NIfTI ingest, features, targets, a network, ridge, metrics, the report, and the images
+    // world's CLIP training, embeddings, caption choice and augmentation), written under two
+    // different cache folders (paths must not leak into artifacts) and compared byte for byte;
+    // only the manifests (timings) may differ.
     let dir = tempfile::tempdir().expect("tempdir");
     write(
         dir.path(),
