@@ -407,15 +407,42 @@ pub struct Trained {
     pub records: Vec<EpochRecord>,
 }
 
-/// Sums of the loss terms over a batch.
-#[derive(Default)]
+/// Sums of the loss terms over an epoch's batches, kept on the device (in f64) and read once per
+/// epoch: reading a loss per batch would make the host wait for the device at every step.
 struct Terms {
-    total: f64,
-    regression: f64,
-    classification: f64,
-    reconstruction: f64,
-    mean_reg: f64,
+    /// `[total, regression, classification, reconstruction, mean_reg]`.
+    sums: Tensor,
     batches: usize,
+}
+
+impl Terms {
+    fn new(device: Device) -> Terms {
+        Terms { sums: Tensor::zeros([5], (Kind::Double, device)), batches: 0 }
+    }
+
+    /// Adds one batch's terms (absent ones count 0).
+    fn add(&mut self, terms: [Option<&Tensor>; 5]) {
+        tch::no_grad(|| {
+            for (i, t) in terms.iter().enumerate() {
+                if let Some(t) = t {
+                    let mut slot = self.sums.get(i as i64);
+                    let _ = slot.g_add_(&t.detach().to_kind(Kind::Double));
+                }
+            }
+        });
+        self.batches += 1;
+    }
+
+    /// The epoch means, `[total, regression, classification, reconstruction, mean_reg]`.
+    fn means(&self) -> Result<[f64; 5]> {
+        let n = self.batches.max(1) as f64;
+        let sums = Vec::<f64>::try_from(&self.sums.to_device(Device::Cpu))?;
+        let mut out = [0.0; 5];
+        for (o, s) in out.iter_mut().zip(sums) {
+            *o = s / n;
+        }
+        Ok(out)
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -517,7 +544,7 @@ pub fn train_fold(
             0,
             &Tensor::randperm(n_train, (Kind::Int64, Device::Cpu)).to_device(d.device),
         );
-        let mut terms = Terms::default();
+        let mut terms = Terms::new(d.device);
         let mut start = 0;
         while start < n_train {
             let len = batch.min(n_train - start);
@@ -532,22 +559,25 @@ pub fn train_fold(
                 d.classes.index_select(0, &idx),
             );
             let (out, mut total, [reg, cls, rec]) = task_losses(&net, &weights, &x, &t, &c, true);
+            let mut mean_reg = None;
             if let Some(m) = &means {
                 let mut mr = Tensor::zeros([], (Kind::Float, d.device));
                 for (h, mean) in out.hidden.iter().zip(m) {
                     mr = mr + mean_regularisation_loss(h, &mean.index_select(0, &c));
                 }
-                terms.mean_reg += scalar(&mr);
-                total = total + mr * p.mean_reg_weight;
+                total = total + &mr * p.mean_reg_weight;
+                mean_reg = Some(mr);
             }
             opt.backward_step(&total)?;
-            terms.total += scalar(&total);
-            terms.regression += reg.as_ref().map_or(0.0, scalar);
-            terms.classification += cls.as_ref().map_or(0.0, scalar);
-            terms.reconstruction += rec.as_ref().map_or(0.0, scalar);
-            terms.batches += 1;
+            terms.add([Some(&total), reg.as_ref(), cls.as_ref(), rec.as_ref(), mean_reg.as_ref()]);
         }
-        let n = terms.batches.max(1) as f64;
+        let [
+            train_loss,
+            train_regression,
+            train_classification,
+            train_reconstruction,
+            train_mean_reg,
+        ] = terms.means()?;
         let val = validate(&net, d, &weights, &val_idx, batch);
         records.push(EpochRecord {
             model: name.to_owned(),
@@ -555,13 +585,12 @@ pub fn train_fold(
             held_out: held_out.clone(),
             epoch: epoch as i32,
             lr,
-            train_loss: terms.total / n,
-            train_regression: (weights.regression > 0.0).then_some(terms.regression / n),
-            train_classification: (weights.classification > 0.0)
-                .then_some(terms.classification / n),
+            train_loss,
+            train_regression: (weights.regression > 0.0).then_some(train_regression),
+            train_classification: (weights.classification > 0.0).then_some(train_classification),
             train_reconstruction: (config.kind == ModelKind::Autoencoder)
-                .then_some(terms.reconstruction / n),
-            train_mean_reg: means.is_some().then_some(terms.mean_reg / n),
+                .then_some(train_reconstruction),
+            train_mean_reg: means.is_some().then_some(train_mean_reg),
             val_loss: val.map(|v| v.0),
             val_top1: val.map(|v| v.1),
             val_top5: val.map(|v| v.2),
