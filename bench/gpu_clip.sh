@@ -14,7 +14,7 @@ mkdir -p "$OUT"
 RESULTS=$OUT/clip_throughput.jsonl
 : > "$RESULTS"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/clip_gpu.txt"
-ARGS=(--device cuda --preset vit-b-32 --batch 256 --iters 50)
+ARGS=(--device cuda --preset vit-b-32 --batch 256 --iters 50 --precision fp32,tf32,bf16)
 PYDEPS=/tmp/clip-pydeps
 rm -rf "$PYDEPS" && mkdir -p "$PYDEPS"
 for wheel in device/clip/wheels/*.whl; do "$PY" -m zipfile -e "$wheel" "$PYDEPS"; done

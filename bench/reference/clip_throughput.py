@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """transformers' CLIP image-embedding throughput, the reference for brainpipe-clip's
 `clip_throughput` example: random ViT-B/32 weights (CLIPVisionModelWithProjection, default SDPA
-attention), random pixels, `--batch` images per forward pass under torch.inference_mode, fp32 and
-bf16 (the model cast with .to(torch.bfloat16)). Prints one JSON line per precision.
+attention), random pixels, `--batch` images per forward pass under torch.inference_mode, fp32, tf32
+(float32 with torch.backends' TF32 switches on) and bf16 (the model cast with .to(torch.bfloat16)).
+Prints one JSON line per precision.
 
     python3 bench/reference/clip_throughput.py --device cuda --batch 256 --iters 30
 """
@@ -36,6 +37,9 @@ def main():
     config = CLIPVisionConfig(**PRESETS[args.preset])
     for precision in args.precision.split(","):
         torch.manual_seed(0)
+        # tf32: float32 tensors, matmuls and convolutions on TF32 tensor cores.
+        torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+        torch.backends.cudnn.allow_tf32 = precision == "tf32"
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         model = CLIPVisionModelWithProjection(config).to(args.device, dtype).eval()
         pixels = torch.randn(args.batch, 3, config.image_size, config.image_size, device=args.device, dtype=dtype)

@@ -1,8 +1,8 @@
 //! CLIP image-embedding throughput: random weights of a preset, random pixels, `batch` images per
-//! forward pass, fp32 or bf16. Prints one JSON line per precision. Used by `bench/gpu_clip.sh`
+//! forward pass, fp32, tf32 or bf16. Prints one JSON line per precision. Used by `bench/gpu_clip.sh`
 //! (the same measurement as `bench/reference/clip_throughput.py` for transformers).
 //!
-//! `clip_throughput [--device cuda] [--preset vit-b-32] [--batch 256] [--iters 30] [--precision fp32,bf16]`
+//! `clip_throughput [--device cuda] [--preset vit-b-32] [--batch 256] [--iters 30] [--precision fp32,tf32,bf16]`
 use std::time::Instant;
 
 use brainpipe_clip::{ClipConfig, LoadedClip};
@@ -34,6 +34,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for precision in arg(&args, "--precision", "fp32,bf16").split(',') {
         tch::manual_seed(0);
         let mut clip = LoadedClip::new(&config, device);
+        // tf32: f32 tensors, matmuls on TF32 tensor cores (LibTorch's global switch).
+        brainpipe_tensor::set_tf32(precision == "tf32");
         let kind = match precision {
             "bf16" => {
                 clip.vs.bfloat16();

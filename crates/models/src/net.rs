@@ -341,13 +341,19 @@ impl RoiLayer {
             .groups
             .iter()
             .map(|g| {
-                let packed =
-                    rows.index_select(0, &g.gather).view([g.rois, g.max_in, batch]).transpose(1, 2);
+                let packed = rows
+                    .index_select(0, &g.gather.to_device(x.device()))
+                    .view([g.rois, g.max_in, batch])
+                    .transpose(1, 2);
                 let y = bmm_in(&packed, &g.weight, precision) + g.bias.unsqueeze(1);
-                y.transpose(0, 1).reshape([batch, g.rois * g.max_out]).index_select(1, &g.real)
+                y.transpose(0, 1)
+                    .reshape([batch, g.rois * g.max_out])
+                    .index_select(1, &g.real.to_device(x.device()))
             })
             .collect();
-        Tensor::cat(&parts, 1).index_select(1, &self.order)
+        // The index tensors are not variables: a `VarStore::set_device` leaves them where they
+        // were built, so they follow the input (a no-op when already there).
+        Tensor::cat(&parts, 1).index_select(1, &self.order.to_device(x.device()))
     }
 
     /// The transposed layer (tied decoder): ROI outputs → input columns, plus the decoder's own
@@ -356,13 +362,13 @@ impl RoiLayer {
         let batch = h.size()[0];
         // Back to the groups' concatenated real-output order.
         let mut grouped = Tensor::zeros([batch, self.width], (h.kind(), h.device()));
-        grouped = grouped.index_copy(1, &self.order, h);
+        grouped = grouped.index_copy(1, &self.order.to_device(h.device()), h);
         let mut parts = Vec::new();
         let mut offset = 0;
         for g in &self.groups {
             let n = g.real.size()[0];
             let packed = Tensor::zeros([batch, g.rois * g.max_out], (h.kind(), h.device()))
-                .index_copy(1, &g.real, &grouped.narrow(1, offset, n))
+                .index_copy(1, &g.real.to_device(h.device()), &grouped.narrow(1, offset, n))
                 .view([batch, g.rois, g.max_out])
                 .transpose(0, 1);
             offset += n;
@@ -370,7 +376,7 @@ impl RoiLayer {
             parts.push(y.transpose(0, 1).reshape([batch, g.rois * g.max_in]));
         }
         parts.push(h.zeros_like().narrow(1, 0, 1));
-        Tensor::cat(&parts, 1).index_select(1, &self.scatter_back) + bias
+        Tensor::cat(&parts, 1).index_select(1, &self.scatter_back.to_device(h.device())) + bias
     }
 
     fn width(&self) -> i64 {

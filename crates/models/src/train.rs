@@ -62,8 +62,10 @@ brainpipe_core::params! {
         /// ROI model: outputs per block = max(ceil(size / roi_scale), 1) (Brain2Word: 20).
         pub roi_scale: usize = ROI_SCALE,
         /// ROI model: ROIs are sorted by size and packed into this many groups, one batched
-        /// matmul each (1: a single zero-padded block; more groups, less padding).
-        pub roi_groups: usize = 8,
+        /// matmul each (1: a single zero-padded block; more groups, less padding). 0: by device —
+        /// 1 on CUDA (fastest on an H200: 2.5 ms/step against 3.5–4.0 with 8), 8 on the CPU
+        /// (113 ms against 381 with 1); docs/BENCHMARKS.md.
+        pub roi_groups: usize = 0,
         /// Dropout after every hidden layer (Brain2Word: 0.4).
         pub dropout: f64 = DROPOUT,
         /// Weight of mean regularisation (0: off). After `warmup_epochs`, each hidden layer is
@@ -267,7 +269,10 @@ pub fn train_all(
             "batch_size must be at least 2 (batch normalisation)".into(),
         ));
     }
-    let config = net_config(data, rois, p)?;
+    let mut config = net_config(data, rois, p)?;
+    if config.roi_groups == 0 {
+        config.roi_groups = if device.is_cuda() { 1 } else { 8 };
+    }
     let _tf32 = p.precision.activate();
     let name = if p.name.is_empty() { p.model.name().to_owned() } else { p.name.clone() };
     let fold_sets =

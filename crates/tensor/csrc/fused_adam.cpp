@@ -37,3 +37,10 @@ extern "C" int brainpipe_fused_adam(at::Tensor* const* params, at::Tensor* const
         return 1;
     }
 }
+
+// Sets each tensor's gradient to undefined (`optimizer.zero_grad(set_to_none=True)`, PyTorch's
+// default): the next backward pass then stores its gradient instead of adding it into a zeroed
+// buffer — for a 131 M-weight layer, a fill and a read-modify-write of 0.5 GB saved per step.
+extern "C" void brainpipe_clear_grads(at::Tensor* const* tensors, size_t n) {
+    for (size_t i = 0; i < n; ++i) tensors[i]->mutable_grad() = at::Tensor();
+}

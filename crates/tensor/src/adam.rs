@@ -37,6 +37,7 @@ unsafe extern "C" {
         error: *mut c_char,
         error_len: usize,
     ) -> i32;
+    fn brainpipe_clear_grads(tensors: *const *const c_void, n: usize);
 }
 
 /// Adam's hyper-parameters (`torch.optim.Adam`'s names and defaults).
@@ -109,11 +110,14 @@ impl FusedAdam {
         self.config
     }
 
-    /// Zeroes the gradients of every variable.
+    /// Drops the gradients of every variable (`zero_grad(set_to_none=True)`, PyTorch's default):
+    /// the next backward pass stores fresh gradients instead of adding into zeroed buffers.
     pub fn zero_grad(&mut self) {
-        for p in &mut self.params {
-            p.zero_grad();
-        }
+        let handles: Vec<*const c_void> =
+            self.params.iter().map(|p| p.as_ptr().cast::<c_void>()).collect();
+        // SAFETY: every pointer is a live `at::Tensor` owned by `self.params`; the C++ side only
+        // resets each one's gradient handle.
+        unsafe { brainpipe_clear_grads(handles.as_ptr(), handles.len()) };
     }
 
     /// Zeroes the gradients, back-propagates `loss`, steps.
