@@ -132,7 +132,7 @@ pub struct Train;
 impl Stage for Train {
     type Params = TrainParams;
     const NAME: &'static str = "models.train";
-    const VERSION: u32 = 4;
+    const VERSION: u32 = 5;
     const SUMMARY: &'static str = "Brain2Word networks (base, roi, autoencoder; regression/classification/combined loss, mean regularisation) trained per cross-validation fold";
 
     fn inputs(&self) -> Vec<Port> {
@@ -674,6 +674,12 @@ fn word_means(
             start += len;
             let c = d.classes.index_select(0, &idx);
             let out = net.forward(&d.x.index_select(0, &idx), false);
+            // Sums per class as a one-hot matmul, not `index_add`: on CUDA that accumulates with
+            // atomics in no fixed order, and reruns would differ in the last bits.
+            let one_hot = Tensor::arange(classes, (Kind::Int64, d.device))
+                .unsqueeze(1)
+                .eq_tensor(&c.unsqueeze(0))
+                .to_kind(Kind::Float);
             if sums.is_empty() {
                 sums = out
                     .hidden
@@ -682,9 +688,9 @@ fn word_means(
                     .collect();
             }
             for (s, h) in sums.iter_mut().zip(&out.hidden) {
-                *s = s.index_add(0, &c, h);
+                *s = &*s + one_hot.mm(h);
             }
-            counts = counts.index_add(0, &c, &Tensor::ones([len, 1], (Kind::Float, d.device)));
+            counts = counts + one_hot.sum_dim_intlist([1i64].as_slice(), true, Kind::Float);
         }
         let counts = counts.clamp_min(1.0);
         sums.iter().map(|s| s / &counts).collect()
