@@ -690,7 +690,7 @@ fn word_means(
             for (s, h) in sums.iter_mut().zip(&out.hidden) {
                 *s = &*s + one_hot.mm(h);
             }
-            counts = counts + one_hot.sum_dim_intlist([1i64].as_slice(), true, Kind::Float);
+            counts += one_hot.sum_dim_intlist([1i64].as_slice(), true, Kind::Float);
         }
         let counts = counts.clamp_min(1.0);
         sums.iter().map(|s| s / &counts).collect()
