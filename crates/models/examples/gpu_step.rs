@@ -107,7 +107,43 @@ fn step_ms(kind: ModelKind, sizes: &[usize], steps: usize, device: Device) -> Re
     run(5)?;
     let start = Instant::now();
     run(steps)?;
-    Ok(start.elapsed().as_secs_f64() * 1e3 / steps as f64)
+    let ms = start.elapsed().as_secs_f64() * 1e3 / steps as f64;
+    if std::env::var("PARTS").is_ok() {
+        // Where a step goes: forward + backward alone, then the optimizer alone on those
+        // gradients.
+        let sync = || {
+            if let Device::Cuda(_) = device {
+                tch::Cuda::synchronize(0);
+            }
+        };
+        let idx = Tensor::arange(180, (Kind::Int64, device));
+        let xb = x.index_select(0, &idx);
+        let (tb, cb) = (t.index_select(0, &idx), c.index_select(0, &idx));
+        let start = Instant::now();
+        for _ in 0..steps {
+            fused.zero_grad();
+            let out = net.forward(&xb, true);
+            let mut loss =
+                regression_loss(&out.embedding, &tb) + classification_loss(&out.logits, &cb);
+            if let Some(r) = &out.reconstruction {
+                loss += reconstruction_loss(&xb, r);
+            }
+            loss.backward();
+        }
+        sync();
+        let fwd_bwd = start.elapsed().as_secs_f64() * 1e3 / steps as f64;
+        let start = Instant::now();
+        for _ in 0..steps {
+            fused.step()?;
+        }
+        sync();
+        let adam = start.elapsed().as_secs_f64() * 1e3 / steps as f64;
+        println!(
+            "{}",
+            serde_json::json!({"parts": kind.name(), "fwd_bwd_ms": fwd_bwd, "fused_adam_ms": adam})
+        );
+    }
+    Ok(ms)
 }
 
 /// Trains a small network a few steps on the CPU, then compares CPU and CUDA predictions of the
