@@ -55,6 +55,13 @@ models() {
     PRECISION=tf32 device/models/gpu_step device/models/sizes.npy 50 cuda \
         | sed 's/"impl":"brainpipe-tch"/"impl":"brainpipe-tch-tf32"/' | tee -a "$results"
     device/models/gpu_step device/models/sizes.npy 50 cuda | tee -a "$results"
+    # The whole step as one CUDA graph (fp32, tf32; ROI as one padded block).
+    GRAPH=1 device/models/gpu_step device/models/sizes.npy 50 cuda \
+        | sed 's/"impl":"brainpipe-tch"/"impl":"brainpipe-tch-graph"/' | tee -a "$results"
+    GRAPH=1 PRECISION=tf32 device/models/gpu_step device/models/sizes.npy 50 cuda \
+        | sed 's/"impl":"brainpipe-tch"/"impl":"brainpipe-tch-graph-tf32"/' | tee -a "$results"
+    GRAPH=1 PRECISION=tf32 ROI_GROUPS=1 MODELS=roi device/models/gpu_step device/models/sizes.npy 50 cuda \
+        | sed 's/"impl":"brainpipe-tch"/"impl":"brainpipe-tch-graph-tf32"/' | tee -a "$results"
 }
 
 clip() {

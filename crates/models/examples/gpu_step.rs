@@ -11,7 +11,7 @@ use brainpipe_models::losses::{classification_loss, reconstruction_loss, regress
 use brainpipe_models::net::{
     DROPOUT, LEAKY_SLOPE, ModelKind, Net, NetConfig, Precision, ROI_SCALE,
 };
-use brainpipe_tensor::{AdamConfig, FusedAdam};
+use brainpipe_tensor::{AdamConfig, CudaGraph, FusedAdam};
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 
@@ -105,9 +105,63 @@ fn step_ms(kind: ModelKind, sizes: &[usize], steps: usize, device: Device) -> Re
         Ok(())
     };
     run(5)?;
-    let start = Instant::now();
-    run(steps)?;
-    let ms = start.elapsed().as_secs_f64() * 1e3 / steps as f64;
+    let ms = if std::env::var("GRAPH").is_ok() && device.is_cuda() {
+        // The whole step (forward, backward, fused Adam) as one CUDA graph: each step copies its
+        // batch into the captured input tensors and replays.
+        let batch = |i: usize| {
+            Tensor::arange_start(
+                (i % 3) as i64 * 180,
+                (i % 3 + 1) as i64 * 180,
+                (Kind::Int64, device),
+            )
+        };
+        let idx = batch(0);
+        let (mut xb, mut tb, mut cb) =
+            (x.index_select(0, &idx), t.index_select(0, &idx), c.index_select(0, &idx));
+        fused.zero_grad();
+        let (graph, captured) = CudaGraph::capture(|| -> Result<(), Error> {
+            let out = net.forward(&xb, true);
+            let mut loss =
+                regression_loss(&out.embedding, &tb) + classification_loss(&out.logits, &cb);
+            if let Some(r) = &out.reconstruction {
+                loss += reconstruction_loss(&xb, r);
+            }
+            loss.backward();
+            fused.step()?;
+            Ok(())
+        })?;
+        captured?;
+        // The replays must train: the weights move and stay finite.
+        let weights = || -> f64 {
+            tch::no_grad(|| {
+                vs.trainable_variables()
+                    .iter()
+                    .map(|v| v.abs().sum(Kind::Double).double_value(&[]))
+                    .sum()
+            })
+        };
+        let before = weights();
+        let start = Instant::now();
+        for i in 0..steps {
+            let idx = batch(i);
+            xb.copy_(&x.index_select(0, &idx));
+            tb.copy_(&t.index_select(0, &idx));
+            cb.copy_(&c.index_select(0, &idx));
+            graph.replay()?;
+        }
+        tch::Cuda::synchronize(0);
+        let ms = start.elapsed().as_secs_f64() * 1e3 / steps as f64;
+        let after = weights();
+        println!(
+            "{}",
+            serde_json::json!({"graph_check": kind.name(), "weights_l1_before": before, "weights_l1_after": after, "ok": after.is_finite() && after != before})
+        );
+        ms
+    } else {
+        let start = Instant::now();
+        run(steps)?;
+        start.elapsed().as_secs_f64() * 1e3 / steps as f64
+    };
     if std::env::var("PARTS").is_ok() {
         // Where a step goes: forward + backward alone, then the optimizer alone on those
         // gradients.
@@ -192,7 +246,7 @@ fn main() -> Result<(), Error> {
         let ms = step_ms(kind, &sizes, steps, device)?;
         println!(
             "{}",
-            serde_json::json!({"impl": "brainpipe-tch", "model": kind.name(), "ms_per_step": ms, "steps": steps, "roi_groups": config(kind, &sizes).roi_groups, "precision": config(kind, &sizes).precision, "optimizer": std::env::var("OPTIMIZER").unwrap_or_else(|_| "fused".into())})
+            serde_json::json!({"impl": "brainpipe-tch", "model": kind.name(), "ms_per_step": ms, "steps": steps, "roi_groups": config(kind, &sizes).roi_groups, "precision": config(kind, &sizes).precision, "optimizer": std::env::var("OPTIMIZER").unwrap_or_else(|_| "fused".into()), "cuda_graph": std::env::var("GRAPH").is_ok()})
         );
     }
     if tch::Cuda::is_available() {

@@ -14,8 +14,10 @@
 //! ```
 
 mod adam;
+mod graph;
 
 pub use adam::{AdamConfig, FusedAdam};
+pub use graph::CudaGraph;
 
 use std::path::Path;
 use std::str::FromStr;
