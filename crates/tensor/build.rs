@@ -34,6 +34,7 @@ fn compile_fused_adam() {
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
         .warnings(false);
     println!("cargo:rerun-if-changed=csrc/cuda_graph.cpp");
+    println!("cargo:rerun-if-changed=csrc/shim.h");
     // CUDA graphs need LibTorch's CUDA headers and the CUDA runtime's (the PyPI wheel's
     // nvidia/cu*/include beside torch/); without them the shim compiles to "unavailable".
     let cuda_include = lib

@@ -60,6 +60,16 @@ fn config(kind: ModelKind, sizes: &[usize]) -> NetConfig {
     }
 }
 
+/// The training loss of one batch: regression + classification (+ reconstruction).
+fn batch_loss(net: &Net, xb: &Tensor, tb: &Tensor, cb: &Tensor) -> Tensor {
+    let out = net.forward(xb, true);
+    let loss = regression_loss(&out.embedding, tb) + classification_loss(&out.logits, cb);
+    match &out.reconstruction {
+        Some(r) => loss + reconstruction_loss(xb, r),
+        None => loss,
+    }
+}
+
 fn step_ms(kind: ModelKind, sizes: &[usize], steps: usize, device: Device) -> Result<f64, Error> {
     tch::manual_seed(1);
     let cfg = config(kind, sizes);
@@ -87,13 +97,12 @@ fn step_ms(kind: ModelKind, sizes: &[usize], steps: usize, device: Device) -> Re
                 (i % 3 + 1) as i64 * 180,
                 (Kind::Int64, device),
             );
-            let xb = x.index_select(0, &idx);
-            let out = net.forward(&xb, true);
-            let mut loss = regression_loss(&out.embedding, &t.index_select(0, &idx))
-                + classification_loss(&out.logits, &c.index_select(0, &idx));
-            if let Some(r) = &out.reconstruction {
-                loss += reconstruction_loss(&xb, r);
-            }
+            let loss = batch_loss(
+                &net,
+                &x.index_select(0, &idx),
+                &t.index_select(0, &idx),
+                &c.index_select(0, &idx),
+            );
             match tch_adam.as_mut() {
                 Some(opt) => opt.backward_step(&loss),
                 None => fused.backward_step(&loss)?,
@@ -120,13 +129,7 @@ fn step_ms(kind: ModelKind, sizes: &[usize], steps: usize, device: Device) -> Re
             (x.index_select(0, &idx), t.index_select(0, &idx), c.index_select(0, &idx));
         fused.zero_grad();
         let (graph, captured) = CudaGraph::capture(|| -> Result<(), Error> {
-            let out = net.forward(&xb, true);
-            let mut loss =
-                regression_loss(&out.embedding, &tb) + classification_loss(&out.logits, &cb);
-            if let Some(r) = &out.reconstruction {
-                loss += reconstruction_loss(&xb, r);
-            }
-            loss.backward();
+            batch_loss(&net, &xb, &tb, &cb).backward();
             fused.step()?;
             Ok(())
         })?;
@@ -176,13 +179,7 @@ fn step_ms(kind: ModelKind, sizes: &[usize], steps: usize, device: Device) -> Re
         let start = Instant::now();
         for _ in 0..steps {
             fused.zero_grad();
-            let out = net.forward(&xb, true);
-            let mut loss =
-                regression_loss(&out.embedding, &tb) + classification_loss(&out.logits, &cb);
-            if let Some(r) = &out.reconstruction {
-                loss += reconstruction_loss(&xb, r);
-            }
-            loss.backward();
+            batch_loss(&net, &xb, &tb, &cb).backward();
         }
         sync();
         let fwd_bwd = start.elapsed().as_secs_f64() * 1e3 / steps as f64;

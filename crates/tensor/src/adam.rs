@@ -17,6 +17,7 @@ use std::ffi::{c_char, c_void};
 use tch::{Kind, Tensor, nn};
 
 use crate::TensorError;
+use crate::shim::checked;
 
 unsafe extern "C" {
     fn brainpipe_fused_adam(
@@ -147,13 +148,12 @@ impl FusedAdam {
         // Without amsgrad the kernel wants an empty max_exp_avg_sqs list.
         let vmax = if self.config.amsgrad { pick(&self.max_exp_avg_sqs) } else { Vec::new() };
         let steps = vec![self.step.as_ptr().cast::<c_void>(); live.len()];
-        let mut error = vec![0 as c_char; 512];
         let c = self.config;
         // SAFETY: every pointer is a live `at::Tensor` owned by `self`, `grads` or `self.step`
         // for the duration of the call; the lists have `live.len()` entries (`vmax`: its own
-        // length); the C++ side
-        // copies the handles and writes a NUL-terminated message of at most `error.len()` bytes.
-        let status = unsafe {
+        // length); the C++ side copies the handles and writes a NUL-terminated message of at most
+        // the buffer's length.
+        checked("fused Adam", |error, error_len| unsafe {
             brainpipe_fused_adam(
                 params.as_ptr(),
                 grad_ptrs.as_ptr(),
@@ -169,17 +169,10 @@ impl FusedAdam {
                 c.weight_decay,
                 c.eps,
                 c.amsgrad,
-                error.as_mut_ptr(),
-                error.len(),
+                error,
+                error_len,
             )
-        };
-        if status != 0 {
-            let bytes: Vec<u8> = error.iter().take_while(|&&b| b != 0).map(|&b| b as u8).collect();
-            let text = String::from_utf8_lossy(&bytes);
-            // LibTorch appends a C++ stack trace after the first line.
-            let first = text.lines().next().unwrap_or("unknown error").trim();
-            return Err(TensorError::Shape(format!("fused Adam: {first}")));
-        }
+        })?;
         Ok(())
     }
 }

@@ -9,6 +9,7 @@
 use std::ffi::{c_char, c_void};
 
 use crate::TensorError;
+use crate::shim::{checked, message};
 
 unsafe extern "C" {
     fn brainpipe_graph_new(error: *mut c_char, error_len: usize) -> *mut c_void;
@@ -24,20 +25,6 @@ pub struct CudaGraph {
     handle: *mut c_void,
 }
 
-/// Calls `f` with an error buffer; a non-zero status becomes the buffer's first line.
-fn checked(f: impl FnOnce(*mut c_char, usize) -> i32) -> Result<(), TensorError> {
-    let mut error = vec![0 as c_char; 1024];
-    if f(error.as_mut_ptr(), error.len()) == 0 {
-        return Ok(());
-    }
-    let bytes: Vec<u8> = error.iter().take_while(|&&b| b != 0).map(|&b| b as u8).collect();
-    let text = String::from_utf8_lossy(&bytes);
-    Err(TensorError::Shape(format!(
-        "CUDA graph: {}",
-        text.lines().next().unwrap_or("unknown error").trim()
-    )))
-}
-
 impl CudaGraph {
     /// Captures the kernels `f` launches on the current CUDA device. `f` runs once, on a side
     /// stream, and its work is recorded, not executed; run it eagerly a few times first so that
@@ -47,25 +34,21 @@ impl CudaGraph {
         // SAFETY: the buffer outlives the call; the C++ side writes a NUL-terminated message.
         let handle = unsafe { brainpipe_graph_new(error.as_mut_ptr(), error.len()) };
         if handle.is_null() {
-            let bytes: Vec<u8> = error.iter().take_while(|&&b| b != 0).map(|&b| b as u8).collect();
-            return Err(TensorError::Shape(format!(
-                "CUDA graph: {}",
-                String::from_utf8_lossy(&bytes)
-            )));
+            return Err(message("CUDA graph", &error));
         }
         let graph = CudaGraph { handle };
         // SAFETY: `handle` is the live graph created above.
-        checked(|e, n| unsafe { brainpipe_graph_begin(graph.handle, e, n) })?;
+        checked("CUDA graph", |e, n| unsafe { brainpipe_graph_begin(graph.handle, e, n) })?;
         let out = f();
         // SAFETY: as above; ends the capture begun above and restores the previous stream.
-        checked(|e, n| unsafe { brainpipe_graph_end(graph.handle, e, n) })?;
+        checked("CUDA graph", |e, n| unsafe { brainpipe_graph_end(graph.handle, e, n) })?;
         Ok((graph, out))
     }
 
     /// Launches the captured work again (asynchronously, on the current stream's device).
     pub fn replay(&self) -> Result<(), TensorError> {
         // SAFETY: `handle` is a live, fully captured graph owned by `self`.
-        checked(|e, n| unsafe { brainpipe_graph_replay(self.handle, e, n) })
+        checked("CUDA graph", |e, n| unsafe { brainpipe_graph_replay(self.handle, e, n) })
     }
 }
 

@@ -15,6 +15,7 @@
 
 mod adam;
 mod graph;
+mod shim;
 
 pub use adam::{AdamConfig, FusedAdam};
 pub use graph::CudaGraph;
