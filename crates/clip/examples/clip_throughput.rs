@@ -34,8 +34,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for precision in arg(&args, "--precision", "fp32,bf16").split(',') {
         tch::manual_seed(0);
         let mut clip = LoadedClip::new(&config, device);
-        // tf32: f32 tensors, matmuls on TF32 tensor cores (LibTorch's global switch).
-        brainpipe_tensor::set_tf32(precision == "tf32");
+        let _tf32 = match precision {
+            "tf32" => brainpipe_tensor::Precision::Tf32,
+            _ => brainpipe_tensor::Precision::Fp32,
+        }
+        .activate();
         let kind = match precision {
             "bf16" => {
                 clip.vs.bfloat16();

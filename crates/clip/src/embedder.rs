@@ -3,37 +3,22 @@
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{ClipError, Result};
 use crate::image::RgbImage;
 use crate::model::LoadedClip;
 
-/// The number type the model computes in.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Precision {
-    /// 32-bit floats: what the parity tests hold to 1e-4.
-    #[default]
-    Fp32,
-    /// bfloat16 weights and activations (GPU throughput); embeddings come back as f32.
-    Bf16,
-}
-
-impl Precision {
-    fn kind(self) -> Kind {
-        match self {
-            Precision::Fp32 => Kind::Float,
-            Precision::Bf16 => Kind::BFloat16,
-        }
-    }
-}
+/// The number type the model computes in (`bf16`: the whole model in bfloat16, embeddings back
+/// as f32; `tf32`: f32 with TF32 matmuls while the embedder lives).
+pub use brainpipe_tensor::Precision;
 
 /// A loaded model ready to embed: tokenizer, preprocessing, device and precision.
 pub struct Embedder {
     clip: LoadedClip,
     precision: Precision,
+    /// LibTorch's TF32 switch as `precision` wants it, restored when the embedder is dropped.
+    _tf32: brainpipe_tensor::Tf32Guard,
 }
 
 impl Embedder {
@@ -44,12 +29,12 @@ impl Embedder {
         if precision == Precision::Bf16 {
             clip.vs.bfloat16();
         }
-        Ok(Embedder { clip, precision })
+        Ok(Embedder { clip, precision, _tf32: precision.activate() })
     }
 
     /// Wraps an in-memory model (fp32).
     pub fn from_model(clip: LoadedClip) -> Self {
-        Embedder { clip, precision: Precision::Fp32 }
+        Embedder { clip, precision: Precision::Fp32, _tf32: Precision::Fp32.activate() }
     }
 
     /// Gives the model back.

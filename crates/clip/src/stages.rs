@@ -68,7 +68,7 @@ brainpipe_core::params! {
         pub batch_size: usize = 256,
         /// `auto` (CUDA when present), `cpu`, `cuda`, `cuda:N`.
         pub device: String = "auto".to_owned(),
-        /// `fp32` or `bf16` (bf16 is for GPUs; parity is tested in fp32).
+        /// `fp32`, `tf32` or `bf16` (tf32 and bf16 are for GPUs; parity is tested in fp32).
         pub precision: Precision = Precision::Fp32,
     }
 }
@@ -301,7 +301,7 @@ brainpipe_core::params! {
         pub batch_size: usize = 256,
         /// `auto`, `cpu`, `cuda`, `cuda:N`.
         pub device: String = "auto".to_owned(),
-        /// `fp32` or `bf16`.
+        /// `fp32`, `tf32` or `bf16`.
         pub precision: Precision = Precision::Fp32,
     }
 }

@@ -7,7 +7,7 @@ use brainpipe_core::{ArtifactKind, Context, Port, Stage, StageError};
 
 use crate::error::{IngestError, Result};
 use crate::mat::{MatValue, read_mat};
-use crate::scans::{ScansWriter, TrialInfo, VoxelGrid, for_each_subject};
+use crate::scans::{ScansWriter, TrialInfo, VoxelGrid, file_name, for_each_subject};
 
 brainpipe_core::params! {
     /// Params of `ingest.pereira`.
@@ -333,10 +333,4 @@ fn ingest_subject(
     }
     let (scans, grid, _) = writer.expect("subject_folders lists subjects with files");
     Ok((scans.finish()?, grid.ijk.len()))
-}
-
-/// The name of `path` (the artifact records names, not locations: same inputs, same bytes).
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
 }

@@ -36,6 +36,13 @@ pub const VOXELS_TABLE: TableKind = TableKind::new("voxels", 1);
 /// Most trials per Parquet row group.
 const MAX_ROWS_PER_GROUP: usize = 64;
 
+/// The name of `path`, as a scans table records its sources: names, not locations, so the same
+/// inputs anywhere give the same bytes.
+pub(crate) fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+}
+
 /// Trials per row group for rows of `width` voxels: 8 MB of values (`brainpipe_core`'s
 /// [`WIDE_ROW_GROUP_BYTES`](brainpipe_core::WIDE_ROW_GROUP_BYTES)), at most 64.
 fn rows_per_group(width: usize) -> usize {
@@ -546,15 +553,7 @@ pub(crate) fn ingest_subject(
     let first_reader = VolumeReader::open(&files[0].path).map_err(IngestError::from)?;
     let first_header = first_reader.header().clone();
     let grid = grid_for(&first_header, &files[0].path, mask, rois)?;
-    // Names, not locations: the same inputs anywhere give the same bytes.
-    let sources: Vec<String> = files
-        .iter()
-        .map(|f| {
-            f.path
-                .file_name()
-                .map_or_else(|| f.path.display().to_string(), |n| n.to_string_lossy().into_owned())
-        })
-        .collect();
+    let sources: Vec<String> = files.iter().map(|f| file_name(&f.path)).collect();
     let mut writer = ScansWriter::create(out, subject, &grid, &sources.join(";"))?;
     let runs = VoxelRuns::new(&grid);
     // One thread inflates and gathers; the writer encodes finished row groups on its own threads.

@@ -40,42 +40,9 @@ impl ModelKind {
     }
 }
 
-/// Number format of the large matmuls (the first layer and the autoencoder's output layer).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Precision {
-    /// Everything in f32.
-    #[default]
-    Fp32,
-    /// Inputs and weights of the large matmuls cast to bfloat16 (f32 master weights, f32
-    /// everywhere else): the bf16 tensor cores on CUDA.
-    Bf16,
-    /// f32 tensors, CUDA matmuls on TF32 tensor cores (LibTorch's global switch, set for the
-    /// duration of training and prediction; see `brainpipe_tensor::set_tf32`). The same as
-    /// `fp32` on the CPU.
-    Tf32,
-}
-
-impl Precision {
-    /// Sets LibTorch's TF32 switch for this precision until the guard is dropped.
-    pub fn activate(self) -> Tf32Guard {
-        let previous = brainpipe_tensor::tf32_allowed();
-        brainpipe_tensor::set_tf32(self == Precision::Tf32);
-        Tf32Guard { previous }
-    }
-}
-
-/// Restores LibTorch's TF32 switch when dropped (from [`Precision::activate`]).
-#[derive(Debug)]
-pub struct Tf32Guard {
-    previous: bool,
-}
-
-impl Drop for Tf32Guard {
-    fn drop(&mut self) {
-        brainpipe_tensor::set_tf32(self.previous);
-    }
-}
+/// Number format of the large matmuls (the first layer and the autoencoder's output layer); shared
+/// with the CLIP stages.
+pub use brainpipe_tensor::{Precision, Tf32Guard};
 
 /// Everything needed to rebuild a network: stored as `config` in `model.safetensors`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -154,6 +154,52 @@ pub fn tf32_allowed() -> bool {
     tf32::get()
 }
 
+/// The number format a model computes its large matmuls in (`precision:` of the training and
+/// CLIP stages).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// Everything in f32.
+    #[default]
+    Fp32,
+    /// bfloat16 inputs and weights for the matmuls the model chooses (Brain2Word networks: the
+    /// large first and last layers, f32 master weights; CLIP: the whole model): tensor cores on
+    /// CUDA.
+    Bf16,
+    /// f32 tensors, CUDA matmuls on TF32 tensor cores (LibTorch's global switch, on while the
+    /// guard of [`Precision::activate`] lives). The same as `fp32` on the CPU.
+    Tf32,
+}
+
+impl Precision {
+    /// The tensor kind of the casts this precision asks for.
+    pub fn kind(self) -> Kind {
+        match self {
+            Precision::Bf16 => Kind::BFloat16,
+            Precision::Fp32 | Precision::Tf32 => Kind::Float,
+        }
+    }
+
+    /// Sets LibTorch's TF32 switch for this precision until the guard is dropped.
+    pub fn activate(self) -> Tf32Guard {
+        let previous = tf32_allowed();
+        set_tf32(self == Precision::Tf32);
+        Tf32Guard { previous }
+    }
+}
+
+/// Restores LibTorch's TF32 switch when dropped (from [`Precision::activate`]).
+#[derive(Debug)]
+pub struct Tf32Guard {
+    previous: bool,
+}
+
+impl Drop for Tf32Guard {
+    fn drop(&mut self) {
+        set_tf32(self.previous);
+    }
+}
+
 /// What the LibTorch runtime offers, for `brainpipe doctor`.
 #[derive(Clone, Debug, Serialize)]
 pub struct RuntimeInfo {
