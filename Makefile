@@ -1,8 +1,8 @@
 # brainpipe — set-up, build, demo and tests. Two commands on a fresh machine: `make demo`, `make test`.
 #
 # LibTorch comes from the PyPI wheel torch==2.11.0 in a venv outside the clone (GPU.md); a small
-# reference venv (numpy, scipy, pyarrow, nibabel, scikit-image) holds the peers our tests use as
-# oracles. Both live under ~/.cache/brainpipe and are reused by every clone, as is the target dir.
+# peers venv (bench/reference/requirements.txt, pinned; torch seen through a .pth file) holds the
+# libraries our tests use as oracles. Both live under ~/.cache/brainpipe and are reused by every clone, as is the target dir.
 
 SHELL := /bin/bash
 CACHE_HOME   ?= $(HOME)/.cache/brainpipe
@@ -20,7 +20,7 @@ export PATH := $(TORCH_VENV)/bin:$(PATH)
 export BRAINPIPE_REF_PYTHON := $(REF_VENV)/bin/python
 
 TORCH_STAMP := $(TORCH_VENV)/.brainpipe-torch-2.11.0
-REF_STAMP   := $(REF_VENV)/.brainpipe-refenv-1
+REF_STAMP   := $(REF_VENV)/.brainpipe-refenv-2
 BIN         := $(CARGO_TARGET_DIR)/$(PROFILE)/brainpipe
 
 .PHONY: all demo test build lint fmt bench doctor venv refenv clean-cache help
@@ -41,10 +41,15 @@ $(TORCH_STAMP):
 	@touch $@
 
 refenv: $(REF_STAMP)
-$(REF_STAMP):
-	@echo "==> creating reference venv $(REF_VENV) (numpy scipy pyarrow nibabel scikit-image)"
+$(REF_STAMP): bench/reference/requirements.txt $(TORCH_STAMP)
+	@echo "==> creating the peers venv $(REF_VENV) (bench/reference/requirements.txt: numpy scipy pyarrow nibabel scikit-image Pillow transformers diffusers polars; torch from $(TORCH_VENV))"
+	rm -rf $(REF_VENV)
 	$(PYTHON) -m venv $(REF_VENV)
 	$(REF_VENV)/bin/pip install --quiet --disable-pip-version-check -r bench/reference/requirements.txt
+	$(REF_VENV)/bin/python -c 'import site, sys; print(sys.argv[1])' \
+		"$$($(TORCH_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
+		> "$$($(REF_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/brainpipe-torch-venv.pth"
+	$(REF_VENV)/bin/python -c 'import torch, transformers, diffusers, skimage, pyarrow, nibabel, scipy, polars; assert torch.__version__.startswith("2.11.0"), torch.__version__'
 	@touch $@
 
 build: venv
