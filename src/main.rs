@@ -12,7 +12,9 @@ use brainpipe_core::{
     Catalogue, ContentHash, DynStage, RemoteStage, WORKER_PROTOCOL, disk_size, list_input_key,
     run_standalone, split_input_key, write_file_atomic,
 };
-use brainpipe_pipeline::{Cache, InputSource, Pipeline, Registry, RunOptions, gc, plan, run};
+use brainpipe_pipeline::{
+    Cache, InputSource, Pipeline, Reason, Registry, RunOptions, gc, plan, run,
+};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{Map, Value, json};
 
@@ -87,6 +89,18 @@ enum Command {
         /// Only report what would be removed.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Rehash cache entries and compare them with their manifests; damaged entries are moved
+    /// to quarantine/ (recomputed by the next run) unless --keep. Exit status 1 if any is damaged.
+    Verify {
+        /// Pipeline files whose last-run entries to check (default: every entry in the cache).
+        files: Vec<PathBuf>,
+        /// Cache directory (default: .brainpipe beside the first pipeline file, or ./.brainpipe).
+        #[arg(long, env = "BRAINPIPE_CACHE")]
+        cache: Option<PathBuf>,
+        /// Report damaged entries but leave them in place.
+        #[arg(long)]
+        keep: bool,
     },
     /// Run one stage alone, outside any pipeline and cache.
     Stage {
@@ -301,6 +315,13 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Dag { target, dot } => cmd_dag(&target, dot),
         Command::Status { target } => cmd_status(&target),
         Command::Gc { files, cache, dry_run } => cmd_gc(&files, cache.as_deref(), dry_run),
+        Command::Verify { files, cache, keep } => {
+            if cmd_verify(&files, cache.as_deref(), keep)? {
+                Ok(())
+            } else {
+                bail!("damaged cache entries found (listed above)")
+            }
+        }
         Command::Stage { name, inputs, params, out } => cmd_stage(&name, &inputs, &params, &out),
         Command::Stages { json } => cmd_stages(json),
         Command::Doctor { cache } => cmd_doctor(&cache),
@@ -334,7 +355,7 @@ fn cmd_run(target: &PipelineArgs, force: Vec<String>, jobs: Option<usize>) -> Re
             m.seconds()
         );
     }
-    let runs = cache.root().join("runs").join(&pipeline.name);
+    let runs = cache.runs_dir(&pipeline.name);
     println!("outputs: {}", runs.display());
     Ok(())
 }
@@ -430,7 +451,16 @@ fn cmd_status(target: &PipelineArgs) -> Result<()> {
                     m.device
                 );
             }
-            _ => println!("{:<width$}  {:<stage_width$}  missing", p.id, p.stage),
+            _ => {
+                let state = match p.reasons.iter().find_map(|r| match r {
+                    Reason::EntryDamaged { detail } => Some(detail),
+                    _ => None,
+                }) {
+                    Some(detail) => format!("damaged  {detail}"),
+                    None => "missing".to_owned(),
+                };
+                println!("{:<width$}  {:<stage_width$}  {state}", p.id, p.stage);
+            }
         }
     }
     Ok(())
@@ -453,6 +483,47 @@ fn cmd_gc(files: &[PathBuf], cache: Option<&Path>, dry_run: bool) -> Result<()> 
         println!("  {key}");
     }
     Ok(())
+}
+
+fn cmd_verify(files: &[PathBuf], cache: Option<&Path>, keep: bool) -> Result<bool> {
+    let registry = registry();
+    let pipelines =
+        files.iter().map(|f| Pipeline::load(f, &registry, &[])).collect::<Result<Vec<_>, _>>()?;
+    let root = match (cache, pipelines.first()) {
+        (Some(dir), _) => dir.to_path_buf(),
+        (None, Some(p)) => cache_dir(None, &p.file),
+        (None, None) => PathBuf::from(".brainpipe"),
+    };
+    if !root.join("entries").is_dir() {
+        bail!("{}: not a brainpipe cache (no entries/)", root.display());
+    }
+    let cache = Cache::open(&root)?;
+    let keys =
+        (!pipelines.is_empty()).then(|| brainpipe_pipeline::pipeline_keys(&pipelines, &cache));
+    let threads = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
+    let tty = std::io::stderr().is_terminal();
+    let progress = |done: usize, total: usize| {
+        if tty {
+            eprint!("\rverifying {done}/{total}");
+        }
+    };
+    let report = brainpipe_pipeline::verify(&cache, keys.as_ref(), keep, threads, &progress)?;
+    if tty {
+        eprintln!();
+    }
+    println!(
+        "verified {} entries ({}): {} damaged",
+        report.checked,
+        human_bytes(report.bytes),
+        report.damaged.len()
+    );
+    for d in &report.damaged {
+        match &d.quarantined {
+            Some(to) => println!("  {}  {}  -> {}", d.key.short(), d.detail, to.display()),
+            None => println!("  {}  {}", d.key.short(), d.detail),
+        }
+    }
+    Ok(report.damaged.is_empty())
 }
 
 fn cmd_stage(name: &str, inputs: &[String], params: &[String], out: &Path) -> Result<()> {

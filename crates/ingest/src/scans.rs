@@ -550,7 +550,9 @@ pub(crate) fn ingest_subject(
     rois: Option<&[i32]>,
     trial_source: &TrialSource<'_>,
 ) -> Result<(usize, usize)> {
-    let first_reader = VolumeReader::open(&files[0].path).map_err(IngestError::from)?;
+    let mut first_reader = VolumeReader::open(&files[0].path).map_err(IngestError::from)?;
+    // Before anything is sized by the header's dims (the voxel grid): the data must be there.
+    first_reader.check_data().map_err(IngestError::from)?;
     let first_header = first_reader.header().clone();
     let grid = grid_for(&first_header, &files[0].path, mask, rois)?;
     let sources: Vec<String> = files.iter().map(|f| file_name(&f.path)).collect();

@@ -266,6 +266,12 @@ fn check_dims(path: &Path, raw: &[i64; 8]) -> Result<Vec<usize>, NiftiError> {
         }
         dims.push(usize::try_from(d).map_err(|_| bad(format!("dim[{i}] too large")))?);
     }
+    // Every size computed from the dims (values, bytes of the widest datatype) must fit a usize:
+    // NIfTI-2's 64-bit dims can claim more than any machine addresses.
+    let fits = dims.iter().try_fold(16usize, |acc, &d| acc.checked_mul(d.max(1)));
+    if fits.is_none() {
+        return Err(bad(format!("dims {dims:?} claim more data than can be addressed")));
+    }
     Ok(dims)
 }
 

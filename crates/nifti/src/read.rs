@@ -22,7 +22,13 @@ pub struct VolumeReader {
     next: usize,
     raw: Vec<u8>,
     scaling: Option<(f64, f64)>,
+    /// The first volume, when [`VolumeReader::check_data`] read it ahead.
+    ahead: Option<Vec<f32>>,
 }
+
+/// Bytes a volume buffer starts with before it has seen data: the buffer then doubles as data
+/// arrive, so memory follows what the file holds, never what its header claims.
+const FIRST_CHUNK_BYTES: usize = 1 << 20;
 
 fn open_maybe_gz(path: &Path) -> Result<(Box<dyn Read + Send>, bool, u64), NiftiError> {
     let io = |source| NiftiError::Io { path: path.to_path_buf(), source };
@@ -162,7 +168,15 @@ impl VolumeReader {
             });
         }
         let scaling = header.scaling();
-        Ok(VolumeReader { path: data_path, header, data, next: 0, raw: Vec::new(), scaling })
+        Ok(VolumeReader {
+            path: data_path,
+            header,
+            data,
+            next: 0,
+            raw: Vec::new(),
+            scaling,
+            ahead: None,
+        })
     }
 
     /// The header.
@@ -175,17 +189,48 @@ impl VolumeReader {
         &self.path
     }
 
+    /// Reads the first volume now and keeps it for the next [`VolumeReader::read_volume`]. A
+    /// compressed file's size says nothing of its data, so a 1 KB `.nii.gz` can claim 1024⁴
+    /// voxels: call this before sizing anything by the header (per-voxel tables, masks), and
+    /// a file without that much data is refused having allocated only what it held.
+    pub fn check_data(&mut self) -> Result<(), NiftiError> {
+        if self.next == 0 && self.ahead.is_none() {
+            let mut volume = Vec::new();
+            if self.read_volume(&mut volume)? {
+                self.next = 0;
+                self.ahead = Some(volume);
+            }
+        }
+        Ok(())
+    }
+
     /// Reads the next 3-D volume into `out` (resized to [`Header::volume_len`]), in file order
     /// (x fastest). Returns `false` after the last volume.
     pub fn read_volume(&mut self, out: &mut Vec<f32>) -> Result<bool, NiftiError> {
         if self.next >= self.header.volumes() {
             return Ok(false);
         }
+        if let Some(volume) = self.ahead.take() {
+            *out = volume;
+            self.next += 1;
+            return Ok(true);
+        }
         let n = self.header.volume_len();
-        let bytes = n * self.header.datatype.size();
-        self.raw.resize(bytes, 0);
+        let bytes =
+            n.checked_mul(self.header.datatype.size()).ok_or_else(|| NiftiError::Malformed {
+                path: self.path.clone(),
+                message: format!("dims {:?}: a volume's size overflows", self.header.dims),
+            })?;
+        if self.raw.capacity() < bytes {
+            // Not yet seen this much data: grow with what arrives (see FIRST_CHUNK_BYTES).
+            self.raw.clear();
+        }
         let mut filled = 0;
         while filled < bytes {
+            if filled == self.raw.len() {
+                let grow = (bytes - filled).min(filled.max(FIRST_CHUNK_BYTES));
+                self.raw.resize(filled + grow, 0);
+            }
             match self.data.read(&mut self.raw[filled..]) {
                 Ok(0) => {
                     return Err(NiftiError::Malformed {
@@ -201,6 +246,7 @@ impl VolumeReader {
                 Err(e) => return Err(corrupt(&self.path, true, e)),
             }
         }
+        self.raw.truncate(bytes);
         out.resize(n, 0.0);
         convert(&self.raw, self.header.datatype, self.header.little_endian, self.scaling, out);
         self.next += 1;
@@ -266,8 +312,8 @@ fn convert(raw: &[u8], dtype: Datatype, le: bool, scaling: Option<(f64, f64)>, o
 /// Reads every volume of `path` into one `f32` array (volume after volume, x fastest).
 pub fn read_f32(path: &Path) -> Result<(Header, Vec<f32>), NiftiError> {
     let mut reader = VolumeReader::open(path)?;
-    let n = reader.header().volume_len();
-    let mut all = Vec::with_capacity(n * reader.header().volumes());
+    reader.check_data()?;
+    let mut all = Vec::new();
     let mut volume = Vec::new();
     while reader.read_volume(&mut volume)? {
         all.extend_from_slice(&volume);
@@ -299,7 +345,7 @@ pub fn read_f32_bytes(bytes: &[u8], name: &Path) -> Result<(Header, Vec<f32>), N
     }
     check_scaling(name, &header)?;
     let count = header.volume_len() * header.volumes();
-    let total = count * header.datatype.size();
+    let total = count * header.datatype.size(); // fits: the header's dims were checked
     let start = usize::try_from(header.vox_offset).unwrap_or(usize::MAX);
     let raw = start.checked_add(total).and_then(|end| bytes.get(start..end)).ok_or_else(|| {
         bad(format!(

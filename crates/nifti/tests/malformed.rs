@@ -125,3 +125,39 @@ fn writes_are_deterministic() {
     let b = std::fs::read(valid(dir.path(), "b.nii.gz", true)).expect("b");
     assert_eq!(a, b);
 }
+
+#[test]
+fn a_gzip_whose_header_claims_a_huge_grid_is_refused_without_allocating_it() {
+    // Issue 15.3: a 1 KB .nii.gz claiming 1024⁴ voxels made readers allocate by the claim
+    // (12 GB, then abort). Memory must follow the data, and the error name the file.
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plain = valid(dir.path(), "claims.nii", false);
+    let dims: Vec<u8> =
+        [4i16, 1024, 1024, 1024, 1024, 1, 1, 1].iter().flat_map(|d| d.to_le_bytes()).collect();
+    patch(&plain, 40, &dims);
+    let gz = dir.path().join("claims.nii.gz");
+    let mut encoder = flate2::write::GzEncoder::new(
+        std::fs::File::create(&gz).expect("create"),
+        flate2::Compression::fast(),
+    );
+    encoder.write_all(&std::fs::read(&plain).expect("read")).expect("gzip");
+    encoder.finish().expect("finish");
+    assert!(std::fs::metadata(&gz).expect("size").len() < 2048);
+    fails_with(&gz, "data end in volume 0");
+    let mut reader = VolumeReader::open(&gz).expect("the header itself is valid");
+    let err = reader.check_data().expect_err("no such data").to_string();
+    assert!(err.contains("truncated file, or dims larger than the data"), "{err}");
+}
+
+#[test]
+fn dims_beyond_addressable_memory_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = valid(dir.path(), "vast.nii", false);
+    let dims: Vec<u8> = [7i16, 32767, 32767, 32767, 32767, 32767, 32767, 32767]
+        .iter()
+        .flat_map(|d| d.to_le_bytes())
+        .collect();
+    patch(&p, 40, &dims);
+    fails_with(&p, "claim more data than can be addressed");
+}

@@ -28,6 +28,10 @@ use crate::error::RunError;
 /// Version of the key material layout; bumping it invalidates every cache entry.
 const KEY_FORMAT: u32 = 1;
 
+/// The file in `state/<pipeline>/` naming the pipeline file that owns the name (stage ids
+/// cannot contain `.`, so no stage's record can take this name).
+const OWNER_FILE: &str = ".pipeline";
+
 /// A cache rooted at a directory.
 #[derive(Debug)]
 pub struct Cache {
@@ -65,6 +69,22 @@ impl KeyMaterial {
     }
 }
 
+/// A cache entry as found on disk.
+#[derive(Clone, Debug)]
+pub enum EntryState {
+    /// No committed entry (never computed, removed by `gc`, or quarantined).
+    Missing,
+    /// Committed, and its outputs are what the manifest says.
+    Intact(Manifest),
+    /// Committed, but an output was changed, truncated or removed since.
+    Damaged {
+        /// The entry's manifest.
+        manifest: Manifest,
+        /// What is wrong, in one line.
+        detail: String,
+    },
+}
+
 /// What a pipeline stage last resolved to, for `plan` to explain the next change.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StageRecord {
@@ -96,12 +116,88 @@ impl Cache {
         self.root.join("entries").join(key.as_str())
     }
 
-    /// The manifest of a committed entry, or `None`.
+    /// The manifest of a committed entry whose outputs are intact, or `None` (see
+    /// [`Cache::entry_state`]).
     pub fn entry(&self, key: &ContentHash) -> Option<Manifest> {
+        match self.entry_state(key) {
+            EntryState::Intact(manifest) => Some(manifest),
+            EntryState::Missing | EntryState::Damaged { .. } => None,
+        }
+    }
+
+    /// Whether `key` has a committed entry and whether its outputs are still what its manifest
+    /// says. Cheap when nothing changed: each output file's size, mtime, ctime and inode are
+    /// compared with the index, and only a file whose stat data changed is hashed again.
+    pub fn entry_state(&self, key: &ContentHash) -> EntryState {
         let dir = self.entry_dir(key);
         // The manifest is written last and the directory renamed into place whole, so a readable
         // manifest means a complete entry.
-        Manifest::read(&dir).ok().filter(|m| m.key == key.as_str())
+        let Some(manifest) = Manifest::read(&dir).ok().filter(|m| m.key == key.as_str()) else {
+            return EntryState::Missing;
+        };
+        match self.check_outputs(&manifest, false) {
+            Ok(()) => EntryState::Intact(manifest),
+            Err(detail) => EntryState::Damaged { manifest, detail },
+        }
+    }
+
+    /// Compares an entry's outputs with its manifest: through the index (`full == false`) or by
+    /// hashing every byte again (`full`, for `brainpipe verify`). `Err` says what is wrong.
+    pub fn check_outputs(&self, manifest: &Manifest, full: bool) -> Result<(), String> {
+        let dir = self.entry_dir(&ContentHash::from_hex(manifest.key.clone()));
+        for (port, record) in &manifest.outputs {
+            let path = dir.join(&record.file);
+            if fs::symlink_metadata(&path).is_err() {
+                return Err(format!("output `{port}` ({}) is missing", record.file));
+            }
+            let hash = if full {
+                brainpipe_core::hash_path(&path)
+            } else {
+                let mut index = self.index.lock().expect("index lock is never poisoned");
+                hash_tree(&path, &mut |file| index.hash(file))
+            };
+            match hash {
+                Ok(hash) if hash == record.hash => {}
+                Ok(hash) => {
+                    return Err(format!(
+                        "output `{port}` ({}) changed: its content hashes to {}, the manifest says {}",
+                        record.file,
+                        hash.short(),
+                        record.hash.short()
+                    ));
+                }
+                Err(e) => return Err(format!("output `{port}` ({}) unreadable: {e}", record.file)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the stat data of a just-committed entry's outputs with their known hashes, so
+    /// the first use of the entry needs no rehash.
+    pub fn remember_outputs(&self, files: &[(PathBuf, ContentHash)]) {
+        let mut index = self.index.lock().expect("index lock is never poisoned");
+        for (file, hash) in files {
+            if let Ok(meta) = fs::metadata(file) {
+                let file = std::path::absolute(file).unwrap_or_else(|_| file.clone());
+                index.files.insert(file, IndexEntry::stamp(&meta, hash.clone()));
+                index.dirty = true;
+            }
+        }
+    }
+
+    /// Moves a damaged entry out of `entries/` into `quarantine/<key>.<nanos>` (kept for
+    /// inspection, never used again), and returns where it went.
+    pub fn quarantine(&self, key: &ContentHash) -> Result<PathBuf, RunError> {
+        let from = self.entry_dir(key);
+        let dir = self.root.join("quarantine");
+        fs::create_dir_all(&dir).at(&dir)?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let to = dir.join(format!("{}.{nanos}", key.as_str()));
+        fs::rename(&from, &to).at(&from)?;
+        Ok(to)
     }
 
     /// A fresh temporary directory for computing `key`.
@@ -166,6 +262,41 @@ impl Cache {
         self.root.join("state").join(safe_name(pipeline)).join(format!("{}.json", safe_name(id)))
     }
 
+    /// The folder of `pipeline`'s `runs/` links.
+    pub fn runs_dir(&self, pipeline: &str) -> PathBuf {
+        self.root.join("runs").join(safe_name(pipeline))
+    }
+
+    /// Checks that the pipeline `name` in this cache belongs to `file` (runs/ and state/ are
+    /// kept by name): a different file under the same name is refused, unless it has the same
+    /// content (the same pipeline in another clone sharing the cache). With `claim`, records
+    /// `file` as the owner.
+    pub fn check_owner(&self, name: &str, file: &Path, claim: bool) -> Result<(), RunError> {
+        let record = self.root.join("state").join(safe_name(name)).join(OWNER_FILE);
+        let file = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+        if let Ok(owner) = fs::read_to_string(&record) {
+            let owner = PathBuf::from(owner.trim_end_matches('\n'));
+            let same_text =
+                || matches!((fs::read(&owner), fs::read(&file)), (Ok(a), Ok(b)) if a == b);
+            if owner != file && owner.exists() && !same_text() {
+                return Err(RunError::Usage(format!(
+                    "{}: pipeline name `{name}` is already used in cache {} by {}; give one of them another `name:` (or use another --cache)",
+                    file.display(),
+                    self.root.display(),
+                    owner.display()
+                )));
+            }
+            if owner == file {
+                return Ok(());
+            }
+        }
+        if claim {
+            let text = format!("{}\n", file.display());
+            write_file_atomic(&record, text.as_bytes())?;
+        }
+        Ok(())
+    }
+
     /// Points `runs/<pipeline>/<id>/<file>` at the entry's outputs (`<file>`: each output's name in
     /// the entry, e.g. `report.html`).
     pub fn link_run(&self, pipeline: &str, id: &str, manifest: &Manifest) -> Result<(), RunError> {
@@ -209,9 +340,22 @@ impl Cache {
     }
 }
 
-/// A name safe as one path component.
-fn safe_name(name: &str) -> String {
-    name.chars().map(|c| if c.is_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect()
+/// A pipeline name or stage id as one path component, injectively: any Unicode text stays as
+/// written except `/`, `%`, control characters and a leading `.`, which are percent-encoded, so
+/// two names never share a folder and the folder printed is the one that exists.
+pub fn safe_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for (i, c) in name.chars().enumerate() {
+        if c == '/' || c == '%' || c.is_control() || (i == 0 && c == '.') {
+            let mut utf8 = [0u8; 4];
+            for byte in c.encode_utf8(&mut utf8).bytes() {
+                out.push_str(&format!("%{byte:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    if out.is_empty() { "%".to_owned() } else { out }
 }
 
 /// Hashes of external files by what git's index uses to tell a file unchanged.

@@ -566,6 +566,36 @@ pub fn placeholders(command: &str) -> Vec<&str> {
     found
 }
 
+/// `command` with every placeholder that `value` resolves replaced, in one left-to-right pass:
+/// substituted text is never scanned again, so a value that itself contains `{params.x}` stays
+/// literal (re-expanding it inside its own quotes would let a param inject shell syntax).
+/// Placeholders `value` does not resolve are kept as written.
+pub fn fill_placeholders(command: &str, mut value: impl FnMut(&str) -> Option<String>) -> String {
+    let mut line = String::with_capacity(command.len());
+    let mut rest = command;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('}') else { break };
+        let inner = &after[..close];
+        let is_placeholder =
+            !inner.is_empty() && inner.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '.');
+        match value(inner).filter(|_| is_placeholder) {
+            Some(text) => {
+                line.push_str(&rest[..open]);
+                line.push_str(&text);
+                rest = &after[close + 1..];
+            }
+            None => {
+                // Keep the brace and go on scanning right after it, so `{{x}` still finds `{x}`.
+                line.push_str(&rest[..=open]);
+                rest = after;
+            }
+        }
+    }
+    line.push_str(rest);
+    line
+}
+
 fn list_or_none(names: &[&str]) -> String {
     if names.is_empty() { "none".to_owned() } else { names.join(", ") }
 }

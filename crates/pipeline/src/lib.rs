@@ -30,13 +30,17 @@ mod graph;
 mod plan;
 mod run;
 mod spec;
+mod verify;
 
-pub use cache::{Cache, KeyMaterial, StageRecord};
+pub use cache::{Cache, EntryState, KeyMaterial, StageRecord};
 pub use error::RunError;
 pub use gc::{GcReport, gc};
-pub use graph::{InputSource, Node, NodeKind, Pipeline, Registry, parse_value, placeholders};
+pub use graph::{
+    InputSource, Node, NodeKind, Pipeline, Registry, fill_placeholders, parse_value, placeholders,
+};
 pub use plan::{ParamChange, Reason, StagePlan, plan};
 pub use run::{RunOptions, StageOutcome, run};
 pub use spec::{
     Location, PipelineSpec, PortMap, SpecError, StageMap, StageSpec, Step, locate, parse,
 };
+pub use verify::{Damaged, VerifyReport, pipeline_keys, verify};

@@ -7,7 +7,7 @@ use brainpipe_core::{ContentHash, Manifest};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::cache::{Cache, KeyMaterial, StageRecord};
+use crate::cache::{Cache, EntryState, KeyMaterial, StageRecord};
 use crate::error::RunError;
 use crate::graph::{InputSource, Node, NodeKind, Pipeline};
 
@@ -50,6 +50,12 @@ pub enum Reason {
     /// Nothing about the stage changed but its cache entry is gone (removed by `gc`, or a run was
     /// killed before committing it).
     EntryMissing,
+    /// The cache entry exists but an output changed since it was written (edited, truncated,
+    /// deleted): it will be set aside (`quarantine/`) and recomputed.
+    EntryDamaged {
+        /// What is wrong.
+        detail: String,
+    },
 }
 
 /// One changed parameter.
@@ -84,6 +90,7 @@ impl fmt::Display for Reason {
             Reason::EntryMissing => {
                 f.write_str("cache entry missing (removed, or never committed)")
             }
+            Reason::EntryDamaged { detail } => write!(f, "cache entry damaged: {detail}"),
         }
     }
 }
@@ -239,19 +246,21 @@ pub fn plan(
     force: &[String],
 ) -> Result<Vec<StagePlan>, RunError> {
     let forced = forced_set(pipeline, force)?;
+    cache.check_owner(&pipeline.name, &pipeline.file, false)?;
     let mut known: BTreeMap<String, Manifest> = BTreeMap::new();
     let mut plans = Vec::new();
     for node in &pipeline.nodes {
         let (material, unknown) = key_material(node, cache, &known)?;
         let key = unknown.is_empty().then(|| material.key());
-        let entry = key.as_ref().and_then(|k| cache.entry(k));
+        let entry = key.as_ref().map_or(EntryState::Missing, |k| cache.entry_state(k));
         let record = cache.record(&pipeline.name, &node.id);
         let (cached, reasons) = match entry {
-            Some(manifest) if !forced.contains(&node.id) => {
+            EntryState::Intact(manifest) if !forced.contains(&node.id) => {
                 known.insert(node.id.clone(), manifest);
                 (true, Vec::new())
             }
             _ if forced.contains(&node.id) => (false, vec![Reason::Forced]),
+            EntryState::Damaged { detail, .. } => (false, vec![Reason::EntryDamaged { detail }]),
             _ => (false, reasons(record.as_ref(), &material, &unknown)),
         };
         plans.push(StagePlan {
@@ -262,7 +271,7 @@ pub fn plan(
             reasons,
         });
     }
-    cache.save_index()?;
+    crate::run::bookkeeping(cache.save_index(), true)?;
     Ok(plans)
 }
 

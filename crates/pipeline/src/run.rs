@@ -9,14 +9,14 @@ use std::sync::{Condvar, Mutex};
 use std::time::SystemTime;
 
 use brainpipe_core::{
-    ContentHash, Context, IoContext, MANIFEST_FORMAT, Manifest, OutputRecord, disk_size, hash_path,
-    host_name, make_read_only, remove_tree, rfc3339_utc, unix_seconds,
+    ContentHash, Context, IoContext, MANIFEST_FORMAT, Manifest, OutputRecord, disk_size, hash_file,
+    hash_tree, host_name, make_read_only, remove_tree, rfc3339_utc, unix_seconds,
 };
 use serde_json::Value;
 
-use crate::cache::{Cache, KeyMaterial, StageRecord};
+use crate::cache::{Cache, EntryState, KeyMaterial, StageRecord};
 use crate::error::RunError;
-use crate::graph::{InputSource, Node, NodeKind, Pipeline, placeholders};
+use crate::graph::{InputSource, Node, NodeKind, Pipeline, fill_placeholders};
 use crate::plan::{forced_set, key_material};
 
 /// How to run a pipeline.
@@ -64,6 +64,8 @@ pub fn run(
     options: &RunOptions,
 ) -> Result<Vec<StageOutcome>, RunError> {
     let forced = forced_set(pipeline, &options.force)?;
+    cache.check_owner(&pipeline.name, &pipeline.file, false)?;
+    bookkeeping(cache.check_owner(&pipeline.name, &pipeline.file, true), true)?;
     let state = Mutex::new(Schedule {
         started: BTreeSet::new(),
         done: BTreeMap::new(),
@@ -81,7 +83,8 @@ pub fn run(
     });
     bar.finish_and_clear();
     let state = state.into_inner().expect("workers never panic while holding the schedule");
-    cache.save_index()?;
+    let computed = state.outcomes.iter().any(|o| !o.cached);
+    bookkeeping(cache.save_index(), !computed)?;
     if let Some(error) = state.error {
         return Err(error);
     }
@@ -188,13 +191,37 @@ fn execute(
     let (material, unknown) = key_material(node, cache, upstream)?;
     debug_assert!(unknown.is_empty(), "every upstream stage is done before a stage starts");
     let key = material.key();
+    if let EntryState::Damaged { detail, .. } = cache.entry_state(&key) {
+        // Never reuse or build on changed bytes: set the entry aside and compute it again.
+        let _lock = cache.lock(&key)?;
+        if let EntryState::Damaged { .. } = cache.entry_state(&key) {
+            let to = cache.quarantine(&key)?;
+            tracing::warn!(
+                stage = %node.id,
+                "cache entry {} damaged ({detail}); moved to {} and recomputing",
+                key.short(),
+                to.display()
+            );
+        }
+    }
     let outcome = match cache.entry(&key).filter(|_| !forced) {
         Some(manifest) => {
             tracing::info!(stage = %node.id, key = key.short(), "cached");
             StageOutcome { id: node.id.clone(), cached: true, manifest, dir: cache.entry_dir(&key) }
         }
         None => {
-            let _lock = cache.lock(&key)?;
+            let _lock = cache.lock(&key).map_err(|e| match e {
+                RunError::Artifact(brainpipe_core::Error::Io { source, .. })
+                    if is_read_only(&source) =>
+                {
+                    RunError::Usage(format!(
+                        "stage `{}` must be computed, but cache {} is read-only ({source}); a read-only cache serves fully cached pipelines only",
+                        node.id,
+                        cache.root().display()
+                    ))
+                }
+                other => other,
+            })?;
             // Another process may have computed it while we waited for the lock.
             match cache.entry(&key).filter(|_| !forced) {
                 Some(manifest) => {
@@ -210,8 +237,9 @@ fn execute(
             }
         }
     };
-    cache.set_record(&pipeline.name, &node.id, &StageRecord { key: key.clone(), material })?;
-    cache.link_run(&pipeline.name, &node.id, &outcome.manifest)?;
+    let record = StageRecord { key: key.clone(), material };
+    bookkeeping(cache.set_record(&pipeline.name, &node.id, &record), outcome.cached)?;
+    bookkeeping(cache.link_run(&pipeline.name, &node.id, &outcome.manifest), outcome.cached)?;
     Ok(outcome)
 }
 
@@ -227,6 +255,7 @@ fn compute(
     tracing::info!(stage = %node.id, name = node.stage_name(), key = key.short(), "running");
     let temp = TempEntry(cache.temp_dir(key)?);
     let inputs = input_paths(cache, node, upstream);
+    check_inputs(cache, node, material, &inputs)?;
     let started = SystemTime::now();
     let fail = |message: String| RunError::Stage {
         id: node.id.clone(),
@@ -247,13 +276,21 @@ fn compute(
     };
     let finished = SystemTime::now();
     let mut outputs = BTreeMap::new();
+    let mut output_files: Vec<(PathBuf, ContentHash)> = Vec::new();
     for (port, file) in node.outputs() {
         let path = temp.0.join(&file);
         if fs::symlink_metadata(&path).is_err() {
             return Err(fail(format!("finished without writing output `{port}` ({file})")));
         }
-        outputs
-            .insert(port, OutputRecord { file, hash: hash_path(&path)?, bytes: disk_size(&path) });
+        let mut hashes = |file: &Path| {
+            let hash = hash_file(file)?;
+            if let Ok(relative) = file.strip_prefix(&temp.0) {
+                output_files.push((relative.to_path_buf(), hash.clone()));
+            }
+            Ok(hash)
+        };
+        let hash = hash_tree(&path, &mut hashes)?;
+        outputs.insert(port, OutputRecord { file, hash, bytes: disk_size(&path) });
     }
     let manifest = Manifest {
         format: MANIFEST_FORMAT,
@@ -295,8 +332,69 @@ fn compute(
     }
     fs::rename(&temp.0, &entry).at(&entry)?;
     std::mem::forget(temp);
+    let committed: Vec<(PathBuf, ContentHash)> =
+        output_files.into_iter().map(|(relative, hash)| (entry.join(relative), hash)).collect();
+    cache.remember_outputs(&committed);
     tracing::info!(stage = %node.id, seconds = format!("{:.2}", manifest.seconds()), "done");
     Ok(StageOutcome { id: node.id.clone(), cached: false, manifest, dir: entry })
+}
+
+/// A failed write of the cache's bookkeeping (state records, runs/ links, the hash index):
+/// tolerated with a warning when the cache is read-only and nothing was computed (a fully
+/// cached pipeline runs from a shared, read-only lab cache), an error otherwise.
+pub(crate) fn bookkeeping(result: Result<(), RunError>, only_read: bool) -> Result<(), RunError> {
+    match result {
+        Err(RunError::Artifact(brainpipe_core::Error::Io { path, source }))
+            if only_read && is_read_only(&source) =>
+        {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!(
+                    "read-only cache ({source} at {}): reading cached entries only; plan history, runs/ links and the hash index are not updated",
+                    path.display()
+                );
+            });
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// Whether an I/O error says the file system or the file refuses writes.
+fn is_read_only(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied
+    )
+}
+
+/// The inputs a stage is about to read must be the bytes its key was computed from: an upstream
+/// entry changed since it was checked (or an external file changed since it was hashed) fails
+/// the stage instead of computing from other bytes under the old key. So the hashes the manifest
+/// records are those of what the stage read.
+fn check_inputs(
+    cache: &Cache,
+    node: &Node,
+    material: &KeyMaterial,
+    inputs: &BTreeMap<String, PathBuf>,
+) -> Result<(), RunError> {
+    for (port, path) in inputs {
+        let Some(expected) = material.inputs.get(port) else { continue };
+        let found = cache.hash_input(path)?;
+        if &found != expected {
+            return Err(RunError::Stage {
+                id: node.id.clone(),
+                stage: node.stage_name().to_owned(),
+                message: format!(
+                    "input `{port}` ({}) changed while the run was planned: it hashes to {}, the key was computed from {}; run again",
+                    path.display(),
+                    found.short(),
+                    expected.short()
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A temporary entry removed unless committed (forgotten after the rename).
@@ -339,10 +437,9 @@ fn run_external(
     inputs: &BTreeMap<String, PathBuf>,
     out_dir: &Path,
 ) -> Result<(), String> {
-    let mut line = command.to_owned();
-    for placeholder in placeholders(command) {
+    let line = fill_placeholders(command, |placeholder| {
         let quoted = |text: String| Some(shell_quote(&text));
-        let value = match placeholder.split_once('.') {
+        match placeholder.split_once('.') {
             // A list input: every path, in order, each quoted, separated by spaces.
             Some(("inputs", name)) => {
                 let paths = brainpipe_core::input_list(inputs, name);
@@ -366,39 +463,118 @@ fn run_external(
             }),
             _ if placeholder == "out_dir" => quoted(out_dir.display().to_string()),
             _ => None,
-        };
-        if let Some(value) = value {
-            line = line.replace(&format!("{{{placeholder}}}"), &value);
         }
-    }
+    });
     let stdout = fs::File::create(out_dir.join("stdout.log")).map_err(|e| e.to_string())?;
-    let stderr_path = out_dir.join("stderr.log");
-    let stderr = fs::File::create(&stderr_path).map_err(|e| e.to_string())?;
+    let stderr_log = fs::File::create(out_dir.join("stderr.log")).map_err(|e| e.to_string())?;
     tracing::debug!(stage = %node.id, command = %line, "external command");
-    let status = Command::new("sh")
+    let mut child = Command::new("sh")
         .arg("-c")
         .arg(&line)
         .current_dir(&pipeline.dir)
         .env("BRAINPIPE_OUT_DIR", out_dir)
         .stdin(Stdio::null())
         .stdout(stdout)
-        .stderr(stderr)
-        .status()
+        .stderr(Stdio::piped())
+        .spawn()
         .map_err(|e| format!("cannot start `sh`: {e}"))?;
+    let stderr = child.stderr.take().expect("stderr was piped");
+    let tee = std::thread::spawn(move || tee_stderr(stderr, stderr_log));
+    let status = child.wait().map_err(|e| format!("waiting for `sh`: {e}"))?;
+    let (last, log_error) = tee.join().unwrap_or_default();
     if status.success() {
         return Ok(());
     }
-    let tail = fs::read_to_string(&stderr_path).unwrap_or_default();
-    let last: Vec<&str> = tail.lines().rev().take(3).collect();
-    let last: Vec<&str> = last.into_iter().rev().collect();
-    Err(format!(
-        "command exited with {status}{}{}",
-        if last.is_empty() { "" } else { ": " },
-        last.join(" | ")
-    ))
+    let mut message = format!("command exited with {status}");
+    if !last.is_empty() {
+        message.push_str(": ");
+        message.push_str(&last.join(" | "));
+    }
+    if let Some(error) = log_error {
+        message.push_str(&format!(" (stderr.log incomplete: {error})"));
+    }
+    Err(message)
+}
+
+/// Lines of a failed command's stderr its error message carries.
+const STDERR_TAIL_LINES: usize = 3;
+
+/// Copies a command's stderr into `log` and keeps its last lines in memory: when the disk is
+/// full, the log cannot hold the reason (ENOSPC) but the error message still does. Returns the
+/// last non-empty lines and the first error writing the log.
+fn tee_stderr(
+    mut stderr: impl std::io::Read,
+    mut log: fs::File,
+) -> (Vec<String>, Option<std::io::Error>) {
+    use std::io::Write;
+    let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+    let mut partial = Vec::new();
+    let mut log_error = None;
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = match stderr.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        if log_error.is_none()
+            && let Err(e) = log.write_all(&buf[..n])
+        {
+            log_error = Some(e);
+        }
+        for &byte in &buf[..n] {
+            if byte == b'\n' {
+                let line = String::from_utf8_lossy(&partial).trim_end().to_owned();
+                partial.clear();
+                if !line.is_empty() {
+                    if tail.len() == STDERR_TAIL_LINES {
+                        tail.pop_front();
+                    }
+                    tail.push_back(line);
+                }
+            } else if partial.len() < 4096 {
+                partial.push(byte);
+            }
+        }
+    }
+    let line = String::from_utf8_lossy(&partial).trim_end().to_owned();
+    if !line.is_empty() {
+        if tail.len() == STDERR_TAIL_LINES {
+            tail.pop_front();
+        }
+        tail.push_back(line);
+    }
+    if log_error.is_none()
+        && let Err(e) = log.flush()
+    {
+        log_error = Some(e);
+    }
+    (tail.into(), log_error)
 }
 
 /// Single-quotes `s` for `sh`.
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_keeps_the_stderr_tail_in_memory() {
+        // Issue 15.6: the reason a command failed on a full disk was lost with its stderr.log.
+        let full = fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
+        let stderr: &[u8] = b"one\ntwo\n\nthree\nNo space left on device";
+        let (tail, error) = tee_stderr(stderr, full);
+        assert_eq!(tail, ["two", "three", "No space left on device"]);
+        let error = error.expect("writing /dev/full fails");
+        assert_eq!(error.raw_os_error(), Some(libc_enospc()));
+    }
+
+    /// ENOSPC on Linux.
+    fn libc_enospc() -> i32 {
+        28
+    }
 }

@@ -346,3 +346,108 @@ fn list_inputs_reach_builtin_and_external_stages_in_order() {
     let err = Pipeline::load(&file, &registry, &[]).err().expect("refused").to_string();
     assert!(err.contains("needs input `parts`"), "{err}");
 }
+
+#[test]
+fn a_param_holding_placeholder_text_is_not_expanded_again() {
+    // Issue 15.1: with one substitution after another, `{params.k2}` inside k1's value was
+    // expanded a second time inside k1's quotes, and k2's `;` reached the shell.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("p.yaml");
+    let pwned = dir.path().join("pwned");
+    let pipeline_text = format!(
+        "name: quoting\nstages:\n  s:\n    run: \"echo {{params.k1}} {{params.k2}} > {{outputs.o}}\"\n    \
+         with: {{ k1: \"{{params.k2}}\", k2: \"x; touch {}; echo\" }}\n    outputs: [o]\n",
+        pwned.display()
+    );
+    fs::write(&file, pipeline_text).expect("pipeline");
+    let pipeline = Pipeline::load(&file, &Registry::new(), &[]).expect("load");
+    let cache = Cache::open(&dir.path().join("c")).expect("cache");
+    run(&pipeline, &cache, &RunOptions::default()).expect("run");
+    assert!(!pwned.exists(), "a param's text reached the shell unquoted");
+    let out = fs::read_to_string(dir.path().join("c/runs/quoting/s/o")).expect("output");
+    assert_eq!(out, format!("{{params.k2}} x; touch {}; echo\n", pwned.display()));
+}
+
+#[test]
+fn placeholders_are_filled_in_one_pass() {
+    use brainpipe_pipeline::fill_placeholders;
+    let value = |p: &str| match p {
+        "a" => Some("{b}".to_owned()),
+        "b" => Some("B".to_owned()),
+        _ => None,
+    };
+    assert_eq!(fill_placeholders("{a} {b} {c} {{b} {} {a.", value), "{b} B {c} {B {} {a.");
+}
+
+/// The file `first`'s cached output lives in.
+fn first_output(w: &World, pipeline: &Pipeline) -> std::path::PathBuf {
+    let key = plan(pipeline, &w.cache, &[]).expect("plan")[0].key.clone().expect("key");
+    let file = w.cache.entry_dir(&key).join("text.txt");
+    let mut perms = fs::metadata(&file).expect("output").permissions();
+    #[expect(clippy::permissions_set_readonly_false, reason = "the test tampers on purpose")]
+    perms.set_readonly(false);
+    fs::set_permissions(&file, perms).expect("writable");
+    file
+}
+
+#[test]
+fn a_tampered_entry_is_reported_set_aside_and_recomputed() {
+    // Issue 15.2: a changed, truncated or deleted cached output was reused silently.
+    type Tamper = fn(&std::path::Path);
+    let tampers: [(&str, Tamper); 3] = [
+        ("flip", |f| {
+            let mut bytes = fs::read(f).expect("read");
+            bytes[0] ^= 1;
+            fs::write(f, bytes).expect("write");
+        }),
+        ("truncate", |f| fs::write(f, b"").expect("truncate")),
+        ("delete", |f| fs::remove_file(f).expect("delete")),
+    ];
+    for (what, tamper) in tampers {
+        let w = world();
+        let registry = registry_v::<1>();
+        let pipeline = Pipeline::load(&w.file, &registry, &[]).expect("load");
+        run_all(&pipeline, &w.cache);
+        let file = first_output(&w, &pipeline);
+        tamper(&file);
+        let plans = plan(&pipeline, &w.cache, &[]).expect("plan");
+        assert!(
+            matches!(&plans[0].reasons[..], [Reason::EntryDamaged { .. }]),
+            "{what}: {:?}",
+            plans[0].reasons
+        );
+        // Forcing only the downstream stage must not compute it from the damaged bytes.
+        let options = RunOptions { force: vec!["second".to_owned()], ..RunOptions::default() };
+        let outcomes = run(&pipeline, &w.cache, &options).expect("run");
+        assert!(!outcomes[0].cached, "{what}: the damaged stage is recomputed");
+        assert_eq!(fs::read_to_string(&file).expect("restored"), "a1", "{what}");
+        let second = fs::read_to_string(outcomes[1].dir.join("text.txt")).expect("second");
+        assert_eq!(second, "helloa1", "{what}: downstream read the recomputed bytes");
+        let quarantined = fs::read_dir(w.cache.root().join("quarantine")).expect("q").count();
+        assert_eq!(quarantined, 1, "{what}: the damaged entry is kept aside");
+        assert!(plan(&pipeline, &w.cache, &[]).expect("plan").iter().all(|p| p.cached));
+    }
+}
+
+#[test]
+fn verify_rehashes_every_entry_and_quarantines_damage() {
+    let w = world();
+    let registry = registry_v::<1>();
+    let pipeline = Pipeline::load(&w.file, &registry, &[]).expect("load");
+    run_all(&pipeline, &w.cache);
+    let report = brainpipe_pipeline::verify(&w.cache, None, false, 2, &|_, _| {}).expect("verify");
+    assert_eq!((report.checked, report.damaged.len()), (3, 0));
+    let file = first_output(&w, &pipeline);
+    let mut bytes = fs::read(&file).expect("read");
+    bytes[1] ^= 0x20;
+    fs::write(&file, bytes).expect("write");
+    let keys = brainpipe_pipeline::pipeline_keys(std::slice::from_ref(&pipeline), &w.cache);
+    let kept = brainpipe_pipeline::verify(&w.cache, Some(&keys), true, 2, &|_, _| {}).expect("v");
+    assert_eq!(kept.damaged.len(), 1);
+    assert!(kept.damaged[0].detail.contains("output `text` (text.txt) changed"), "{kept:?}");
+    assert!(kept.damaged[0].quarantined.is_none());
+    let moved = brainpipe_pipeline::verify(&w.cache, Some(&keys), false, 2, &|_, _| {}).expect("v");
+    let to = moved.damaged[0].quarantined.clone().expect("quarantined");
+    assert!(to.starts_with(w.cache.root().join("quarantine")), "{to:?}");
+    assert_eq!(w.cache.entry_keys().len(), 2);
+}

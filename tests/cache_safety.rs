@@ -1,0 +1,133 @@
+//! The driver against a hostile but realistic user (issue 15): names that are not ASCII, two
+//! pipelines sharing a name, a cache on a read-only file system, tampered entries.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn brainpipe(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_brainpipe"))
+        .env_remove("BRAINPIPE_CACHE")
+        .env_remove("RUST_LOG")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("brainpipe starts")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+const UNICODE: &str = "name: \"ünï-çødé 🧠\"
+stages:
+  \"🧠\": { run: \"echo brain > {outputs.o}\", outputs: [o] }
+  \"🎉\": { run: \"cat {inputs.x} > {outputs.o}; echo party >> {outputs.o}\", inputs: { x: \"🧠.o\" }, outputs: [o] }
+";
+
+#[test]
+fn unicode_names_keep_their_own_folders_and_the_printed_path_exists() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    fs::write(dir.path().join("p.yaml"), UNICODE).expect("pipeline");
+    let out = brainpipe(dir.path(), &["run", "p.yaml"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let printed = stdout.lines().find_map(|l| l.strip_prefix("outputs: ")).expect("outputs line");
+    assert!(Path::new(printed).is_dir(), "printed runs/ path exists: {printed}");
+    let brain = fs::read_to_string(Path::new(printed).join("🧠/o")).expect("🧠 link");
+    let party = fs::read_to_string(Path::new(printed).join("🎉/o")).expect("🎉 link");
+    assert_eq!((brain.as_str(), party.as_str()), ("brain\n", "brain\nparty\n"));
+}
+
+#[test]
+fn a_second_pipeline_under_the_same_name_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    fs::write(dir.path().join("p.yaml"), UNICODE).expect("pipeline");
+    fs::write(dir.path().join("q.yaml"), UNICODE.replace("party", "fiesta")).expect("other");
+    fs::write(dir.path().join("r.yaml"), UNICODE).expect("same text");
+    assert!(brainpipe(dir.path(), &["run", "p.yaml"]).status.success());
+    for command in ["plan", "run"] {
+        let out = brainpipe(dir.path(), &[command, "q.yaml", "--cache", ".brainpipe"]);
+        let err = text(&out.stderr);
+        assert!(!out.status.success(), "{command}: {err}");
+        assert!(err.contains("pipeline name `ünï-çødé 🧠` is already used"), "{err}");
+        assert!(err.contains("p.yaml"), "names the owner: {err}");
+    }
+    // The same pipeline text from another path (another clone sharing the cache) is fine.
+    let out = brainpipe(dir.path(), &["run", "r.yaml", "--cache", ".brainpipe"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// Whether this test process may make a private read-only bind mount (root with `unshare`).
+fn can_mount() -> bool {
+    Command::new("unshare")
+        .args(["-m", "sh", "-c", "mount -t tmpfs none /mnt"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn a_fully_cached_pipeline_runs_from_a_read_only_cache() {
+    if !can_mount() {
+        assert!(std::env::var_os("CI").is_none(), "CI runs as root with unshare: mount needed");
+        eprintln!("skipped: needs root and unshare for a read-only bind mount");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    fs::write(dir.path().join("p.yaml"), UNICODE).expect("pipeline");
+    assert!(brainpipe(dir.path(), &["run", "p.yaml"]).status.success());
+    let bin = env!("CARGO_BIN_EXE_brainpipe");
+    let root = dir.path().display().to_string();
+    let script = format!(
+        "mount --bind {root} {root} && mount -o remount,ro,bind {root} && \
+         {bin} run p.yaml && {bin} status p.yaml && echo ok && \
+         {bin} run p.yaml --force 🎉 2>&1; echo forced-rc=$?"
+    );
+    let out = Command::new("unshare")
+        .args(["-m", "sh", "-c", &script])
+        .current_dir(dir.path())
+        .env_remove("BRAINPIPE_CACHE")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("unshare");
+    let (stdout, err) = (text(&out.stdout), text(&out.stderr));
+    assert!(stdout.contains("ok\n"), "cached run and status work read-only: {stdout} {err}");
+    assert_eq!(err.matches("read-only cache").count(), 1, "one warning: {err}");
+    assert!(stdout.contains("forced-rc=1"), "a stage to compute fails: {stdout}");
+    assert!(stdout.contains("must be computed, but cache"), "and says why: {stdout}");
+    let forced = brainpipe(dir.path(), &["run", "p.yaml", "--force", "🎉"]);
+    assert!(forced.status.success(), "writable again outside the namespace");
+}
+
+#[test]
+fn the_cli_reports_tampering_and_verify_exits_non_zero() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    fs::write(dir.path().join("p.yaml"), UNICODE).expect("pipeline");
+    assert!(brainpipe(dir.path(), &["run", "p.yaml"]).status.success());
+    let entries = dir.path().join(".brainpipe/entries");
+    let mut brain = None;
+    for entry in fs::read_dir(&entries).expect("entries").flatten() {
+        let file = entry.path().join("o");
+        if fs::read_to_string(&file).is_ok_and(|t| t == "brain\n") {
+            brain = Some(file);
+        }
+    }
+    let brain = brain.expect("the 🧠 entry");
+    let mut perms = fs::metadata(&brain).expect("meta").permissions();
+    #[expect(clippy::permissions_set_readonly_false, reason = "the test tampers on purpose")]
+    perms.set_readonly(false);
+    fs::set_permissions(&brain, perms).expect("writable");
+    fs::write(&brain, "BRAIN\n").expect("tamper");
+    let status = brainpipe(dir.path(), &["status", "p.yaml"]);
+    assert!(text(&status.stdout).contains("damaged"), "{}", text(&status.stdout));
+    let kept = brainpipe(dir.path(), &["verify", "p.yaml", "--keep"]);
+    assert_eq!(kept.status.code(), Some(1), "{}", text(&kept.stderr));
+    assert!(text(&kept.stdout).contains("1 damaged"), "{}", text(&kept.stdout));
+    let rerun = brainpipe(dir.path(), &["run", "p.yaml"]);
+    assert!(rerun.status.success(), "{}", text(&rerun.stderr));
+    assert!(text(&rerun.stderr).contains("damaged"), "warned: {}", text(&rerun.stderr));
+    assert_eq!(fs::read_to_string(&brain).expect("recomputed"), "brain\n");
+    let clean = brainpipe(dir.path(), &["verify"]);
+    assert!(clean.status.success(), "{}", text(&clean.stdout));
+    assert!(text(&clean.stdout).contains("verified 2 entries"), "{}", text(&clean.stdout));
+}
