@@ -265,13 +265,78 @@ fn main() -> ExitCode {
     restore_sigpipe();
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.log_format);
-    match dispatch(cli.command) {
+    stop_children_on_signals();
+    let result = dispatch(cli.command);
+    if STOPPING.load(std::sync::atomic::Ordering::SeqCst) {
+        // The run failed because a signal stopped its commands: the signal thread says so
+        // and exits with the signal's status.
+        loop {
+            std::thread::park();
+        }
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            let chain: Vec<String> = err.chain().map(ToString::to_string).collect();
+            let mut chain: Vec<String> = err.chain().map(ToString::to_string).collect();
+            // Errors that print their source (`path: source`) and also return it as `source()`
+            // would say it twice.
+            chain.dedup_by(|source, outer| outer.ends_with(source.as_str()));
             eprintln!("error: {}", chain.join(": "));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Set once a signal has started stopping the run.
+static STOPPING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The write end of the pipe the signal handler reports through (-1 until installed).
+static SIGNAL_PIPE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+extern "C" fn on_signal(signal: libc::c_int) {
+    let fd = SIGNAL_PIPE.load(std::sync::atomic::Ordering::Relaxed);
+    let byte = u8::try_from(signal).unwrap_or(0);
+    // SAFETY: write(2) is async-signal-safe; the buffer is a local byte.
+    unsafe { libc::write(fd, (&raw const byte).cast(), 1) };
+}
+
+/// On SIGINT, SIGTERM or SIGHUP — sent to the driver's PID alone by a job scheduler, `timeout`
+/// or a CI runner — end every running external command's process tree and remove the temporary
+/// directories of unfinished stages, say so in one line, and exit 128 + the signal. (The
+/// LibTorch worker dies with the driver by itself: PR_SET_PDEATHSIG.)
+fn stop_children_on_signals() {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two descriptors into the array it is given.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return;
+    }
+    SIGNAL_PIPE.store(fds[1], std::sync::atomic::Ordering::Relaxed);
+    let read_end = fds[0];
+    std::thread::spawn(move || {
+        let mut byte = 0u8;
+        // SAFETY: reads one byte into a local.
+        while unsafe { libc::read(read_end, (&raw mut byte).cast(), 1) } != 1 {}
+        let signal = libc::c_int::from(byte);
+        STOPPING.store(true, std::sync::atomic::Ordering::SeqCst);
+        let stopped = brainpipe_pipeline::shutdown();
+        let name = match signal {
+            libc::SIGINT => "SIGINT",
+            libc::SIGTERM => "SIGTERM",
+            _ => "SIGHUP",
+        };
+        eprintln!(
+            "interrupted by {name}: ended {} running command(s) and removed {} unfinished stage director{}",
+            stopped.commands,
+            stopped.temp_dirs,
+            if stopped.temp_dirs == 1 { "y" } else { "ies" }
+        );
+        std::process::exit(128 + signal);
+    });
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: the handler only calls write(2) on a descriptor that stays open.
+        unsafe {
+            libc::signal(signal, on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t)
+        };
     }
 }
 

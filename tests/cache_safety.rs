@@ -131,3 +131,66 @@ fn the_cli_reports_tampering_and_verify_exits_non_zero() {
     assert!(clean.status.success(), "{}", text(&clean.stdout));
     assert!(text(&clean.stdout).contains("verified 2 entries"), "{}", text(&clean.stdout));
 }
+
+/// Whether process `pid` is gone (or a zombie nobody reaped yet).
+fn gone(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')),
+    }
+}
+
+#[test]
+fn a_signal_to_the_driver_alone_ends_every_command_it_started() {
+    // Issue 15.5: SIGINT or SIGTERM to the driver's PID left `sh -c …` and its children running.
+    for (signal, code) in [(libc_signal::SIGINT, 130), (libc_signal::SIGTERM, 143)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pidfile = dir.path().join("sleeper.pid");
+        let pipeline = format!(
+            "name: long\nstages:\n  nap:\n    run: \"sleep 300 & echo $! > {}; wait\"\n    outputs: [o]\n",
+            pidfile.display()
+        );
+        fs::write(dir.path().join("p.yaml"), pipeline).expect("pipeline");
+        let driver = Command::new(env!("CARGO_BIN_EXE_brainpipe"))
+            .current_dir(dir.path())
+            .env_remove("BRAINPIPE_CACHE")
+            .args(["run", "p.yaml"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("driver");
+        let started = std::time::Instant::now();
+        let sleeper: u32 = loop {
+            if let Some(pid) = fs::read_to_string(&pidfile).ok().and_then(|t| t.trim().parse().ok())
+            {
+                break pid;
+            }
+            assert!(started.elapsed().as_secs() < 30, "the command never started");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let killed = Command::new("kill")
+            .args([format!("-{signal}"), driver.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(killed.success());
+        let out = driver.wait_with_output().expect("driver exits");
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{err}");
+        assert!(err.contains("ended 1 running command(s)"), "{err}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !gone(sleeper) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(
+            gone(sleeper),
+            "signal {signal}: the command's child {sleeper} outlived the driver"
+        );
+        let leftovers = fs::read_dir(dir.path().join(".brainpipe/tmp")).expect("tmp").count();
+        assert_eq!(leftovers, 0, "temporary directories removed");
+    }
+}
+
+/// Signal numbers on Linux (the test crate does not link libc).
+mod libc_signal {
+    pub const SIGINT: i32 = 2;
+    pub const SIGTERM: i32 = 15;
+}

@@ -24,6 +24,7 @@
 //! ```
 
 mod cache;
+mod children;
 mod error;
 mod gc;
 mod graph;
@@ -33,6 +34,7 @@ mod spec;
 mod verify;
 
 pub use cache::{Cache, EntryState, KeyMaterial, StageRecord};
+pub use children::{Shutdown, shutdown};
 pub use error::RunError;
 pub use gc::{GcReport, gc};
 pub use graph::{

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Condvar, Mutex};
@@ -253,7 +254,7 @@ fn compute(
     key: &ContentHash,
 ) -> Result<StageOutcome, RunError> {
     tracing::info!(stage = %node.id, name = node.stage_name(), key = key.short(), "running");
-    let temp = TempEntry(cache.temp_dir(key)?);
+    let temp = TempEntry::new(cache.temp_dir(key)?);
     let inputs = input_paths(cache, node, upstream);
     check_inputs(cache, node, material, &inputs)?;
     let started = SystemTime::now();
@@ -331,7 +332,7 @@ fn compute(
         remove_tree(retired.parent().unwrap_or(&retired))?;
     }
     fs::rename(&temp.0, &entry).at(&entry)?;
-    std::mem::forget(temp);
+    temp.committed();
     let committed: Vec<(PathBuf, ContentHash)> =
         output_files.into_iter().map(|(relative, hash)| (entry.join(relative), hash)).collect();
     cache.remember_outputs(&committed);
@@ -397,12 +398,27 @@ fn check_inputs(
     Ok(())
 }
 
-/// A temporary entry removed unless committed (forgotten after the rename).
+/// A temporary entry removed unless committed (and registered for the driver's shutdown on a
+/// signal meanwhile).
 struct TempEntry(PathBuf);
+
+impl TempEntry {
+    fn new(dir: PathBuf) -> Self {
+        crate::children::track_temp(&dir);
+        TempEntry(dir)
+    }
+
+    /// Renamed into the cache: nothing to remove.
+    fn committed(self) {
+        crate::children::forget_temp(&self.0);
+        std::mem::forget(self);
+    }
+}
 
 impl Drop for TempEntry {
     fn drop(&mut self) {
         let _ = remove_tree(&self.0);
+        crate::children::forget_temp(&self.0);
     }
 }
 
@@ -468,7 +484,8 @@ fn run_external(
     let stdout = fs::File::create(out_dir.join("stdout.log")).map_err(|e| e.to_string())?;
     let stderr_log = fs::File::create(out_dir.join("stderr.log")).map_err(|e| e.to_string())?;
     tracing::debug!(stage = %node.id, command = %line, "external command");
-    let mut child = Command::new("sh")
+    let mut command = Command::new("sh");
+    command
         .arg("-c")
         .arg(&line)
         .current_dir(&pipeline.dir)
@@ -476,8 +493,18 @@ fn run_external(
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start `sh`: {e}"))?;
+        // Its own process group, so that stopping the run reaches everything it started.
+        .process_group(0);
+    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of ours.
+    unsafe {
+        command.pre_exec(|| {
+            // A driver killed outright (SIGKILL) cannot end the group; the kernel ends `sh`.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().map_err(|e| format!("cannot start `sh`: {e}"))?;
+    let _group = crate::children::GroupGuard::new(child.id());
     let stderr = child.stderr.take().expect("stderr was piped");
     let tee = std::thread::spawn(move || tee_stderr(stderr, stderr_log));
     let status = child.wait().map_err(|e| format!("waiting for `sh`: {e}"))?;

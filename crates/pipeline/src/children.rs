@@ -1,0 +1,89 @@
+//! What a run has started and must end if the driver is told to stop: the process groups of
+//! external commands and the temporary directories of stages in flight.
+//!
+//! A job scheduler, `timeout` or a CI runner stops a run by signalling the driver's PID alone;
+//! the `sh -c …` of a `run:` stage and everything it started must not outlive it, and no
+//! half-written temporary directory may stay behind. Each command runs in its own process group
+//! (so one `killpg` reaches its whole tree), registered here while it runs; [`shutdown`] ends
+//! them all and removes the registered directories.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+static GROUPS: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+static TEMPS: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+
+/// How long commands get to exit after SIGTERM before SIGKILL.
+const GRACE: Duration = Duration::from_secs(2);
+
+/// Keeps a process group registered while alive.
+pub(crate) struct GroupGuard(i32);
+
+impl GroupGuard {
+    /// Registers the process group `pgid` (a command started with `process_group(0)`).
+    pub(crate) fn new(pgid: u32) -> Self {
+        let pgid = i32::try_from(pgid).unwrap_or(i32::MAX);
+        GROUPS.lock().unwrap_or_else(|e| e.into_inner()).insert(pgid);
+        GroupGuard(pgid)
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        GROUPS.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.0);
+    }
+}
+
+/// Registers a temporary directory until [`forget_temp`].
+pub(crate) fn track_temp(dir: &Path) {
+    TEMPS.lock().unwrap_or_else(|e| e.into_inner()).insert(dir.to_path_buf());
+}
+
+/// Unregisters a temporary directory (removed or committed).
+pub(crate) fn forget_temp(dir: &Path) {
+    TEMPS.lock().unwrap_or_else(|e| e.into_inner()).remove(dir);
+}
+
+/// What [`shutdown`] ended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Shutdown {
+    /// Process groups of external commands that were still running.
+    pub commands: usize,
+    /// Temporary directories of unfinished stages that were removed.
+    pub temp_dirs: usize,
+}
+
+/// Ends every registered command's process group (SIGTERM, then SIGKILL after a grace period)
+/// and removes every registered temporary directory. For the driver's signal handling; safe to
+/// call from any thread, while stages still run.
+pub fn shutdown() -> Shutdown {
+    let groups: Vec<i32> =
+        GROUPS.lock().unwrap_or_else(|e| e.into_inner()).iter().copied().collect();
+    for &pgid in &groups {
+        // SAFETY: killpg takes plain integers; a group that is gone makes it return ESRCH.
+        unsafe { libc::killpg(pgid, libc::SIGTERM) };
+    }
+    let deadline = Instant::now() + GRACE;
+    // SAFETY: as above; signal 0 only asks whether any member of the group is alive.
+    let alive = |pgid: i32| unsafe { libc::killpg(pgid, 0) } == 0;
+    while Instant::now() < deadline && groups.iter().any(|&g| alive(g)) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for &pgid in &groups {
+        if alive(pgid) {
+            // SAFETY: as above.
+            unsafe { libc::killpg(pgid, libc::SIGKILL) };
+        }
+    }
+    let temps: Vec<PathBuf> =
+        std::mem::take(&mut *TEMPS.lock().unwrap_or_else(|e| e.into_inner())).into_iter().collect();
+    let mut removed = 0;
+    for dir in &temps {
+        if brainpipe_core::remove_tree(dir).is_ok() {
+            removed += 1;
+        }
+    }
+    Shutdown { commands: groups.len(), temp_dirs: removed }
+}
