@@ -9,7 +9,7 @@ use rayon::prelude::*;
 /// correlation of seen image `i`'s features with reconstruction `j`'s. `reals` and `preds` are
 /// `N × dim`, row-major; `N ≥ 2`. Rows with constant features correlate as NaN and never win.
 pub fn two_way(reals: &[f64], preds: &[f64], dim: usize) -> Vec<f64> {
-    assert!(dim > 0 && reals.len() == preds.len() && reals.len() % dim == 0);
+    assert!(dim > 0 && reals.len() == preds.len() && reals.len().is_multiple_of(dim));
     let n = reals.len() / dim;
     assert!(n >= 2, "2-way identification needs two images or more");
     let standardise = |rows: &[f64]| -> Vec<f64> {

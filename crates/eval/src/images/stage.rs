@@ -304,12 +304,15 @@ impl Features {
     }
 }
 
+/// Manifest notes: (key, value).
+type Notes = Vec<(String, f64)>;
+
 /// Every metric of every pair, then the summaries; manifest notes on the side.
 fn evaluate(
     pairs: &[Pair],
     options: &Options,
     features: Option<&Features>,
-) -> Result<(Vec<ImageMetricRow>, Vec<(String, f64)>)> {
+) -> Result<(Vec<ImageMetricRow>, Notes)> {
     if options.size < 11 {
         return Err(EvalError::data(
             pairs.first().map_or(Path::new("."), |p| p.recon.as_path()),
