@@ -4,6 +4,8 @@
 //!   top-k, rank histograms and the pairwise accuracy (Pearson, every pair of a 180-word block).
 //! - `eval.words` ([`Words`]): one model's `predictions.parquet` + `targets.parquet` →
 //!   `metrics.parquet`, per held-out subject, fold and paradigm; chain one per model.
+//! - [`images`]: `eval.images` ([`images::Images`]), the image-reconstruction metrics (PixCorr,
+//!   SSIM, 2-way identification) as MindEye computes them.
 //! - `eval.report` ([`Report`]): metrics (+ the synthetic study's oracle) → one self-contained
 //!   `report.html`.
 //!
@@ -22,6 +24,7 @@
 use std::sync::Arc;
 
 mod error;
+pub mod images;
 pub mod metrics;
 mod report;
 mod tables;
@@ -38,5 +41,5 @@ pub use words::{ALL, BRAIN2WORD_TOP_K, Scored, Words, WordsParams, score_words};
 
 /// Every stage of this crate, for the driver's registry.
 pub fn stages() -> Vec<Arc<dyn brainpipe_core::DynStage>> {
-    vec![Arc::new(Words), Arc::new(Report)]
+    vec![Arc::new(Words), Arc::new(Report), Arc::new(images::Images)]
 }

@@ -43,6 +43,12 @@ impl Stage for Report {
                 "study.json of ingest.synthetic: the oracle ceiling",
             )
             .optional(),
+            Port::input(
+                "image_metrics",
+                ArtifactKind::Table("image-metrics"),
+                "image_metrics.parquet of eval.images: MindEye's table and distributions",
+            )
+            .optional(),
         ]
     }
 
@@ -61,7 +67,11 @@ impl Stage for Report {
             Some(path) => Some(Oracle::read(path)?),
             None => None,
         };
-        let html = render(&params.title, &rows, oracle.as_ref());
+        let mut html = render(&params.title, &rows, oracle.as_ref());
+        if let Some(path) = ctx.optional_input("image_metrics") {
+            let section = crate::images::images_section(&crate::images::read_image_metrics(path)?);
+            html = html.replacen("</body>", &format!("{section}</body>"), 1);
+        }
         let out = ctx.output("report");
         std::fs::write(&out, html).map_err(|e| EvalError::io(&out, e))?;
         if let Some(best) = best_model(&rows) {
