@@ -280,9 +280,13 @@ fn oracle_ceiling_recomputes_from_the_study_files() {
         eprintln!("{world}: recomputed {} vs study.json {}", result["mean"], result["study"]);
         for metric in ["top1", "top5", "pairwise"] {
             let ours = result["mean"][metric].as_f64().expect("recomputed");
-            let chance = result["chance"][metric].as_f64().expect("chance");
-            // Per subject within one trial (asserted by the script), and a ceiling above chance.
-            assert!(ours > chance, "{world} {metric}: recomputed {ours}, chance {chance}");
+            let theirs = result["study"][metric].as_f64().expect("study.json");
+            // Per subject within one trial (asserted by the script); here the means themselves.
+            // (These small studies' ceilings sit near chance; the test is about agreement.)
+            assert!(
+                (ours - theirs).abs() < 1e-9,
+                "{world} {metric}: recomputed {ours}, study.json {theirs}"
+            );
         }
     }
 }
