@@ -22,3 +22,19 @@ for wheel in device/clip/wheels/*.whl; do "$PY" -m zipfile -e "$wheel" "$PYDEPS"
 device/clip/clip_throughput "${ARGS[@]}" | tee -a "$RESULTS"
 PYTHONPATH=$PYDEPS "$PY" bench/reference/clip_throughput.py "${ARGS[@]}" | tee -a "$RESULTS"
 device/clip/clip_throughput "${ARGS[@]}" | tee -a "$RESULTS"
+# Like for like per precision: ours (first run; the repeat beside it) against transformers. Exits
+# non-zero when a precision lacks either side's figure.
+"$PY" - "$RESULTS" <<'PY' | tee "$OUT/clip_summary.txt"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+ok = True
+for precision in ["fp32", "tf32", "bf16"]:
+    ours = [r["images_per_s"] for r in rows if r["impl"] == "brainpipe-clip" and r["precision"] == precision]
+    theirs = [r["images_per_s"] for r in rows if r["impl"].startswith("transformers") and r["precision"] == precision]
+    if not ours or not theirs:
+        print(f"{precision}: MISSING (ours {ours}, transformers {theirs})")
+        ok = False
+        continue
+    print(f"{precision}: brainpipe-clip {' / '.join(f'{v:,.1f}' for v in ours)} img/s, transformers {theirs[0]:,.1f} img/s, ratio {ours[0] / theirs[0]:.2f}x")
+sys.exit(0 if ok else 1)
+PY

@@ -24,12 +24,23 @@ first=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }'
 total=$(du -sb .brainpipe/entries | cut -f1)
 runs=10
 times=()
-for _ in $(seq $runs); do
+for i in $(seq $runs); do
   s=$(date +%s.%N)
-  "$BIN" run pipeline.yaml > /dev/null 2>&1
+  "$BIN" run pipeline.yaml > "rerun-$i.out" 2>&1
   times+=("$(awk -v a="$s" -v b="$(date +%s.%N)" 'BEGIN { printf "%.4f", b - a }')")
+  # A rerun is a no-op only if every one of the 20 stages reports `cached` and none `ran`.
+  cached=$(grep -cE '^s[0-9]{2} +[^ ]+ +cached ' "rerun-$i.out" || true)
+  if [ "$cached" != 20 ] || grep -qE '^s[0-9]{2} +[^ ]+ +ran ' "rerun-$i.out"; then
+    echo "FAIL: rerun $i was not a no-op ($cached of 20 stages cached):"; cat "rerun-$i.out"; exit 1
+  fi
 done
+plan=$("$BIN" plan pipeline.yaml 2>&1 | head -1)
+case "$plan" in
+  *"20 stages, 20 cached, 0 to run"*) ;;
+  *) echo "FAIL: after the reruns the plan is not \"20 cached, 0 to run\": $plan"; exit 1 ;;
+esac
 read -r mean best < <(printf '%s\n' "${times[@]}" | awk '{ s += $1; if (NR == 1 || $1 < m) m = $1 } END { printf "%.4f %.4f\n", s / NR, m }')
+echo "$plan"
 echo "stages=20 artifacts_bytes=$total first_run_s=$first noop_rerun_mean_s=$mean noop_rerun_best_s=$best runs=$runs"
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 awk -v m="$mean" 'BEGIN { exit !(m >= 0.5) }' && { echo "FAIL: no-op rerun mean ${mean}s >= 0.5s"; exit 1; }

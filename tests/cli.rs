@@ -335,6 +335,10 @@ fn the_pereira_pipeline_runs_end_to_end_on_pereira_format_files() {
     // vectors from ../shared), on two subjects written in both published .mat layouts; only the
     // networks are shrunk so the run takes seconds.
     let Ok(python) = std::env::var("BRAINPIPE_REF_PYTHON") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but BRAINPIPE_REF_PYTHON is not: the oracle must run"
+        );
         eprintln!("skipped: BRAINPIPE_REF_PYTHON is not set (make test sets it)");
         return;
     };
@@ -405,8 +409,8 @@ fn same_pipeline_in_two_caches_writes_the_same_bytes() {
     // Non-negotiable 5 across the whole chain, driver and LibTorch worker stages alike (study,
     // NIfTI ingest, features, targets, a network, ridge, metrics, the report, and the images
     // world's CLIP training, embeddings, caption choice and augmentation), written under two
-    // different cache folders (paths must not leak into artifacts) and compared byte for byte;
-    // only the manifests (timings) may differ.
+    // different cache folders (paths must not leak into artifacts) with different job and thread
+    // counts, and compared byte for byte; only the manifests (timings) may differ.
     let dir = tempfile::tempdir().expect("tempdir");
     write(
         dir.path(),
@@ -445,8 +449,17 @@ stages:
     with: { copies: 2 }
 ",
     );
-    for cache in ["one", "two"] {
-        let out = run_in(dir.path(), &["run", "p.yaml", "--cache", cache]);
+    // The two runs also differ in scheduling and parallelism: two stages at a time, one LibTorch
+    // thread per worker and one rayon thread in the driver, against one stage at a time with every
+    // core for LibTorch (`--jobs 1`) and rayon's default pool.
+    for (cache, jobs, rayon) in [("one", "2", Some("1")), ("two", "1", None)] {
+        let mut command = brainpipe();
+        command.current_dir(dir.path()).args(["run", "p.yaml", "--cache", cache, "--jobs", jobs]);
+        match rayon {
+            Some(n) => command.env("RAYON_NUM_THREADS", n),
+            None => command.env_remove("RAYON_NUM_THREADS"),
+        };
+        let out = command.output().expect("brainpipe starts");
         assert!(out.status.success(), "{}", stderr(&out));
     }
     let one = artifact_files(&dir.path().join("one/entries"));

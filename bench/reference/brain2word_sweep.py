@@ -19,7 +19,8 @@ No validation split or early stopping here (20 epochs flat), so the networks get
 scan — a setting at least as favourable to them as the pipeline's.
 
 usage: brain2word_sweep.py RUN_DIR [--columns 200] [--quick]
-       RUN_DIR = pipelines/.brainpipe/runs/brain2word (needs numpy, pyarrow, torch)
+       RUN_DIR = pipelines/.brainpipe/runs/brain2word (needs numpy, pyarrow, torch: run it with
+       the pinned peers venv, $BRAINPIPE_REF_PYTHON, made by `make refenv`)
 """
 
 import argparse

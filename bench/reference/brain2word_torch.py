@@ -3,13 +3,18 @@
 
 Same networks and step as crates/models (examples/gpu_step.rs): 65,730 inputs (the 333 Gordon
 template sizes of sizes.npy), Dense 2000 -> LeakyReLU(0.3) -> BN -> Dropout(0.4) -> Dense 200 ->
-... -> Dense 300 (regression head) -> LeakyReLU -> BN -> Dropout -> Dense 180; batch 180; Adam
-(amsgrad); loss = Brain2Word's batch-negatives cosine regression + cross-entropy (+ -cos(x, x_hat)
-for the autoencoder). ROI: the original layout, one nn.Linear per ROI (max(ceil(size/20), 1)
-outputs each), concatenated.
+... -> Dense 300 (regression head) -> LeakyReLU -> BN -> Dropout -> Dense 180; batch 180;
+torch.optim.Adam(lr=1e-3, eps=1e-7, amsgrad=True) — the settings of the original (Keras) and of
+ours, not torch's defaults — in torch's default implementation (`foreach` on CUDA) or, with
+--optimizer fused, `fused=True` (one fused kernel, like ours); loss = Brain2Word's batch-negatives
+cosine regression + cross-entropy (+ -cos(x, x_hat) for the autoencoder). ROI: the original
+layout, one nn.Linear per ROI (max(ceil(size/20), 1) outputs each), concatenated.
 
 usage: brain2word_torch.py SIZES.npy [--steps N] [--precision fp32|tf32|bf16] [--device cuda]
-Prints one JSON object per model.
+                           [--optimizer adam|fused]
+Prints one JSON object per model; exits non-zero if a loss is not finite. On the CPU run it with
+the pinned peers venv ($BRAINPIPE_REF_PYTHON, `make refenv`); bench/gpu.sh runs it with the device
+machine's torch.
 """
 import argparse, ast, json, math, struct, time
 
@@ -89,6 +94,7 @@ def main():
     ap.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"])
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--models", default="base,roi,autoencoder")
+    ap.add_argument("--optimizer", default="adam", choices=["adam", "fused"])
     a = ap.parse_args()
     sizes = load_sizes(a.sizes)
     torch.backends.cuda.matmul.allow_tf32 = a.precision == "tf32"
@@ -101,7 +107,9 @@ def main():
     c = torch.randint(0, 180, (540,), device=dev)
     for kind in a.models.split(","):
         model = Brain2Word(kind, sizes).to(dev).train()
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7, amsgrad=True)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7, amsgrad=True,
+                               fused=True if a.optimizer == "fused" else None)
+        last = []
 
         def run(n):
             for i in range(n):
@@ -115,6 +123,7 @@ def main():
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+            last[:] = [loss.detach()]
             if dev.type == "cuda":
                 torch.cuda.synchronize()
 
@@ -122,7 +131,12 @@ def main():
         start = time.perf_counter()
         run(a.steps)
         ms = (time.perf_counter() - start) * 1e3 / a.steps
-        print(json.dumps({"impl": "pytorch-eager", "torch": torch.__version__, "model": kind,
+        final = float(last[0])
+        if not math.isfinite(final):
+            raise SystemExit(f"{kind} {a.precision}: the loss is {final} after {a.steps + 5} steps")
+        print(json.dumps({"impl": "pytorch-eager" + ("-fused-adam" if a.optimizer == "fused" else ""),
+                          "torch": torch.__version__, "model": kind, "optimizer": a.optimizer,
+                          "final_loss": final,
                           "precision": a.precision, "ms_per_step": ms, "steps": a.steps,
                           "device": torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu"}),
               flush=True)

@@ -6,6 +6,9 @@ attention), random pixels, `--batch` images per forward pass under torch.inferen
 Prints one JSON line per precision.
 
     python3 bench/reference/clip_throughput.py --device cuda --batch 256 --iters 30
+
+On the CPU run it with the pinned peers venv ($BRAINPIPE_REF_PYTHON, `make refenv`); on the device
+machine bench/gpu_clip.sh runs it with the device's torch and the wheels it carries.
 """
 import argparse
 import json

@@ -6,11 +6,22 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use brainpipe_clip::{
-    Augment, Embed, MERGES_FILE, SPECIAL_TOKENS_FILE, STIMULI_TABLE, SelectCaptions,
-    TOKENIZER_CONFIG_FILE, Train, VOCAB_FILE, Words, read_embeddings, read_stimuli, read_targets,
+    Augment, Embed, EmbeddingKind, EmbeddingRow, MERGES_FILE, SPECIAL_TOKENS_FILE, STIMULI_TABLE,
+    SelectCaptions, Stimulus, TOKENIZER_CONFIG_FILE, Train, VOCAB_FILE, Words, read_embeddings,
+    read_stimuli, read_targets,
 };
 use brainpipe_core::{Manifest, read_table, run_standalone, write_table};
 use serde_json::{Value, json};
+
+/// LibTorch's random generator is process-global: training seeds it and draws from it, and loading
+/// a model draws from it too (its variables are initialised before the weights are read), so tests
+/// that touch LibTorch take turns, or the determinism test's two runs could see other draws between
+/// their own. Take it after [`world`] (whose one-time set-up takes it itself).
+static LIBTORCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    LIBTORCH.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 fn run(
     stage: &dyn brainpipe_core::DynStage,
@@ -51,6 +62,7 @@ struct World {
 fn world() -> &'static World {
     static WORLD: OnceLock<World> = OnceLock::new();
     WORLD.get_or_init(|| {
+        let _turn = one_at_a_time();
         let dir = tempfile::tempdir().expect("tempdir");
         let study = dir.path().join("study");
         let params = json!({"paradigm": "images", "subjects": 1, "resolution_mm": 12, "rois": 20, "test_repeats": 1});
@@ -68,18 +80,64 @@ fn world() -> &'static World {
     })
 }
 
+/// What the test recomputes from the written tables, independently of the stages' own scoring:
+/// per image, the index of its caption with the highest cosine (f64) to the image, and the cosine.
+fn closest_captions(
+    rows: &[EmbeddingRow],
+    values: &[f32],
+    dim: usize,
+) -> BTreeMap<i32, (i32, f64)> {
+    let row = |i: usize| &values[i * dim..(i + 1) * dim];
+    let cosine = |a: &[f32], b: &[f32]| {
+        let dot = |x: &[f32], y: &[f32]| {
+            x.iter().zip(y).map(|(p, q)| f64::from(*p) * f64::from(*q)).sum::<f64>()
+        };
+        dot(a, b) / (dot(a, a).sqrt() * dot(b, b).sqrt())
+    };
+    let mut best = BTreeMap::new();
+    for (i, image) in rows.iter().enumerate().filter(|(_, r)| r.kind == EmbeddingKind::Image) {
+        for (j, caption) in rows.iter().enumerate() {
+            if caption.kind != EmbeddingKind::Caption || caption.stimulus_id != image.stimulus_id {
+                continue;
+            }
+            let c = cosine(row(i), row(j));
+            let index = caption.caption_index.expect("caption index");
+            let entry = best.entry(image.stimulus_id).or_insert((index, c));
+            if c > entry.1 {
+                *entry = (index, c);
+            }
+        }
+    }
+    best
+}
+
+/// Recomputed best-caption accuracy and chance over the stimuli `keep` accepts: the fraction whose
+/// closest caption (from [`closest_captions`]) is the generator's recorded best one.
+fn recomputed_accuracy(
+    closest: &BTreeMap<i32, (i32, f64)>,
+    stimuli: &[Stimulus],
+    keep: impl Fn(&Stimulus) -> bool,
+) -> (f64, f64, usize) {
+    let scored: Vec<&Stimulus> =
+        stimuli.iter().filter(|s| keep(s) && s.best_caption.is_some()).collect();
+    let hits = scored.iter().filter(|s| closest.get(&s.id).map(|c| c.0) == s.best_caption).count();
+    let chance = scored.iter().map(|s| 1.0 / s.captions.len() as f64).sum::<f64>();
+    let n = scored.len();
+    (hits as f64 / n as f64, chance / n as f64, n)
+}
+
 #[test]
 fn trained_small_clip_picks_the_recorded_best_caption_far_above_chance() {
     let w = world();
+    let _turn = one_at_a_time();
     let notes = &w.train_manifest.notes;
-    let test = notes["test_best_caption_accuracy"].as_f64().expect("accuracy");
-    let train = notes["train_best_caption_accuracy"].as_f64().expect("accuracy");
-    let chance = notes["best_caption_chance"].as_f64().expect("chance");
     println!(
-        "clip.train (defaults): best-caption accuracy train {train:.3}, held-out {test:.3}, chance {chance:.3}; final loss {}",
+        "clip.train (defaults): notes say best-caption accuracy train {}, held-out {}, chance {}; final loss {}",
+        notes["train_best_caption_accuracy"],
+        notes["test_best_caption_accuracy"],
+        notes["best_caption_chance"],
         notes["final_loss"]
     );
-    assert!(test > 2.0 * chance, "held-out accuracy {test} vs chance {chance}");
 
     let out = w.trained.parent().expect("dir").join("embed");
     let stimuli = w.study.join("stimuli.parquet");
@@ -93,9 +151,29 @@ fn trained_small_clip_picks_the_recorded_best_caption_far_above_chance() {
     );
     assert_eq!(m.notes["device"], "cpu");
     let (rows, values, dim) = read_embeddings(&out.join("embeddings.parquet")).expect("embeddings");
-    let n = read_stimuli(&stimuli).expect("stimuli").len();
+    let table = read_stimuli(&stimuli).expect("stimuli");
+    let n = table.len();
     assert_eq!(rows.len(), n * 6, "one image and five captions per stimulus");
     assert_eq!(values.len(), rows.len() * dim);
+
+    // The scores, recomputed here from the embeddings table and the generator's recorded best
+    // captions, not read from the stages' notes.
+    let closest = closest_captions(&rows, &values, dim);
+    assert_eq!(closest.len(), n, "every image has captions");
+    let (held_out, chance, tested) = recomputed_accuracy(&closest, &table, |s| s.split == "test");
+    let (all, _, scored) = recomputed_accuracy(&closest, &table, |_| true);
+    println!(
+        "recomputed from embeddings.parquet: best caption on {held_out:.3} of {tested} held-out images, {all:.3} of all {scored}, chance {chance:.3}"
+    );
+    assert!(tested >= 10 && scored == n, "{tested} held-out, {scored} scored of {n}");
+    assert!(held_out > 2.0 * chance, "held-out accuracy {held_out} vs chance {chance}");
+    assert!(all > 2.0 * chance, "accuracy {all} vs chance {chance}");
+    // clip.train scored the same model on the same images: its note agrees up to one image whose
+    // closest caption a different batching could flip.
+    let noted = notes["test_best_caption_accuracy"].as_f64().expect("accuracy");
+    assert!((noted - held_out).abs() <= 1.0 / tested as f64 + 1e-12, "{noted} vs {held_out}");
+    let noted_chance = notes["best_caption_chance"].as_f64().expect("chance");
+    assert!((noted_chance - chance).abs() < 1e-12, "{noted_chance} vs {chance}");
 
     let selected = out.parent().expect("dir").join("select");
     let m = run(
@@ -104,23 +182,29 @@ fn trained_small_clip_picks_the_recorded_best_caption_far_above_chance() {
         json!({}),
         &selected,
     );
-    let all = m.notes["best_caption_accuracy"].as_f64().expect("accuracy");
-    println!(
-        "clip.select_captions with the trained CLIP: best caption on {all:.3} of all {n} images"
-    );
-    assert!(all > 2.0 * chance);
+    assert_eq!(m.notes["best_caption_accuracy"].as_f64(), Some(all), "the stage's own score");
     let targets = read_targets(&selected.join("targets.parquet")).expect("targets");
     assert_eq!(targets.len(), n);
-    assert!(
-        targets
-            .iter()
-            .all(|t| t.caption.is_some() && t.similarity.is_some() && t.target.len() == dim)
-    );
+    let caption_rows: BTreeMap<(i32, i32), usize> = rows
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.caption_index.map(|c| ((r.stimulus_id, c), i)))
+        .collect();
+    for t in &targets {
+        let (index, cosine) = closest[&t.class];
+        assert_eq!(t.caption_index, Some(index), "{}: the closest caption", t.stimulus);
+        let similarity = f64::from(t.similarity.expect("similarity"));
+        assert!((similarity - cosine).abs() < 1e-5, "{}: {similarity} vs {cosine}", t.stimulus);
+        let row = caption_rows[&(t.class, index)];
+        assert_eq!(t.target, values[row * dim..(row + 1) * dim], "the caption's embedding");
+        assert_eq!(t.caption, rows[row].caption);
+    }
 }
 
 #[test]
 fn augment_writes_seeded_copies_linked_to_their_stimulus() {
     let w = world();
+    let _turn = one_at_a_time();
     let study = small_study(w, 12);
     let stimuli = study.path().join("stimuli.parquet");
     let images = study.path().join("images");
@@ -178,6 +262,7 @@ fn words_targets_from_shipped_glove_vectors() {
 #[test]
 fn training_is_deterministic_for_a_seed() {
     let study = small_study(world(), 24);
+    let _turn = one_at_a_time();
     let stimuli = study.path().join("stimuli.parquet");
     let images = study.path().join("images");
     let base = study.path();
@@ -195,6 +280,7 @@ fn training_is_deterministic_for_a_seed() {
 #[test]
 fn a_corrupt_image_is_an_error_naming_it() {
     let w = world();
+    let _turn = one_at_a_time();
     let dir = small_study(w, 8);
     let images = dir.path().join("images");
     std::fs::write(images.join("img-00003.png"), b"\x89PNG\r\n\x1a\ntruncated").expect("corrupt");

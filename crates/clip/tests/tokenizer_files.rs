@@ -2,8 +2,9 @@
 //! `special_tokens_map.json`): what we write loads in transformers' `CLIPTokenizer` with the same
 //! ids as ours, reads back into the same tokenizer, and a directory's own files are honoured.
 //!
-//! The transformers check runs the torch venv's Python (`$VIRTUAL_ENV/bin/python`, set by
-//! /tmp/env.sh); without it, or without `transformers` there, that test is skipped.
+//! The transformers check runs the pinned peers venv (`$BRAINPIPE_REF_PYTHON`, made and set by
+//! `make test`). Without it, or without `transformers` there, that test fails when `CI` is set and is
+//! skipped with a message otherwise.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -36,18 +37,24 @@ fn captions() -> Vec<String> {
     captions
 }
 
-/// The interpreter of the torch venv when it can import `transformers`; `None` (skip) otherwise.
+/// The peers venv's interpreter when it can import `transformers`; `None` (skip) otherwise, and a
+/// failure when `CI` is set: under CI a missing oracle never passes silently.
 fn transformers_python(test: &str) -> Option<PathBuf> {
-    let Some(venv) = std::env::var_os("VIRTUAL_ENV") else {
-        eprintln!("skipped {test}: VIRTUAL_ENV (the torch venv with transformers) is not set");
+    let ci = std::env::var_os("CI").is_some();
+    let Some(python) = std::env::var_os("BRAINPIPE_REF_PYTHON") else {
+        assert!(!ci, "{test}: CI is set but BRAINPIPE_REF_PYTHON (the peers venv) is not");
+        eprintln!(
+            "skipped {test}: BRAINPIPE_REF_PYTHON (the peers venv with transformers) is not set"
+        );
         return None;
     };
-    let python = Path::new(&venv).join("bin/python");
+    let python = PathBuf::from(python);
     let imports = Command::new(&python)
         .args(["-c", "import transformers"])
         .output()
         .is_ok_and(|out| out.status.success());
     if !imports {
+        assert!(!ci, "{test}: CI is set but {} cannot import transformers", python.display());
         eprintln!("skipped {test}: {} cannot import transformers", python.display());
         return None;
     }

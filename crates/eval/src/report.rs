@@ -27,7 +27,7 @@ pub struct Report;
 impl Stage for Report {
     type Params = ReportParams;
     const NAME: &'static str = "eval.report";
-    const VERSION: u32 = 3;
+    const VERSION: u32 = 4;
     const SUMMARY: &'static str = "Self-contained HTML report: results table (model × top-1/5/10, pairwise, vs chance and the oracle ceiling), rank histograms, training curves, per-subject scores";
 
     fn inputs(&self) -> Vec<Port> {
@@ -172,6 +172,16 @@ pub fn best_model(rows: &[MetricRow]) -> Option<(String, f64)> {
         .max_by(|a, b| a.1.total_cmp(&b.1))
 }
 
+/// The Brain2Word paper's own result, with its source: leave-one-subject-out on Pereira et al.
+/// 2018's data, 180 candidate words per block.
+const PAPER_ROW: &str = "<tr class=\"ref\"><td>Brain2Word paper (Affolter et al. 2020, arXiv 2009.04765; Pereira et al. 2018 data, 180 words)</td><td>5.22 %</td><td>13.59 %</td><td>–</td><td>–</td><td>–</td><td></td></tr>";
+
+/// Whether the paper's row compares like with like: real data (no synthetic study's oracle)
+/// scored over Pereira's 180 candidate words.
+fn paper_applies(candidates: Option<f64>, oracle: Option<&Oracle>) -> bool {
+    oracle.is_none() && candidates == Some(180.0)
+}
+
 fn pct(v: Option<f64>) -> String {
     match v {
         Some(v) if v.is_finite() => format!("{:.2} %", 100.0 * v),
@@ -243,7 +253,10 @@ pub fn render(title: &str, rows: &[MetricRow], oracle: Option<&Oracle>) -> Strin
             pct(Some(o.pairwise))
         );
     }
-    h.push_str("<tr class=\"ref\"><td>Brain2Word paper (Pereira data)</td><td>5.22 %</td><td>13.59 %</td><td>–</td><td>–</td><td>–</td><td></td></tr></table>");
+    if paper_applies(candidates, oracle) {
+        h.push_str(PAPER_ROW);
+    }
+    h.push_str("</table>");
     let _ = write!(
         h,
         "<details><summary>The table for a paper (LaTeX, booktabs; mean ± s.d. over held-out \
@@ -664,6 +677,24 @@ mod tests {
             assert!(html.contains(needle), "report lacks {needle}");
         }
         assert!(!html.contains("<script") && !html.contains("src=") && !html.contains("https://"));
+        assert!(!html.contains("Brain2Word paper"), "the paper's row is for Pereira data only");
+        assert!(!render("t", &rows, None).contains("Brain2Word paper"), "3 candidates");
         assert_eq!(best_model(&rows).map(|b| b.0), Some("base".to_owned()));
+    }
+
+    #[test]
+    fn the_papers_row_shows_only_for_real_data_over_180_words() {
+        let oracle = Oracle {
+            top1: 0.5,
+            top5: 0.8,
+            pairwise: 0.99,
+            chance: [0.0, 0.0, 0.5],
+            per_subject: vec![],
+        };
+        assert!(paper_applies(Some(180.0), None));
+        assert!(!paper_applies(Some(180.0), Some(&oracle)), "a synthetic study");
+        assert!(!paper_applies(Some(50.0), None), "another candidate set");
+        assert!(!paper_applies(None, None));
+        assert!(PAPER_ROW.contains("arXiv 2009.04765") && PAPER_ROW.contains("5.22 %"));
     }
 }

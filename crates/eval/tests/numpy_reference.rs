@@ -1,6 +1,7 @@
 //! top-k, mean rank and pairwise accuracy against a numpy implementation of Brain2Word's
 //! definitions on the same predictions (agreement to 1e-9). Needs `BRAINPIPE_REF_PYTHON` (set by
-//! `make test`): skipped with a message when unset, a failure when set and unusable.
+//! `make test`): skipped with a message when unset
+//! (a failure when `CI` is set), a failure when set and unusable.
 
 use std::path::Path;
 use std::process::Command;
@@ -65,6 +66,10 @@ print(json.dumps(out))
 #[test]
 fn scores_match_numpy_reference() {
     let Some(python) = std::env::var_os("BRAINPIPE_REF_PYTHON") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but BRAINPIPE_REF_PYTHON is not: the oracle must run"
+        );
         eprintln!("skipped: BRAINPIPE_REF_PYTHON is not set (make test sets it)");
         return;
     };

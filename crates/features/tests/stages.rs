@@ -87,9 +87,14 @@ fn run(
     run_standalone(stage, &inputs, &params, out, &BTreeMap::new()).map_err(|e| e.to_string())
 }
 
-/// Runs a reference script; skipped (with a message) when `BRAINPIPE_REF_PYTHON` is unset.
+/// Runs a reference script; skipped (with a message) when `BRAINPIPE_REF_PYTHON` is unset, a
+/// failure then when `CI` is set.
 fn reference(script: &str, args: &[&Path]) {
     let Ok(python) = std::env::var("BRAINPIPE_REF_PYTHON") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but BRAINPIPE_REF_PYTHON is not: the oracle must run"
+        );
         eprintln!("skipping {script}: BRAINPIPE_REF_PYTHON is not set");
         return;
     };

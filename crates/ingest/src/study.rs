@@ -7,8 +7,8 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Int32Array, ListBuilder, RecordBatch, StringArray, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema};
 use brainpipe_core::{
-    ArtifactKind, Context, Port, Stage, StageError, TableKind, f32_list_array, f32_list_field,
-    write_table,
+    ArtifactKind, Context, Dtype, NamedTensor, Port, Stage, StageError, TableKind, f32_list_array,
+    f32_list_field, write_safetensors, write_table,
 };
 use brainpipe_nifti::NiftiWriter;
 use rayon::prelude::*;
@@ -29,6 +29,8 @@ use crate::vectors::{DEFAULT_VECTORS_NAME, WordVectors, default_vectors, load_ve
 pub const STIMULI_TABLE: TableKind = TableKind::new("stimuli", 1);
 /// Pereira et al. 2018's three paradigms, in the order trials are presented here.
 pub const PEREIRA_PARADIGMS: [&str; 3] = ["word_cloud", "sentence", "picture"];
+/// Schema of `encoding.safetensors`.
+const ENCODING_SCHEMA: &str = "synthetic-encoding/1";
 /// Trials generated in parallel before they are written in order (bounds memory per subject).
 const TRIAL_CHUNK: usize = 16;
 
@@ -90,6 +92,12 @@ impl Stage for Synthetic {
                 "study.json",
                 ArtifactKind::Json,
                 "every generating parameter, the informative ROIs and the oracle ceiling",
+            ),
+            Port::output(
+                "encoding",
+                "encoding.safetensors",
+                ArtifactKind::Safetensors,
+                "the true shared encoding the oracle decodes with (informative voxels, weights, amplitudes, gains, offsets), so the ceiling can be recomputed from the study's files",
             ),
         ]
     }
@@ -177,6 +185,7 @@ fn generate(ctx: &mut Context, params: &SyntheticParams) -> Result<Summary, Stag
 
     write_mask_and_atlas(ctx, &grid, &labels)?;
     write_stimuli(&ctx.output("stimuli"), &stimuli, params.paradigm)?;
+    write_encoding(&ctx.output("encoding"), &encoding, &brain, &conditions)?;
     let images_dir = ctx.output("images");
     create_dir(&images_dir)?;
     if params.paradigm == World::Images {
@@ -242,6 +251,44 @@ fn generate(ctx: &mut Context, params: &SyntheticParams) -> Result<Summary, Stag
         "oracle ceiling"
     );
     Ok(Summary { oracle, brain_voxels: brain.len() })
+}
+
+/// Writes the true shared encoding (see docs/SYNTHETIC.md, "The oracle"): `grid_index` [K] (i64,
+/// the flat index into a volume, x fastest, of each informative voxel), `weights` [K, dims] (W),
+/// `amplitude` [K] (a), `gains` [conditions] (g, as the signal uses them, f32) and `offsets`
+/// [conditions, K] (o at the informative voxels). With the stimulus vectors z-scored per
+/// dimension (x̃), the oracle's predicted pattern is `g · a · (W · x̃)` and a trial's observed one
+/// its volume at `grid_index` less `offsets`.
+fn write_encoding(
+    path: &Path,
+    encoding: &Encoding,
+    brain: &[usize],
+    conditions: &[&str],
+) -> std::result::Result<(), StageError> {
+    let k = encoding.informative.len();
+    let grid_index: Vec<u8> =
+        encoding.informative.iter().flat_map(|&v| (brain[v] as i64).to_le_bytes()).collect();
+    let gains: Vec<f32> = encoding.gains.iter().map(|&g| g as f32).collect();
+    let offsets: Vec<f32> = encoding
+        .offsets
+        .iter()
+        .flat_map(|o| encoding.informative.iter().map(move |&v| o[v]))
+        .collect();
+    let tensors = [
+        NamedTensor {
+            name: "grid_index".into(),
+            dtype: Dtype::I64,
+            shape: vec![k],
+            data: grid_index,
+        },
+        NamedTensor::f32("weights", vec![k, encoding.dims], &encoding.weights),
+        NamedTensor::f32("amplitude", vec![k], &encoding.amplitude),
+        NamedTensor::f32("gains", vec![conditions.len()], &gains),
+        NamedTensor::f32("offsets", vec![conditions.len(), k], &offsets),
+    ];
+    let config = json!({"conditions": conditions, "dims": encoding.dims, "informative_voxels": k});
+    write_safetensors(path, &tensors, ENCODING_SCHEMA, &config)?;
+    Ok(())
 }
 
 fn create_dir(path: &Path) -> Result<()> {

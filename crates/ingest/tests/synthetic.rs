@@ -133,11 +133,15 @@ fn user_vectors_replace_the_default() {
     assert_eq!(study["stimuli"]["count"], 180);
 }
 
-/// The reference Python, or `None` (skip) when `BRAINPIPE_REF_PYTHON` is unset.
+/// The reference Python, or `None` (skip) when `BRAINPIPE_REF_PYTHON` is unset (a failure when `CI` is set).
 fn reference_python(test: &str) -> Option<String> {
     match std::env::var("BRAINPIPE_REF_PYTHON") {
         Ok(p) if !p.is_empty() => Some(p),
         _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI is set but BRAINPIPE_REF_PYTHON is not: the oracle must run"
+            );
             eprintln!("skipped {test}: BRAINPIPE_REF_PYTHON is not set (make test sets it)");
             None
         }
@@ -252,4 +256,37 @@ print("ok")
     }
     // Same words, same vectors: the same study whichever format carried them.
     assert!(studies[0] == studies[1], "the .mat and Parquet studies differ");
+}
+
+#[test]
+fn oracle_ceiling_recomputes_from_the_study_files() {
+    let Some(python) = reference_python("oracle recomputation") else { return };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle_from_files.py");
+    for world in ["words", "images"] {
+        let out = tmp.path().join(world);
+        let mut params = small(5, world);
+        params["time_series"] = json!(false);
+        params["test_repeats"] = json!(2);
+        generate(&out, params, &BTreeMap::new()).expect("run");
+        let output = Command::new(&python).arg(&script).arg(&out).output().expect("python runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{world}: the oracle recomputed from the files disagrees with study.json:\n{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let result: Value = serde_json::from_str(stdout.trim()).expect("json");
+        eprintln!("{world}: recomputed {} vs study.json {}", result["mean"], result["study"]);
+        for metric in ["top1", "top5", "pairwise"] {
+            let ours = result["mean"][metric].as_f64().expect("recomputed");
+            let theirs = result["study"][metric].as_f64().expect("study.json");
+            // Per subject within one trial (asserted by the script); here the means themselves.
+            // (These small studies' ceilings sit near chance; the test is about agreement.)
+            assert!(
+                (ours - theirs).abs() < 1e-9,
+                "{world} {metric}: recomputed {ours}, study.json {theirs}"
+            );
+        }
+    }
 }

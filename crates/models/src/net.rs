@@ -560,3 +560,23 @@ pub fn roi_layer_check(
     }
     (fast, Tensor::cat(&parts, 1), fast_back, back)
 }
+
+/// A freshly initialised packed ROI layer applied to `x` (`[batch, inputs]`, forward) and to `h`
+/// (`[batch, Σ outputs]`, tied backward with a zero bias), for tests that check it against an
+/// independent per-ROI implementation.
+#[doc(hidden)]
+pub fn roi_layer_apply(
+    inputs: usize,
+    blocks: &[(usize, usize)],
+    scale: usize,
+    groups: usize,
+    x: &Tensor,
+    h: &Tensor,
+) -> (Tensor, Tensor) {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let layer = RoiLayer::new(vs.root(), inputs, blocks, scale, groups);
+    let zero_bias = Tensor::zeros([inputs as i64], (Kind::Float, Device::Cpu));
+    tch::no_grad(|| {
+        (layer.forward(x, Precision::Fp32), layer.backward(h, &zero_bias, Precision::Fp32))
+    })
+}

@@ -1,14 +1,16 @@
 //! Each loss against a numpy implementation of its definition on fixed tensors, and the batched
-//! ROI layer against per-ROI matmuls. The numpy part needs `BRAINPIPE_REF_PYTHON` (set by
-//! `make test`): skipped with a message when unset, a failure when set and unusable.
+//! ROI layer against per-ROI matmuls: its own unpacked weights, and 333 independent matmuls in
+//! numpy on the weights read back by probing the layer with unit vectors. The numpy part needs `BRAINPIPE_REF_PYTHON` (set by
+//! `make test`): skipped with a message when unset
+//! (a failure when `CI` is set), a failure when set and unusable.
 
 use std::process::Command;
 
 use brainpipe_models::losses::{
     classification_loss, mean_regularisation_loss, reconstruction_loss, regression_loss,
 };
-use brainpipe_models::net::roi_layer_check;
-use tch::{Device, Kind, Tensor};
+use brainpipe_models::net::{roi_layer_apply, roi_layer_check};
+use tch::Tensor;
 
 const REFERENCE: &str = r#"
 import json, sys
@@ -47,6 +49,10 @@ fn fixed(n: usize, seed: u32) -> Vec<f32> {
 #[test]
 fn losses_match_numpy_reference() {
     let Some(python) = std::env::var_os("BRAINPIPE_REF_PYTHON") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but BRAINPIPE_REF_PYTHON is not: the oracle must run"
+        );
         eprintln!("skipped: BRAINPIPE_REF_PYTHON is not set (make test sets it)");
         return;
     };
@@ -107,5 +113,76 @@ fn batched_roi_layer_equals_one_matmul_per_roi() {
         let diff = (fast_back - slow_back).abs().max().double_value(&[]);
         assert!(diff < 1e-5, "{groups} groups: tied backward differs by {diff}");
     }
-    let _ = (Device::Cpu, Kind::Float);
+}
+
+/// The ROI layer, probed: numpy (`tests/roi_layer_reference.py`) reads each ROI's weights back
+/// from the layer's responses to unit vectors, checks that no ROI sees another's inputs or writes
+/// another's outputs, and compares the forward pass on random rows and the tied backward with 333
+/// independent per-ROI matmuls laid out by the definition alone (ROI r's inputs are its block,
+/// its outputs the next max(ceil(size / scale), 1) columns in ROI order).
+#[test]
+fn roi_layer_equals_333_independent_per_roi_matmuls_in_numpy() {
+    let Some(python) = std::env::var_os("BRAINPIPE_REF_PYTHON") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but BRAINPIPE_REF_PYTHON is not: the oracle must run"
+        );
+        eprintln!("skipped: BRAINPIPE_REF_PYTHON is not set (make test sets it)");
+        return;
+    };
+    // 333 ROIs of 1..=23 columns in a scrambled size order, a column outside every ROI after
+    // each 50th.
+    let (mut blocks, mut at) = (Vec::new(), 0usize);
+    for r in 0..333usize {
+        let size = 1 + (r * 37) % 23;
+        blocks.push((at, size));
+        at += size + usize::from(r % 50 == 49);
+    }
+    let (inputs, scale, batch) = (at + 1, 4usize, 5i64);
+    let width: usize = blocks.iter().map(|&(_, s)| s.div_ceil(scale).max(1)).sum();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, t: &Tensor| {
+        let values = Vec::<f32>::try_from(&t.contiguous().view([-1])).expect("f32");
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::fs::write(dir.path().join(name), bytes).expect("write");
+    };
+    tch::manual_seed(9);
+    let random = Tensor::randn([batch, inputs as i64], (tch::Kind::Float, tch::Device::Cpu));
+    let h = Tensor::randn([batch, width as i64], (tch::Kind::Float, tch::Device::Cpu));
+    let probes = Tensor::cat(
+        &[
+            Tensor::eye(inputs as i64, (tch::Kind::Float, tch::Device::Cpu)),
+            random.zeros_like().narrow(0, 0, 1),
+            random.shallow_clone(),
+        ],
+        0,
+    );
+    write("x.f32", &random);
+    write("h.f32", &h);
+    let groups = [1usize, 8];
+    for g in groups {
+        let (forward, backward) = roi_layer_apply(inputs, &blocks, scale, g, &probes, &h);
+        assert_eq!(forward.size(), vec![inputs as i64 + 1 + batch, width as i64]);
+        write(&format!("forward-{g}.f32"), &forward);
+        write(&format!("backward-{g}.f32"), &backward);
+    }
+    let spec = serde_json::json!({
+        "blocks": blocks, "inputs": inputs, "scale": scale, "batch": batch, "width": width,
+        "groups": groups,
+    });
+    std::fs::write(dir.path().join("spec.json"), spec.to_string()).expect("spec");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/roi_layer_reference.py");
+    let out = Command::new(&python)
+        .arg(&script)
+        .arg(dir.path())
+        .output()
+        .expect("BRAINPIPE_REF_PYTHON is set but cannot be run");
+    assert!(
+        out.status.success(),
+        "numpy per-ROI reference disagrees:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{}", String::from_utf8_lossy(&out.stdout).trim());
 }

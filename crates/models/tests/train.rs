@@ -88,8 +88,38 @@ fn base_roi_and_autoencoder_learn_and_reload_identically() {
         ("features", &study.features),
         ("targets", &study.targets),
     ]);
-    run_standalone(&Predict, &ins, &json!({"device": "cpu"}), &out, &BTreeMap::new())
+    let m = run_standalone(&Predict, &ins, &json!({"device": "cpu"}), &out, &BTreeMap::new())
         .expect("models.predict");
+    // The stage reproduces models.train's own predictions of each fold's test subjects, file for
+    // file; with `test_only: false` every fold model predicts every scan.
+    let trained = std::fs::read(dir.path().join("base/predictions.parquet")).expect("trained");
+    let predicted = std::fs::read(out.join("predictions.parquet")).expect("predicted");
+    assert!(trained == predicted, "models.predict differs from models.train's predictions");
+    let scans = Dataset::read(&study.features, &study.targets, "stimulus").expect("data");
+    assert_eq!(m.notes["rows"], json!(scans.subject.len()));
+    let all = dir.path().join("predict-all");
+    let params = json!({"device": "cpu", "test_only": false});
+    let m = run_standalone(&Predict, &ins, &params, &all, &BTreeMap::new()).expect("every scan");
+    let every = read_predictions(&all.join("predictions.parquet")).expect("predictions");
+    let folds = 3; // leave-one-subject-out over 3 subjects
+    assert_eq!(every.subject.len(), folds * scans.subject.len());
+    assert_eq!(m.notes["rows"], json!(folds * scans.subject.len()));
+    let held_out = read_predictions(&out.join("predictions.parquet")).expect("predictions");
+    let dim = held_out.embedding_dim;
+    for i in 0..held_out.subject.len() {
+        let j = (0..every.subject.len())
+            .find(|&j| {
+                every.fold[j] == held_out.fold[i]
+                    && every.subject[j] == held_out.subject[i]
+                    && every.trial[j] == held_out.trial[i]
+            })
+            .expect("the held-out scan among every scan");
+        assert_eq!(
+            every.embedding[j * dim..(j + 1) * dim],
+            held_out.embedding[i * dim..(i + 1) * dim],
+            "the same fold model gives the same prediction"
+        );
+    }
 }
 
 #[test]
