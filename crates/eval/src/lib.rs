@@ -21,12 +21,16 @@
 
 use std::sync::Arc;
 
+pub mod clip;
+pub mod clip_report;
+pub mod clip_tables;
 mod error;
 pub mod metrics;
 mod report;
 mod tables;
 mod words;
 
+pub use clip::{ClipEval, ClipParams, ClipScores, score_clip};
 pub use error::{EvalError, Result};
 pub use report::{Oracle, Report, ReportParams, best_model, latex_table, render};
 pub use tables::{
@@ -38,5 +42,5 @@ pub use words::{ALL, BRAIN2WORD_TOP_K, Scored, Words, WordsParams, score_words};
 
 /// Every stage of this crate, for the driver's registry.
 pub fn stages() -> Vec<Arc<dyn brainpipe_core::DynStage>> {
-    vec![Arc::new(Words), Arc::new(Report)]
+    vec![Arc::new(Words), Arc::new(Report), Arc::new(ClipEval)]
 }
