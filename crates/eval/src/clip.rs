@@ -110,7 +110,7 @@ impl Stage for ClipEval {
         let stimuli_path = ctx.input("stimuli")?.to_path_buf();
         let stimuli = read_image_stimuli(&stimuli_path)?;
         let mut predictions = Vec::new();
-        for path in ctx.input_list("predictions")? {
+        for path in ctx.input_list("predictions") {
             predictions.push((path.to_path_buf(), read_predictions(path)?));
         }
         let scored = score_clip(&predictions, &embeddings, &stimuli, &stimuli_path, p)?;
@@ -283,11 +283,8 @@ pub fn score_clip(
         .map(|s| split.get(s.as_str()).filter(|_| synthetic).map(|s| categories(&s.vector)))
         .collect();
 
-    let mut out = ClipScores {
-        test_images: test.len(),
-        all_images: images.len(),
-        ..ClipScores::default()
-    };
+    let mut out =
+        ClipScores { test_images: test.len(), all_images: images.len(), ..ClipScores::default() };
     let n_test = test.len() as f64;
     for (path, table) in predictions {
         if table.embedding_dim != dim {
@@ -328,7 +325,10 @@ pub fn score_clip(
                     .collect();
                 let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
                 for &i in rows {
-                    groups.entry(test_pos[&image_row[table.stimulus[i].as_str()]]).or_default().push(i);
+                    groups
+                        .entry(test_pos[&image_row[table.stimulus[i].as_str()]])
+                        .or_default()
+                        .push(i);
                 }
                 let averaged: Vec<Item> = groups
                     .values()
@@ -351,7 +351,8 @@ pub fn score_clip(
                     })
                     .collect();
                 let folds: BTreeSet<i32> = single.iter().map(|i| i.fold).collect();
-                let fold = if folds.len() == 1 { folds.into_iter().next().unwrap_or(-1) } else { -1 };
+                let fold =
+                    if folds.len() == 1 { folds.into_iter().next().unwrap_or(-1) } else { -1 };
                 for (mode, items) in [("single", &single), ("averaged", &averaged)] {
                     let metric = |name: &str, index: Option<i32>, value: f64| MetricRow {
                         model: model.to_owned(),
@@ -400,7 +401,8 @@ pub fn score_clip(
                         });
                     }
                     let n = items.len() as f64;
-                    let frac = |r: &[usize], k: usize| r.iter().filter(|&&x| x <= k).count() as f64 / n;
+                    let frac =
+                        |r: &[usize], k: usize| r.iter().filter(|&&x| x <= k).count() as f64 / n;
                     let mean = |r: &[usize]| r.iter().sum::<usize>() as f64 / n;
                     subject_rows.push(metric("trials", None, n));
                     subject_rows.push(metric("top1", None, frac(&r_test, 1)));
@@ -563,7 +565,8 @@ fn category_rows(
             let share = |set: &[usize]| {
                 set.iter().filter(|&&i| has(i, v)).count() as f64 / set.len().max(1) as f64
             };
-            let with: Vec<usize> = (0..items.len()).filter(|&k| has(items[k].stimulus, v)).collect();
+            let with: Vec<usize> =
+                (0..items.len()).filter(|&k| has(items[k].stimulus, v)).collect();
             out.push(row(key("train_frequency"), share(&train)));
             out.push(row(key("chance"), share(test)));
             out.push(row(key("trials"), with.len() as f64));

@@ -76,10 +76,8 @@ fn base64(bytes: &[u8]) -> String {
 /// parent or the directory itself); a placeholder when it cannot be read.
 fn thumbnail(images: Option<&Path>, name: &str, title: &str) -> String {
     let file = images.and_then(|dir| {
-        let candidates = [
-            dir.parent().map(|p| p.join(name)),
-            Path::new(name).file_name().map(|f| dir.join(f)),
-        ];
+        let candidates =
+            [dir.parent().map(|p| p.join(name)), Path::new(name).file_name().map(|f| dir.join(f))];
         candidates.into_iter().flatten().find(|p| p.is_file())
     });
     match file.and_then(|f| std::fs::read(f).ok()) {
@@ -151,7 +149,8 @@ pub fn section(c: &ClipInputs, oracle: Option<&Oracle>) -> String {
             pct(chance("chance_two_way")),
             pct(nway),
             pct(nway),
-            chance("chance_top1").map_or("–".to_owned(), |c| format!("{:.1}", (1.0 / c + 1.0) / 2.0)),
+            chance("chance_top1")
+                .map_or("–".to_owned(), |c| format!("{:.1}", (1.0 / c + 1.0) / 2.0)),
         );
         if let (Some(o), "single") = (oracle, mode) {
             let _ = write!(
@@ -167,7 +166,9 @@ pub fn section(c: &ClipInputs, oracle: Option<&Oracle>) -> String {
     // Per held-out subject (averaged top-1).
     let subjects: BTreeSet<&str> =
         rows.iter().filter(|r| r.subject != ALL).map(|r| r.subject.as_str()).collect();
-    h.push_str("<h3>Per held-out subject (top-1, averaged presentations)</h3><table><tr><th>model</th>");
+    h.push_str(
+        "<h3>Per held-out subject (top-1, averaged presentations)</h3><table><tr><th>model</th>",
+    );
     for s in &subjects {
         let _ = write!(h, "<th>{}</th>", esc(s));
     }
@@ -189,7 +190,10 @@ pub fn section(c: &ClipInputs, oracle: Option<&Oracle>) -> String {
         let mut counts: Vec<(i32, f64)> = rows
             .iter()
             .filter(|r| {
-                &r.model == m && r.subject == ALL && r.paradigm == "averaged" && r.metric == "rank_count"
+                &r.model == m
+                    && r.subject == ALL
+                    && r.paradigm == "averaged"
+                    && r.metric == "rank_count"
             })
             .filter_map(|r| r.index.map(|k| (k, r.value)))
             .collect();
@@ -215,11 +219,8 @@ pub fn section(c: &ClipInputs, oracle: Option<&Oracle>) -> String {
 fn gallery(h: &mut String, c: &ClipInputs, models: &[String]) {
     let averaged: Vec<&ClipTrial> = c.trials.iter().filter(|t| t.mode == "averaged").collect();
     let Some(subject) = averaged.iter().map(|t| t.subject.as_str()).min() else { return };
-    let stimuli: BTreeSet<&str> = averaged
-        .iter()
-        .filter(|t| t.subject == subject)
-        .map(|t| t.stimulus.as_str())
-        .collect();
+    let stimuli: BTreeSet<&str> =
+        averaged.iter().filter(|t| t.subject == subject).map(|t| t.stimulus.as_str()).collect();
     let _ = write!(
         h,
         "<h3>Gallery</h3><p>Held-out subject {}, predictions averaged over repeats: the seen image, \
@@ -266,7 +267,9 @@ fn gallery(h: &mut String, c: &ClipInputs, models: &[String]) {
 /// of every model.
 fn categories(h: &mut String, rows: &[MetricRow], models: &[String]) {
     let mut keys: Vec<(String, String)> = Vec::new();
-    for r in rows.iter().filter(|r| r.metric.starts_with("category.") && r.metric.ends_with(".trials")) {
+    for r in
+        rows.iter().filter(|r| r.metric.starts_with("category.") && r.metric.ends_with(".trials"))
+    {
         let parts: Vec<&str> = r.metric.split('.').collect();
         let key = (parts[1].to_owned(), parts[2].to_owned());
         if !keys.contains(&key) {
@@ -317,11 +320,7 @@ fn categories(h: &mut String, rows: &[MetricRow], models: &[String]) {
             })
             .collect();
         let names: BTreeSet<&str> = cells.iter().flat_map(|c| [c.0, c.1]).collect();
-        let _ = write!(
-            h,
-            "<figure><table><tr><th>{} (seen ↓, retrieved →)</th>",
-            esc(m)
-        );
+        let _ = write!(h, "<figure><table><tr><th>{} (seen ↓, retrieved →)</th>", esc(m));
         for n in &names {
             let _ = write!(h, "<th>{}</th>", esc(n));
         }
@@ -348,14 +347,13 @@ pub fn page(title: &str, c: &ClipInputs, oracle: Option<&Oracle>) -> String {
 }
 
 /// Reads the section's inputs.
-pub fn read(
-    metrics: &Path,
-    trials: Option<&Path>,
-    images: Option<&Path>,
-) -> Result<ClipInputs> {
+pub fn read(metrics: &Path, trials: Option<&Path>, images: Option<&Path>) -> Result<ClipInputs> {
     let rows = crate::tables::read_metrics(metrics)?;
     if !rows.iter().any(|r| r.paradigm == "averaged" || r.paradigm == "single") {
-        return Err(EvalError::data(metrics, "not a metrics table of eval.clip (no single/averaged rows)"));
+        return Err(EvalError::data(
+            metrics,
+            "not a metrics table of eval.clip (no single/averaged rows)",
+        ));
     }
     let trials = match trials {
         Some(p) => crate::clip_tables::read_clip_trials(p)?,

@@ -92,7 +92,9 @@ impl Stage for Report {
             None => None,
         };
         let html = match (&clip, ctx.optional_input("metrics")) {
-            (None, None) => return Err(StageError::msg("eval.report needs `metrics` or `clip_metrics`")),
+            (None, None) => {
+                return Err(StageError::msg("eval.report needs `metrics` or `clip_metrics`"));
+            }
             (None, Some(_)) => render(&params.title, &rows, oracle.as_ref()),
             (Some(c), None) => crate::clip_report::page(&params.title, c, oracle.as_ref()),
             (Some(c), Some(_)) => render(&params.title, &rows, oracle.as_ref()).replace(

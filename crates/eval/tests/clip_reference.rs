@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int32Array, ListBuilder, RecordBatch, StringArray, StringBuilder};
+use arrow::array::{
+    Array, ArrayRef, Int32Array, ListBuilder, RecordBatch, StringArray, StringBuilder,
+};
 use arrow::datatypes::{DataType, Field, Schema};
 use brainpipe_core::{TableKind, f32_list_array, f32_list_field, run_standalone, write_table};
 use brainpipe_eval::clip_tables::read_clip_trials;
@@ -190,7 +192,12 @@ fn eval_clip_equals_numpy_definitions() {
     assert!(trials.iter().all(|t| t.retrieved.len() == 5 && !t.caption.is_empty()));
     let top1 = rows
         .iter()
-        .find(|r| r.model == "joint" && r.subject == "all" && r.paradigm == "averaged" && r.metric == "top1")
+        .find(|r| {
+            r.model == "joint"
+                && r.subject == "all"
+                && r.paradigm == "averaged"
+                && r.metric == "top1"
+        })
         .expect("top1")
         .value;
     assert!(top1 > 0.2, "the less noisy model finds images ({top1})");
@@ -235,7 +242,8 @@ fn eval_clip_refuses_a_study_without_test_images() {
         ("predictions#0".to_owned(), predictions[0].clone()),
     ]
     .into();
-    let err = run_standalone(&ClipEval, &inputs, &json!({}), &dir.path().join("o"), &BTreeMap::new())
-        .expect_err("an embeddings table is no stimuli table");
+    let err =
+        run_standalone(&ClipEval, &inputs, &json!({}), &dir.path().join("o"), &BTreeMap::new())
+            .expect_err("an embeddings table is no stimuli table");
     assert!(err.to_string().contains("embeddings.parquet"), "{err}");
 }

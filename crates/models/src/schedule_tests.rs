@@ -63,9 +63,7 @@ fn values(vs: &nn::VarStore) -> HashMap<String, Tensor> {
 
 /// Pretrains a fresh autoencoder for 4 epochs, then runs `then` for 4 epochs; returns the
 /// variables after each phase and the records.
-fn two_phases(
-    then: Phase,
-) -> (HashMap<String, Tensor>, HashMap<String, Tensor>, Vec<EpochRecord>) {
+fn two_phases(then: Phase) -> (HashMap<String, Tensor>, HashMap<String, Tensor>, Vec<EpochRecord>) {
     let data = dataset();
     let schedule = match then {
         Phase::Regression => Schedule::PretrainThenRegression,
@@ -74,14 +72,8 @@ fn two_phases(
     let p = params(schedule);
     let config = net_config(&data, &[], &p).expect("config");
     let d = DataTensors::new(&data, &config.target_mean, Device::Cpu).expect("tensors");
-    let folds = crate::cv::folds(
-        &data.subject,
-        p.cv,
-        p.folds,
-        p.validation,
-        p.validation_fraction,
-        p.seed,
-    );
+    let folds =
+        crate::cv::folds(&data.subject, p.cv, p.folds, p.validation, p.validation_fraction, p.seed);
     let fold = &folds[0];
     tch::manual_seed(1);
     let vs = nn::VarStore::new(Device::Cpu);
@@ -122,7 +114,10 @@ fn pretrain_then_regression_keeps_the_encoder_bit_identical() {
     assert!(encoder >= 8, "{encoder} encoder variables");
     assert!(!equal(&before["head.weight"], &after["head.weight"]), "the regression head learns");
     let phases: Vec<_> = records.iter().map(|r| r.phase.as_deref().unwrap_or("")).collect();
-    assert_eq!(phases, ["pretrain"; 4].iter().chain(&["regression"; 4]).copied().collect::<Vec<_>>());
+    assert_eq!(
+        phases,
+        ["pretrain"; 4].iter().chain(&["regression"; 4]).copied().collect::<Vec<_>>()
+    );
     assert!(records[..4].iter().all(|r| r.train_regression.is_none()));
     assert!(records[..4].iter().all(|r| r.train_reconstruction.is_some()));
     assert!(records[4..].iter().all(|r| r.train_regression.is_some()));

@@ -764,7 +764,7 @@ impl FoldRun<'_> {
         let frozen: Vec<Tensor> = if plan.phase.freezes_encoder() {
             vs.variables()
                 .into_iter()
-                .filter(|(k, _)| k.starts_with(ENCODER_PREFIX))
+                .filter(|(k, v)| k.starts_with(ENCODER_PREFIX) && v.requires_grad())
                 .map(|(_, v)| v.set_requires_grad(false))
                 .collect()
         } else {
@@ -996,11 +996,8 @@ fn validate(
             let len = batch.min(n - start);
             let i = idx.narrow(0, start, len);
             start += len;
-            let (x, t, c) = (
-                d.inputs_of(&i),
-                d.targets.index_select(0, &i),
-                d.classes.index_select(0, &i),
-            );
+            let (x, t, c) =
+                (d.inputs_of(&i), d.targets.index_select(0, &i), d.classes.index_select(0, &i));
             let (out, total, _) = task_losses(net, w, (&x, &t, &c), false, false);
             loss += scalar(&total) * len as f64;
             weight += len as f64;

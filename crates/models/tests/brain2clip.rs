@@ -33,11 +33,8 @@ fn params(schedule: &str) -> Value {
 }
 
 fn ins(study: &common::Study) -> BTreeMap<String, PathBuf> {
-    [
-        ("features".to_owned(), study.features.clone()),
-        ("targets".to_owned(), study.targets.clone()),
-    ]
-    .into()
+    [("features".to_owned(), study.features.clone()), ("targets".to_owned(), study.targets.clone())]
+        .into()
 }
 
 /// An `embeddings/1` table as clip.augment writes it: `copies` augmented rows per word, each
@@ -54,8 +51,7 @@ fn write_augmented(path: &Path, words: usize, copies: usize, dim: usize) {
         Field::new("image", DataType::Utf8, true),
         f32_list_field("embedding", dim, false),
     ]));
-    let values: Vec<f32> =
-        (0..n * dim).map(|i| ((i * 7919) % 101) as f32 / 50.0 - 1.0).collect();
+    let values: Vec<f32> = (0..n * dim).map(|i| ((i * 7919) % 101) as f32 / 50.0 - 1.0).collect();
     let columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from_iter_values((0..n).map(|i| format!("word{}", i / copies)))),
         Arc::new(Int32Array::from_iter_values((0..n).map(|i| (i / copies) as i32))),
@@ -90,21 +86,21 @@ fn schedules_record_their_phases_and_joint_writes_no_phase_column() {
                 .map(|r| r.phase.as_deref().expect("every epoch has a phase"))
                 .collect();
             let pretrain = phases.iter().take_while(|p| **p == first).count();
-            assert!(pretrain >= 1 && pretrain <= 3, "{schedule}: {phases:?}");
+            assert!((1..=3).contains(&pretrain), "{schedule}: {phases:?}");
             assert!(phases[pretrain..].iter().all(|p| *p == second), "{schedule}: {phases:?}");
             assert!(phases.len() > pretrain, "{schedule}: a second phase");
         }
     }
     let out = dir.path().join("joint");
-    run_standalone(&Train, &ins(&study), &params("joint"), &out, &BTreeMap::new())
-        .expect("train");
+    run_standalone(&Train, &ins(&study), &params("joint"), &out, &BTreeMap::new()).expect("train");
     let records = read_training(&out.join("training.parquet")).expect("training");
     assert!(records.iter().all(|r| r.phase.is_none()), "joint keeps the old table");
     // A pretraining schedule needs a decoder.
     let mut base = params("pretrain_then_joint");
     base["model"] = json!("base");
-    let err = run_standalone(&Train, &ins(&study), &base, &dir.path().join("bad"), &BTreeMap::new())
-        .expect_err("base cannot pretrain");
+    let err =
+        run_standalone(&Train, &ins(&study), &base, &dir.path().join("bad"), &BTreeMap::new())
+            .expect_err("base cannot pretrain");
     assert!(err.to_string().contains("needs model autoencoder"), "{err}");
 }
 
