@@ -129,7 +129,8 @@ mod tests {
 
     #[test]
     fn schedules_list_their_phases() {
-        let v1 = Schedule::PretrainThenRegression.phases(ModelKind::Autoencoder, 5, 9).unwrap();
+        let v1 =
+            Schedule::PretrainThenRegression.phases(ModelKind::Autoencoder, 5, 9).expect("phases");
         assert_eq!(
             v1,
             vec![
@@ -139,12 +140,14 @@ mod tests {
         );
         assert!(v1[1].phase.freezes_encoder() && !v1[1].phase.trains_reconstruction());
         assert!(!v1[0].phase.trains_task() && v1[0].phase.monitors_reconstruction());
-        let v2 = Schedule::PretrainThenJoint.phases(ModelKind::Autoencoder, 5, 9).unwrap();
+        let v2 = Schedule::PretrainThenJoint.phases(ModelKind::Autoencoder, 5, 9).expect("phases");
         assert_eq!(v2[1].phase, Phase::Joint);
         assert!(!v2[1].phase.freezes_encoder());
-        let v3 = Schedule::Joint.phases(ModelKind::Base, 5, 9).unwrap();
+        let v3 = Schedule::Joint.phases(ModelKind::Base, 5, 9).expect("phases");
         assert_eq!(v3, vec![Plan { phase: Phase::Joint, epochs: 9 }]);
-        let err = Schedule::PretrainThenJoint.phases(ModelKind::Base, 5, 9).unwrap_err();
+        let err = Schedule::PretrainThenJoint
+            .phases(ModelKind::Base, 5, 9)
+            .expect_err("base has no decoder");
         assert!(err.to_string().contains("needs model autoencoder"), "{err}");
     }
 }
