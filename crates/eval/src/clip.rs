@@ -494,11 +494,11 @@ pub fn two_way(s: &[Vec<f64>]) -> (f64, f64) {
         return (f64::NAN, f64::NAN);
     }
     let (mut b2i, mut i2b) = (0.0, 0.0);
-    for i in 0..n {
+    for (i, row) in s.iter().enumerate() {
         let (mut a, mut b) = (0usize, 0usize);
-        for j in (0..n).filter(|&j| j != i) {
-            a += usize::from(s[i][i] > s[i][j]);
-            b += usize::from(s[i][i] > s[j][i]);
+        for (j, other) in s.iter().enumerate().filter(|&(j, _)| j != i) {
+            a += usize::from(row[i] > row[j]);
+            b += usize::from(row[i] > other[i]);
         }
         b2i += a as f64 / (n - 1) as f64;
         i2b += b as f64 / (n - 1) as f64;
