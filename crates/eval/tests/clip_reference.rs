@@ -135,13 +135,11 @@ fn fixtures(dir: &Path) -> (PathBuf, PathBuf, Vec<PathBuf>) {
     for (m, noise) in [("ridge", 1.5f32), ("joint", 0.9)] {
         let mut p = Predictions { embedding_dim: DIM, ..Predictions::default() };
         for s in 0..3 {
-            let mut trial = 0;
             let shown: Vec<usize> = (0..TRAIN).chain(TRAIN..n).chain(TRAIN..n).collect();
-            for i in shown {
+            for (trial, i) in shown.into_iter().enumerate() {
                 p.model.push(m.to_owned());
                 p.subject.push(format!("sub-{:02}", s + 1));
-                p.trial.push(trial);
-                trial += 1;
+                p.trial.push(trial as i32);
                 p.stimulus.push(image(i));
                 p.paradigm.push("image".into());
                 p.fold.push(s);
