@@ -28,7 +28,7 @@ BIN         := $(CARGO_TARGET_DIR)/$(PROFILE)/brainpipe
 all: build
 
 help:
-	@echo "make demo    build and run pipelines/demo.yaml (= brain2word.yaml) on the synthetic study, write the report"
+	@echo "make demo    build and run pipelines/demo.yaml (= brain2word.yaml) and pipelines/brain2clip.yaml on the synthetic studies, write the reports"
 	@echo "make test    unit + integration tests (creates the venvs when missing)"
 	@echo "make lint    cargo fmt --check and clippy -D warnings"
 	@echo "make bench   benchmarks under bench/ (results in bench/out/)"
@@ -57,7 +57,9 @@ build: venv
 
 demo: build
 	$(BIN) run pipelines/demo.yaml
+	$(BIN) run pipelines/brain2clip.yaml
 	@echo "==> report: pipelines/.brainpipe/runs/brain2word/report/report.html"
+	@echo "==> report: pipelines/.brainpipe/runs/brain2clip/report/report.html"
 	@echo "==> every output: pipelines/.brainpipe/runs/brain2word/<stage>/"
 
 doctor: build

@@ -23,6 +23,9 @@
 
 use std::sync::Arc;
 
+pub mod clip;
+pub mod clip_report;
+pub mod clip_tables;
 mod error;
 pub mod images;
 pub mod metrics;
@@ -30,6 +33,7 @@ mod report;
 mod tables;
 mod words;
 
+pub use clip::{ClipEval, ClipParams, ClipScores, score_clip};
 pub use error::{EvalError, Result};
 pub use report::{Oracle, Report, ReportParams, best_model, latex_table, render};
 pub use tables::{
@@ -41,5 +45,5 @@ pub use words::{ALL, BRAIN2WORD_TOP_K, Scored, Words, WordsParams, score_words};
 
 /// Every stage of this crate, for the driver's registry.
 pub fn stages() -> Vec<Arc<dyn brainpipe_core::DynStage>> {
-    vec![Arc::new(Words), Arc::new(Report), Arc::new(images::Images)]
+    vec![Arc::new(Words), Arc::new(Report), Arc::new(ClipEval), Arc::new(images::Images)]
 }

@@ -36,7 +36,8 @@ impl Stage for Report {
                 "metrics",
                 ArtifactKind::Table("metrics"),
                 "metrics.parquet of eval.words (every model)",
-            ),
+            )
+            .optional(),
             Port::input(
                 "study",
                 ArtifactKind::Json,
@@ -47,6 +48,24 @@ impl Stage for Report {
                 "image_metrics",
                 ArtifactKind::Table("image-metrics"),
                 "image_metrics.parquet of eval.images: MindEye's table and distributions",
+            )
+            .optional(),
+            Port::input(
+                "clip_metrics",
+                ArtifactKind::Table("metrics"),
+                "metrics.parquet of eval.clip: the Brain2CLIP section",
+            )
+            .optional(),
+            Port::input(
+                "clip_trials",
+                ArtifactKind::Table("clip-trials"),
+                "trials.parquet of eval.clip: the gallery",
+            )
+            .optional(),
+            Port::input(
+                "images",
+                ArtifactKind::Directory,
+                "the study's images directory: gallery thumbnails",
             )
             .optional(),
         ]
@@ -62,12 +81,33 @@ impl Stage for Report {
     }
 
     fn run(&self, ctx: &mut Context, params: &ReportParams) -> Result<(), StageError> {
-        let rows = read_metrics(ctx.input("metrics")?)?;
+        let rows = match ctx.optional_input("metrics") {
+            Some(path) => read_metrics(path)?,
+            None => Vec::new(),
+        };
         let oracle = match ctx.optional_input("study") {
             Some(path) => Some(Oracle::read(path)?),
             None => None,
         };
-        let mut html = render(&params.title, &rows, oracle.as_ref());
+        let clip = match ctx.optional_input("clip_metrics") {
+            Some(path) => Some(crate::clip_report::read(
+                path,
+                ctx.optional_input("clip_trials"),
+                ctx.optional_input("images"),
+            )?),
+            None => None,
+        };
+        let mut html = match (&clip, ctx.optional_input("metrics")) {
+            (None, None) => {
+                return Err(StageError::msg("eval.report needs `metrics` or `clip_metrics`"));
+            }
+            (None, Some(_)) => render(&params.title, &rows, oracle.as_ref()),
+            (Some(c), None) => crate::clip_report::page(&params.title, c, oracle.as_ref()),
+            (Some(c), Some(_)) => render(&params.title, &rows, oracle.as_ref()).replace(
+                "</body></html>\n",
+                &format!("{}</body></html>\n", crate::clip_report::section(c, oracle.as_ref())),
+            ),
+        };
         if let Some(path) = ctx.optional_input("image_metrics") {
             let section = crate::images::images_section(&crate::images::read_image_metrics(path)?);
             html = html.replacen("</body>", &format!("{section}</body>"), 1);
@@ -182,23 +222,22 @@ fn paper_applies(candidates: Option<f64>, oracle: Option<&Oracle>) -> bool {
     oracle.is_none() && candidates == Some(180.0)
 }
 
-fn pct(v: Option<f64>) -> String {
+pub(crate) fn pct(v: Option<f64>) -> String {
     match v {
         Some(v) if v.is_finite() => format!("{:.2} %", 100.0 * v),
         _ => "–".to_owned(),
     }
 }
 
-fn esc(text: &str) -> String {
+pub(crate) fn esc(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 const COLOURS: [&str; 8] =
     ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"];
 
-/// Renders the whole report.
-pub fn render(title: &str, rows: &[MetricRow], oracle: Option<&Oracle>) -> String {
-    let models = models(rows);
+/// The page's head, style and title.
+pub(crate) fn head(title: &str) -> String {
     let mut h = String::new();
     let _ = write!(
         h,
@@ -210,6 +249,13 @@ pub fn render(title: &str, rows: &[MetricRow], oracle: Option<&Oracle>) -> Strin
          </style></head><body><h1>{t}</h1>",
         t = esc(title)
     );
+    h
+}
+
+/// Renders the whole report.
+pub fn render(title: &str, rows: &[MetricRow], oracle: Option<&Oracle>) -> String {
+    let models = models(rows);
+    let mut h = head(title);
     h.push_str(
         "<h2>Results</h2><p>Leave-one-subject-out unless the fold column says otherwise; \
                  means over held-out subjects. top-k: the true word among the k candidates most \
@@ -520,7 +566,7 @@ fn tick(v: f64) -> String {
 }
 
 /// Bars of `(x, count)`.
-fn bar_chart(counts: &[(i32, f64)], colour: &str) -> String {
+pub(crate) fn bar_chart(counts: &[(i32, f64)], colour: &str) -> String {
     let max = counts.iter().map(|c| c.1).fold(0.0, f64::max).max(1.0);
     let n = counts.len().max(1) as f64;
     let bw = (W - PAD - 8.0) / n;

@@ -304,6 +304,10 @@ pub struct EpochRecord {
     pub val_top1: Option<f64>,
     /// Top-5 on the validation scans.
     pub val_top5: Option<f64>,
+    /// Training phase of the epoch (`pretrain`, `regression`, `joint`) under a Brain2CLIP
+    /// schedule; `None` for the default single joint phase (the column is then not written, so
+    /// the table's bytes are those of a run without schedules).
+    pub phase: Option<String>,
 }
 
 // No wall-clock column: the table must be the same bytes for the same inputs (timings go into
@@ -357,6 +361,12 @@ pub fn write_training(path: &Path, records: &[EpochRecord]) -> Result<()> {
             records.iter().map(|r| r.floats()[k]).collect::<Vec<_>>(),
         )));
     }
+    if records.iter().any(|r| r.phase.is_some()) {
+        fields.push(Field::new("phase", DataType::Utf8, true));
+        columns.push(Arc::new(StringArray::from(
+            records.iter().map(|r| r.phase.as_deref()).collect::<Vec<_>>(),
+        )));
+    }
     write_batch(path, TRAINING_TABLE, fields, columns)
 }
 
@@ -372,6 +382,13 @@ pub fn read_training(path: &Path) -> Result<Vec<EpochRecord>> {
         let lr = opt_floats(path, b, "lr")?;
         let floats: Vec<Vec<Option<f64>>> =
             TRAINING_FLOATS.iter().map(|n| opt_floats(path, b, n)).collect::<Result<_>>()?;
+        let phase: Vec<Option<String>> = match b.column_by_name("phase") {
+            None => vec![None; b.num_rows()],
+            Some(_) => {
+                let a = column::<StringArray>(path, b, "phase", "Utf8")?;
+                (0..a.len()).map(|i| a.is_valid(i).then(|| a.value(i).to_owned())).collect()
+            }
+        };
         for i in 0..b.num_rows() {
             out.push(EpochRecord {
                 model: model[i].clone(),
@@ -387,6 +404,7 @@ pub fn read_training(path: &Path) -> Result<Vec<EpochRecord>> {
                 val_loss: floats[5][i],
                 val_top1: floats[6][i],
                 val_top5: floats[7][i],
+                phase: phase[i].clone(),
             });
         }
     }
@@ -520,5 +538,16 @@ mod tests {
         }];
         write_training(&path, &records).expect("write");
         assert_eq!(read_training(&path).expect("read"), records);
+        let phased: Vec<EpochRecord> = ["pretrain", "regression"]
+            .iter()
+            .enumerate()
+            .map(|(e, phase)| EpochRecord {
+                epoch: e as i32,
+                phase: Some((*phase).to_owned()),
+                ..records[0].clone()
+            })
+            .collect();
+        write_training(&path, &phased).expect("write");
+        assert_eq!(read_training(&path).expect("read"), phased);
     }
 }

@@ -59,23 +59,35 @@ pub(crate) struct Described {
     pub best_caption: usize,
 }
 
+/// One of `n` values; with `rare_weight` ≠ 1 the last value has that weight against 1 for each
+/// other (1: uniform, and the same draw as before the parameter existed).
+fn draw(rng: &mut ChaCha8Rng, n: usize, rare_weight: f64) -> usize {
+    if rare_weight == 1.0 {
+        return rng.gen_range(0..n);
+    }
+    let u = rng.r#gen::<f64>() * ((n - 1) as f64 + rare_weight);
+    (u.floor() as usize).min(n - 1)
+}
+
 impl Scene {
-    pub fn random(rng: &mut ChaCha8Rng) -> Self {
+    /// A random scene; the rare values (the last background, kind and colour: beige, cross,
+    /// orange) are drawn with weight `rare_weight` against 1 for every other value.
+    pub fn random(rng: &mut ChaCha8Rng, rare_weight: f64) -> Self {
         let count = rng.gen_range(1..=MAX_SHAPES);
         let shapes = (0..count)
             .map(|_| {
                 let large = rng.gen_bool(0.5);
                 let r = RADII[usize::from(large)];
                 Shape {
-                    kind: rng.gen_range(0..KINDS.len()),
-                    colour: rng.gen_range(0..COLOURS.len()),
+                    kind: draw(rng, KINDS.len(), rare_weight),
+                    colour: draw(rng, COLOURS.len(), rare_weight),
                     large,
                     x: rng.gen_range(r..1.0 - r),
                     y: rng.gen_range(r..1.0 - r),
                 }
             })
             .collect();
-        Scene { background: rng.gen_range(0..BACKGROUNDS.len()), shapes }
+        Scene { background: draw(rng, BACKGROUNDS.len(), rare_weight), shapes }
     }
 
     /// The latent attributes: background one-hot, shape count / 3, count per kind, count per
@@ -202,9 +214,14 @@ impl Shape {
 /// Scene `index` of a study, with five captions (each wrong in one attribute with probability
 /// `error_rate`) in shuffled order. The best caption is the most complete correct one: the
 /// lowest template number among correct captions (or among all, if every caption is wrong).
-pub(crate) fn described_scene(seed: u64, index: u64, error_rate: f64) -> Described {
+pub(crate) fn described_scene(
+    seed: u64,
+    index: u64,
+    error_rate: f64,
+    rare_weight: f64,
+) -> Described {
     let mut rng = stream(seed, "scene", index, 0);
-    let scene = Scene::random(&mut rng);
+    let scene = Scene::random(&mut rng, rare_weight);
     let mut captions: Vec<(bool, usize, String)> = (0..CAPTIONS_PER_IMAGE)
         .map(|template| {
             let wrong = rng.gen_bool(error_rate.clamp(0.0, 1.0));
@@ -247,13 +264,13 @@ mod tests {
 
     #[test]
     fn scenes_are_reproducible_and_captions_name_the_best() {
-        let a = described_scene(3, 10, 0.3);
-        let b = described_scene(3, 10, 0.3);
+        let a = described_scene(3, 10, 0.3, 1.0);
+        let b = described_scene(3, 10, 0.3, 1.0);
         assert_eq!(a.scene, b.scene);
         assert_eq!(a.captions, b.captions);
         assert_eq!(a.captions.len(), CAPTIONS_PER_IMAGE);
-        assert_ne!(described_scene(4, 10, 0.3).captions, a.captions);
-        let clean = described_scene(3, 11, 0.0);
+        assert_ne!(described_scene(4, 10, 0.3, 1.0).captions, a.captions);
+        let clean = described_scene(3, 11, 0.0, 1.0);
         assert!(
             clean.captions[clean.best_caption].contains("background")
                 || clean.captions[clean.best_caption].contains("backdrop")
@@ -262,8 +279,20 @@ mod tests {
     }
 
     #[test]
+    fn rare_weight_makes_the_last_values_rare() {
+        let count = |w: f64| {
+            (0..600u64)
+                .map(|i| described_scene(5, i, 0.0, w).scene)
+                .filter(|s| s.background == BACKGROUNDS.len() - 1)
+                .count()
+        };
+        let (uniform, rare) = (count(1.0), count(0.1));
+        assert!(uniform > 100 && rare < 40, "beige in 600 scenes: {uniform} uniform, {rare} rare");
+    }
+
+    #[test]
     fn render_paints_shapes_over_the_background() {
-        let scene = described_scene(1, 0, 0.0).scene;
+        let scene = described_scene(1, 0, 0.0, 1.0).scene;
         let pixels = scene.render(32);
         assert_eq!(pixels.len(), 32 * 32 * 3);
         let bg = BACKGROUNDS[scene.background].1;

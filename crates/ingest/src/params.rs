@@ -52,7 +52,16 @@ brainpipe_core::params! {
         pub test_repeats: u32 = 4,
         /// Images world: probability that a caption gets one attribute wrong.
         pub caption_error_rate: f64 = 0.25,
+        /// Images world, training images only: weight of the rare values (background beige,
+        /// shape cross, colour orange) against 1 for every other value; 1 (default): uniform,
+        /// 0.1: ten times rarer (the seed's common-vs-rare scenes).
+        #[serde(skip_serializing_if = "is_one")]
+        pub rare_weight: f64 = 1.0,
     }
+}
+
+fn is_one(v: &f64) -> bool {
+    *v == 1.0
 }
 
 impl SyntheticParams {
@@ -78,6 +87,9 @@ impl SyntheticParams {
         unit("subject_variability", self.subject_variability)?;
         unit("smooth_fraction", self.smooth_fraction)?;
         unit("caption_error_rate", self.caption_error_rate)?;
+        if !(self.rare_weight.is_finite() && self.rare_weight > 0.0 && self.rare_weight <= 1.0) {
+            return fail(format!("rare_weight {} must lie in (0, 1]", self.rare_weight));
+        }
         if !(self.snr.is_finite() && self.snr > 0.0) {
             return fail(format!("snr {} must be positive", self.snr));
         }

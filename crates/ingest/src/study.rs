@@ -321,7 +321,12 @@ fn image_stimuli(params: &SyntheticParams) -> Stimuli {
     let total = (params.train_images + params.test_images) as usize;
     let described: Vec<_> = (0..total as u64)
         .into_par_iter()
-        .map(|i| described_scene(params.seed, i, params.caption_error_rate))
+        .map(|i| {
+            // Rare attributes only among the training images: the test images stay uniform, so
+            // accuracy on rare categories can be measured.
+            let rare = if i < u64::from(params.train_images) { params.rare_weight } else { 1.0 };
+            described_scene(params.seed, i, params.caption_error_rate, rare)
+        })
         .collect();
     let dim = crate::images::ATTRIBUTE_DIMS;
     Stimuli {

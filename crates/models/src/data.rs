@@ -66,8 +66,16 @@ impl Dataset {
     /// features table matched against the targets' `stimulus`).
     pub fn read(features: &Path, targets: &Path, join_column: &str) -> Result<Dataset> {
         let targets = read_targets(targets)?;
-        let row_of: HashMap<&str, usize> =
+        let mut row_of: HashMap<&str, usize> =
             targets.stimulus.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect();
+        // Image targets are named by their path (`images/img-00000.png`), scans by the file name
+        // their events give (`img-00000.png`): a target also answers to its file name, unless
+        // another target already has that name.
+        for (i, s) in targets.stimulus.iter().enumerate() {
+            if let Some((_, file)) = s.rsplit_once('/') {
+                row_of.entry(file).or_insert(i);
+            }
+        }
         let (_, reader) = open_table(features, Some(FEATURES_TABLE), 256)?;
         let mut d = Dataset::default();
         for batch in reader {

@@ -20,6 +20,7 @@
 
 use std::sync::Arc;
 
+mod augmented;
 pub mod cv;
 mod data;
 mod error;
@@ -27,16 +28,18 @@ pub mod losses;
 pub mod net;
 mod predict;
 mod ridge;
+pub mod schedule;
 pub mod select;
 mod train;
 
+pub use augmented::{Augmented, EMBEDDINGS_TABLE, read_augmented};
 pub use data::{Dataset, FEATURES_TABLE, ROIS_TABLE, read_roi_blocks};
 pub use error::{ModelsError, Result};
 pub use predict::{Predict, PredictParams, predict_dir};
 pub use ridge::{Ridge, RidgeParams};
 pub use train::{
-    MODEL_SCHEMA, Train, TrainOutputs, TrainParams, TrainSummary, net_config, read_fold_config,
-    train_all,
+    MODEL_SCHEMA, PRETRAIN_EPOCHS, Train, TrainOutputs, TrainParams, TrainSummary, net_config,
+    read_fold_config, train_all, train_augmented,
 };
 
 /// Every stage of this crate, for the LibTorch worker's registry.

@@ -461,14 +461,21 @@ impl Net {
 
     /// The forward pass; `train` turns on dropout and batch statistics.
     pub fn forward(&self, x: &Tensor, train: bool) -> Outputs {
+        self.forward_with(x, train, train)
+    }
+
+    /// The forward pass with the encoder (`encoder.*`: first layer and hidden layers) in
+    /// training mode only when `encoder_train`: a frozen encoder neither drops out nor updates
+    /// its batch-normalisation statistics (Brain2CLIP's `pretrain_then_regression`).
+    pub fn forward_with(&self, x: &Tensor, train: bool, encoder_train: bool) -> Outputs {
         let first = match &self.first {
             First::Dense(d) => d.forward_in(x, self.config.precision),
             First::Roi(r) => r.forward(x, self.config.precision),
         };
-        let (h0, mut h) = self.block(first, &self.norms[0], train);
+        let (h0, mut h) = self.block(first, &self.norms[0], encoder_train);
         let mut hidden = vec![h0];
         for (layer, norm) in self.layers.iter().zip(&self.norms[1..]) {
-            let (kept, out) = self.block(layer.forward(&h), norm, train);
+            let (kept, out) = self.block(layer.forward(&h), norm, encoder_train);
             hidden.push(kept);
             h = out;
         }

@@ -15,6 +15,7 @@ use serde::Serialize;
 use tch::nn;
 use tch::{Device, Kind, Tensor};
 
+use crate::augmented::{Augmented, read_augmented};
 use crate::cv::{CrossValidation, Fold, Validation, folds};
 use crate::data::{Dataset, read_roi_blocks, training_inputs};
 use crate::error::{ModelsError, Result};
@@ -22,6 +23,7 @@ use crate::losses::{
     LossKind, classification_loss, mean_regularisation_loss, reconstruction_loss, regression_loss,
 };
 use crate::net::{DROPOUT, LEAKY_SLOPE, ModelKind, Net, NetConfig, Precision, ROI_SCALE};
+use crate::schedule::{ENCODER_PREFIX, Phase, Plan, Schedule};
 use crate::select::{Selection, select};
 
 /// Table kind of the model files' metadata (`brainpipe.schema`).
@@ -37,6 +39,12 @@ pub const LR_DECAY: f64 = 0.3;
 pub const LR_STEP_EPOCHS: u32 = 10;
 /// Early-stopping patience in epochs (Brain2Word).
 pub const PATIENCE: u32 = 10;
+/// Default most epochs of the reconstruction pretraining phase.
+pub const PRETRAIN_EPOCHS: u32 = 20;
+
+fn is_default_pretrain_epochs(epochs: &u32) -> bool {
+    *epochs == PRETRAIN_EPOCHS
+}
 
 brainpipe_core::params! {
     /// Params of `models.train`.
@@ -75,8 +83,22 @@ brainpipe_core::params! {
         pub warmup_epochs: u32 = 10,
         /// Epochs per mean-regularisation round; each round's target is (new mean + old) / 2.
         pub mean_reg_round_epochs: u32 = 5,
-        /// Maximum epochs per fold.
+        /// Maximum epochs per fold (with a pretraining `schedule`: of the phase after it).
         pub epochs: u32 = 100,
+        /// Brain2CLIP's training schedule: `joint` (every loss from the start; variation 3 and
+        /// Brain2Word), `pretrain_then_regression` (variation 1: reconstruction pretraining, then
+        /// the regression layers alone, the encoder frozen) or `pretrain_then_joint` (variation 2:
+        /// pretraining, then every loss). Pretraining needs `model: autoencoder`.
+        #[serde(skip_serializing_if = "Schedule::is_joint")]
+        pub schedule: Schedule = Schedule::Joint,
+        /// Most epochs of the reconstruction pretraining phase (early-stopped on the validation
+        /// reconstruction loss); `epochs` bounds the phase after it.
+        #[serde(skip_serializing_if = "is_default_pretrain_epochs")]
+        pub pretrain_epochs: u32 = PRETRAIN_EPOCHS,
+        /// Brain2CLIP augmentation: every embedding of the `augmented` input (clip.augment) of a
+        /// training scan's stimulus becomes an extra (scan, target) training pair; needs that input.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        pub augment: bool = false,
         /// Batch size (Brain2Word: 180).
         pub batch_size: usize = BATCH_SIZE,
         /// Adam (amsgrad) learning rate (Brain2Word: 1e-3).
@@ -136,9 +158,18 @@ impl Stage for Train {
     const SUMMARY: &'static str = "Brain2Word networks (base, roi, autoencoder; regression/classification/combined loss, mean regularisation) trained per cross-validation fold";
 
     fn inputs(&self) -> Vec<Port> {
-        training_inputs(
+        let mut ports = training_inputs(
             "rois.parquet of features.template_pad: the ROI blocks (ROI model, select: roi_stability)",
-        )
+        );
+        ports.push(
+            Port::input(
+                "augmented",
+                ArtifactKind::Table("embeddings"),
+                "augmented.parquet of clip.augment: extra targets per stimulus (with `augment: true`)",
+            )
+            .optional(),
+        );
+        ports
     }
 
     fn outputs(&self) -> Vec<Port> {
@@ -179,12 +210,27 @@ impl Stage for Train {
             }
             _ => Vec::new(),
         };
+        let augmented = match (p.augment, ctx.optional_input("augmented")) {
+            (true, Some(path)) => Some(read_augmented(path, data.targets.dim)?),
+            (true, None) => {
+                return Err(StageError::msg("augment: true needs the `augmented` input"));
+            }
+            (false, Some(_)) => {
+                return Err(StageError::msg(
+                    "the `augmented` input is only read with `augment: true`",
+                ));
+            }
+            (false, None) => None,
+        };
         let out = TrainOutputs {
             model_dir: ctx.output("model"),
             predictions: ctx.output("predictions"),
             training: ctx.output("training"),
         };
-        let summary = train_all(&data, &rois, p, device, &out)?;
+        let summary = train_augmented(&data, &rois, augmented.as_ref(), p, device, &out)?;
+        if p.augment {
+            ctx.note("training_pairs", &summary.training_pairs);
+        }
         ctx.note("scans", data.len());
         ctx.note("skipped_scans", data.skipped);
         ctx.note("folds", summary.folds);
@@ -217,6 +263,9 @@ pub struct TrainSummary {
     pub seconds: f64,
     /// Input columns per fold.
     pub selected: Vec<usize>,
+    /// (scan, target) pairs trained on per fold (the first run, before any refit): training
+    /// scans × (1 + augmented copies).
+    pub training_pairs: Vec<usize>,
     /// The folds (for tests: which scans went where).
     #[serde(skip)]
     pub fold_sets: Vec<Fold>,
@@ -264,6 +313,24 @@ pub fn train_all(
     device: Device,
     out: &TrainOutputs,
 ) -> Result<TrainSummary> {
+    train_augmented(data, rois, None, p, device, out)
+}
+
+/// [`train_all`] with augmented targets: every copy of a training scan's stimulus in
+/// `augmented` is an extra (scan, target) pair (validation and test scans get none).
+pub fn train_augmented(
+    data: &Dataset,
+    rois: &[(usize, usize)],
+    augmented: Option<&Augmented>,
+    p: &TrainParams,
+    device: Device,
+    out: &TrainOutputs,
+) -> Result<TrainSummary> {
+    if p.augment != augmented.is_some() {
+        return Err(ModelsError::Params(
+            "augment: true and the augmented targets go together".into(),
+        ));
+    }
     if p.batch_size < 2 {
         return Err(ModelsError::Params(
             "batch_size must be at least 2 (batch normalisation)".into(),
@@ -277,13 +344,19 @@ pub fn train_all(
     let name = if p.name.is_empty() { p.model.name().to_owned() } else { p.name.clone() };
     let fold_sets =
         folds(&data.subject, p.cv, p.folds, p.validation, p.validation_fraction, p.seed);
-    let tensors = DataTensors::new(data, &config.target_mean, device)?;
+    // Checked before any fold trains.
+    p.schedule.phases(config.kind, p.pretrain_epochs, p.epochs)?;
+    let tensors = match augmented {
+        None => DataTensors::new(data, &config.target_mean, device)?,
+        Some(a) => DataTensors::with_augmented(data, a, &config.target_mean, device)?,
+    };
     std::fs::create_dir_all(&out.model_dir)
         .map_err(|e| brainpipe_core::Error::io(&out.model_dir, e))?;
     let started = Instant::now();
     let mut predictions = Predictions::default();
     let mut records = Vec::new();
     let mut selected = Vec::new();
+    let mut training_pairs = Vec::new();
     for fold in &fold_sets {
         // Leave-one-subject-out must never fit or early-stop on the test subject.
         let leaks = p.cv == CrossValidation::LeaveOneSubjectOut
@@ -305,6 +378,7 @@ pub fn train_all(
             None => (config.clone(), tensors.shallow_clone()),
         };
         selected.push(config.inputs);
+        training_pairs.push(tensors.training_pairs(&fold.train).len());
         let mut trained = train_fold(&tensors, &config, p, fold, &name)?;
         if p.refit && !fold.validation.is_empty() {
             trained = refit(&tensors, &config, p, fold, &name, trained)?;
@@ -335,15 +409,25 @@ pub fn train_all(
         epochs: records.len(),
         seconds: started.elapsed().as_secs_f64(),
         selected,
+        training_pairs,
         fold_sets,
     })
 }
 
-/// Everything on the device once: inputs, per-scan targets and classes, candidate targets.
+/// Everything on the device once: inputs, per-pair targets and classes, candidate targets.
+///
+/// A training pair is a (scan, target): pairs `0..scans` are the scans with their own targets;
+/// with augmentation, further pairs hold a scan and one augmented target of its stimulus.
 pub struct DataTensors {
     x: Tensor,
+    /// Target of each pair.
     targets: Tensor,
+    /// Class of each pair.
     classes: Tensor,
+    /// With augmentation: the scan of every pair (`None`: pair = scan).
+    pair_scan: Option<Tensor>,
+    /// With augmentation: the augmented pairs of each scan.
+    augmented_pairs: std::sync::Arc<Vec<Vec<usize>>>,
     /// `[candidates, dim]` unit-norm target vectors, row = target row.
     candidates: Tensor,
     /// Target row of each scan.
@@ -373,8 +457,74 @@ impl DataTensors {
                 &data.target_row.iter().map(|&r| r as i64).collect::<Vec<_>>(),
             )
             .to_device(device),
+            pair_scan: None,
+            augmented_pairs: std::sync::Arc::new(Vec::new()),
             device,
         })
+    }
+
+    /// As [`DataTensors::new`], plus one pair per scan and augmented copy of its stimulus
+    /// (targets centred on the same `target_mean`).
+    pub fn with_augmented(
+        data: &Dataset,
+        augmented: &Augmented,
+        target_mean: &[f32],
+        device: Device,
+    ) -> Result<DataTensors> {
+        let base = DataTensors::new(data, target_mean, device)?;
+        let n = data.len();
+        let classes = data.classes();
+        let mut scan_of: Vec<i64> = (0..n as i64).collect();
+        let mut extra_targets = Vec::new();
+        let mut extra_classes = Vec::new();
+        let mut pairs = vec![Vec::new(); n];
+        for (scan, pairs_of_scan) in pairs.iter_mut().enumerate() {
+            let stimulus = &data.targets.stimulus[data.target_row[scan]];
+            for copy in augmented.by_stimulus.get(stimulus).into_iter().flatten() {
+                pairs_of_scan.push(scan_of.len());
+                scan_of.push(scan as i64);
+                extra_targets.extend_from_slice(copy);
+                extra_classes.push(classes[scan]);
+            }
+        }
+        if extra_classes.is_empty() {
+            return Err(ModelsError::Params(
+                "no augmented embedding matches a scan's stimulus".into(),
+            ));
+        }
+        let mean = if target_mean.is_empty() {
+            Tensor::zeros([data.targets.dim as i64], (Kind::Float, device))
+        } else {
+            Tensor::from_slice(target_mean).to_device(device)
+        };
+        let extra = f32_rows_to_tensor(&extra_targets, data.targets.dim, device)? - &mean;
+        Ok(DataTensors {
+            targets: Tensor::cat(&[&base.targets, &extra], 0),
+            classes: Tensor::cat(
+                &[&base.classes, &Tensor::from_slice(&extra_classes).to_device(device)],
+                0,
+            ),
+            pair_scan: Some(Tensor::from_slice(&scan_of).to_device(device)),
+            augmented_pairs: std::sync::Arc::new(pairs),
+            ..base
+        })
+    }
+
+    /// The training pairs of `scans`: the scans themselves, then their augmented pairs.
+    pub fn training_pairs(&self, scans: &[usize]) -> Vec<usize> {
+        let mut out = scans.to_vec();
+        for &s in scans {
+            out.extend(self.augmented_pairs.get(s).into_iter().flatten());
+        }
+        out
+    }
+
+    /// The inputs of the pairs `idx`.
+    fn inputs_of(&self, idx: &Tensor) -> Tensor {
+        match &self.pair_scan {
+            None => self.x.index_select(0, idx),
+            Some(scan) => self.x.index_select(0, &scan.index_select(0, idx)),
+        }
     }
 
     /// The same data reading only `columns` of the inputs.
@@ -392,6 +542,8 @@ impl DataTensors {
             classes: self.classes.shallow_clone(),
             candidates: self.candidates.shallow_clone(),
             target_row: self.target_row.shallow_clone(),
+            pair_scan: self.pair_scan.as_ref().map(Tensor::shallow_clone),
+            augmented_pairs: self.augmented_pairs.clone(),
             device: self.device,
         }
     }
@@ -455,6 +607,8 @@ struct LossWeights {
     regression: f64,
     classification: f64,
     reconstruction: f64,
+    /// Whether the reconstruction term is computed at all (off while the encoder is frozen).
+    use_reconstruction: bool,
 }
 
 impl LossWeights {
@@ -464,7 +618,38 @@ impl LossWeights {
             LossKind::Classification => (0.0, 1.0),
             LossKind::Combined => (p.regression_weight, p.classification_weight),
         };
-        LossWeights { regression, classification, reconstruction: p.reconstruction_weight }
+        LossWeights {
+            regression,
+            classification,
+            reconstruction: p.reconstruction_weight,
+            use_reconstruction: true,
+        }
+    }
+
+    /// The weights trained in `phase`.
+    fn in_phase(p: &TrainParams, phase: Phase) -> LossWeights {
+        let all = LossWeights::of(p);
+        LossWeights {
+            regression: if phase.trains_task() { all.regression } else { 0.0 },
+            classification: if phase.trains_task() { all.classification } else { 0.0 },
+            use_reconstruction: phase.trains_reconstruction(),
+            ..all
+        }
+    }
+
+    /// The loss early stopping watches in `phase`: the task loss, or (pretraining) the
+    /// reconstruction loss.
+    fn monitored(&self, phase: Phase) -> LossWeights {
+        if phase.monitors_reconstruction() {
+            LossWeights {
+                regression: 0.0,
+                classification: 0.0,
+                reconstruction: 1.0,
+                use_reconstruction: true,
+            }
+        } else {
+            LossWeights { reconstruction: 0.0, ..*self }
+        }
     }
 }
 
@@ -476,15 +661,18 @@ impl LossWeights {
 fn task_losses(
     net: &Net,
     w: &LossWeights,
-    x: &Tensor,
-    t: &Tensor,
-    c: &Tensor,
+    (x, t, c): (&Tensor, &Tensor, &Tensor),
     train: bool,
+    encoder_train: bool,
 ) -> (crate::net::Outputs, Tensor, [Option<Tensor>; 3]) {
-    let out = net.forward(x, train);
+    let out = net.forward_with(x, train, encoder_train);
     let reg = (w.regression > 0.0).then(|| regression_loss(&out.embedding, t));
     let cls = (w.classification > 0.0).then(|| classification_loss(&out.logits, c));
-    let rec = out.reconstruction.as_ref().map(|r| reconstruction_loss(x, r));
+    let rec = out
+        .reconstruction
+        .as_ref()
+        .filter(|_| w.use_reconstruction)
+        .map(|r| reconstruction_loss(x, r));
     let mut total = Tensor::zeros([], (Kind::Float, x.device()));
     if let Some(l) = &reg {
         total = total + l * w.regression;
@@ -502,11 +690,7 @@ fn scalar(t: &Tensor) -> f64 {
     t.double_value(&[])
 }
 
-/// Trains one fold.
-#[expect(
-    clippy::assign_op_pattern,
-    reason = "tch's `+=` adds in place; the loss graph needs new tensors"
-)]
+/// Trains one fold under `p.schedule` (one phase after another on the same network).
 pub fn train_fold(
     d: &DataTensors,
     config: &NetConfig,
@@ -514,111 +698,195 @@ pub fn train_fold(
     fold: &Fold,
     name: &str,
 ) -> Result<Trained> {
+    let plans = p.schedule.phases(config.kind, p.pretrain_epochs, p.epochs)?;
+    train_phases(d, config, p, fold, name, &plans)
+}
+
+/// Trains one fold through `plans`.
+fn train_phases(
+    d: &DataTensors,
+    config: &NetConfig,
+    p: &TrainParams,
+    fold: &Fold,
+    name: &str,
+    plans: &[Plan],
+) -> Result<Trained> {
     tch::manual_seed(p.seed.wrapping_add(fold.index as u64) as i64);
     let vs = nn::VarStore::new(d.device);
     let net = Net::new(&vs.root(), config);
-    // Keras' epsilon and Brain2Word's amsgrad; one fused multi-tensor call per step.
-    let mut opt = FusedAdam::new(
-        &vs,
-        AdamConfig { lr: p.lr, eps: 1e-7, amsgrad: true, ..AdamConfig::default() },
-    );
-    let weights = LossWeights::of(p);
-    let train_idx = d.index(&fold.train);
-    let val_idx = d.index(&fold.validation);
-    let n_train = fold.train.len() as i64;
-    let batch = p.batch_size as i64;
-    let mut means: Option<Vec<Tensor>> = None;
-    let mut best: Option<(f64, HashMap<String, Tensor>)> = None;
-    let mut since_best = 0;
+    let run = FoldRun {
+        d,
+        config,
+        p,
+        fold,
+        name,
+        train_idx: d.index(&d.training_pairs(&fold.train)),
+        val_idx: d.index(&fold.validation),
+        phased: !p.schedule.is_joint(),
+    };
     let mut records = Vec::new();
-    let held_out = fold.test_subjects.join(",");
-    for epoch in 0..p.epochs {
-        let lr = p.lr * p.lr_decay.powi((epoch / p.lr_step_epochs.max(1)) as i32);
-        opt.set_lr(lr);
-        if p.mean_reg_weight > 0.0
-            && epoch >= p.warmup_epochs
-            && (epoch - p.warmup_epochs).is_multiple_of(p.mean_reg_round_epochs.max(1))
-        {
-            let fresh = word_means(&net, d, &train_idx, config.classes as i64, batch);
-            means = Some(match means.take() {
-                None => fresh,
-                Some(old) => fresh.iter().zip(&old).map(|(n, o)| (n + o) / 2.0).collect(),
-            });
-        }
-        let perm = train_idx.index_select(
-            0,
-            &Tensor::randperm(n_train, (Kind::Int64, Device::Cpu)).to_device(d.device),
-        );
-        let mut terms = Terms::new(d.device);
-        let mut start = 0;
-        while start < n_train {
-            let len = batch.min(n_train - start);
-            if len < 2 {
-                break; // batch normalisation needs two samples
-            }
-            let idx = perm.narrow(0, start, len);
-            start += len;
-            let (x, t, c) = (
-                d.x.index_select(0, &idx),
-                d.targets.index_select(0, &idx),
-                d.classes.index_select(0, &idx),
-            );
-            let (out, mut total, [reg, cls, rec]) = task_losses(&net, &weights, &x, &t, &c, true);
-            let mut mean_reg = None;
-            if let Some(m) = &means {
-                let mut mr = Tensor::zeros([], (Kind::Float, d.device));
-                for (h, mean) in out.hidden.iter().zip(m) {
-                    mr = mr + mean_regularisation_loss(h, &mean.index_select(0, &c));
-                }
-                total = total + &mr * p.mean_reg_weight;
-                mean_reg = Some(mr);
-            }
-            opt.backward_step(&total)?;
-            terms.add([Some(&total), reg.as_ref(), cls.as_ref(), rec.as_ref(), mean_reg.as_ref()]);
-        }
-        let [
-            train_loss,
-            train_regression,
-            train_classification,
-            train_reconstruction,
-            train_mean_reg,
-        ] = terms.means()?;
-        let val = validate(&net, d, &weights, &val_idx, batch);
-        records.push(EpochRecord {
-            model: name.to_owned(),
-            fold: fold.index as i32,
-            held_out: held_out.clone(),
-            epoch: epoch as i32,
-            lr,
-            train_loss,
-            train_regression: (weights.regression > 0.0).then_some(train_regression),
-            train_classification: (weights.classification > 0.0).then_some(train_classification),
-            train_reconstruction: (config.kind == ModelKind::Autoencoder)
-                .then_some(train_reconstruction),
-            train_mean_reg: means.is_some().then_some(train_mean_reg),
-            val_loss: val.map(|v| v.0),
-            val_top1: val.map(|v| v.1),
-            val_top5: val.map(|v| v.2),
-        });
-        let Some((val_loss, ..)) = val else { continue };
-        if best.as_ref().is_none_or(|b| val_loss < b.0) {
-            best = Some((val_loss, snapshot(&vs)));
-            since_best = 0;
-        } else {
-            since_best += 1;
-            if since_best >= p.patience {
-                break;
-            }
-        }
-    }
-    if let Some((_, weights)) = best {
-        restore(&vs, &weights);
+    for plan in plans {
+        run.phase(&vs, &net, *plan, &mut records)?;
     }
     Ok(Trained { vs, net, records })
 }
 
+/// What every phase of one fold's training shares.
+struct FoldRun<'a> {
+    d: &'a DataTensors,
+    config: &'a NetConfig,
+    p: &'a TrainParams,
+    fold: &'a Fold,
+    name: &'a str,
+    /// Training pairs (scans, then their augmented pairs).
+    train_idx: Tensor,
+    val_idx: Tensor,
+    /// Whether records carry their phase (every schedule but the default joint one).
+    phased: bool,
+}
+
+impl FoldRun<'_> {
+    /// Trains one phase: its own optimizer, learning-rate schedule and early stopping (the best
+    /// epoch's weights restored at its end). A frozen encoder gets no gradient and runs in
+    /// evaluation mode, so its variables stay bit-identical.
+    #[expect(
+        clippy::assign_op_pattern,
+        reason = "tch's `+=` adds in place; the loss graph needs new tensors"
+    )]
+    fn phase(
+        &self,
+        vs: &nn::VarStore,
+        net: &Net,
+        plan: Plan,
+        records: &mut Vec<EpochRecord>,
+    ) -> Result<()> {
+        let (d, config, p) = (self.d, self.config, self.p);
+        let frozen: Vec<Tensor> = if plan.phase.freezes_encoder() {
+            vs.variables()
+                .into_iter()
+                .filter(|(k, v)| k.starts_with(ENCODER_PREFIX) && v.requires_grad())
+                .map(|(_, v)| v.set_requires_grad(false))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        // Keras' epsilon and Brain2Word's amsgrad; one fused multi-tensor call per step.
+        let mut opt = FusedAdam::new(
+            vs,
+            AdamConfig { lr: p.lr, eps: 1e-7, amsgrad: true, ..AdamConfig::default() },
+        );
+        let weights = LossWeights::in_phase(p, plan.phase);
+        let monitored = weights.monitored(plan.phase);
+        let encoder_train = !plan.phase.freezes_encoder();
+        let n_train = self.train_idx.size()[0];
+        let batch = p.batch_size as i64;
+        let mut means: Option<Vec<Tensor>> = None;
+        let mut best: Option<(f64, HashMap<String, Tensor>)> = None;
+        let mut since_best = 0;
+        let held_out = self.fold.test_subjects.join(",");
+        let first_epoch = records.len();
+        for epoch in 0..plan.epochs {
+            let lr = p.lr * p.lr_decay.powi((epoch / p.lr_step_epochs.max(1)) as i32);
+            opt.set_lr(lr);
+            if p.mean_reg_weight > 0.0
+                && epoch >= p.warmup_epochs
+                && (epoch - p.warmup_epochs).is_multiple_of(p.mean_reg_round_epochs.max(1))
+            {
+                let fresh = word_means(net, d, &self.train_idx, config.classes as i64, batch);
+                means = Some(match means.take() {
+                    None => fresh,
+                    Some(old) => fresh.iter().zip(&old).map(|(n, o)| (n + o) / 2.0).collect(),
+                });
+            }
+            let perm = self.train_idx.index_select(
+                0,
+                &Tensor::randperm(n_train, (Kind::Int64, Device::Cpu)).to_device(d.device),
+            );
+            let mut terms = Terms::new(d.device);
+            let mut start = 0;
+            while start < n_train {
+                let len = batch.min(n_train - start);
+                if len < 2 {
+                    break; // batch normalisation needs two samples
+                }
+                let idx = perm.narrow(0, start, len);
+                start += len;
+                let (x, t, c) = (
+                    d.inputs_of(&idx),
+                    d.targets.index_select(0, &idx),
+                    d.classes.index_select(0, &idx),
+                );
+                let (out, mut total, [reg, cls, rec]) =
+                    task_losses(net, &weights, (&x, &t, &c), true, encoder_train);
+                let mut mean_reg = None;
+                if let Some(m) = &means {
+                    let mut mr = Tensor::zeros([], (Kind::Float, d.device));
+                    for (h, mean) in out.hidden.iter().zip(m) {
+                        mr = mr + mean_regularisation_loss(h, &mean.index_select(0, &c));
+                    }
+                    total = total + &mr * p.mean_reg_weight;
+                    mean_reg = Some(mr);
+                }
+                opt.backward_step(&total)?;
+                terms.add([
+                    Some(&total),
+                    reg.as_ref(),
+                    cls.as_ref(),
+                    rec.as_ref(),
+                    mean_reg.as_ref(),
+                ]);
+            }
+            let [
+                train_loss,
+                train_regression,
+                train_classification,
+                train_reconstruction,
+                train_mean_reg,
+            ] = terms.means()?;
+            let val = validate(net, d, &monitored, &self.val_idx, batch);
+            records.push(EpochRecord {
+                model: self.name.to_owned(),
+                fold: self.fold.index as i32,
+                held_out: held_out.clone(),
+                epoch: (first_epoch + epoch as usize) as i32,
+                lr,
+                train_loss,
+                train_regression: (weights.regression > 0.0).then_some(train_regression),
+                train_classification: (weights.classification > 0.0)
+                    .then_some(train_classification),
+                train_reconstruction: (config.kind == ModelKind::Autoencoder
+                    && weights.use_reconstruction)
+                    .then_some(train_reconstruction),
+                train_mean_reg: means.is_some().then_some(train_mean_reg),
+                val_loss: val.map(|v| v.0),
+                val_top1: val.map(|v| v.1),
+                val_top5: val.map(|v| v.2),
+                phase: self.phased.then(|| plan.phase.name().to_owned()),
+            });
+            let Some((val_loss, ..)) = val else { continue };
+            if best.as_ref().is_none_or(|b| val_loss < b.0) {
+                best = Some((val_loss, snapshot(vs)));
+                since_best = 0;
+            } else {
+                since_best += 1;
+                if since_best >= p.patience {
+                    break;
+                }
+            }
+        }
+        if let Some((_, weights)) = best {
+            restore(vs, &weights);
+        }
+        for v in &frozen {
+            let _ = v.set_requires_grad(true);
+        }
+        Ok(())
+    }
+}
+
 /// Trains `fold` again on its training and validation scans for the epochs early stopping chose
-/// (the best validation epoch + 1). The records stay those of the run that chose them.
+/// in each phase (its best validation epoch + 1). The records stay those of the run that chose
+/// them.
 fn refit(
     d: &DataTensors,
     config: &NetConfig,
@@ -627,17 +895,26 @@ fn refit(
     name: &str,
     chosen: Trained,
 ) -> Result<Trained> {
-    let best = chosen
-        .records
+    let plans = p.schedule.phases(config.kind, p.pretrain_epochs, p.epochs)?;
+    let phased = !p.schedule.is_joint();
+    let chosen_plans: Vec<Plan> = plans
         .iter()
-        .filter_map(|r| r.val_loss.map(|v| (r.epoch, v)))
-        .min_by(|a, b| a.1.total_cmp(&b.1))
-        .map_or(p.epochs, |(epoch, _)| epoch as u32 + 1);
+        .map(|plan| {
+            let epochs = chosen
+                .records
+                .iter()
+                .filter(|r| !phased || r.phase.as_deref() == Some(plan.phase.name()))
+                .enumerate()
+                .filter_map(|(i, r)| r.val_loss.map(|v| (i, v)))
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .map_or(plan.epochs, |(i, _)| i as u32 + 1);
+            Plan { epochs, ..*plan }
+        })
+        .collect();
     let mut all: Vec<usize> = fold.train.iter().chain(&fold.validation).copied().collect();
     all.sort_unstable();
     let whole = Fold { train: all, validation: Vec::new(), ..fold.clone() };
-    let params = TrainParams { epochs: best, ..p.clone() };
-    let again = train_fold(d, config, &params, &whole, name)?;
+    let again = train_phases(d, config, p, &whole, name, &chosen_plans)?;
     Ok(Trained { records: chosen.records, ..again })
 }
 
@@ -673,7 +950,7 @@ fn word_means(
             let idx = train_idx.narrow(0, start, len);
             start += len;
             let c = d.classes.index_select(0, &idx);
-            let out = net.forward(&d.x.index_select(0, &idx), false);
+            let out = net.forward(&d.inputs_of(&idx), false);
             // Sums per class as a one-hot matmul, not `index_add`: on CUDA that accumulates with
             // atomics in no fixed order, and reruns would differ in the last bits.
             let one_hot = Tensor::arange(classes, (Kind::Int64, d.device))
@@ -697,7 +974,8 @@ fn word_means(
     })
 }
 
-/// Validation task loss (in batches of `batch`, fixed order), top-1 and top-5 by cosine.
+/// The monitored validation loss `w` (in batches of `batch`, fixed order), top-1 and top-5 by
+/// cosine.
 fn validate(
     net: &Net,
     d: &DataTensors,
@@ -718,13 +996,9 @@ fn validate(
             let len = batch.min(n - start);
             let i = idx.narrow(0, start, len);
             start += len;
-            let (x, t, c) = (
-                d.x.index_select(0, &i),
-                d.targets.index_select(0, &i),
-                d.classes.index_select(0, &i),
-            );
-            let task = LossWeights { reconstruction: 0.0, ..*w };
-            let (out, total, _) = task_losses(net, &task, &x, &t, &c, false);
+            let (x, t, c) =
+                (d.inputs_of(&i), d.targets.index_select(0, &i), d.classes.index_select(0, &i));
+            let (out, total, _) = task_losses(net, w, (&x, &t, &c), false, false);
             loss += scalar(&total) * len as f64;
             weight += len as f64;
             embeddings.push(out.embedding);
@@ -780,3 +1054,7 @@ pub fn read_fold_config(path: &Path) -> Result<(NetConfig, String, usize, Vec<St
         .unwrap_or_default();
     Ok((net, name, fold, tests))
 }
+
+#[cfg(test)]
+#[path = "schedule_tests.rs"]
+mod schedule_tests;
