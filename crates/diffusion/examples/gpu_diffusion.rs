@@ -9,8 +9,8 @@
 use std::time::Instant;
 
 use brainpipe_diffusion::{
-    AutoencoderKL, SampleOptions, SchedulerConfig, SchedulerKind, UNet2DConditionModel,
-    UNetConfig, VaeConfig, denoise,
+    AutoencoderKL, SampleOptions, SchedulerConfig, SchedulerKind, UNet2DConditionModel, UNetConfig,
+    VaeConfig, denoise,
 };
 use tch::{Device, Kind, Tensor, nn};
 
@@ -52,7 +52,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             |x| x.zeros_like(),
         )?;
         let images = tch::no_grad(|| vae.decode(&(x.to_kind(kind) / scale)));
-        Ok(((images.to_kind(Kind::Float) + 1.0) * 127.5).clamp(0.0, 255.0).to_kind(Kind::Uint8).to_device(Device::Cpu))
+        Ok(((images.to_kind(Kind::Float) + 1.0) * 127.5)
+            .clamp(0.0, 255.0)
+            .to_kind(Kind::Uint8)
+            .to_device(Device::Cpu))
     };
     run()?;
     let start = Instant::now();

@@ -51,11 +51,14 @@ use std::sync::Arc;
 use brainpipe_core::DynStage;
 
 pub use error::{DiffusionError, Result};
-pub use layers::timestep_embedding;
 pub use images::{read_png, resolve_image, write_png};
+pub use layers::timestep_embedding;
 pub use pipeline::{
     CODEC_KEY, CONDITION_KEY, Codec, Conditioning, DiffusionPipeline, MODEL_INDEX_FILE,
     NORMALIZED_CONDITION, SCHEDULER_FILE, SampleOptions, denoise,
+};
+pub use scheduler::{
+    BetaSchedule, PredictionType, Scheduler, SchedulerConfig, SchedulerKind, TimestepSpacing,
 };
 pub use stages::{
     Decode, DecodeParams, EmbeddingSource, Train, TrainParams, decode_rows, image_path, row_seed,
@@ -66,11 +69,8 @@ pub use tables::{
     read_stimulus_images, reconstructions_schema, write_reconstructions,
 };
 pub use train::{
-    DECODER_SCHEMA, TrainOptions, TrainReport, condition_tokens, decoder_config,
-    decoder_scheduler, save_decoder, train_decoder,
-};
-pub use scheduler::{
-    BetaSchedule, PredictionType, Scheduler, SchedulerConfig, SchedulerKind, TimestepSpacing,
+    DECODER_SCHEMA, TrainOptions, TrainReport, condition_tokens, decoder_config, decoder_scheduler,
+    save_decoder, train_decoder,
 };
 pub use unet::{PerBlock, UNet2DConditionModel, UNetConfig};
 pub use vae::{AutoencoderKL, DiagonalGaussian, VaeConfig};

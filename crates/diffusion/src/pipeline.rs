@@ -247,7 +247,8 @@ pub fn denoise(
         for t in timesteps {
             let input = if guided { Tensor::cat(&[&x, &x], 0) } else { x.shallow_clone() };
             let t_tensor = Tensor::from_slice(&[t]).to_device(x.device());
-            let out = unet.forward(&input.to_kind(model_kind), &t_tensor, &context).to_kind(Kind::Float);
+            let out =
+                unet.forward(&input.to_kind(model_kind), &t_tensor, &context).to_kind(Kind::Float);
             let out = if guided {
                 let parts = out.chunk(2, 0);
                 &parts[0] + (&parts[1] - &parts[0]) * options.guidance_scale

@@ -150,8 +150,9 @@ impl SchedulerConfig {
         let map = value.as_object().ok_or("expected a JSON object")?;
         let kind = match map.get("_class_name") {
             None => default,
-            Some(v) => serde_json::from_value(v.clone())
-                .map_err(|_| format!("unsupported scheduler {v} (DDPMScheduler, DDIMScheduler, PNDMScheduler)"))?,
+            Some(v) => serde_json::from_value(v.clone()).map_err(|_| {
+                format!("unsupported scheduler {v} (DDPMScheduler, DDIMScheduler, PNDMScheduler)")
+            })?,
         };
         let mut c = SchedulerConfig::new(kind);
         fn field<T: serde::de::DeserializeOwned>(
@@ -162,7 +163,8 @@ impl SchedulerConfig {
             match map.get(name) {
                 None | Some(Value::Null) => Ok(()),
                 Some(v) => {
-                    *into = serde_json::from_value(v.clone()).map_err(|e| format!("`{name}`: {e}"))?;
+                    *into =
+                        serde_json::from_value(v.clone()).map_err(|e| format!("`{name}`: {e}"))?;
                     Ok(())
                 }
             }
@@ -190,7 +192,10 @@ impl SchedulerConfig {
             }
         }
         if kind == SchedulerKind::Ddpm && c.variance_type != "fixed_small" {
-            return Err(format!("variance_type `{}` is not supported (fixed_small)", c.variance_type));
+            return Err(format!(
+                "variance_type `{}` is not supported (fixed_small)",
+                c.variance_type
+            ));
         }
         if c.num_train_timesteps < 1 {
             return Err("num_train_timesteps must be positive".to_owned());
@@ -252,10 +257,12 @@ impl SchedulerConfig {
         let tensor = match self.beta_schedule {
             BetaSchedule::Linear => Tensor::linspace(self.beta_start, self.beta_end, t, opts),
             BetaSchedule::ScaledLinear => {
-                Tensor::linspace(self.beta_start.sqrt(), self.beta_end.sqrt(), t, opts).pow_tensor_scalar(2)
+                Tensor::linspace(self.beta_start.sqrt(), self.beta_end.sqrt(), t, opts)
+                    .pow_tensor_scalar(2)
             }
             BetaSchedule::SquaredcosCapV2 => {
-                let alpha_bar = |x: f64| ((x + 0.008) / 1.008 * std::f64::consts::PI / 2.0).cos().powi(2);
+                let alpha_bar =
+                    |x: f64| ((x + 0.008) / 1.008 * std::f64::consts::PI / 2.0).cos().powi(2);
                 let betas: Vec<f32> = (0..t)
                     .map(|i| {
                         let (t1, t2) = (i as f64 / t as f64, (i + 1) as f64 / t as f64);
@@ -405,7 +412,8 @@ impl Scheduler {
                 doubled.pop();
                 doubled.reverse();
                 self.prk_len = doubled.len();
-                let plms: Vec<i64> = ascending[..ascending.len().saturating_sub(3)].iter().rev().copied().collect();
+                let plms: Vec<i64> =
+                    ascending[..ascending.len().saturating_sub(3)].iter().rev().copied().collect();
                 doubled.into_iter().chain(plms).collect()
             }
         };
@@ -433,17 +441,13 @@ impl Scheduler {
     }
 
     /// The training target for `prediction_type`: ε, or v = √ᾱ·ε − √(1−ᾱ)·x₀.
-    pub fn training_target(
-        &self,
-        original: &Tensor,
-        noise: &Tensor,
-        timesteps: &Tensor,
-    ) -> Tensor {
+    pub fn training_target(&self, original: &Tensor, noise: &Tensor, timesteps: &Tensor) -> Tensor {
         match self.config.prediction_type {
             PredictionType::Epsilon => noise.shallow_clone(),
             PredictionType::VPrediction => {
                 let table = Tensor::from_slice(&self.alphas_cumprod).to_device(original.device());
-                let a = table.index_select(0, &timesteps.to_kind(Kind::Int64)).to_kind(original.kind());
+                let a =
+                    table.index_select(0, &timesteps.to_kind(Kind::Int64)).to_kind(original.kind());
                 let shape: Vec<i64> =
                     std::iter::once(-1).chain(std::iter::repeat_n(1, original.dim() - 1)).collect();
                 let sqrt_a = a.sqrt().view(shape.as_slice());
@@ -455,7 +459,13 @@ impl Scheduler {
 
     /// One reverse step at timestep `t`. `noise` is the variance noise of DDPM (used when
     /// `t > 0`; DDIM runs with eta 0 and PNDM is deterministic: both ignore it).
-    pub fn step(&mut self, model_output: &Tensor, t: i64, sample: &Tensor, noise: Option<&Tensor>) -> Tensor {
+    pub fn step(
+        &mut self,
+        model_output: &Tensor,
+        t: i64,
+        sample: &Tensor,
+        noise: Option<&Tensor>,
+    ) -> Tensor {
         match self.config.kind {
             SchedulerKind::Ddim => self.step_ddim(model_output, t, sample),
             SchedulerKind::Ddpm => self.step_ddpm(model_output, t, sample, noise),
@@ -605,7 +615,8 @@ impl Scheduler {
         } else if n == 3 {
             (&e[2] * 23.0 - &e[1] * 16.0 + &e[0] * 5.0) / 12.0
         } else {
-            (&e[n - 1] * 55.0 - &e[n - 2] * 59.0 + &e[n - 3] * 37.0 - &e[n - 4] * 9.0) * (1.0 / 24.0)
+            (&e[n - 1] * 55.0 - &e[n - 2] * 59.0 + &e[n - 3] * 37.0 - &e[n - 4] * 9.0)
+                * (1.0 / 24.0)
         };
         let prev_sample = self.prev_sample(&sample, t, prev, &model_output);
         self.counter += 1;

@@ -17,8 +17,10 @@ use crate::tables::{
 };
 use crate::train::{TrainOptions, condition_tokens, save_decoder, train_decoder};
 
-const STIMULI_DOC: &str = "stimuli table (ingest.synthetic images world, or a real study): images and their split";
-const IMAGES_DOC: &str = "the study's images directory; image paths in the stimuli table resolve against it";
+const STIMULI_DOC: &str =
+    "stimuli table (ingest.synthetic images world, or a real study): images and their split";
+const IMAGES_DOC: &str =
+    "the study's images directory; image paths in the stimuli table resolve against it";
 const EMBEDDINGS_DOC: &str = "clip.embed's embeddings: the image rows are the conditions";
 
 brainpipe_core::params! {
@@ -88,7 +90,11 @@ fn training_set(
     if let Some((k, p)) = pictures.iter().enumerate().find(|(_, p)| p.size() != first) {
         return Err(DiffusionError::image(
             Path::new(&names[k]),
-            format!("is {:?}, the first training image {:?}: all must share one size", p.size(), first),
+            format!(
+                "is {:?}, the first training image {:?}: all must share one size",
+                p.size(),
+                first
+            ),
         ));
     }
     let n = pictures.len() as i64;
@@ -119,13 +125,20 @@ impl Stage for Train {
                 ArtifactKind::Directory,
                 "diffusers layout: model_index.json, unet/ (config.json, diffusion_pytorch_model.safetensors), scheduler/",
             ),
-            Port::output("log", "training.json", ArtifactKind::Json, "loss curve, parameters, seconds"),
+            Port::output(
+                "log",
+                "training.json",
+                ArtifactKind::Json,
+                "loss curve, parameters, seconds",
+            ),
         ]
     }
 
     fn run(&self, ctx: &mut Context, p: &TrainParams) -> Result<(), StageError> {
         if !(0.0..1.0).contains(&p.condition_dropout) {
-            return Err(DiffusionError::Params("condition_dropout must be in [0, 1)".to_owned()).into());
+            return Err(
+                DiffusionError::Params("condition_dropout must be in [0, 1)".to_owned()).into()
+            );
         }
         if p.channels.is_empty() || p.steps == 0 || p.batch_size == 0 || p.codec_factor < 1 {
             return Err(DiffusionError::Params(
@@ -161,7 +174,8 @@ impl Stage for Train {
         ctx.note("parameters", report.parameters);
         ctx.note("images", report.images);
         let log = serde_json::json!({ "options": options, "report": report });
-        let text = serde_json::to_string_pretty(&log).map_err(|e| StageError::msg(e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(&log).map_err(|e| StageError::msg(e.to_string()))?;
         let path = ctx.output("log");
         std::fs::write(&path, text + "\n").map_err(|e| DiffusionError::io(&path, e))?;
         Ok(())
@@ -211,7 +225,13 @@ pub struct Decode;
 /// depends on neither batching nor the other rows.
 pub fn row_seed(seed: u64, row: &DecodeRow) -> i64 {
     let mut h = seed ^ 0x9E37_79B9_7F4A_7C15;
-    for byte in row.model.bytes().chain(row.subject.bytes()).chain(row.trial.to_le_bytes()).chain(row.fold.to_le_bytes()) {
+    for byte in row
+        .model
+        .bytes()
+        .chain(row.subject.bytes())
+        .chain(row.trial.to_le_bytes())
+        .chain(row.fold.to_le_bytes())
+    {
         h = (h ^ u64::from(byte)).wrapping_mul(0x100_0000_01B3);
     }
     h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -221,7 +241,9 @@ pub fn row_seed(seed: u64, row: &DecodeRow) -> i64 {
 
 fn png_name(row: &DecodeRow) -> String {
     let clean = |s: &str| -> String {
-        s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+        s.chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .collect()
     };
     format!("{}/{}/trial-{:04}.png", clean(&row.model), clean(&row.subject), row.trial)
 }
@@ -240,9 +262,17 @@ fn embedding_rows(
         .map(|s| (s.id, s.image))
         .collect();
     let (rows, values, dim) = read_image_embeddings(embeddings)?;
-    let picked: Vec<usize> = rows.iter().enumerate().filter(|(_, (id, _))| wanted.contains_key(id)).map(|(i, _)| i).collect();
+    let picked: Vec<usize> = rows
+        .iter()
+        .enumerate()
+        .filter(|(_, (id, _))| wanted.contains_key(id))
+        .map(|(i, _)| i)
+        .collect();
     if picked.is_empty() {
-        return Err(DiffusionError::table(embeddings, format!("no image embedding of a `{split}` image")));
+        return Err(DiffusionError::table(
+            embeddings,
+            format!("no image embedding of a `{split}` image"),
+        ));
     }
     let model = match source {
         EmbeddingSource::Own => "true",
@@ -272,14 +302,34 @@ impl Stage for Decode {
     type Params = DecodeParams;
     const NAME: &'static str = "diffusion.decode";
     const VERSION: u32 = 1;
-    const SUMMARY: &'static str = "Reconstructs seen images from predicted CLIP embeddings with a diffusion decoder";
+    const SUMMARY: &'static str =
+        "Reconstructs seen images from predicted CLIP embeddings with a diffusion decoder";
 
     fn inputs(&self) -> Vec<Port> {
         vec![
-            Port::input("model", ArtifactKind::Directory, "a diffusers pipeline directory (diffusion.train's model, or sd-image-variations' layout)"),
-            Port::input("predictions", ArtifactKind::Table("predictions"), "models.*' predictions: one image per row").optional(),
-            Port::input("embeddings", ArtifactKind::Table("embeddings"), "without predictions: clip.embed's image embeddings, decoded directly (`source`)").optional(),
-            Port::input("stimuli", ArtifactKind::Table("stimuli"), "with embeddings: which images belong to `split`").optional(),
+            Port::input(
+                "model",
+                ArtifactKind::Directory,
+                "a diffusers pipeline directory (diffusion.train's model, or sd-image-variations' layout)",
+            ),
+            Port::input(
+                "predictions",
+                ArtifactKind::Table("predictions"),
+                "models.*' predictions: one image per row",
+            )
+            .optional(),
+            Port::input(
+                "embeddings",
+                ArtifactKind::Table("embeddings"),
+                "without predictions: clip.embed's image embeddings, decoded directly (`source`)",
+            )
+            .optional(),
+            Port::input(
+                "stimuli",
+                ArtifactKind::Table("stimuli"),
+                "with embeddings: which images belong to `split`",
+            )
+            .optional(),
         ]
     }
 
@@ -291,19 +341,31 @@ impl Stage for Decode {
                 ArtifactKind::Table("reconstructions"),
                 "model, subject, trial, stimulus, fold, image (PNG path under images/), seed",
             ),
-            Port::output("images", "images", ArtifactKind::Directory, "the reconstructed PNGs: MODEL/SUBJECT/trial-NNNN.png"),
+            Port::output(
+                "images",
+                "images",
+                ArtifactKind::Directory,
+                "the reconstructed PNGs: MODEL/SUBJECT/trial-NNNN.png",
+            ),
         ]
     }
 
     fn run(&self, ctx: &mut Context, p: &DecodeParams) -> Result<(), StageError> {
         if p.steps == 0 || p.batch_size == 0 {
-            return Err(DiffusionError::Params("steps and batch_size must be positive".to_owned()).into());
+            return Err(
+                DiffusionError::Params("steps and batch_size must be positive".to_owned()).into()
+            );
         }
-        let (rows, values, dim) = match (ctx.optional_input("predictions"), ctx.optional_input("embeddings")) {
+        let (rows, values, dim) = match (
+            ctx.optional_input("predictions"),
+            ctx.optional_input("embeddings"),
+        ) {
             (Some(predictions), None) => read_predictions(predictions)?,
             (None, Some(embeddings)) => {
                 let stimuli = ctx.input("stimuli").map_err(|_| {
-                    StageError::msg("diffusion.decode: `embeddings` needs `stimuli` (the split of each image)")
+                    StageError::msg(
+                        "diffusion.decode: `embeddings` needs `stimuli` (the split of each image)",
+                    )
                 })?;
                 embedding_rows(stimuli, embeddings, &p.split, p.source)?
             }
@@ -328,7 +390,12 @@ impl Stage for Decode {
                 "ddim" => SchedulerKind::Ddim,
                 "pndm" => SchedulerKind::Pndm,
                 "ddpm" => SchedulerKind::Ddpm,
-                other => return Err(DiffusionError::Params(format!("unknown scheduler `{other}` (ddim, pndm, ddpm)")).into()),
+                other => {
+                    return Err(DiffusionError::Params(format!(
+                        "unknown scheduler `{other}` (ddim, pndm, ddpm)"
+                    ))
+                    .into());
+                }
             };
             pipeline.scheduler = pipeline.scheduler.with_kind(kind);
         }
@@ -341,7 +408,8 @@ impl Stage for Decode {
         }
         let images_dir = ctx.output("images");
         let staging = AtomicDir::new(&images_dir)?;
-        let reconstructions = decode_rows(&pipeline, &rows, &values, dim, p, staging.path(), device)?;
+        let reconstructions =
+            decode_rows(&pipeline, &rows, &values, dim, p, staging.path(), device)?;
         staging.commit()?;
         ctx.note("rows", reconstructions.len());
         write_reconstructions(&ctx.output("reconstructions"), &reconstructions)?;
@@ -359,18 +427,20 @@ pub fn decode_rows(
     dir: &Path,
     device: Device,
 ) -> Result<Vec<Reconstruction>> {
-    let (channels, factor) = pipeline.codec.latent_shape();
+    let (channels, _) = pipeline.codec.latent_shape();
     let side = pipeline
         .unet
         .config()
         .sample_size
         .as_ref()
         .and_then(serde_json::Value::as_i64)
-        .ok_or_else(|| DiffusionError::Params("the UNet config has no square sample_size".to_owned()))?;
-    let _ = factor;
-    let kind = pipeline.var_stores.first().map_or(Kind::Float, |vs| {
-        vs.variables().values().next().map_or(Kind::Float, Tensor::kind)
-    });
+        .ok_or_else(|| {
+            DiffusionError::Params("the UNet config has no square sample_size".to_owned())
+        })?;
+    let kind = pipeline
+        .var_stores
+        .first()
+        .map_or(Kind::Float, |vs| vs.variables().values().next().map_or(Kind::Float, Tensor::kind));
     let mut out = Vec::with_capacity(rows.len());
     for (chunk_index, chunk) in rows.chunks(p.batch_size).enumerate() {
         let first = chunk_index * p.batch_size;
@@ -403,7 +473,8 @@ pub fn decode_rows(
             SampleOptions { steps: p.steps, guidance_scale: p.guidance_scale },
             |x| x.randn_like(),
         )?;
-        let images = tch::no_grad(|| pipeline.codec.decode(&result.to_kind(kind))).to_kind(Kind::Float);
+        let images =
+            tch::no_grad(|| pipeline.codec.decode(&result.to_kind(kind))).to_kind(Kind::Float);
         for (i, row) in chunk.iter().enumerate() {
             let name = png_name(row);
             write_png(&dir.join(&name), &images.get(i as i64))?;

@@ -21,7 +21,12 @@ pub const PREDICTIONS_TABLE: TableKind = TableKind::new("predictions", 1);
 /// One reconstructed image per decoded row (`diffusion.decode`).
 pub const RECONSTRUCTIONS_TABLE: TableKind = TableKind::new("reconstructions", 1);
 
-fn column<'a, T: 'static>(path: &Path, batch: &'a RecordBatch, name: &str, ty: &str) -> Result<&'a T> {
+fn column<'a, T: 'static>(
+    path: &Path,
+    batch: &'a RecordBatch,
+    name: &str,
+    ty: &str,
+) -> Result<&'a T> {
     batch
         .column_by_name(name)
         .and_then(|a| a.as_any().downcast_ref::<T>())

@@ -13,7 +13,9 @@ use tch::nn::OptimizerConfig;
 use tch::{Device, Kind, Tensor, nn};
 
 use crate::error::{DiffusionError, Result};
-use crate::pipeline::{CODEC_KEY, CONDITION_KEY, MODEL_INDEX_FILE, NORMALIZED_CONDITION, SCHEDULER_FILE};
+use crate::pipeline::{
+    CODEC_KEY, CONDITION_KEY, MODEL_INDEX_FILE, NORMALIZED_CONDITION, SCHEDULER_FILE,
+};
 use crate::scheduler::{BetaSchedule, Scheduler, SchedulerConfig, SchedulerKind, TimestepSpacing};
 use crate::unet::{PerBlock, UNet2DConditionModel, UNetConfig};
 use crate::weights::{save_model_dir, write_json};
@@ -132,7 +134,7 @@ pub fn train_decoder(
     let latents = images.to_device(device).pixel_unshuffle(f);
     let conditions = condition_tokens(&embeddings.to_device(device).to_kind(Kind::Float));
     let log_every = 10.max(options.steps / 50);
-    let (mut curve, mut block) = (Vec::new(), Tensor::zeros([], (Kind::Float, device)));
+    let (mut curve, mut block) = (Vec::new(), Tensor::zeros([1], (Kind::Float, device)));
     let warmup = (options.steps / 20).max(1);
     let start = Instant::now();
     for step in 0..options.steps {
@@ -159,8 +161,8 @@ pub fn train_decoder(
         block += loss.detach();
         if (step + 1) % log_every == 0 || step + 1 == options.steps {
             let steps_in_block = ((step % log_every) + 1) as f64;
-            curve.push(block.double_value(&[]) / steps_in_block);
-            block = Tensor::zeros([], (Kind::Float, device));
+            curve.push(block.double_value(&[0]) / steps_in_block);
+            block = Tensor::zeros([1], (Kind::Float, device));
         }
         progress(step);
     }

@@ -175,8 +175,8 @@ impl UNetConfig {
     /// Reads a diffusers `unet/config.json` and checks it ([`UNetConfig::check`]).
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| DiffusionError::io(path, e))?;
-        let config: UNetConfig = serde_json::from_str(&text)
-            .map_err(|e| DiffusionError::config(path, e.to_string()))?;
+        let config: UNetConfig =
+            serde_json::from_str(&text).map_err(|e| DiffusionError::config(path, e.to_string()))?;
         config.check().map_err(|m| DiffusionError::config(path, m))?;
         Ok(config)
     }
@@ -226,12 +226,18 @@ impl UNetConfig {
         unsupported(self.conv_in_kernel != 3 || self.conv_out_kernel != 3, "kernel other than 3");
         for (i, &c) in self.block_out_channels.iter().enumerate() {
             if c % self.norm_num_groups != 0 {
-                problems.push(format!("block {i}: {c} channels not divisible by {} groups", self.norm_num_groups));
+                problems.push(format!(
+                    "block {i}: {c} channels not divisible by {} groups",
+                    self.norm_num_groups
+                ));
             }
             if self.down_block_types.get(i).is_some_and(|t| t.starts_with("CrossAttn"))
                 && c % self.heads(i) != 0
             {
-                problems.push(format!("block {i}: {c} channels not divisible by {} heads", self.heads(i)));
+                problems.push(format!(
+                    "block {i}: {c} channels not divisible by {} heads",
+                    self.heads(i)
+                ));
             }
         }
         if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
@@ -344,9 +350,8 @@ impl UNet2DConditionModel {
                 } else {
                     Vec::new()
                 },
-                downsampler: (i + 1 < levels).then(|| {
-                    Downsample::new(&bp / "downsamplers" / 0, cout, c.downsample_padding)
-                }),
+                downsampler: (i + 1 < levels)
+                    .then(|| Downsample::new(&bp / "downsamplers" / 0, cout, c.downsample_padding)),
             });
         }
         let last = ch[levels - 1];
@@ -386,7 +391,9 @@ impl UNet2DConditionModel {
                     .collect(),
                 attentions: if cross {
                     (0..layers)
-                        .map(|j| Transformer2D::new(&bp / "attentions" / j, transformer(out, level)))
+                        .map(|j| {
+                            Transformer2D::new(&bp / "attentions" / j, transformer(out, level))
+                        })
                         .collect()
                 } else {
                     Vec::new()
@@ -416,7 +423,8 @@ impl UNet2DConditionModel {
     pub fn forward(&self, sample: &Tensor, timesteps: &Tensor, context: &Tensor) -> Tensor {
         let batch = sample.size()[0];
         let kind = sample.kind();
-        let timesteps = if timesteps.dim() == 0 { timesteps.reshape([1]) } else { timesteps.shallow_clone() };
+        let timesteps =
+            if timesteps.dim() == 0 { timesteps.reshape([1]) } else { timesteps.shallow_clone() };
         let timesteps = timesteps.expand([batch], false);
         let t_emb = timestep_embedding(
             &timesteps,
@@ -426,7 +434,11 @@ impl UNet2DConditionModel {
         )
         .to_kind(kind);
         let emb = self.time_embedding.forward(&t_emb);
-        let sample = if self.config.center_input_sample { sample * 2.0 - 1.0 } else { sample.shallow_clone() };
+        let sample = if self.config.center_input_sample {
+            sample * 2.0 - 1.0
+        } else {
+            sample.shallow_clone()
+        };
         let mut x = sample.apply(&self.conv_in);
         let mut skips = vec![x.shallow_clone()];
         for block in &self.down_blocks {

@@ -93,8 +93,8 @@ impl VaeConfig {
     /// Reads a diffusers `vae/config.json` and checks it.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| DiffusionError::io(path, e))?;
-        let config: VaeConfig = serde_json::from_str(&text)
-            .map_err(|e| DiffusionError::config(path, e.to_string()))?;
+        let config: VaeConfig =
+            serde_json::from_str(&text).map_err(|e| DiffusionError::config(path, e.to_string()))?;
         config.check().map_err(|m| DiffusionError::config(path, m))?;
         Ok(config)
     }
@@ -328,7 +328,9 @@ impl AutoencoderKL {
             config: config.clone(),
             encoder: Encoder::new(p / "encoder", config),
             decoder: Decoder::new(p / "decoder", config),
-            quant_conv: config.use_quant_conv.then(|| conv2d(p / "quant_conv", 2 * l, 2 * l, 1, 1, 0)),
+            quant_conv: config
+                .use_quant_conv
+                .then(|| conv2d(p / "quant_conv", 2 * l, 2 * l, 1, 1, 0)),
             post_quant_conv: config
                 .use_post_quant_conv
                 .then(|| conv2d(p / "post_quant_conv", l, l, 1, 1, 0)),

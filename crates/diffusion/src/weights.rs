@@ -95,7 +95,12 @@ fn copy_into(variables: &HashMap<String, Tensor>, tensors: &[NamedTensor]) -> Re
 
 /// Writes `vs` as a diffusers model folder: `config.json` and
 /// `diffusion_pytorch_model.safetensors` (F32, the config also in its metadata).
-pub fn save_model_dir(vs: &nn::VarStore, dir: &Path, schema: &str, config: &serde_json::Value) -> Result<()> {
+pub fn save_model_dir(
+    vs: &nn::VarStore,
+    dir: &Path,
+    schema: &str,
+    config: &serde_json::Value,
+) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| DiffusionError::io(dir, e))?;
     save_var_store(vs, &dir.join(WEIGHTS_FILE), schema, config)?;
     write_json(&dir.join("config.json"), config)

@@ -84,7 +84,13 @@ fn diffusers_loads_and_samples_the_trained_decoder_as_we_do() {
     let out = dir.path().join("out.safetensors");
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/fixtures/diffusion/check_diffusers_load.py");
-    let run = Command::new(&python).arg(&script).arg(&model).arg(&inputs).arg(&out).output().expect("python");
+    let run = Command::new(&python)
+        .arg(&script)
+        .arg(&model)
+        .arg(&inputs)
+        .arg(&out)
+        .output()
+        .expect("python");
     assert!(run.status.success(), "diffusers failed: {}", String::from_utf8_lossy(&run.stderr));
     let theirs = read_safetensors(&out).expect("out");
     let images = theirs.tensor("images").expect("images");

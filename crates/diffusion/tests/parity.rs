@@ -135,7 +135,8 @@ fn scheduler_timesteps_and_alphas_are_exact() {
     let cases = all["cases"].as_array().expect("cases");
     assert!(cases.len() >= 27, "{} cases", cases.len());
     for case in cases {
-        let config = SchedulerConfig::from_json(&case["config"], SchedulerKind::Ddim).expect("config");
+        let config =
+            SchedulerConfig::from_json(&case["config"], SchedulerKind::Ddim).expect("config");
         let schedule = case["config"]["beta_schedule"].as_str().expect("schedule");
         let alphas: Vec<f32> = all["alphas_cumprod"][schedule]
             .as_array()

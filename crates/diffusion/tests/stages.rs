@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int32Array, ListBuilder, RecordBatch, StringArray, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema};
-use brainpipe_core::{StageError, TableKind, f32_list_array, f32_list_field, run_standalone, write_table};
+use brainpipe_core::{
+    StageError, TableKind, f32_list_array, f32_list_field, run_standalone, write_table,
+};
 use brainpipe_diffusion::{Decode, Train, read_reconstructions, write_png};
 use serde_json::{Value, json};
 use tch::{Device, Kind, Tensor};
@@ -45,7 +47,11 @@ fn study(dir: &Path) {
         Field::new("word", DataType::Utf8, true),
         Field::new("image", DataType::Utf8, true),
         Field::new("split", DataType::Utf8, false),
-        Field::new("captions", DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))), true),
+        Field::new(
+            "captions",
+            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            true,
+        ),
     ]);
     let columns: Vec<ArrayRef> = vec![
         Arc::new(Int32Array::from_iter_values(0..8)),
@@ -55,7 +61,8 @@ fn study(dir: &Path) {
         Arc::new(captions.finish()),
     ];
     let batch = RecordBatch::try_new(Arc::new(schema), columns).expect("batch");
-    write_table(&dir.join("stimuli.parquet"), TableKind::new("stimuli", 1), &[batch]).expect("stimuli");
+    write_table(&dir.join("stimuli.parquet"), TableKind::new("stimuli", 1), &[batch])
+        .expect("stimuli");
     let values: Vec<f32> = COLOURS.iter().flat_map(|c| [c[0], c[1], c[2], 0.5]).collect();
     let schema = Schema::new(vec![
         Field::new("stimulus", DataType::Utf8, false),
@@ -103,10 +110,17 @@ fn train_then_decode_writes_pngs_and_the_reconstructions_table_deterministically
     study(dir.path());
     let model = dir.path().join("train");
     train(dir.path(), &model);
-    for file in ["model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors", "scheduler/scheduler_config.json"] {
+    for file in [
+        "model_index.json",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "scheduler/scheduler_config.json",
+    ] {
         assert!(model.join("decoder").join(file).is_file(), "{file}");
     }
-    let log: Value = serde_json::from_str(&std::fs::read_to_string(model.join("training.json")).expect("log")).expect("json");
+    let log: Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("training.json")).expect("log"))
+            .expect("json");
     assert_eq!(log["report"]["images"], 6, "the train split only");
 
     let mut bytes = Vec::new();
@@ -117,7 +131,8 @@ fn train_then_decode_writes_pngs_and_the_reconstructions_table_deterministically
             ("embeddings", dir.path().join("embeddings.parquet")),
             ("stimuli", dir.path().join("stimuli.parquet")),
         ];
-        let params = json!({"steps": 3, "batch_size": if run_name == "a" { 1 } else { 8 }, "device": "cpu"});
+        let params =
+            json!({"steps": 3, "batch_size": if run_name == "a" { 1 } else { 8 }, "device": "cpu"});
         run(&Decode, &inputs, params, &out).expect("diffusion.decode");
         let rows = read_reconstructions(&out.join("reconstructions.parquet")).expect("table");
         assert_eq!(rows.len(), 2, "the two test images");
@@ -140,7 +155,12 @@ fn decode_refuses_bad_inputs_with_one_clear_line() {
     let model = dir.path().join("train");
     train(dir.path(), &model);
     let decoder = model.join("decoder");
-    let neither = run(&Decode, &[("model", decoder.clone())], json!({"device": "cpu"}), &dir.path().join("x"));
+    let neither = run(
+        &Decode,
+        &[("model", decoder.clone())],
+        json!({"device": "cpu"}),
+        &dir.path().join("x"),
+    );
     assert!(neither.expect_err("no rows").to_string().contains("exactly one of"));
     let no_stimuli = run(
         &Decode,
@@ -165,7 +185,11 @@ fn decode_refuses_bad_inputs_with_one_clear_line() {
     // A model directory with a corrupted weight file.
     let broken = dir.path().join("broken");
     copy_dir(&decoder, &broken);
-    std::fs::write(broken.join("unet/diffusion_pytorch_model.safetensors"), b"\x08\0\0\0\0\0\0\0{}garbage").expect("write");
+    std::fs::write(
+        broken.join("unet/diffusion_pytorch_model.safetensors"),
+        b"\x08\0\0\0\0\0\0\0{}garbage",
+    )
+    .expect("write");
     let err = run(
         &Decode,
         &[
@@ -198,7 +222,8 @@ fn copy_dir(from: &Path, to: &Path) {
 #[test]
 fn loader_lists_every_missing_unexpected_and_misshaped_weight() {
     use brainpipe_core::{read_safetensors, write_safetensors};
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/diffusion/image_variation");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/diffusion/image_variation");
     let dir = tempfile::tempdir().expect("tempdir");
     let copy = dir.path().join("p");
     copy_dir(&fixtures, &copy);
@@ -207,7 +232,8 @@ fn loader_lists_every_missing_unexpected_and_misshaped_weight() {
     file.tensors.retain(|t| t.name != "conv_in.bias");
     let stray = file.tensors[0].clone();
     file.tensors.push(brainpipe_core::NamedTensor { name: "extra.weight".to_owned(), ..stray });
-    let target = file.tensors.iter_mut().find(|t| t.name == "conv_out.bias").expect("conv_out.bias");
+    let target =
+        file.tensors.iter_mut().find(|t| t.name == "conv_out.bias").expect("conv_out.bias");
     target.shape = vec![2, 2];
     let config = file.config(&path).expect("config").unwrap_or(json!({}));
     write_safetensors(&path, &file.tensors, "x/1", &config).expect("write");
