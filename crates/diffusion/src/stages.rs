@@ -356,25 +356,23 @@ impl Stage for Decode {
                 DiffusionError::Params("steps and batch_size must be positive".to_owned()).into()
             );
         }
-        let (rows, values, dim) = match (
-            ctx.optional_input("predictions"),
-            ctx.optional_input("embeddings"),
-        ) {
-            (Some(predictions), None) => read_predictions(predictions)?,
-            (None, Some(embeddings)) => {
-                let stimuli = ctx.input("stimuli").map_err(|_| {
+        let (rows, values, dim) =
+            match (ctx.optional_input("predictions"), ctx.optional_input("embeddings")) {
+                (Some(predictions), None) => read_predictions(predictions)?,
+                (None, Some(embeddings)) => {
+                    let stimuli = ctx.input("stimuli").map_err(|_| {
                     StageError::msg(
                         "diffusion.decode: `embeddings` needs `stimuli` (the split of each image)",
                     )
                 })?;
-                embedding_rows(stimuli, embeddings, &p.split, p.source)?
-            }
-            _ => {
-                return Err(StageError::msg(
-                    "diffusion.decode: give exactly one of `predictions` and `embeddings`",
-                ));
-            }
-        };
+                    embedding_rows(stimuli, embeddings, &p.split, p.source)?
+                }
+                _ => {
+                    return Err(StageError::msg(
+                        "diffusion.decode: give exactly one of `predictions` and `embeddings`",
+                    ));
+                }
+            };
         let device = DeviceChoice::parse(&p.device)?.resolve()?;
         ctx.note("device", device_name(device));
         ctx.note("precision", p.precision);
