@@ -1,0 +1,102 @@
+//! `diffusion.train`'s directory is a diffusers layout: diffusers 0.42.1 itself loads the UNet
+//! and scheduler and samples the same images we sample (needs $BRAINPIPE_REF_PYTHON; skipped
+//! without it, and a failure under CI=1).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use brainpipe_core::{NamedTensor, read_safetensors, write_safetensors};
+use brainpipe_diffusion::{
+    DiffusionPipeline, SampleOptions, TrainOptions, condition_tokens, denoise, save_decoder,
+    train_decoder,
+};
+use tch::{Device, Kind, Tensor};
+
+fn reference_python() -> Option<PathBuf> {
+    let python = std::env::var_os("BRAINPIPE_REF_PYTHON").map(PathBuf::from);
+    match python.filter(|p| p.is_file()) {
+        Some(p) => Some(p),
+        None if std::env::var_os("CI").is_some() => {
+            panic!("CI is set but BRAINPIPE_REF_PYTHON (the peers venv with diffusers) is missing")
+        }
+        None => {
+            eprintln!("skipped: BRAINPIPE_REF_PYTHON is not set (make refenv)");
+            None
+        }
+    }
+}
+
+fn f32_tensor(name: &str, t: &Tensor) -> NamedTensor {
+    let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
+    let values = Vec::<f32>::try_from(&t.contiguous().view([-1])).expect("f32");
+    NamedTensor::f32(name, shape, &values)
+}
+
+#[test]
+fn diffusers_loads_and_samples_the_trained_decoder_as_we_do() {
+    let Some(python) = reference_python() else { return };
+    tch::manual_seed(1);
+    let images = Tensor::rand([6, 3, 16, 16], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+    let embeddings = Tensor::randn([6, 12], (Kind::Float, Device::Cpu));
+    let options = TrainOptions {
+        codec_factor: 2,
+        channels: vec![16, 32],
+        layers_per_block: 1,
+        heads: 2,
+        steps: 3,
+        batch_size: 4,
+        learning_rate: 1e-3,
+        condition_dropout: 0.1,
+        num_train_timesteps: 1000,
+        seed: 0,
+    };
+    let (vs, config, scheduler, report) =
+        train_decoder(&images, &embeddings, &options, Device::Cpu, |_| {}).expect("train");
+    assert_eq!(report.loss_curve.len(), 1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = dir.path().join("decoder");
+    save_decoder(&model, &vs, &config, &scheduler, 2, 16).expect("save");
+
+    let pipeline = DiffusionPipeline::load(&model, Device::Cpu, Kind::Float).expect("load ours");
+    assert!(pipeline.normalize_condition);
+    let latents = Tensor::randn([2, 12, 8, 8], (Kind::Float, Device::Cpu));
+    let condition = condition_tokens(&embeddings.narrow(0, 0, 2));
+    let ours = denoise(
+        &pipeline.unet,
+        &pipeline.scheduler,
+        &latents,
+        &condition,
+        &condition.zeros_like(),
+        SampleOptions { steps: 8, guidance_scale: 2.5 },
+        |x| x.zeros_like(),
+    )
+    .expect("denoise");
+    let ours_images = pipeline.codec.decode(&ours);
+
+    let inputs = dir.path().join("inputs.safetensors");
+    let tensors = vec![
+        f32_tensor("latents", &latents),
+        f32_tensor("condition", &condition),
+        f32_tensor("steps", &Tensor::from_slice(&[8f32])),
+        f32_tensor("guidance", &Tensor::from_slice(&[2.5f32])),
+    ];
+    write_safetensors(&inputs, &tensors, "test/1", &serde_json::json!({})).expect("inputs");
+    let out = dir.path().join("out.safetensors");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/diffusion/check_diffusers_load.py");
+    let run = Command::new(&python)
+        .arg(&script)
+        .arg(&model)
+        .arg(&inputs)
+        .arg(&out)
+        .output()
+        .expect("python");
+    assert!(run.status.success(), "diffusers failed: {}", String::from_utf8_lossy(&run.stderr));
+    let theirs = read_safetensors(&out).expect("out");
+    let images = theirs.tensor("images").expect("images");
+    let values = images.to_f32().expect("f32");
+    let shape: Vec<i64> = images.shape.iter().map(|&d| d as i64).collect();
+    let theirs_images = Tensor::from_slice(&values).view(shape.as_slice());
+    let err = (&ours_images - &theirs_images).abs().max().double_value(&[]);
+    assert!(err <= 1e-3, "diffusers' sample differs from ours by {err}");
+}

@@ -1,0 +1,247 @@
+//! `diffusion.train` and `diffusion.decode` end to end on a tiny hand-made study (solid-colour
+//! images, their colour as the "embedding"), through the standalone runner: outputs, schema,
+//! byte-determinism, and the errors bad inputs get.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int32Array, ListBuilder, RecordBatch, StringArray, StringBuilder};
+use arrow::datatypes::{DataType, Field, Schema};
+use brainpipe_core::{
+    StageError, TableKind, f32_list_array, f32_list_field, run_standalone, write_table,
+};
+use brainpipe_diffusion::{Decode, Train, read_reconstructions, write_png};
+use serde_json::{Value, json};
+use tch::{Device, Kind, Tensor};
+
+const COLOURS: [[f32; 3]; 8] = [
+    [1.0, -1.0, -1.0],
+    [-1.0, 1.0, -1.0],
+    [-1.0, -1.0, 1.0],
+    [1.0, 1.0, -1.0],
+    [1.0, -1.0, 1.0],
+    [-1.0, 1.0, 1.0],
+    [1.0, 1.0, 1.0],
+    [-1.0, -1.0, -1.0],
+];
+
+/// Writes stimuli.parquet, images/, embeddings.parquet of an 8-image study (6 train, 2 test).
+fn study(dir: &Path) {
+    std::fs::create_dir_all(dir.join("images")).expect("mkdir");
+    let mut names = Vec::new();
+    for (i, c) in COLOURS.iter().enumerate() {
+        let name = format!("images/img-{i:05}.png");
+        let image = Tensor::from_slice(c).view([3, 1, 1]).expand([3, 16, 16], false).contiguous();
+        write_png(&dir.join(&name), &image).expect("png");
+        names.push(name);
+    }
+    let split: Vec<&str> = (0..8).map(|i| if i < 6 { "train" } else { "test" }).collect();
+    let mut captions = ListBuilder::new(StringBuilder::new());
+    for _ in 0..8 {
+        captions.values().append_value("a colour");
+        captions.append(true);
+    }
+    let schema = Schema::new(vec![
+        Field::new("id", DataType::Int32, false),
+        Field::new("word", DataType::Utf8, true),
+        Field::new("image", DataType::Utf8, true),
+        Field::new("split", DataType::Utf8, false),
+        Field::new(
+            "captions",
+            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            true,
+        ),
+    ]);
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int32Array::from_iter_values(0..8)),
+        Arc::new(StringArray::from(vec![None::<&str>; 8])),
+        Arc::new(StringArray::from_iter_values(&names)),
+        Arc::new(StringArray::from_iter_values(&split)),
+        Arc::new(captions.finish()),
+    ];
+    let batch = RecordBatch::try_new(Arc::new(schema), columns).expect("batch");
+    write_table(&dir.join("stimuli.parquet"), TableKind::new("stimuli", 1), &[batch])
+        .expect("stimuli");
+    let values: Vec<f32> = COLOURS.iter().flat_map(|c| [c[0], c[1], c[2], 0.5]).collect();
+    let schema = Schema::new(vec![
+        Field::new("stimulus", DataType::Utf8, false),
+        Field::new("stimulus_id", DataType::Int32, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("image", DataType::Utf8, true),
+        f32_list_field("embedding", 4, false),
+    ]);
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(&names)),
+        Arc::new(Int32Array::from_iter_values(0..8)),
+        Arc::new(StringArray::from_iter_values(["image"; 8])),
+        Arc::new(StringArray::from_iter_values(&names)),
+        f32_list_array(values, 4),
+    ];
+    let batch = RecordBatch::try_new(Arc::new(schema), columns).expect("batch");
+    write_table(&dir.join("embeddings.parquet"), TableKind::new("embeddings", 1), &[batch])
+        .expect("embeddings");
+}
+
+fn run(
+    stage: &dyn brainpipe_core::DynStage,
+    inputs: &[(&str, PathBuf)],
+    params: Value,
+    out: &Path,
+) -> Result<brainpipe_core::Manifest, StageError> {
+    let inputs: BTreeMap<String, PathBuf> =
+        inputs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
+    run_standalone(stage, &inputs, &params, out, &BTreeMap::new())
+}
+
+fn train(dir: &Path, out: &Path) {
+    let inputs = [
+        ("stimuli", dir.join("stimuli.parquet")),
+        ("images", dir.join("images")),
+        ("embeddings", dir.join("embeddings.parquet")),
+    ];
+    let params = json!({"codec_factor": 2, "channels": [16, 32], "heads": 2, "steps": 4, "batch_size": 4, "device": "cpu"});
+    run(&Train, &inputs, params, out).expect("diffusion.train");
+}
+
+#[test]
+fn train_then_decode_writes_pngs_and_the_reconstructions_table_deterministically() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    study(dir.path());
+    let model = dir.path().join("train");
+    train(dir.path(), &model);
+    for file in [
+        "model_index.json",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "scheduler/scheduler_config.json",
+    ] {
+        assert!(model.join("decoder").join(file).is_file(), "{file}");
+    }
+    let log: Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("training.json")).expect("log"))
+            .expect("json");
+    assert_eq!(log["report"]["images"], 6, "the train split only");
+
+    let mut bytes = Vec::new();
+    for run_name in ["a", "b"] {
+        let out = dir.path().join(run_name);
+        let inputs = [
+            ("model", model.join("decoder")),
+            ("embeddings", dir.path().join("embeddings.parquet")),
+            ("stimuli", dir.path().join("stimuli.parquet")),
+        ];
+        let params =
+            json!({"steps": 3, "batch_size": if run_name == "a" { 1 } else { 8 }, "device": "cpu"});
+        run(&Decode, &inputs, params, &out).expect("diffusion.decode");
+        let rows = read_reconstructions(&out.join("reconstructions.parquet")).expect("table");
+        assert_eq!(rows.len(), 2, "the two test images");
+        assert_eq!(rows[0].row.model, "true");
+        assert_eq!(rows[0].row.stimulus, "images/img-00006.png");
+        assert_eq!(rows[1].image, "true/all/trial-0001.png");
+        let png: Vec<Vec<u8>> = rows
+            .iter()
+            .map(|r| std::fs::read(out.join("images").join(&r.image)).expect("png"))
+            .collect();
+        bytes.push(png);
+    }
+    assert_eq!(bytes[0], bytes[1], "same images whatever the batch size");
+}
+
+#[test]
+fn decode_refuses_bad_inputs_with_one_clear_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    study(dir.path());
+    let model = dir.path().join("train");
+    train(dir.path(), &model);
+    let decoder = model.join("decoder");
+    let neither = run(
+        &Decode,
+        &[("model", decoder.clone())],
+        json!({"device": "cpu"}),
+        &dir.path().join("x"),
+    );
+    assert!(neither.expect_err("no rows").to_string().contains("exactly one of"));
+    let no_stimuli = run(
+        &Decode,
+        &[("model", decoder.clone()), ("embeddings", dir.path().join("embeddings.parquet"))],
+        json!({"device": "cpu"}),
+        &dir.path().join("y"),
+    );
+    assert!(no_stimuli.expect_err("no split").to_string().contains("needs `stimuli`"));
+    // A stimuli table where an embeddings table belongs.
+    let wrong_kind = run(
+        &Decode,
+        &[
+            ("model", decoder.clone()),
+            ("embeddings", dir.path().join("stimuli.parquet")),
+            ("stimuli", dir.path().join("stimuli.parquet")),
+        ],
+        json!({"device": "cpu"}),
+        &dir.path().join("z"),
+    );
+    let err = wrong_kind.expect_err("wrong kind").to_string();
+    assert!(err.contains("stimuli.parquet") && err.contains("embeddings"), "{err}");
+    // A model directory with a corrupted weight file.
+    let broken = dir.path().join("broken");
+    copy_dir(&decoder, &broken);
+    std::fs::write(
+        broken.join("unet/diffusion_pytorch_model.safetensors"),
+        b"\x08\0\0\0\0\0\0\0{}garbage",
+    )
+    .expect("write");
+    let err = run(
+        &Decode,
+        &[
+            ("model", broken),
+            ("embeddings", dir.path().join("embeddings.parquet")),
+            ("stimuli", dir.path().join("stimuli.parquet")),
+        ],
+        json!({"device": "cpu"}),
+        &dir.path().join("w"),
+    )
+    .expect_err("corrupt weights")
+    .to_string();
+    assert!(err.contains("diffusion_pytorch_model.safetensors"), "{err}");
+    assert!(!dir.path().join("w").exists(), "nothing half-written");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+#[test]
+fn loader_lists_every_missing_unexpected_and_misshaped_weight() {
+    use brainpipe_core::{read_safetensors, write_safetensors};
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/diffusion/image_variation");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let copy = dir.path().join("p");
+    copy_dir(&fixtures, &copy);
+    let path = copy.join("unet/diffusion_pytorch_model.safetensors");
+    let mut file = read_safetensors(&path).expect("read");
+    file.tensors.retain(|t| t.name != "conv_in.bias");
+    let stray = file.tensors[0].clone();
+    file.tensors.push(brainpipe_core::NamedTensor { name: "extra.weight".to_owned(), ..stray });
+    let target =
+        file.tensors.iter_mut().find(|t| t.name == "conv_out.bias").expect("conv_out.bias");
+    target.shape = vec![2, 2];
+    let config = file.config(&path).expect("config").unwrap_or(json!({}));
+    write_safetensors(&path, &file.tensors, "x/1", &config).expect("write");
+    let err = brainpipe_diffusion::DiffusionPipeline::load(&copy, Device::Cpu, Kind::Float)
+        .expect_err("bad weights")
+        .to_string();
+    assert!(err.contains("missing `conv_in.bias`"), "{err}");
+    assert!(err.contains("unexpected `extra.weight`"), "{err}");
+    assert!(err.contains("`conv_out.bias` has shape [2, 2]"), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+}
