@@ -440,13 +440,13 @@ stages:
   images:
     uses: ingest.synthetic
     with: { paradigm: images, subjects: 1, seed: 3, resolution_mm: 6, train_images: 40, test_images: 10 }
-  clip: { uses: clip.train, inputs: { stimuli: images.stimuli, images: images.images }, with: { steps: 20, batch_size: 16 } }
-  embed: { uses: clip.embed, inputs: { stimuli: images.stimuli, images: images.images, model: clip.model } }
+  clip: { uses: clip.train, inputs: { stimuli: images.stimuli, images: images.images }, with: { steps: 20, batch_size: 16, threads: 1 } }
+  embed: { uses: clip.embed, inputs: { stimuli: images.stimuli, images: images.images, model: clip.model }, with: { threads: 1 } }
   captions: { uses: clip.select_captions, inputs: { embeddings: embed.embeddings, stimuli: images.stimuli } }
   augment:
     uses: clip.augment
     inputs: { stimuli: images.stimuli, images: images.images, model: clip.model }
-    with: { copies: 2 }
+    with: { copies: 2, threads: 1 }
 ",
     );
     // The two runs also differ in scheduling and parallelism: two stages at a time, one LibTorch

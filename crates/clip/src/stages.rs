@@ -70,6 +70,16 @@ brainpipe_core::params! {
         pub device: String = "auto".to_owned(),
         /// `fp32`, `tf32` or `bf16` (tf32 and bf16 are for GPUs; parity is tested in fp32).
         pub precision: Precision = Precision::Fp32,
+        /// CPU threads for LibTorch (0: the worker's share of the cores). Float reductions split
+        /// by thread count, so 1 makes CPU bytes the same whatever `--jobs` gives the worker.
+        pub threads: i32 = 0,
+    }
+}
+
+/// Sets LibTorch's CPU threads when a stage's `threads` param asks for a number.
+pub(crate) fn set_threads(threads: i32) {
+    if threads > 0 {
+        tch::set_num_threads(threads);
     }
 }
 
@@ -100,6 +110,7 @@ impl Stage for Embed {
         let table = ctx.input("stimuli")?.to_path_buf();
         let stimuli = read_stimuli(&table)?;
         let model = ctx.input("model")?.to_path_buf();
+        set_threads(p.threads);
         let embedder = load_embedder(ctx, &model, &p.device, p.precision)?;
         let images = image_paths(&stimuli, ctx.optional_input("images"), &table)?;
         let files: Vec<PathBuf> = images.iter().map(|(_, path)| path.clone()).collect();
@@ -303,6 +314,9 @@ brainpipe_core::params! {
         pub device: String = "auto".to_owned(),
         /// `fp32`, `tf32` or `bf16`.
         pub precision: Precision = Precision::Fp32,
+        /// CPU threads for LibTorch (0: the worker's share of the cores). Float reductions split
+        /// by thread count, so 1 makes CPU bytes the same whatever `--jobs` gives the worker.
+        pub threads: i32 = 0,
     }
 }
 
@@ -341,6 +355,7 @@ impl Stage for Augment {
         let table = ctx.input("stimuli")?.to_path_buf();
         let stimuli = read_stimuli(&table)?;
         let model = ctx.input("model")?.to_path_buf();
+        set_threads(p.threads);
         let embedder = load_embedder(ctx, &model, &p.device, p.precision)?;
         let augmentation = Augmentation {
             flip_probability: p.flip_probability,

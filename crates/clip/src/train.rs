@@ -56,6 +56,9 @@ brainpipe_core::params! {
         pub seed: u64 = 7,
         /// `auto`, `cpu`, `cuda`, `cuda:N`.
         pub device: String = "auto".to_owned(),
+        /// CPU threads for LibTorch (0: the worker's share of the cores). Float reductions split
+        /// by thread count, so 1 makes CPU bytes the same whatever `--jobs` gives the worker.
+        pub threads: i32 = 0,
     }
 }
 
@@ -334,6 +337,7 @@ impl Stage for Train {
     }
 
     fn run(&self, ctx: &mut Context, p: &TrainParams) -> Result<(), StageError> {
+        crate::stages::set_threads(p.threads);
         let config = ClipConfig::preset(&p.preset).ok_or_else(|| {
             ClipError::Params(format!(
                 "unknown preset `{}` (known: {})",
