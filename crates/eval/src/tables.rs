@@ -24,7 +24,8 @@ fn arrow_err(path: &Path) -> impl Fn(arrow::error::ArrowError) -> EvalError + '_
     move |source| brainpipe_core::Error::Arrow { path: path.to_path_buf(), source }.into()
 }
 
-fn column<'a, T: 'static>(
+/// Column `name` of `batch` as array type `T`, or an error naming the file, column and type.
+pub(crate) fn column<'a, T: 'static>(
     path: &Path,
     batch: &'a RecordBatch,
     name: &str,

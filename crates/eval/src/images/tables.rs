@@ -22,17 +22,7 @@ const STIMULI_TABLE: TableKind = TableKind::new("stimuli", 1);
 /// `clip.embed`'s `embeddings.parquet` (read for its `kind = image` rows).
 const EMBEDDINGS_TABLE: TableKind = TableKind::new("embeddings", 1);
 
-fn column<'a, T: 'static>(
-    path: &Path,
-    batch: &'a RecordBatch,
-    name: &str,
-    ty: &str,
-) -> Result<&'a T> {
-    batch
-        .column_by_name(name)
-        .and_then(|a| a.as_any().downcast_ref::<T>())
-        .ok_or_else(|| EvalError::data(path, format!("no {ty} column `{name}`")))
-}
+use crate::tables::column;
 
 fn opt_strings(path: &Path, batch: &RecordBatch, name: &str) -> Result<Vec<Option<String>>> {
     let a = column::<StringArray>(path, batch, name, "Utf8")?;
