@@ -1,6 +1,7 @@
 //! From a parsed pipeline file to a checked DAG of stages in execution order.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
@@ -98,8 +99,6 @@ pub struct Node {
     pub params: Value,
     /// Inputs by port.
     pub inputs: BTreeMap<String, InputSource>,
-    /// Where the stage is defined in the file.
-    pub location: Option<Location>,
 }
 
 impl Node {
@@ -154,6 +153,8 @@ pub struct Pipeline {
     pub dir: PathBuf,
     /// Nodes in execution order.
     pub nodes: Vec<Node>,
+    /// The text the pipeline was read from, to locate its stages on demand.
+    text: Arc<str>,
 }
 
 impl Pipeline {
@@ -183,6 +184,13 @@ impl Pipeline {
     /// The node with id `id`.
     pub fn node(&self, id: &str) -> Option<&Node> {
         self.nodes.iter().find(|n| n.id == id)
+    }
+
+    /// Where stage `id` is defined in the pipeline file (its mapping), or `None` if there is no
+    /// such stage. Computed on demand: locating a node re-reads the whole text, so locating every
+    /// stage while loading made loading quadratic in the number of stages.
+    pub fn location(&self, id: &str) -> Option<Location> {
+        locate(&self.text, &at(id, &[]))
     }
 
     /// `ids` and every stage downstream of them.
@@ -231,6 +239,7 @@ impl Resolver<'_> {
             file: self.file.to_path_buf(),
             dir: self.dir.to_path_buf(),
             nodes,
+            text: Arc::from(self.text),
         })
     }
 
@@ -324,8 +333,7 @@ impl Resolver<'_> {
                 (kind, params)
             }
         };
-        let location = locate(self.text, &at(id, &[]));
-        Ok(Node { id: id.to_owned(), kind, params, inputs, location })
+        Ok(Node { id: id.to_owned(), kind, params, inputs })
     }
 
     fn input_source(&self, reference: &str, ids: &BTreeSet<&str>) -> InputSource {
@@ -442,13 +450,13 @@ impl Resolver<'_> {
     }
 
     fn check_references(&self, nodes: &[Node]) -> Result<(), SpecError> {
+        let by_id: HashMap<&str, &Node> = nodes.iter().map(|n| (n.id.as_str(), n)).collect();
         for node in nodes {
             for (port, source) in &node.inputs {
                 let at = at(&node.id, &input_steps(port));
                 match source {
                     InputSource::Stage { stage, port: out } => {
-                        let upstream =
-                            nodes.iter().find(|n| n.id == *stage).expect("resolved against ids");
+                        let upstream = by_id.get(stage.as_str()).expect("resolved against ids");
                         let outputs = upstream.outputs();
                         if !outputs.iter().any(|(name, _)| name == out) {
                             let names: Vec<&str> =
@@ -480,33 +488,61 @@ impl Resolver<'_> {
         Ok(())
     }
 
-    /// Kahn's algorithm, taking ready stages in file order so the order is stable.
+    /// Kahn's algorithm, taking ready stages in file order so the order is stable: each step
+    /// takes the first stage in the file whose upstream stages are all placed (a min-heap of
+    /// ready file positions, so the whole sort is O((stages + edges) log stages)).
     fn order(&self, nodes: Vec<Node>) -> Result<Vec<Node>, SpecError> {
-        let mut remaining = nodes;
-        let mut ordered: Vec<Node> = Vec::new();
-        while !remaining.is_empty() {
-            let done: BTreeSet<String> = ordered.iter().map(|n| n.id.clone()).collect();
-            let Some(next) =
-                remaining.iter().position(|n| n.upstream().iter().all(|u| done.contains(*u)))
-            else {
-                let cycle = find_cycle(&remaining);
-                let first = &cycle[0];
-                let second = &cycle[1 % cycle.len()];
-                let node = remaining.iter().find(|n| n.id == *first).expect("cycle node");
-                let port = node
-                    .inputs
-                    .iter()
-                    .find(|(_, s)| matches!(s, InputSource::Stage { stage, .. } if stage == second))
-                    .map(|(p, _)| p.as_str())
-                    .unwrap_or_default();
-                let at = at(first, &input_steps(port));
-                let mut path: Vec<&str> = cycle.iter().rev().map(String::as_str).collect();
-                path.insert(0, cycle[0].as_str());
-                return Err(self.error(&at, format!("cycle: {}", path.join(" → "))));
-            };
-            ordered.push(remaining.remove(next));
+        let count = nodes.len();
+        let index: HashMap<&str, usize> =
+            nodes.iter().enumerate().map(|(i, n)| (n.id.as_str(), i)).collect();
+        // Per stage: how many distinct upstream stages are not placed yet, and who reads it.
+        let mut waiting = vec![0usize; count];
+        let mut readers: Vec<Vec<usize>> = vec![Vec::new(); count];
+        for (i, node) in nodes.iter().enumerate() {
+            let upstream = node.upstream();
+            waiting[i] = upstream.len();
+            for id in upstream {
+                readers[*index.get(id).expect("resolved against ids")].push(i);
+            }
         }
-        Ok(ordered)
+        let mut ready: BinaryHeap<Reverse<usize>> =
+            (0..count).filter(|&i| waiting[i] == 0).map(Reverse).collect();
+        let mut placed = Vec::with_capacity(count);
+        while let Some(Reverse(i)) = ready.pop() {
+            placed.push(i);
+            for &reader in &readers[i] {
+                waiting[reader] -= 1;
+                if waiting[reader] == 0 {
+                    ready.push(Reverse(reader));
+                }
+            }
+        }
+        if placed.len() < count {
+            let remaining: Vec<&Node> =
+                nodes.iter().enumerate().filter(|(i, _)| waiting[*i] > 0).map(|(_, n)| n).collect();
+            return Err(self.cycle_error(&remaining));
+        }
+        let mut slots: Vec<Option<Node>> = nodes.into_iter().map(Some).collect();
+        Ok(placed.into_iter().map(|i| slots[i].take().expect("each stage placed once")).collect())
+    }
+
+    /// The error for `remaining` (the stages that can never run, in file order): the cycle
+    /// found from the first of them, located at the input that closes it.
+    fn cycle_error(&self, remaining: &[&Node]) -> SpecError {
+        let cycle = find_cycle(remaining);
+        let first = &cycle[0];
+        let second = &cycle[1 % cycle.len()];
+        let node = remaining.iter().find(|n| n.id == *first).expect("cycle node");
+        let port = node
+            .inputs
+            .iter()
+            .find(|(_, s)| matches!(s, InputSource::Stage { stage, .. } if stage == second))
+            .map(|(p, _)| p.as_str())
+            .unwrap_or_default();
+        let at = at(first, &input_steps(port));
+        let mut path: Vec<&str> = cycle.iter().rev().map(String::as_str).collect();
+        path.insert(0, cycle[0].as_str());
+        self.error(&at, format!("cycle: {}", path.join(" → ")))
     }
 }
 
@@ -525,21 +561,24 @@ fn at<'a>(id: &'a str, rest: &[Step<'a>]) -> Vec<Step<'a>> {
     path
 }
 
-/// A cycle among `nodes` (which all have unmet dependencies), as ids where each reads the next.
-fn find_cycle(nodes: &[Node]) -> Vec<String> {
-    let mut path: Vec<String> = vec![nodes[0].id.clone()];
+/// A cycle among `nodes` (which all have unmet dependencies), as ids where each reads the next:
+/// from the first node, follow each node's first upstream (by id) among `nodes` until a node
+/// repeats.
+fn find_cycle(nodes: &[&Node]) -> Vec<String> {
+    let by_id: HashMap<&str, &Node> = nodes.iter().map(|n| (n.id.as_str(), *n)).collect();
+    let mut path: Vec<&str> = vec![nodes[0].id.as_str()];
+    let mut position: HashMap<&str, usize> = HashMap::from([(path[0], 0)]);
     loop {
-        let current =
-            nodes.iter().find(|n| n.id == *path.last().expect("non-empty")).expect("node");
+        let current = by_id[path.last().expect("non-empty")];
         let next = current
             .upstream()
             .into_iter()
-            .find(|u| nodes.iter().any(|n| n.id == *u))
-            .expect("a node with unmet dependencies reads from another such node")
-            .to_owned();
-        if let Some(start) = path.iter().position(|p| *p == next) {
-            return path.split_off(start);
+            .find(|u| by_id.contains_key(u))
+            .expect("a node with unmet dependencies reads from another such node");
+        if let Some(&start) = position.get(next) {
+            return path[start..].iter().map(|id| (*id).to_owned()).collect();
         }
+        position.insert(next, path.len());
         path.push(next);
     }
 }

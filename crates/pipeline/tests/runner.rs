@@ -451,3 +451,112 @@ fn verify_rehashes_every_entry_and_quarantines_damage() {
     assert!(to.starts_with(w.cache.root().join("quarantine")), "{to:?}");
     assert_eq!(w.cache.entry_keys().len(), 2);
 }
+
+/// A pipeline of `n` external stages `s0`…`s{n-1}`, four lines each (stage `i` written at file
+/// position `p` starts on line `3 + 4p`, its `inputs` on line `5 + 4p`, the reference at column
+/// 18): `s{i}` reads `s{i-1}`, and with `fan_in` every tenth stage reads the ten before it. The
+/// stages are written in `order`; `edit` may rewrite a stage's inputs line.
+fn chain_text(
+    n: usize,
+    fan_in: bool,
+    order: impl Iterator<Item = usize>,
+    edit: impl Fn(usize, String) -> String,
+) -> String {
+    let mut text = format!("name: chain{n}\nstages:\n");
+    for i in order {
+        let inputs = match i {
+            0 => "inputs: {}".to_owned(),
+            _ if fan_in && i % 10 == 0 => {
+                let parts: Vec<String> = (i - 10..i).map(|j| format!("s{j}.o")).collect();
+                format!("inputs: {{ parts: [{}] }}", parts.join(", "))
+            }
+            _ => format!("inputs: {{ x: s{}.o }}", i - 1),
+        };
+        let run = match i {
+            0 => "echo 0 > {outputs.o}",
+            _ if fan_in && i % 10 == 0 => "cat {inputs.parts} > {outputs.o}",
+            _ => "cat {inputs.x} > {outputs.o}",
+        };
+        text.push_str(&format!(
+            "  s{i}:\n    run: \"{run}\"\n    {}\n    outputs: [o]\n",
+            edit(i, inputs)
+        ));
+    }
+    text
+}
+
+/// Issue 15.4: planning was quadratic in stages (and worse when the file order was not the run
+/// order). A 5,000-stage chain with fan-ins, written last stage first, plans in run order.
+#[test]
+fn a_5000_stage_chain_written_backwards_plans_in_run_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("p.yaml");
+    fs::write(&file, chain_text(5000, true, (0..5000).rev(), |_, line| line)).expect("pipeline");
+    let pipeline = Pipeline::load(&file, &Registry::new(), &[]).expect("load");
+    let ids: Vec<&str> = pipeline.nodes.iter().map(|n| n.id.as_str()).collect();
+    let expected: Vec<String> = (0..5000).map(|i| format!("s{i}")).collect();
+    assert_eq!(ids, expected);
+    assert_eq!(pipeline.nodes[4990].upstream().len(), 10, "a fan-in reads ten stages");
+    let cache = Cache::open(&dir.path().join("c")).expect("cache");
+    let plans = plan(&pipeline, &cache, &["s4000".to_owned()]).expect("plan");
+    assert_eq!(plans.len(), 5000);
+    assert!(plans[0].key.is_some() && plans[1..].iter().all(|p| p.key.is_none()));
+    assert_eq!(plans[3999].reasons, vec![Reason::New]);
+    assert!(plans[4000..].iter().all(|p| p.reasons == vec![Reason::Forced]));
+    // Stage `i` is on line 3 + 4p, where p = 4999 - i is its place in the file.
+    let at = pipeline.location("s4321").expect("located");
+    assert_eq!((at.line, at.column), (3 + 4 * (4999 - 4321) + 1, 5));
+    assert_eq!(pipeline.location("s5000"), None);
+
+    // Among stages ready at once, the one first in the file runs first.
+    let text = "name: ties\nstages:\n  z: { run: \"cat {inputs.i} > {outputs.o}\", inputs: { i: y.o }, outputs: [o] }\n  y: { run: \"true\", outputs: [o] }\n  x: { run: \"true\", outputs: [o] }\n  w: { run: \"cat {inputs.i} > {outputs.o}\", inputs: { i: z.o }, outputs: [o] }\n";
+    fs::write(&file, text).expect("pipeline");
+    let pipeline = Pipeline::load(&file, &Registry::new(), &[]).expect("load");
+    let ids: Vec<&str> = pipeline.nodes.iter().map(|n| n.id.as_str()).collect();
+    assert_eq!(ids, ["y", "z", "x", "w"]);
+}
+
+/// Issue 15.4: a dangling reference, a cycle through every stage, a repeated id and a syntax
+/// error, each deep in a large file, are reported with the same file:line:col as in a small one.
+#[test]
+fn errors_deep_in_a_10000_stage_file_name_their_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("p.yaml");
+    let load_err = |text: String| {
+        fs::write(&file, text).expect("pipeline");
+        Pipeline::load(&file, &Registry::new(), &[]).err().expect("refused").to_string()
+    };
+    let dangling = |i: usize, line: String| {
+        if i == 5001 { "inputs: { x: missing.o }".to_owned() } else { line }
+    };
+    let err = load_err(chain_text(10_000, true, 0..10_000, dangling));
+    assert_eq!(
+        err,
+        format!(
+            "{}:{}:18: stage `s5001` input `x`: `missing.o`: no stage `missing` and no such file",
+            file.display(),
+            5 + 4 * 5001
+        )
+    );
+
+    let closed = |i: usize, line: String| {
+        if i == 0 { "inputs: { x: s9999.o }".to_owned() } else { line }
+    };
+    let err = load_err(chain_text(10_000, false, 0..10_000, closed));
+    let path: Vec<String> = (0..10_000).chain([0]).map(|i| format!("s{i}")).collect();
+    let expected = format!("{}:5:18: cycle: {}", file.display(), path.join(" → "));
+    assert!(err == expected, "{}…", &err[..err.len().min(300)]);
+
+    let mut text = chain_text(10_000, true, 0..10_000, |_, line| line);
+    text.push_str("  s17: { run: \"true\", outputs: [o] }\n");
+    let err = load_err(text);
+    let prefix = format!("{}:{}:8: duplicate id `s17`", file.display(), 3 + 4 * 10_000);
+    assert!(err.starts_with(&prefix), "{err}");
+
+    let mut text = chain_text(10_000, true, 0..10_000, |_, line| line);
+    text.push_str("  broken: { run: \"true\", outputs: [o]\n");
+    let err = load_err(text);
+    let prefix =
+        format!("{}:{}:1: did not find expected ',' or '}}'", file.display(), 4 + 4 * 10_000);
+    assert!(err.starts_with(&prefix), "{err}");
+}
