@@ -17,6 +17,7 @@ run() { # name, command...
 }
 
 run noop_rerun bash bench/noop_rerun.sh "$bin"
+run plan bash bench/plan.sh "$bin"
 run synthetic bash bench/synthetic.sh
 run nifti_ingest bash bench/nifti_ingest.sh "$bin"
 run features bash bench/features.sh
