@@ -18,7 +18,10 @@ use brainpipe_core::{
 
 /// Every stage that needs LibTorch.
 fn torch_stages() -> Vec<Arc<dyn DynStage>> {
-    [brainpipe_clip::stages(), brainpipe_models::stages()].into_iter().flatten().collect()
+    [brainpipe_clip::stages(), brainpipe_models::stages(), brainpipe_diffusion::stages()]
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 fn tools() -> BTreeMap<String, String> {

@@ -50,9 +50,9 @@ pub use stages::{
     best_caption_accuracy, select_captions,
 };
 pub use tables::{
-    EMBEDDINGS_TABLE, EmbeddingKind, EmbeddingRow, STIMULI_TABLE, Stimulus, TARGETS_TABLE, Target,
-    read_embeddings, read_stimuli, read_targets, resolve_image, targets_schema, write_embeddings,
-    write_targets,
+    EMBEDDINGS_TABLE, EmbeddingKind, EmbeddingRow, RECONSTRUCTIONS_TABLE, ReconstructionImage,
+    STIMULI_TABLE, Stimulus, TARGETS_TABLE, Target, read_embeddings, read_reconstruction_images,
+    read_stimuli, read_targets, resolve_image, targets_schema, write_embeddings, write_targets,
 };
 pub use train::{
     CaptionChoice, Pair, Train, TrainParams, TrainReport, caption_selection_accuracy, info_nce,

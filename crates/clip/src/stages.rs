@@ -14,8 +14,8 @@ use crate::error::{ClipError, Result};
 use crate::image::RgbImage;
 use crate::model::model_dir;
 use crate::tables::{
-    EmbeddingKind, EmbeddingRow, Stimulus, Target, read_embeddings, read_stimuli, resolve_image,
-    write_embeddings, write_targets,
+    EmbeddingKind, EmbeddingRow, Stimulus, Target, read_embeddings, read_reconstruction_images,
+    read_stimuli, resolve_image, write_embeddings, write_targets,
 };
 use crate::vectors::read_word_vectors;
 
@@ -94,7 +94,19 @@ impl Stage for Embed {
     const SUMMARY: &'static str = "CLIP embeddings of a study's images and captions";
 
     fn inputs(&self) -> Vec<Port> {
-        study_and_model_inputs()
+        let mut ports = study_and_model_inputs();
+        ports[0] = Port::input("stimuli", ArtifactKind::Table("stimuli"), STIMULI_DOC).optional();
+        ports.push(
+            Port::input(
+                "reconstructions",
+                ArtifactKind::Table("reconstructions"),
+                "instead of stimuli: diffusion.decode's reconstructions, one table or several (their \
+                 PNGs in the `images/` beside each table), embedded for eval.images' CLIP identification",
+            )
+            .optional()
+            .many(),
+        );
+        ports
     }
 
     fn outputs(&self) -> Vec<Port> {
@@ -107,7 +119,20 @@ impl Stage for Embed {
     }
 
     fn run(&self, ctx: &mut Context, p: &EmbedParams) -> Result<(), StageError> {
-        let table = ctx.input("stimuli")?.to_path_buf();
+        let reconstructions: Vec<PathBuf> =
+            ctx.input_list("reconstructions").into_iter().map(Path::to_path_buf).collect();
+        if !reconstructions.is_empty() {
+            if ctx.optional_input("stimuli").is_some() || ctx.optional_input("images").is_some() {
+                return Err(StageError::msg(
+                    "clip.embed: give `stimuli` (and `images`) or `reconstructions`, not both",
+                ));
+            }
+            return embed_reconstructions(ctx, &reconstructions, p);
+        }
+        let table = ctx.input("stimuli").map_err(|_| {
+            StageError::msg("clip.embed needs `stimuli` (a study) or `reconstructions`")
+        })?;
+        let table = table.to_path_buf();
         let stimuli = read_stimuli(&table)?;
         let model = ctx.input("model")?.to_path_buf();
         set_threads(p.threads);
@@ -157,6 +182,52 @@ impl Stage for Embed {
         write_embeddings(&ctx.output("embeddings"), &rows, values, embedder.dim())?;
         Ok(())
     }
+}
+
+/// `clip.embed` on diffusion.decode's reconstructions: one image row per reconstruction, its
+/// `stimulus` the seen image, its `image` the PNG's path as its table gives it (eval.images
+/// matches rows on it; the paths start with the model's name, so tables do not collide).
+fn embed_reconstructions(
+    ctx: &mut Context,
+    tables: &[PathBuf],
+    p: &EmbedParams,
+) -> Result<(), StageError> {
+    let mut rows = Vec::new();
+    let mut files = Vec::new();
+    for table in tables {
+        let dir = table.parent().map_or_else(|| PathBuf::from("images"), |f| f.join("images"));
+        for r in read_reconstruction_images(table)? {
+            let file = dir.join(&r.image);
+            if !file.is_file() {
+                return Err(ClipError::table(
+                    table,
+                    format!("reconstruction `{}` not found in {}", r.image, dir.display()),
+                )
+                .into());
+            }
+            files.push(file);
+            rows.push(r);
+        }
+    }
+    let model = ctx.input("model")?.to_path_buf();
+    set_threads(p.threads);
+    let embedder = load_embedder(ctx, &model, &p.device, p.precision)?;
+    let values = embedder.embed_files(&files, p.batch_size)?;
+    let out: Vec<EmbeddingRow> = rows
+        .iter()
+        .map(|r| EmbeddingRow {
+            stimulus: r.stimulus.clone(),
+            stimulus_id: r.trial,
+            kind: EmbeddingKind::Image,
+            caption_index: None,
+            caption: None,
+            augmentation: None,
+            image: Some(r.image.clone()),
+        })
+        .collect();
+    ctx.note("images", out.len());
+    write_embeddings(&ctx.output("embeddings"), &out, values, embedder.dim())?;
+    Ok(())
 }
 
 /// What `clip.select_captions` writes as each image's regression target.

@@ -19,6 +19,9 @@ pub const EMBEDDINGS_TABLE: TableKind = TableKind::new("embeddings", 1);
 /// `targets.parquet`: one regression target (and class) per stimulus, shared by Brain2Word and
 /// Brain2CLIP training.
 pub const TARGETS_TABLE: TableKind = TableKind::new("targets", 1);
+/// `reconstructions.parquet` (written by `diffusion.decode`): embedded by `clip.embed` for the
+/// CLIP identification of reconstructions.
+pub const RECONSTRUCTIONS_TABLE: TableKind = TableKind::new("reconstructions", 1);
 
 /// One row of a stimuli table.
 #[derive(Clone, Debug, PartialEq)]
@@ -106,6 +109,40 @@ pub fn read_stimuli(path: &Path) -> Result<Vec<Stimulus>> {
                 best_caption: opt_int(best, i),
             });
         }
+    }
+    Ok(out)
+}
+
+/// One row of a `reconstructions/1` table (diffusion.decode's): the seen stimulus and the
+/// reconstruction's PNG, relative to the decoder's `images/` directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReconstructionImage {
+    /// The stimulus the reconstruction is of (the seen image's path in its study).
+    pub stimulus: String,
+    /// The reconstruction's trial.
+    pub trial: i32,
+    /// The PNG, relative to the decoder's `images/` directory.
+    pub image: String,
+}
+
+/// Reads the `stimulus`, `trial` and `image` columns of a `reconstructions/1` table.
+pub fn read_reconstruction_images(path: &Path) -> Result<Vec<ReconstructionImage>> {
+    let (_, batches) = read_table(path, Some(RECONSTRUCTIONS_TABLE))?;
+    let mut out = Vec::new();
+    for batch in &batches {
+        let stimulus = strings(path, batch, "stimulus")?;
+        let trial = ints(path, batch, "trial")?;
+        let image = strings(path, batch, "image")?;
+        for i in 0..batch.num_rows() {
+            out.push(ReconstructionImage {
+                stimulus: stimulus.value(i).to_owned(),
+                trial: trial.value(i),
+                image: image.value(i).to_owned(),
+            });
+        }
+    }
+    if out.is_empty() {
+        return Err(ClipError::table(path, "the reconstructions table is empty"));
     }
     Ok(out)
 }

@@ -300,3 +300,120 @@ fn a_corrupt_image_is_an_error_naming_it() {
     .expect_err("corrupt image");
     assert!(err.to_string().contains("img-00003.png: image: corrupt PNG"), "{err}");
 }
+
+/// Writes a `reconstructions/1` table as diffusion.decode does (rows: stimulus, image) with the
+/// PNGs copied from the study into `images/` beside it.
+fn reconstructions(w: &World, dir: &Path, rows: &[(&str, &str)]) -> PathBuf {
+    use arrow::array::{ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray};
+    use std::sync::Arc;
+    let utf8 = |f: &dyn Fn(&(&str, &str)) -> String| -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(rows.iter().map(f)))
+    };
+    let n = rows.len() as i32;
+    let batch = RecordBatch::try_from_iter(vec![
+        ("model", utf8(&|_| "truth".to_owned())),
+        ("subject", utf8(&|_| "all".to_owned())),
+        ("trial", Arc::new(Int32Array::from_iter_values(0..n)) as ArrayRef),
+        ("stimulus", utf8(&|r| r.0.to_owned())),
+        ("fold", Arc::new(Int32Array::from_iter_values((0..n).map(|_| 0))) as ArrayRef),
+        ("image", utf8(&|r| r.1.to_owned())),
+        ("seed", Arc::new(Int64Array::from_iter_values((0..n).map(i64::from))) as ArrayRef),
+    ])
+    .expect("batch");
+    for (stimulus, image) in rows {
+        let to = dir.join("images").join(image);
+        std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(w.study.join(stimulus), to).expect("copy");
+    }
+    let table = dir.join("reconstructions.parquet");
+    let kind = brainpipe_core::TableKind::new("reconstructions", 1);
+    write_table(&table, kind, &[batch]).expect("table");
+    table
+}
+
+#[test]
+fn embed_reads_diffusion_reconstructions_and_keys_rows_by_their_png() {
+    let w = world();
+    let _turn = one_at_a_time();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let study = small_study(w, 4);
+    let stimuli = read_stimuli(&study.path().join("stimuli.parquet")).expect("stimuli");
+    let seen: Vec<String> = stimuli.iter().map(|s| s.image.clone().expect("image")).collect();
+    // Two decodes (two tables), each "reconstruction" a copy of a seen image.
+    let a = dir.path().join("a");
+    let b = dir.path().join("b");
+    let ta = reconstructions(
+        w,
+        &a,
+        &[(&seen[0], "truth/all/trial-0000.png"), (&seen[1], "truth/all/trial-0001.png")],
+    );
+    let tb = reconstructions(w, &b, &[(&seen[2], "ridge/s1/trial-0000.png")]);
+    let model = w.trained.join("model");
+    let out = dir.path().join("out");
+    run(
+        &Embed,
+        &[("reconstructions#0", &ta), ("reconstructions#1", &tb), ("model", &model)],
+        json!({"device": "cpu"}),
+        &out,
+    );
+    let (rows, values, dim) = read_embeddings(&out.join("embeddings.parquet")).expect("embeddings");
+    let keys: Vec<(&str, Option<&str>)> =
+        rows.iter().map(|r| (r.stimulus.as_str(), r.image.as_deref())).collect();
+    assert_eq!(
+        keys,
+        [
+            (seen[0].as_str(), Some("truth/all/trial-0000.png")),
+            (seen[1].as_str(), Some("truth/all/trial-0001.png")),
+            (seen[2].as_str(), Some("ridge/s1/trial-0000.png")),
+        ]
+    );
+    assert!(rows.iter().all(|r| r.kind == EmbeddingKind::Image));
+    // The same pixels embed to the same vector as the study's own image.
+    let study_out = dir.path().join("study-embed");
+    let images = study.path().join("images");
+    let table = study.path().join("stimuli.parquet");
+    run(
+        &Embed,
+        &[("stimuli", &table), ("images", &images), ("model", &model)],
+        json!({"device": "cpu"}),
+        &study_out,
+    );
+    let (srows, svalues, _) =
+        read_embeddings(&study_out.join("embeddings.parquet")).expect("study");
+    let k = srows.iter().position(|r| r.image.as_deref() == Some(seen[2].as_str())).expect("row");
+    let diff = values[2 * dim..3 * dim]
+        .iter()
+        .zip(&svalues[k * dim..(k + 1) * dim])
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(diff < 1e-5, "a copy of a seen image embeds like it: max diff {diff}");
+
+    // A missing PNG is named; stimuli and reconstructions together are refused.
+    std::fs::remove_file(b.join("images/ridge/s1/trial-0000.png")).expect("rm");
+    let inputs: BTreeMap<String, PathBuf> =
+        [("reconstructions".to_owned(), tb.clone()), ("model".to_owned(), model.clone())].into();
+    let err = run_standalone(
+        &Embed,
+        &inputs,
+        &json!({"device": "cpu"}),
+        &dir.path().join("x"),
+        &BTreeMap::new(),
+    )
+    .expect_err("missing png");
+    assert!(err.to_string().contains("ridge/s1/trial-0000.png"), "{err}");
+    let inputs: BTreeMap<String, PathBuf> = [
+        ("reconstructions".to_owned(), ta),
+        ("stimuli".to_owned(), table),
+        ("model".to_owned(), model),
+    ]
+    .into();
+    let err = run_standalone(
+        &Embed,
+        &inputs,
+        &json!({"device": "cpu"}),
+        &dir.path().join("y"),
+        &BTreeMap::new(),
+    )
+    .expect_err("both");
+    assert!(err.to_string().contains("not both"), "{err}");
+}

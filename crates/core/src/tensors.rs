@@ -26,6 +26,8 @@ const MAX_HEADER_BYTES: u64 = 100 << 20;
 pub enum Dtype {
     /// 32-bit float.
     F32,
+    /// 64-bit float.
+    F64,
     /// bfloat16.
     Bf16,
     /// 16-bit float.
@@ -43,6 +45,7 @@ impl Dtype {
     pub fn name(self) -> &'static str {
         match self {
             Dtype::F32 => "F32",
+            Dtype::F64 => "F64",
             Dtype::Bf16 => "BF16",
             Dtype::F16 => "F16",
             Dtype::I64 => "I64",
@@ -56,7 +59,7 @@ impl Dtype {
         match self {
             Dtype::F32 | Dtype::I32 => 4,
             Dtype::Bf16 | Dtype::F16 => 2,
-            Dtype::I64 => 8,
+            Dtype::I64 | Dtype::F64 => 8,
             Dtype::U8 => 1,
         }
     }
@@ -64,6 +67,7 @@ impl Dtype {
     fn parse(name: &str) -> Option<Self> {
         Some(match name {
             "F32" => Dtype::F32,
+            "F64" => Dtype::F64,
             "BF16" => Dtype::Bf16,
             "F16" => Dtype::F16,
             "I64" => Dtype::I64,
@@ -92,6 +96,22 @@ impl NamedTensor {
     pub fn f32(name: impl Into<String>, shape: Vec<usize>, values: &[f32]) -> Self {
         let data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         NamedTensor { name: name.into(), dtype: Dtype::F32, shape, data }
+    }
+
+    /// An `f64` tensor.
+    pub fn f64(name: impl Into<String>, shape: Vec<usize>, values: &[f64]) -> Self {
+        let data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        NamedTensor { name: name.into(), dtype: Dtype::F64, shape, data }
+    }
+
+    /// The values of an `f64` tensor, or `None` for other types.
+    pub fn to_f64(&self) -> Option<Vec<f64>> {
+        (self.dtype == Dtype::F64).then(|| {
+            self.data
+                .chunks_exact(8)
+                .map(|b| f64::from_le_bytes(b.try_into().expect("chunks of 8")))
+                .collect()
+        })
     }
 
     /// The values of an `f32` tensor, or `None` for other types.

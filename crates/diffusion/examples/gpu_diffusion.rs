@@ -57,10 +57,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .to_kind(Kind::Uint8)
             .to_device(Device::Cpu))
     };
-    run()?;
+    let _warm = run()?;
     let start = Instant::now();
     for _ in 0..repeats {
-        run()?;
+        let _images = run()?;
     }
     let seconds = start.elapsed().as_secs_f64() / repeats as f64;
     println!(

@@ -10,7 +10,25 @@ pub(crate) fn group_norm(p: nn::Path<'_>, groups: i64, channels: i64, eps: f64) 
     nn::group_norm(p, groups, channels, nn::GroupNormConfig { eps, ..Default::default() })
 }
 
-/// `nn.Conv2d(cin, cout, k, stride, padding)` with bias.
+/// PyTorch's default initialisation of `nn.Conv2d` and `nn.Linear` weights (what diffusers
+/// trains from): `kaiming_uniform_(a=√5)`, i.e. U(±1/√fan_in). tch's default (Kaiming with the
+/// ReLU gain) draws √6 ≈ 2.45× larger weights, with which the UNet does not learn at all (its
+/// denoising loss stays at 1.0; `tests/learning.rs`).
+fn torch_weight_init() -> nn::Init {
+    nn::Init::Kaiming {
+        dist: nn::init::NormalOrUniform::Uniform,
+        fan: nn::init::FanInOut::FanIn,
+        non_linearity: nn::init::NonLinearity::ExplicitGain(1.0 / 3f64.sqrt()),
+    }
+}
+
+/// PyTorch's default bias initialisation: U(±1/√fan_in).
+fn torch_bias_init(fan_in: i64) -> nn::Init {
+    let bound = 1.0 / (fan_in as f64).sqrt();
+    nn::Init::Uniform { lo: -bound, up: bound }
+}
+
+/// `nn.Conv2d(cin, cout, k, stride, padding)` with bias, initialised as PyTorch does.
 pub(crate) fn conv2d(
     p: nn::Path<'_>,
     cin: i64,
@@ -19,12 +37,24 @@ pub(crate) fn conv2d(
     stride: i64,
     padding: i64,
 ) -> nn::Conv2D {
-    nn::conv2d(p, cin, cout, k, nn::ConvConfig { stride, padding, ..Default::default() })
+    let config = nn::ConvConfig {
+        stride,
+        padding,
+        ws_init: torch_weight_init(),
+        bs_init: torch_bias_init(cin * k * k),
+        ..Default::default()
+    };
+    nn::conv2d(p, cin, cout, k, config)
 }
 
-/// `nn.Linear(cin, cout, bias)`.
+/// `nn.Linear(cin, cout, bias)`, initialised as PyTorch does.
 pub(crate) fn linear(p: nn::Path<'_>, cin: i64, cout: i64, bias: bool) -> nn::Linear {
-    nn::linear(p, cin, cout, nn::LinearConfig { bias, ..Default::default() })
+    let config = nn::LinearConfig {
+        bias,
+        ws_init: torch_weight_init(),
+        bs_init: Some(torch_bias_init(cin)),
+    };
+    nn::linear(p, cin, cout, config)
 }
 
 /// diffusers' `get_timestep_embedding`: `[N] → [N, dim]` sinusoids, computed in f32 as
@@ -109,10 +139,11 @@ impl ResnetBlock2D {
     }
 
     pub fn forward(&self, x: &Tensor, temb: Option<&Tensor>) -> Tensor {
-        let mut h = x.apply(&self.norm1).silu().apply(&self.conv1);
-        if let (Some(proj), Some(t)) = (&self.time_emb_proj, temb) {
-            h = h + t.silu().apply(proj).unsqueeze(-1).unsqueeze(-1);
-        }
+        let h = x.apply(&self.norm1).silu().apply(&self.conv1);
+        let h = match (&self.time_emb_proj, temb) {
+            (Some(proj), Some(t)) => h + t.silu().apply(proj).unsqueeze(-1).unsqueeze(-1),
+            _ => h,
+        };
         let h = h.apply(&self.norm2).silu().apply(&self.conv2);
         let shortcut = match &self.conv_shortcut {
             Some(conv) => x.apply(conv),

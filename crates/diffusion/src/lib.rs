@@ -62,11 +62,12 @@ pub use scheduler::{
 };
 pub use stages::{
     Decode, DecodeParams, EmbeddingSource, Train, TrainParams, decode_rows, image_path, row_seed,
+    select_predictions,
 };
 pub use tables::{
-    DecodeRow, EMBEDDINGS_TABLE, PREDICTIONS_TABLE, RECONSTRUCTIONS_TABLE, Reconstruction,
-    STIMULI_TABLE, StimulusImage, read_image_embeddings, read_predictions, read_reconstructions,
-    read_stimulus_images, reconstructions_schema, write_reconstructions,
+    DecodeRow, EMBEDDINGS_TABLE, ImageEmbeddings, PREDICTIONS_TABLE, RECONSTRUCTIONS_TABLE,
+    Reconstruction, STIMULI_TABLE, StimulusImage, read_image_embeddings, read_predictions,
+    read_reconstructions, read_stimulus_images, reconstructions_schema, write_reconstructions,
 };
 pub use train::{
     DECODER_SCHEMA, TrainOptions, TrainReport, condition_tokens, decoder_config, decoder_scheduler,

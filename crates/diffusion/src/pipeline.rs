@@ -30,7 +30,7 @@ pub const NORMALIZED_CONDITION: &str = "l2_normalized_times_sqrt_dim";
 #[derive(Debug)]
 pub enum Codec {
     /// Stable Diffusion's VAE: latents = posterior mean (or sample) × `scaling_factor`.
-    Vae(AutoencoderKL),
+    Vae(Box<AutoencoderKL>),
     /// Lossless: `pixel_unshuffle` by the factor (images [-1, 1], 3·F² channels at 1/F the side).
     PixelUnshuffle(i64),
 }
@@ -180,7 +180,7 @@ impl DiffusionPipeline {
             let vae = AutoencoderKL::new(&vae_vs.root(), &vae_config);
             load_weights(&mut vae_vs, &weights_file(&dir.join("vae"))?)?;
             var_stores.push(vae_vs);
-            Codec::Vae(vae)
+            Codec::Vae(Box::new(vae))
         } else {
             Codec::PixelUnshuffle(codec_key.and_then(Codec::parse_pixel).expect("checked above"))
         };
@@ -241,14 +241,17 @@ pub fn denoise(
     } else {
         condition.shallow_clone()
     };
-    let mut x = latents.to_kind(Kind::Float);
+    // The state stays in f32 (f64 when the caller asks for it, as the diffusers parity test
+    // does), whatever precision the UNet runs in.
+    let state_kind = if latents.kind() == Kind::Double { Kind::Double } else { Kind::Float };
+    let mut x = latents.to_kind(state_kind);
     let timesteps = scheduler.timesteps().to_vec();
     tch::no_grad(|| {
         for t in timesteps {
             let input = if guided { Tensor::cat(&[&x, &x], 0) } else { x.shallow_clone() };
             let t_tensor = Tensor::from_slice(&[t]).to_device(x.device());
             let out =
-                unet.forward(&input.to_kind(model_kind), &t_tensor, &context).to_kind(Kind::Float);
+                unet.forward(&input.to_kind(model_kind), &t_tensor, &context).to_kind(state_kind);
             let out = if guided {
                 let parts = out.chunk(2, 0);
                 &parts[0] + (&parts[1] - &parts[0]) * options.guidance_scale

@@ -186,7 +186,7 @@ impl Stage for Train {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EmbeddingSource {
-    /// Each image's own embedding (the ceiling; rows of model `true`).
+    /// Each image's own embedding (the ceiling; rows of model `truth`).
     #[default]
     Own,
     /// Each image decoded from another image's embedding (a cyclic shift: the control; rows of model `shuffled`).
@@ -196,7 +196,7 @@ pub enum EmbeddingSource {
 brainpipe_core::params! {
     /// Params of `diffusion.decode`.
     pub struct DecodeParams {
-        /// With `embeddings` instead of `predictions`: decode each image's `own` embedding (rows of model `true`) or another image's (`shuffled`).
+        /// With `embeddings` instead of `predictions`: decode each image's `own` embedding (rows of model `truth`) or another image's (`shuffled`).
         pub source: EmbeddingSource = EmbeddingSource::Own,
         /// With `embeddings`: which images of the stimuli table (`test`; `all`).
         pub split: String = "test".to_owned(),
@@ -206,6 +206,10 @@ brainpipe_core::params! {
         pub guidance_scale: f64 = 3.0,
         /// `ddim`, `pndm` or `ddpm` (the schedule stays the model's); empty: the model's own scheduler.
         pub scheduler: String = String::new(),
+        /// With `predictions`: decode the mean of each (model, subject, stimulus)'s repeated presentations — as MindEye and Brain-Diffuser decode the averaged test trials — instead of every presentation.
+        pub average_repeats: bool = true,
+        /// With `predictions`: decode only the first N held-out subjects (by name; 0: all), a CPU budget knob.
+        pub subjects: usize = 0,
         /// Seed of every row's initial noise (each row's own seed is derived from it and the row).
         pub seed: u64 = 0,
         /// Rows per denoising batch (results do not depend on it).
@@ -275,7 +279,7 @@ fn embedding_rows(
         ));
     }
     let model = match source {
-        EmbeddingSource::Own => "true",
+        EmbeddingSource::Own => "truth",
         EmbeddingSource::Shuffled => "shuffled",
     };
     let mut out_rows = Vec::with_capacity(picked.len());
@@ -284,7 +288,7 @@ fn embedding_rows(
         let from = match source {
             EmbeddingSource::Own => i,
             // A cyclic shift by half the set: every image gets another image's embedding.
-            EmbeddingSource::Shuffled => picked[(k + picked.len() / 2.max(1)) % picked.len()],
+            EmbeddingSource::Shuffled => picked[(k + (picked.len() / 2).max(1)) % picked.len()],
         };
         out_rows.push(DecodeRow {
             model: model.to_owned(),
@@ -296,6 +300,59 @@ fn embedding_rows(
         out_values.extend_from_slice(&values[from * dim..(from + 1) * dim]);
     }
     Ok((out_rows, out_values, dim))
+}
+
+/// The prediction rows to decode: those of the first `subjects` subjects (0: all), each
+/// (model, subject, stimulus)'s repeats averaged into one row when `average` (its trial and fold
+/// are the first presentation's; rows keep the table's order of first appearance).
+pub fn select_predictions(
+    rows: Vec<DecodeRow>,
+    values: &[f32],
+    dim: usize,
+    average: bool,
+    subjects: usize,
+) -> (Vec<DecodeRow>, Vec<f32>, usize) {
+    let names: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.subject.as_str()).collect();
+    let kept: std::collections::BTreeSet<String> = names
+        .into_iter()
+        .take(if subjects == 0 { usize::MAX } else { subjects })
+        .map(str::to_owned)
+        .collect();
+    let mut groups: Vec<(DecodeRow, Vec<f64>, usize)> = Vec::new();
+    let mut index: BTreeMap<(String, String, String), usize> = BTreeMap::new();
+    for (i, row) in rows.into_iter().enumerate() {
+        if !kept.contains(&row.subject) {
+            continue;
+        }
+        let v = &values[i * dim..(i + 1) * dim];
+        let slot = if average {
+            let key = (row.model.clone(), row.subject.clone(), row.stimulus.clone());
+            match index.get(&key) {
+                Some(&k) => Some(k),
+                None => {
+                    index.insert(key, groups.len());
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        match slot {
+            Some(k) => {
+                let (_, sum, n) = &mut groups[k];
+                sum.iter_mut().zip(v).for_each(|(s, &x)| *s += f64::from(x));
+                *n += 1;
+            }
+            None => groups.push((row, v.iter().map(|&x| f64::from(x)).collect(), 1)),
+        }
+    }
+    let mut out_rows = Vec::with_capacity(groups.len());
+    let mut out_values = Vec::with_capacity(groups.len() * dim);
+    for (row, sum, n) in groups {
+        out_rows.push(row);
+        out_values.extend(sum.iter().map(|s| (s / n as f64) as f32));
+    }
+    (out_rows, out_values, dim)
 }
 
 impl Stage for Decode {
@@ -315,9 +372,10 @@ impl Stage for Decode {
             Port::input(
                 "predictions",
                 ArtifactKind::Table("predictions"),
-                "models.*' predictions: one image per row",
+                "models.*' predictions (one table or several): one image per row, or per averaged stimulus",
             )
-            .optional(),
+            .optional()
+            .many(),
             Port::input(
                 "embeddings",
                 ArtifactKind::Table("embeddings"),
@@ -356,23 +414,40 @@ impl Stage for Decode {
                 DiffusionError::Params("steps and batch_size must be positive".to_owned()).into()
             );
         }
-        let (rows, values, dim) =
-            match (ctx.optional_input("predictions"), ctx.optional_input("embeddings")) {
-                (Some(predictions), None) => read_predictions(predictions)?,
-                (None, Some(embeddings)) => {
-                    let stimuli = ctx.input("stimuli").map_err(|_| {
+        let tables: Vec<PathBuf> =
+            ctx.input_list("predictions").into_iter().map(Path::to_path_buf).collect();
+        let (rows, values, dim) = match (tables.is_empty(), ctx.optional_input("embeddings")) {
+            (false, None) => {
+                let (mut rows, mut values, mut dim) = (Vec::new(), Vec::new(), 0);
+                for table in &tables {
+                    let (r, v, d) = read_predictions(table)?;
+                    if dim != 0 && d != dim {
+                        return Err(DiffusionError::table(
+                            table,
+                            format!("embeddings of width {d}, the first table's are {dim}"),
+                        )
+                        .into());
+                    }
+                    dim = d;
+                    rows.extend(r);
+                    values.extend(v);
+                }
+                select_predictions(rows, &values, dim, p.average_repeats, p.subjects)
+            }
+            (true, Some(embeddings)) => {
+                let stimuli = ctx.input("stimuli").map_err(|_| {
                     StageError::msg(
                         "diffusion.decode: `embeddings` needs `stimuli` (the split of each image)",
                     )
                 })?;
-                    embedding_rows(stimuli, embeddings, &p.split, p.source)?
-                }
-                _ => {
-                    return Err(StageError::msg(
-                        "diffusion.decode: give exactly one of `predictions` and `embeddings`",
-                    ));
-                }
-            };
+                embedding_rows(stimuli, embeddings, &p.split, p.source)?
+            }
+            _ => {
+                return Err(StageError::msg(
+                    "diffusion.decode: give exactly one of `predictions` and `embeddings`",
+                ));
+            }
+        };
         let device = DeviceChoice::parse(&p.device)?.resolve()?;
         ctx.note("device", device_name(device));
         ctx.note("precision", p.precision);

@@ -83,7 +83,7 @@ pub fn read_stimulus_images(path: &Path) -> Result<Vec<StimulusImage>> {
 
 /// Image embeddings (`kind = image` rows of `embeddings/1`): (stimulus id, image path) per row,
 /// the row-major values and their width.
-pub fn read_image_embeddings(path: &Path) -> Result<(Vec<(i32, String)>, Vec<f32>, usize)> {
+pub fn read_image_embeddings(path: &Path) -> Result<ImageEmbeddings> {
     let (_, batches) = read_table(path, Some(EMBEDDINGS_TABLE))?;
     let (mut rows, mut values, mut dim) = (Vec::new(), Vec::new(), 0);
     for batch in &batches {
@@ -109,10 +109,14 @@ pub fn read_image_embeddings(path: &Path) -> Result<(Vec<(i32, String)>, Vec<f32
     Ok((rows, values, dim))
 }
 
+/// Image rows of an embeddings table: (stimulus id, image path) per row, the row-major
+/// embeddings and their width.
+pub type ImageEmbeddings = (Vec<(i32, String)>, Vec<f32>, usize);
+
 /// One decodable row: who predicted which embedding for which trial.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DecodeRow {
-    /// Model name (`ridge`, `base`…, or `true` / `shuffled` for embeddings decoded directly).
+    /// Model name (`ridge`, `base`…, or `truth` / `shuffled` for embeddings decoded directly).
     pub model: String,
     /// Subject of the scan.
     pub subject: String,

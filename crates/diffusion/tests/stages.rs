@@ -11,7 +11,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use brainpipe_core::{
     StageError, TableKind, f32_list_array, f32_list_field, run_standalone, write_table,
 };
-use brainpipe_diffusion::{Decode, Train, read_reconstructions, write_png};
+use brainpipe_diffusion::{Decode, Train, read_png, read_reconstructions, write_png};
 use serde_json::{Value, json};
 use tch::{Device, Kind, Tensor};
 
@@ -123,8 +123,12 @@ fn train_then_decode_writes_pngs_and_the_reconstructions_table_deterministically
             .expect("json");
     assert_eq!(log["report"]["images"], 6, "the train split only");
 
+    // Runs a and b: the same batch size, byte-identical. Run c: another batch size, which changes
+    // LibTorch's CPU kernels' summation order (last-bit differences the sampling loop amplifies),
+    // so it is compared by pixel values, not bytes.
     let mut bytes = Vec::new();
-    for run_name in ["a", "b"] {
+    let mut pixels = Vec::new();
+    for run_name in ["a", "b", "c"] {
         let out = dir.path().join(run_name);
         let inputs = [
             ("model", model.join("decoder")),
@@ -132,20 +136,27 @@ fn train_then_decode_writes_pngs_and_the_reconstructions_table_deterministically
             ("stimuli", dir.path().join("stimuli.parquet")),
         ];
         let params =
-            json!({"steps": 3, "batch_size": if run_name == "a" { 1 } else { 8 }, "device": "cpu"});
+            json!({"steps": 3, "batch_size": if run_name == "c" { 8 } else { 1 }, "device": "cpu"});
         run(&Decode, &inputs, params, &out).expect("diffusion.decode");
         let rows = read_reconstructions(&out.join("reconstructions.parquet")).expect("table");
         assert_eq!(rows.len(), 2, "the two test images");
-        assert_eq!(rows[0].row.model, "true");
+        assert_eq!(rows[0].row.model, "truth");
         assert_eq!(rows[0].row.stimulus, "images/img-00006.png");
-        assert_eq!(rows[1].image, "true/all/trial-0001.png");
+        assert_eq!(rows[1].image, "truth/all/trial-0001.png");
         let png: Vec<Vec<u8>> = rows
             .iter()
             .map(|r| std::fs::read(out.join("images").join(&r.image)).expect("png"))
             .collect();
         bytes.push(png);
+        let decoded: Vec<Tensor> = rows
+            .iter()
+            .map(|r| read_png(&out.join("images").join(&r.image)).expect("decode png"))
+            .collect();
+        pixels.push(Tensor::stack(&decoded, 0));
     }
-    assert_eq!(bytes[0], bytes[1], "same images whatever the batch size");
+    assert_eq!(bytes[0], bytes[1], "same inputs, params and seed: the same bytes");
+    let levels = (&pixels[0] - &pixels[2]).abs().max().double_value(&[]) * 127.5;
+    assert!(levels <= 3.0, "batch size 8 vs 1: {levels} grey levels apart");
 }
 
 #[test]
@@ -244,4 +255,38 @@ fn loader_lists_every_missing_unexpected_and_misshaped_weight() {
     assert!(err.contains("unexpected `extra.weight`"), "{err}");
     assert!(err.contains("`conv_out.bias` has shape [2, 2]"), "{err}");
     assert_eq!(err.lines().count(), 1, "one line: {err}");
+}
+
+#[test]
+fn predictions_are_averaged_over_repeats_per_model_subject_and_stimulus() {
+    use brainpipe_diffusion::{DecodeRow, select_predictions};
+    let row = |model: &str, subject: &str, trial: i32, stimulus: &str| DecodeRow {
+        model: model.to_owned(),
+        subject: subject.to_owned(),
+        trial,
+        stimulus: stimulus.to_owned(),
+        fold: 0,
+    };
+    let rows = vec![
+        row("ridge", "s2", 0, "a.png"),
+        row("ridge", "s1", 0, "a.png"),
+        row("ridge", "s2", 1, "b.png"),
+        row("ridge", "s2", 2, "a.png"),
+        row("base", "s2", 0, "a.png"),
+    ];
+    let values = [1.0f32, 10.0, 2.0, 20.0, 5.0, 50.0, 3.0, 30.0, 7.0, 70.0];
+    let (out, v, dim) = select_predictions(rows.clone(), &values, 2, true, 0);
+    assert_eq!(dim, 2);
+    let names: Vec<(&str, &str, i32)> =
+        out.iter().map(|r| (r.model.as_str(), r.subject.as_str(), r.trial)).collect();
+    assert_eq!(
+        names,
+        [("ridge", "s2", 0), ("ridge", "s1", 0), ("ridge", "s2", 1), ("base", "s2", 0)]
+    );
+    assert_eq!(v, [2.0, 20.0, 2.0, 20.0, 5.0, 50.0, 7.0, 70.0], "ridge/s2/a = mean of 1 and 3");
+    let (out, v, _) = select_predictions(rows.clone(), &values, 2, false, 1);
+    assert_eq!(out.len(), 1, "only the first subject by name (s1), every presentation");
+    assert_eq!(v, [2.0, 20.0]);
+    let (out, _, _) = select_predictions(rows, &values, 2, false, 0);
+    assert_eq!(out.len(), 5);
 }

@@ -27,9 +27,10 @@ pub struct ClipInputs {
     pub trials: Vec<ClipTrial>,
     /// The study's `images` directory (thumbnails); `None`: captions only.
     pub images: Option<PathBuf>,
-    /// Reconstructions per (model, stimulus): PNG files (a diffusion decoder's), shown as one
-    /// more gallery column when present.
-    pub reconstructions: BTreeMap<(String, String), PathBuf>,
+    /// Reconstructions per (model, subject, stimulus): PNG files (a diffusion decoder's), shown
+    /// beside each model's retrieved images; model `truth` (the decoder fed the true embedding)
+    /// gets its own column after the seen image.
+    pub reconstructions: BTreeMap<(String, String, String), PathBuf>,
 }
 
 fn models(rows: &[MetricRow]) -> Vec<String> {
@@ -214,6 +215,32 @@ pub fn section(c: &ClipInputs, oracle: Option<&Oracle>) -> String {
     h
 }
 
+/// The model name of reconstructions decoded from the true embeddings (diffusion.decode's
+/// `source: own`).
+const TRUTH: &str = "truth";
+
+/// Reconstructions of diffusion.decode's `reconstructions/1` tables, keyed (model, subject,
+/// stimulus); each table's PNGs sit in the `images/` directory beside it.
+pub fn read_reconstructions(
+    tables: &[&Path],
+) -> Result<BTreeMap<(String, String, String), PathBuf>> {
+    let mut out = BTreeMap::new();
+    for table in tables {
+        let dir = table.parent().unwrap_or(Path::new(".")).join("images");
+        for r in crate::images::read_reconstructions(table)? {
+            let png = dir.join(&r.image);
+            if !png.is_file() {
+                return Err(EvalError::data(
+                    table,
+                    format!("reconstruction `{}` not found in {}", r.image, dir.display()),
+                ));
+            }
+            out.entry((r.model, r.subject, r.stimulus)).or_insert(png);
+        }
+    }
+    Ok(out)
+}
+
 /// Seen image, then per model its closest test images and chosen caption, for the first
 /// [`GALLERY_IMAGES`] test images (by name) of the first held-out subject.
 fn gallery(h: &mut String, c: &ClipInputs, models: &[String]) {
@@ -221,12 +248,29 @@ fn gallery(h: &mut String, c: &ClipInputs, models: &[String]) {
     let Some(subject) = averaged.iter().map(|t| t.subject.as_str()).min() else { return };
     let stimuli: BTreeSet<&str> =
         averaged.iter().filter(|t| t.subject == subject).map(|t| t.stimulus.as_str()).collect();
+    let truth = |stimulus: &str| {
+        c.reconstructions.get(&(TRUTH.to_owned(), ALL.to_owned(), stimulus.to_owned()))
+    };
+    let has_truth = stimuli.iter().any(|s| truth(s).is_some());
+    let has_reconstructions = !c.reconstructions.is_empty();
     let _ = write!(
         h,
         "<h3>Gallery</h3><p>Held-out subject {}, predictions averaged over repeats: the seen image, \
-         then per model the {GALLERY_RETRIEVED} closest test images (✓ marks the seen one) and the \
-         closest caption.</p><table><tr><th>seen</th>",
-        esc(subject)
+         then per model the {GALLERY_RETRIEVED} closest test images (✓ marks the seen one){} and the \
+         closest caption.{}</p><table><tr><th>seen</th>{}",
+        esc(subject),
+        if has_reconstructions {
+            ", the image the diffusion decoder draws from the prediction (framed)"
+        } else {
+            ""
+        },
+        if has_truth {
+            " <em>decoded from truth</em>: the same decoder fed the seen image's true CLIP \
+             embedding — what a perfect prediction would draw."
+        } else {
+            ""
+        },
+        if has_truth { "<th>decoded from truth</th>" } else { "" }
     );
     for m in models {
         let _ = write!(h, "<th>{}</th>", esc(m));
@@ -235,6 +279,12 @@ fn gallery(h: &mut String, c: &ClipInputs, models: &[String]) {
     let images = c.images.as_deref();
     for stimulus in stimuli.iter().take(GALLERY_IMAGES) {
         let _ = write!(h, "<tr><td>{}</td>", thumbnail(images, stimulus, stimulus));
+        if has_truth {
+            let cell = truth(stimulus).map_or_else(String::new, |png| {
+                thumbnail(png.parent(), &png.to_string_lossy(), "decoded from the true embedding")
+            });
+            let _ = write!(h, "<td>{cell}</td>");
+        }
         for m in models {
             h.push_str("<td style=\"text-align:left\">");
             if let Some(t) = averaged
@@ -246,8 +296,13 @@ fn gallery(h: &mut String, c: &ClipInputs, models: &[String]) {
                     h.push_str(&thumbnail(images, r, &format!("{r}{mark}")));
                     h.push_str(mark);
                 }
-                if let Some(png) = c.reconstructions.get(&(m.clone(), (*stimulus).to_owned())) {
-                    h.push_str(&thumbnail(png.parent(), &png.to_string_lossy(), "reconstruction"));
+                let key = (m.clone(), subject.to_owned(), (*stimulus).to_owned());
+                if let Some(png) = c.reconstructions.get(&key) {
+                    let img = thumbnail(png.parent(), &png.to_string_lossy(), "reconstruction");
+                    let _ = write!(
+                        h,
+                        "<span style=\"outline:2px solid #d62728;display:inline-block\">{img}</span>"
+                    );
                 }
                 let _ = write!(
                     h,
@@ -384,5 +439,48 @@ mod tests {
         ] {
             assert_eq!(base64(input.as_bytes()), want);
         }
+    }
+
+    #[test]
+    fn the_gallery_shows_truth_and_each_model_s_reconstruction_of_the_gallery_subject() {
+        let dir = std::env::temp_dir().join(format!("bp-gallery-{}", std::process::id()));
+        let png = |name: &str| {
+            let path = dir.join(name);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&path, [0x89, b'P', b'N', b'G', 1, 2, 3]).expect("png");
+            path
+        };
+        let trial = |model: &str, subject: &str| ClipTrial {
+            model: model.to_owned(),
+            subject: subject.to_owned(),
+            mode: "averaged".to_owned(),
+            trial: -1,
+            stimulus: "images/a.png".to_owned(),
+            fold: 0,
+            rank_test: 1,
+            rank_all: 1,
+            retrieved: vec!["images/a.png".to_owned()],
+            caption: "a red disc".to_owned(),
+            caption_hit: true,
+        };
+        let key = |m: &str, s: &str| (m.to_owned(), s.to_owned(), "images/a.png".to_owned());
+        let c = ClipInputs {
+            rows: Vec::new(),
+            trials: vec![trial("ridge", "s1"), trial("ridge", "s2")],
+            images: None,
+            reconstructions: BTreeMap::from([
+                (key("truth", ALL), png("truth.png")),
+                (key("ridge", "s1"), png("ridge-s1.png")),
+                (key("ridge", "s2"), png("ridge-s2.png")),
+            ]),
+        };
+        let mut h = String::new();
+        gallery(&mut h, &c, &["ridge".to_owned()]);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(h.contains("<th>decoded from truth</th>"), "{h}");
+        assert_eq!(h.matches("alt=\"decoded from the true embedding\"").count(), 1, "{h}");
+        // The gallery's subject is the first held-out one (s1): one reconstruction of ridge.
+        assert_eq!(h.matches("alt=\"reconstruction\"").count(), 1, "{h}");
+        assert!(h.contains(&base64(&[0x89, b'P', b'N', b'G', 1, 2, 3])));
     }
 }

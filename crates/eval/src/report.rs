@@ -27,7 +27,7 @@ pub struct Report;
 impl Stage for Report {
     type Params = ReportParams;
     const NAME: &'static str = "eval.report";
-    const VERSION: u32 = 4;
+    const VERSION: u32 = 5;
     const SUMMARY: &'static str = "Self-contained HTML report: results table (model × top-1/5/10, pairwise, vs chance and the oracle ceiling), rank histograms, training curves, per-subject scores";
 
     fn inputs(&self) -> Vec<Port> {
@@ -68,6 +68,13 @@ impl Stage for Report {
                 "the study's images directory: gallery thumbnails",
             )
             .optional(),
+            Port::input(
+                "reconstructions",
+                ArtifactKind::Table("reconstructions"),
+                "reconstructions.parquet of diffusion.decode (images/ beside it): the gallery's reconstructions",
+            )
+            .optional()
+            .many(),
         ]
     }
 
@@ -90,11 +97,16 @@ impl Stage for Report {
             None => None,
         };
         let clip = match ctx.optional_input("clip_metrics") {
-            Some(path) => Some(crate::clip_report::read(
-                path,
-                ctx.optional_input("clip_trials"),
-                ctx.optional_input("images"),
-            )?),
+            Some(path) => {
+                let mut c = crate::clip_report::read(
+                    path,
+                    ctx.optional_input("clip_trials"),
+                    ctx.optional_input("images"),
+                )?;
+                c.reconstructions =
+                    crate::clip_report::read_reconstructions(&ctx.input_list("reconstructions"))?;
+                Some(c)
+            }
             None => None,
         };
         let mut html = match (&clip, ctx.optional_input("metrics")) {
