@@ -1,12 +1,14 @@
 //! SSIM at MindEye's 425 × 425 against scikit-image (`bench/ssim.sh` times both in one run; the
-//! figures are in docs/BENCHMARKS.md): one pair at a time (serial), a batch of pairs (rayon over
-//! pairs, the per-pair throughput `eval.images` gets) and the whole per-pair pipeline (resize,
+//! figures are in docs/BENCHMARKS.md): one pair at a time on one thread (`ssim`), one pair with
+//! its row bands over rayon's threads (`ssim_par`), a batch of pairs (rayon over pairs, the
+//! per-pair throughput `eval.images` gets) and the whole per-pair pipeline (resize,
 //! `rgb2gray`, PixCorr, both SSIM variants).
 
 use std::path::Path;
 
 use brainpipe_eval::images::{
     MINDEYE_SIZE, SsimVariant, pair_metrics, read_png, resize_bilinear, rgb2gray, ssim, ssim_many,
+    ssim_par,
 };
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
@@ -28,6 +30,9 @@ fn ssim_425(c: &mut Criterion) {
     for variant in [SsimVariant::Gaussian, SsimVariant::Uniform7] {
         group.bench_function(format!("{}/one_pair_serial", variant.metric()), |bench| {
             bench.iter(|| ssim(&a, &b, s, s, variant).expect("ssim"))
+        });
+        group.bench_function(format!("{}/one_pair_parallel", variant.metric()), |bench| {
+            bench.iter(|| ssim_par(&a, &b, s, s, variant).expect("ssim"))
         });
     }
     let pairs: Vec<(&[f64], &[f64])> = (0..32).map(|_| (a.as_slice(), b.as_slice())).collect();

@@ -23,6 +23,7 @@
 mod gray;
 mod identification;
 mod image;
+mod lanes;
 mod pixcorr;
 mod report;
 mod resize;
@@ -36,7 +37,7 @@ pub use image::{RgbImage, decode_png, read_png};
 pub use pixcorr::pearson;
 pub use report::images_section;
 pub use resize::{resize_bilinear, shorter_side_to};
-pub use ssim::{SsimError, SsimVariant, gaussian_kernel, ssim, ssim_many};
+pub use ssim::{SsimError, SsimVariant, gaussian_kernel, ssim, ssim_many, ssim_par};
 pub use stage::{Images, ImagesParams, Summary, summarise};
 pub use tables::{
     IMAGE_METRICS_TABLE, ImageMetricRow, RECONSTRUCTIONS_TABLE, Reconstruction, read_image_metrics,
