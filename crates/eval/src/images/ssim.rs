@@ -394,7 +394,18 @@ fn horizontal<S: Lanes, const WIN: usize>(
         cols.len().is_multiple_of(S::WIDTH) && maps.iter().all(|v| cols.end + WIN - 1 <= v.len())
     );
     let [vs, vd, vss, vdd] = maps;
-    for c in cols.step_by(S::WIDTH) {
+    // Two vectors of output columns at a time: their taps overlap, so `WIN + S::WIDTH` loads
+    // per map serve both.
+    let mut c = cols.start;
+    while c + 2 * S::WIDTH <= cols.end {
+        // SAFETY: `c + 2·S::WIDTH <= cols.end`, so `c + q + S::WIDTH <= cols.end + WIN − 1 <=
+        // v.len()` for every `q < WIN + S::WIDTH` (asserted above).
+        let ([a0, a1], [b0, b1], [e0, e1], [f0, f1]) =
+            unsafe { (taps2(w, vs, c), taps2(w, vd, c), taps2(w, vss, c), taps2(w, vdd, c)) };
+        sum = sum.add(k.pixel([a0, b0, e0, f0])).add(k.pixel([a1, b1, e1, f1]));
+        c += 2 * S::WIDTH;
+    }
+    for c in (c..cols.end).step_by(S::WIDTH) {
         // SAFETY: `c + t + S::WIDTH <= cols.end + WIN − 1 <= v.len()` (asserted above).
         let tap = |v: &[f64], t: usize| unsafe { S::load_unchecked(v, c + t) };
         let m = [
@@ -406,6 +417,22 @@ fn horizontal<S: Lanes, const WIN: usize>(
         sum = sum.add(k.pixel(m));
     }
     sum
+}
+
+/// The window applied at columns `c` and `c + S::WIDTH` of `v`, from one load of each of the
+/// `WIN + S::WIDTH` taps.
+///
+/// # Safety
+///
+/// `c + WIN − 1 + 2·S::WIDTH <= v.len()`.
+#[inline(always)]
+unsafe fn taps2<S: Lanes, const WIN: usize>(w: &Window<S, WIN>, v: &[f64], c: usize) -> [S; 2] {
+    let mut t = [S::splat(0.0); 11 + 4];
+    for (q, tq) in t[..WIN + S::WIDTH].iter_mut().enumerate() {
+        // SAFETY: `c + q + S::WIDTH <= c + WIN − 1 + 2·S::WIDTH <= v.len()` (the contract).
+        *tq = unsafe { S::load_unchecked(v, c + q) };
+    }
+    [w.apply(|k| t[k]), w.apply(|k| t[k + S::WIDTH])]
 }
 
 /// SSIM's constants in lanes.
