@@ -3,10 +3,11 @@
 //! alone would use 2-lane SSE2 without FMA), a plain array elsewhere, and a one-lane type for the
 //! columns left over. The kernel is written once, generic over [`Lanes`].
 //!
-//! Measured at 425² on the 2-core build machine (docs/BENCHMARKS.md): the same kernel left to the
-//! auto-vectoriser (array and slice loops) ran 3.0–10 ms per pair depending on how the loops were
-//! phrased — small changes made LLVM spill the accumulators or vectorise across the wrong axis —
-//! so the lanes are explicit.
+//! Why explicit lanes (measured at 425² on the 2-core build machine, docs/BENCHMARKS.md): the
+//! best phrasing of the kernel for the auto-vectoriser ran as fast as these lanes did before the
+//! last refinements (3.26 against 3.21 ms of CPU per pair), but nearby phrasings of the same loops
+//! ran 5–10.7 ms (LLVM spilled the accumulators or vectorised across the wrong axis), and the
+//! refinements (unchecked loads, two output vectors per load of the taps) need the control.
 
 /// `WIDTH` `f64` lanes and the arithmetic the SSIM kernel needs.
 pub(super) trait Lanes: Copy {

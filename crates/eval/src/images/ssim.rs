@@ -243,7 +243,7 @@ fn band_sum_with<S: Lanes>(
 /// One band. SSIM needs five local moments; with `s = x + y` and `d = x − y` four filtered maps
 /// give them all (`μx² + μy² = (μs² + μd²)/2`, `2μxμy = (μs² − μd²)/2`, and the same for the
 /// second moments), one fewer than x, y, x², y², xy. The maps' products are formed once per
-/// image pixel; the vertical pass runs `STEP_ROWS` output rows at a time over every column, the
+/// pixel of the band's image rows; the vertical pass runs `STEP_ROWS` output rows at a time over every column, the
 /// horizontal one over the kept columns, and the SSIM map is summed as it is formed. Both passes
 /// fold the symmetric window (11 taps: 5 additions and 6 multiplications).
 #[inline(always)]
