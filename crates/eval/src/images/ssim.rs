@@ -17,8 +17,8 @@
 //! symmetric taps folded, the SSIM map summed as it is formed, in bands of rows that
 //! [`ssim_par`] spreads over threads. Four lanes at a time: AVX2 + FMA where the CPU has them
 //! (detected at run time), a portable array elsewhere (`lanes.rs`). The result differs from
-//! scikit-image's by rounding only (≈ 1e-15 on the fixtures) and does not depend on the thread
-//! count; FMA and non-FMA machines can differ in the last bits.
+//! scikit-image's by rounding only (the parity tests hold it within 1e-12) and does not depend on
+//! the thread count; FMA and non-FMA machines can differ in the last bits.
 
 use std::cell::RefCell;
 use std::ops::Range;
