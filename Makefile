@@ -23,7 +23,7 @@ TORCH_STAMP := $(TORCH_VENV)/.brainpipe-torch-2.11.0
 REF_STAMP   := $(REF_VENV)/.brainpipe-refenv-2
 BIN         := $(CARGO_TARGET_DIR)/$(PROFILE)/brainpipe
 
-.PHONY: all demo test build lint fmt bench doctor venv refenv clean-cache help
+.PHONY: all demo test build lint fmt bench fuzz doctor venv refenv clean-cache help
 
 all: build
 
@@ -32,6 +32,7 @@ help:
 	@echo "make test    unit + integration tests (creates the venvs when missing)"
 	@echo "make lint    cargo fmt --check and clippy -D warnings"
 	@echo "make bench   benchmarks under bench/ (results in bench/out/)"
+	@echo "make fuzz    build the cargo-fuzz targets (nightly) and run each FUZZ_SECONDS (600) from fuzz/corpus"
 
 venv: $(TORCH_STAMP)
 $(TORCH_STAMP):
@@ -74,6 +75,11 @@ lint: venv
 
 bench: venv refenv
 	bash bench/run.sh
+
+# cargo-fuzz targets of fuzz/ (its own workspace; target dir and found corpus under CACHE_HOME).
+FUZZ_SECONDS ?= 600
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) CACHE_HOME=$(CACHE_HOME) bash fuzz/smoke.sh
 
 clean-cache:
 	rm -rf pipelines/.brainpipe

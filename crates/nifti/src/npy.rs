@@ -26,14 +26,15 @@ pub struct NpyHeader {
 }
 
 impl NpyHeader {
-    /// Number of elements.
+    /// Number of elements (`usize::MAX` when the shape's product overflows, which
+    /// [`parse_npy_header`] refuses).
     pub fn count(&self) -> usize {
-        self.shape.iter().product()
+        self.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).unwrap_or(usize::MAX)
     }
 
     /// The data bytes of `bytes` (the whole file), checked to hold every element.
     pub fn data<'a>(&self, bytes: &'a [u8]) -> Result<&'a [u8], String> {
-        let need = self.count() * self.width;
+        let need = self.count().checked_mul(self.width).ok_or_else(|| self.too_large())?;
         let data = bytes.get(self.data_start..).unwrap_or_default();
         if data.len() < need {
             return Err(format!(
@@ -44,6 +45,13 @@ impl NpyHeader {
             ));
         }
         Ok(&data[..need])
+    }
+
+    fn too_large(&self) -> String {
+        format!(
+            "shape {:?} of dtype `{}` claims more bytes than can be addressed",
+            self.shape, self.descr
+        )
     }
 
     /// The elements as `i64`, file order; for integer (and bool) types only.
@@ -124,7 +132,11 @@ pub fn parse_npy_header(bytes: &[u8]) -> Result<NpyHeader, String> {
         .and_then(|h| std::str::from_utf8(h).ok())
         .ok_or("truncated or non-text header")?;
     let descr = dict_value(header, "descr").ok_or("header has no `descr`")?;
-    let quote = descr.chars().next().ok_or("empty `descr`")?;
+    let quote = descr
+        .chars()
+        .next()
+        .filter(|c| matches!(c, '\'' | '"'))
+        .ok_or("`descr` is not a quoted string")?;
     let descr = descr[1..].split(quote).next().unwrap_or("").to_owned();
     let mut chars = descr.chars();
     let little_endian = match chars.next() {
@@ -147,7 +159,7 @@ pub fn parse_npy_header(bytes: &[u8]) -> Result<NpyHeader, String> {
         .filter(|s| !s.is_empty())
         .map(|s| s.parse::<usize>().map_err(|_| format!("bad shape {shape_text}")))
         .collect::<Result<_, _>>()?;
-    Ok(NpyHeader {
+    let header = NpyHeader {
         descr,
         kind,
         width,
@@ -155,7 +167,13 @@ pub fn parse_npy_header(bytes: &[u8]) -> Result<NpyHeader, String> {
         fortran_order: fortran.starts_with("True"),
         shape,
         data_start: start + header_len,
-    })
+    };
+    // Every size computed from the header (elements, data bytes) must fit a usize.
+    let bytes = header.shape.iter().try_fold(width, |n, &d| n.checked_mul(d));
+    if bytes.is_none() {
+        return Err(header.too_large());
+    }
+    Ok(header)
 }
 
 /// The text after `'key':` in a Python dict literal, up to the end of the header.
@@ -209,11 +227,23 @@ mod tests {
 
     #[test]
     fn malformed_headers_say_what_is_wrong() {
-        let cases: [(Vec<u8>, &str); 4] = [
+        let cases: [(Vec<u8>, &str); 7] = [
             (b"PK\x03\x04 not numpy".to_vec(), "magic"),
             (npy_bytes("i4", false, &[1], &[0; 4]), "no byte order"),
             (npy_bytes("<i4", false, &[3], &[0; 5]), "truncated: 5 data bytes"),
             (npy_bytes("<U7", false, &[1], &[0; 28]), "not an integer type"),
+            // Sizes that overflowed usize (found by fuzz/, target npy), and a `descr` whose
+            // first character, taken as its quote, was multi-byte and sliced mid-character.
+            (
+                npy_bytes("<f4", false, &[1 << 32, 1 << 32, 1 << 32], &[]),
+                "claims more bytes than can be addressed",
+            ),
+            (npy_bytes("<i18446744073709551615", false, &[2], &[]), "claims more bytes"),
+            (
+                b"\x93NUMPY\x01\x00\x37\x00{'descr': \xc3\xa9<f4, 'fortran_order': False, 'shape': (1,)}"
+                    .to_vec(),
+                "`descr` is not a quoted string",
+            ),
         ];
         for (bytes, expect) in cases {
             let err = parse_npy_header(&bytes).and_then(|h| h.integers(&bytes)).expect_err(expect);

@@ -1,0 +1,166 @@
+"""Writes the committed seed corpus of the fuzz targets (fuzz/corpus/<target>/).
+
+usage: $BRAINPIPE_REF_PYTHON fuzz/make_corpus.py     (the peers venv: nibabel, numpy)
+
+Valid files as nibabel and NumPy write them (NIfTI-1 and NIfTI-2, both byte orders, gzip, an
+extension, .hdr/.img pairs; .npy versions 1-3), the project's own MNI mask and CLIP fixture, and
+the hostile cases the readers must refuse (tests/malformed.rs, issue 15). Each seed is small: the
+fuzzer mutates bytes, and a short input runs fast. Deterministic: rerunning rewrites the same bytes.
+"""
+import gzip
+import io
+import os
+import shutil
+import struct
+import sys
+import tempfile
+
+import nibabel as nib
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CORPUS = os.path.join(ROOT, "fuzz", "corpus")
+AFFINE = np.array([[-2.0, 0, 0, 90], [0, 2.0, 0, -126], [0, 0, 2.0, -72], [0, 0, 0, 1]])
+rng = np.random.default_rng(15)
+seeds = {"nifti_header": {}, "nifti_stream": {}, "npy": {}}
+
+
+def gz(data):
+    # mtime 0: the same bytes on every run.
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", mtime=0, compresslevel=6) as f:
+        f.write(data)
+    return out.getvalue()
+
+
+def nifti_bytes(img, ext=".nii"):
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "x" + ext)
+        nib.save(img, path)
+        if ext in (".nii", ".nii.gz"):
+            with open(path, "rb") as f:
+                return f.read()
+        base = path[: -len(ext)]
+        gzs = ".gz" if ext.endswith(".gz") else ""
+        with open(base + ".hdr" + gzs, "rb") as h, open(base + ".img" + gzs, "rb") as i:
+            return h.read(), i.read()
+
+
+def single(name, data):
+    """A single-file seed: raw for nifti_header, mode byte 0 for nifti_stream."""
+    seeds["nifti_header"][name] = data
+    seeds["nifti_stream"][name] = b"\x00" + data
+
+
+def pair(name, hdr, img, by_img=False):
+    seeds["nifti_stream"][name] = bytes([3 if by_img else 1]) + struct.pack("<H", len(hdr)) + hdr + img
+
+
+def patched(data, at, new):
+    return data[:at] + new + data[at + len(new):]
+
+
+# Valid NIfTI: datatypes, byte orders, versions, scaling, gzip, an extension.
+arr = rng.integers(-300, 300, (3, 2, 2, 2)).astype("i2")
+img = nib.Nifti1Image(arr, AFFINE)
+img.header.set_slope_inter(0.5, -3.0)
+n1_i16 = nifti_bytes(img)
+single("n1-le-i16-scaled.nii", n1_i16)
+hdr = nib.Nifti1Header().as_byteswapped(">")
+be = nib.Nifti1Image(rng.normal(size=(2, 3, 2)).astype(">f4"), AFFINE, header=hdr)
+single("n1-be-f32.nii", nifti_bytes(be))
+single("n1-u8.nii.gz", gz(nifti_bytes(nib.Nifti1Image(rng.integers(0, 255, (4, 3, 2)).astype("u1"), AFFINE))))
+for dtype in ["i1", "u2", "i4", "u4", "i8", "u8", "f8"]:
+    data = (rng.normal(0, 50, (2, 2, 2)) if dtype == "f8" else rng.integers(0, 100, (2, 2, 2))).astype(dtype)
+    single(f"n1-{dtype}.nii", nifti_bytes(nib.Nifti1Image(data, AFFINE, dtype=dtype)))
+q = nib.Nifti1Image(rng.normal(size=(2, 2, 3)).astype("f4"), None)
+q.header.set_qform(np.array([[0, -1.5, 0, 4], [2, 0, 0, -5], [0, 0, -2.5, 6], [0, 0, 0, 1]]), 1)
+q.header.set_sform(None, 0)
+single("n1-qform-only.nii", nifti_bytes(q))
+ext = nib.Nifti1Image(np.arange(8, dtype="i2").reshape(2, 2, 2), AFFINE)
+ext.header.extensions.append(nib.nifti1.Nifti1Extension("comment", b"seed with an extension"))
+single("n1-extension.nii", nifti_bytes(ext))
+n2 = nib.Nifti2Image(rng.normal(size=(3, 2, 2, 2)).astype("f8"), AFFINE)
+single("n2-le-f64.nii", nifti_bytes(n2))
+hdr2 = nib.Nifti2Header().as_byteswapped(">")
+n2be = nib.Nifti2Image(rng.integers(-9, 9, (2, 2, 2)).astype(">i4"), AFFINE, header=hdr2)
+single("n2-be-i32.nii.gz", gz(nifti_bytes(n2be)))
+with open(os.path.join(ROOT, "data", "mni", "MNI152_T1_3mm_brain_mask.nii.gz"), "rb") as f:
+    single("mni-3mm-mask.nii.gz", f.read())
+
+# Pairs (nifti_stream only: the in-memory reader refuses them).
+h, i = nifti_bytes(nib.Nifti1Pair(arr, AFFINE), ".img")
+pair("n1-pair.hdr", h, i)
+pair("n1-pair-by-img", h, i, by_img=True)
+h, i = nifti_bytes(nib.Nifti2Pair(arr, AFFINE), ".img")
+pair("n2-pair.hdr", h, i)
+pair("n1-pair-gz-img", nifti_bytes(nib.Nifti1Pair(arr, AFFINE), ".img")[0], gz(i))
+pair("n1-pair-missing-img", nifti_bytes(nib.Nifti1Pair(arr, AFFINE), ".img")[0], b"")
+
+# Hostile NIfTI (tests/malformed.rs and issue 15.3).
+dims = lambda *d: b"".join(struct.pack("<h", x) for x in d)
+single("bad-truncated.nii.gz", gz(n1_i16)[:-40])
+single("bad-short-data.nii", n1_i16[:-10])
+single("bad-offset-past-end.nii", patched(n1_i16, 108, struct.pack("<f", 100000.0)))
+single("bad-offset-in-header.nii", patched(patched(n1_i16, 108, struct.pack("<f", 100.0)), 344, b"ni1\0"))
+single("bad-dim0.nii", patched(n1_i16, 40, dims(8)))
+single("bad-negative-dim.nii", patched(n1_i16, 44, dims(-3)))
+single("bad-datatype.nii", patched(n1_i16, 70, dims(999)))
+single("bad-nan-slope.nii", patched(n1_i16, 112, struct.pack("<f", float("nan"))))
+single("bad-magic.nii", patched(n1_i16, 344, b"xx1\0"))
+single("bad-claims-1024-pow-4.nii.gz", gz(patched(n1_i16, 40, dims(4, 1024, 1024, 1024, 1024, 1, 1, 1))))
+single("bad-vast-dims.nii", patched(n1_i16, 40, dims(7, *[32767] * 7)))
+single("bad-empty-volumes.nii", patched(n1_i16, 40, dims(4, 0, 2, 2, 32767, 1, 1, 1)))
+
+# .npy: as NumPy writes them, then hostile headers.
+def npy(array, version=None):
+    out = io.BytesIO()
+    if version is None:
+        np.save(out, array)
+    else:
+        np.lib.format.write_array(out, array, version=version)
+    return out.getvalue()
+
+
+def raw_npy(header, data):
+    """A version-1 .npy with `header` as its dict text, padded as NumPy pads."""
+    text = header.encode()
+    text += b" " * (-(10 + len(text) + 1) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text + data
+
+
+N = seeds["npy"]
+N["f4-2x3.npy"] = npy(rng.normal(size=(2, 3)).astype("<f4"))
+N["be-i2.npy"] = npy(np.array([-2, 300, 7], dtype=">i2"))
+N["bool.npy"] = npy(np.array([True, False, True]))
+N["u8-fortran.npy"] = npy(np.asfortranarray(np.arange(6, dtype="<u8").reshape(2, 3)))
+N["f8-scalar.npy"] = npy(np.float64(2.5))
+N["i4-empty.npy"] = npy(np.zeros((0, 3), dtype="<i4"))
+N["v2.npy"] = npy(np.arange(4, dtype="<i8"), version=(2, 0))
+N["v3.npy"] = npy(np.arange(3, dtype=">f8"), version=(3, 0))
+N["unicode.npy"] = npy(np.array(["ab", "cde"]))
+with open(os.path.join(ROOT, "tests", "fixtures", "clip", "tiny", "image_embeds.npy"), "rb") as f:
+    N["clip-tiny-image-embeds.npy"] = f.read()
+good = N["be-i2.npy"]
+N["bad-no-magic.npy"] = b"PK\x03\x04" + good[4:]
+N["bad-truncated-data.npy"] = good[:-3]
+N["bad-header-len.npy"] = good[:8] + b"\xff\xff" + good[10:]
+N["bad-no-byte-order.npy"] = good.replace(b"'>i2'", b"'i2' ")
+N["bad-shape.npy"] = good.replace(b"(3,)", b"(x,)")
+N["bad-overflowing-shape.npy"] = raw_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296, 4294967296), }", b"")
+N["bad-zero-width.npy"] = raw_npy("{'descr': '<f0', 'fortran_order': False, 'shape': (3,), }", b"")
+N["bad-huge-width.npy"] = raw_npy("{'descr': '<i18446744073709551615', 'fortran_order': False, 'shape': (2,), }", b"")
+N["bad-non-ascii-descr.npy"] = raw_npy("{'descr': '\u00e9<f4', 'fortran_order': False, 'shape': (1,), }", b"\0" * 4)
+N["bad-no-shape.npy"] = raw_npy("{'descr': '<f4', 'fortran_order': False}", b"\0" * 4)
+
+total = 0
+for target, files in seeds.items():
+    d = os.path.join(CORPUS, target)
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    for name, data in sorted(files.items()):
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(data)
+        total += len(data)
+    print(f"{target}: {len(files)} seeds")
+print(f"{total} bytes in all")
