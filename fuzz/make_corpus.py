@@ -110,7 +110,7 @@ single("bad-nan-slope.nii", patched(n1_i16, 112, struct.pack("<f", float("nan"))
 single("bad-magic.nii", patched(n1_i16, 344, b"xx1\0"))
 single("bad-claims-1024-pow-4.nii.gz", gz(patched(n1_i16, 40, dims(4, 1024, 1024, 1024, 1024, 1, 1, 1))))
 single("bad-vast-dims.nii", patched(n1_i16, 40, dims(7, *[32767] * 7)))
-single("bad-empty-volumes.nii", patched(n1_i16, 40, dims(4, 0, 2, 2, 32767, 1, 1, 1)))
+single("bad-empty-volumes.nii", patched(n1_i16, 40, dims(7, 0, 2, 2, 32767, 32767, 32767, 1)))
 
 # .npy: as NumPy writes them, then hostile headers.
 def npy(array, version=None):

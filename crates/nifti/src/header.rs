@@ -264,6 +264,11 @@ fn check_dims(path: &Path, raw: &[i64; 8]) -> Result<Vec<usize>, NiftiError> {
         if d < 0 {
             return Err(bad(format!("dim[{i}] is negative ({d})")));
         }
+        // As the writer and the `nifti` crate: a 0 leaves no voxel, and a file of empty volumes
+        // would stream as many of them as its other dims claim (trillions, from 400 bytes).
+        if d == 0 {
+            return Err(bad(format!("dim[{i}] is 0: every used dimension needs at least 1 voxel")));
+        }
         dims.push(usize::try_from(d).map_err(|_| bad(format!("dim[{i}] too large")))?);
     }
     // Every size computed from the dims (values, bytes of the widest datatype) must fit a usize:

@@ -161,3 +161,18 @@ fn dims_beyond_addressable_memory_are_refused() {
     patch(&p, 40, &dims);
     fails_with(&p, "claim more data than can be addressed");
 }
+
+#[test]
+fn a_zero_dimension_is_refused_not_streamed_as_empty_volumes() {
+    // Seen while writing fuzz/, confirmed by its nifti_stream target (a libFuzzer timeout):
+    // dims [0, 2, 2, 32767, 32767, 32767, 1] made readers return 32767³ empty volumes one by
+    // one, a hang on a 400-byte file.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = valid(dir.path(), "empty.nii", false);
+    let dims: Vec<u8> =
+        [7i16, 0, 2, 2, 32767, 32767, 32767, 1].iter().flat_map(|d| d.to_le_bytes()).collect();
+    patch(&p, 40, &dims);
+    let err = VolumeReader::open(&p).err().expect("refused at open").to_string();
+    assert!(err.contains("dim[1] is 0"), "{err}");
+    fails_with(&p, "dim[1] is 0: every used dimension needs at least 1 voxel");
+}
