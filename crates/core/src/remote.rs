@@ -247,7 +247,13 @@ impl DynStage for RemoteStage {
             command.env(WORKER_THREADS_ENV, self.threads.to_string());
         }
         for port in &self.inputs {
-            if let Some(path) = ctx.optional_input(port.name) {
+            if port.many {
+                // Every artifact of a list input, as `port#i` (a plain `port` would carry one).
+                for (i, path) in ctx.input_list(port.name).into_iter().enumerate() {
+                    let key = crate::stage::list_input_key(port.name, i);
+                    command.arg("--in").arg(format!("{key}={}", path.display()));
+                }
+            } else if let Some(path) = ctx.optional_input(port.name) {
                 command.arg("--in").arg(format!("{}={}", port.name, path.display()));
             }
         }

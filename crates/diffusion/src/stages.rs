@@ -10,7 +10,7 @@ use tch::{Device, Kind, Tensor};
 use crate::error::{DiffusionError, Result};
 use crate::images::{read_png, resolve_image, write_png};
 use crate::pipeline::{DiffusionPipeline, SampleOptions, denoise};
-use crate::scheduler::SchedulerKind;
+use crate::scheduler::{PredictionType, SchedulerKind};
 use crate::tables::{
     DecodeRow, Reconstruction, read_image_embeddings, read_predictions, read_stimulus_images,
     write_reconstructions,
@@ -28,10 +28,12 @@ brainpipe_core::params! {
     pub struct TrainParams {
         /// Which images of the stimuli table to train on (`train`; `all` for every image).
         pub split: String = "train".to_owned(),
-        /// Pixel-unshuffle factor: 64² RGB images become 16² latents of 48 channels (lossless).
-        pub codec_factor: i64 = 4,
+        /// Side the decoder learns and draws images at: the study's images are area-averaged down to it (it must divide their side; 0: as they are). 32 keeps a 2-core CPU within the demo budget.
+        pub image_size: i64 = 32,
+        /// Pixel-unshuffle factor: 32² RGB images become 16² latents of 12 channels (lossless).
+        pub codec_factor: i64 = 2,
         /// Width of each UNet level (one level per entry; each but the last halves the side).
-        pub channels: Vec<i64> = vec![64, 128],
+        pub channels: Vec<i64> = vec![32, 64],
         /// ResNet blocks per down level (up levels: one more), as diffusers' `layers_per_block`.
         pub layers_per_block: i64 = 1,
         /// Attention heads (diffusers' `attention_head_dim` in SD 1.x configs).
@@ -39,7 +41,7 @@ brainpipe_core::params! {
         /// Optimiser steps (sized to the demo's CPU budget, see docs/DIFFUSION.md).
         pub steps: usize = 300,
         /// Images per step.
-        pub batch_size: usize = 32,
+        pub batch_size: usize = 16,
         /// Peak learning rate (Adam; linear warm-up over 5 % of the steps, cosine decay).
         pub learning_rate: f64 = 2e-3,
         /// Fraction of conditions replaced by zeros, for classifier-free guidance (sd-image-variations and SD: 10 %).
@@ -48,8 +50,13 @@ brainpipe_core::params! {
         pub num_train_timesteps: i64 = 1000,
         /// Seed of initialisation and every random draw.
         pub seed: u64 = 0,
+        /// `epsilon` (SD 1.x) or `v_prediction` (SD 2.x; on a short CPU budget it learns faster).
+        pub prediction_type: PredictionType = PredictionType::VPrediction,
         /// `auto` (CUDA when present), `cpu`, `cuda`, `cuda:N`.
         pub device: String = "auto".to_owned(),
+        /// CPU threads for LibTorch (0: the worker's share of the cores). Float reductions split
+        /// by thread count, so a fixed number makes CPU bytes the same whatever `--jobs` gives.
+        pub threads: i32 = 0,
     }
 }
 
@@ -102,6 +109,28 @@ fn training_set(
     Ok((Tensor::stack(&pictures, 0), embeddings, names))
 }
 
+/// Sets LibTorch's CPU threads when a stage's `threads` param asks for a number.
+fn set_threads(threads: i32) {
+    if threads > 0 {
+        tch::set_num_threads(threads);
+    }
+}
+
+/// `images` (`[N, 3, S, S]`) area-averaged down to `size` (0 or `S`: unchanged).
+fn downsample(images: Tensor, size: i64) -> Result<Tensor> {
+    let side = images.size()[2];
+    if size == 0 || size == side {
+        return Ok(images);
+    }
+    if size < 0 || size > side || side % size != 0 {
+        return Err(DiffusionError::Params(format!(
+            "image_size {size} must divide the images' side {side}"
+        )));
+    }
+    let k = side / size;
+    Ok(images.avg_pool2d([k, k], [k, k], [0, 0], false, true, None::<i64>))
+}
+
 impl Stage for Train {
     type Params = TrainParams;
     const NAME: &'static str = "diffusion.train";
@@ -146,12 +175,14 @@ impl Stage for Train {
             )
             .into());
         }
+        set_threads(p.threads);
         let device = DeviceChoice::parse(&p.device)?.resolve()?;
         ctx.note("device", device_name(device));
         let stimuli = ctx.input("stimuli")?.to_path_buf();
         let embeddings = ctx.input("embeddings")?.to_path_buf();
         let (images, conditions, _) =
             training_set(&stimuli, ctx.optional_input("images"), &embeddings, &p.split)?;
+        let images = downsample(images, p.image_size)?;
         let options = TrainOptions {
             codec_factor: p.codec_factor,
             channels: p.channels.clone(),
@@ -163,6 +194,7 @@ impl Stage for Train {
             condition_dropout: p.condition_dropout,
             num_train_timesteps: p.num_train_timesteps,
             seed: p.seed,
+            prediction_type: p.prediction_type,
         };
         let bar = ctx.progress(p.steps as u64, "diffusion");
         let (vs, config, scheduler, report) =
@@ -200,10 +232,10 @@ brainpipe_core::params! {
         pub source: EmbeddingSource = EmbeddingSource::Own,
         /// With `embeddings`: which images of the stimuli table (`test`; `all`).
         pub split: String = "test".to_owned(),
-        /// Denoising steps.
-        pub steps: usize = 25,
-        /// Classifier-free guidance scale (1: unguided).
-        pub guidance_scale: f64 = 3.0,
+        /// Denoising steps (DDIM with trailing spacing: 10 draw the in-pipeline decoder's images as well as 25, measured in docs/DIFFUSION.md).
+        pub steps: usize = 10,
+        /// Classifier-free guidance scale (1: unguided; the in-pipeline decoder is best at 1.5–3, measured in docs/DIFFUSION.md).
+        pub guidance_scale: f64 = 2.0,
         /// `ddim`, `pndm` or `ddpm` (the schedule stays the model's); empty: the model's own scheduler.
         pub scheduler: String = String::new(),
         /// With `predictions`: decode the mean of each (model, subject, stimulus)'s repeated presentations — as MindEye and Brain-Diffuser decode the averaged test trials — instead of every presentation.
@@ -218,6 +250,9 @@ brainpipe_core::params! {
         pub device: String = "auto".to_owned(),
         /// `fp32` or `bf16` (bf16 is for GPUs; CPU determinism and parity are in fp32).
         pub precision: Precision = Precision::Fp32,
+        /// CPU threads for LibTorch (0: the worker's share of the cores). Float reductions split
+        /// by thread count, so a fixed number makes CPU bytes the same whatever `--jobs` gives.
+        pub threads: i32 = 0,
     }
 }
 
@@ -448,6 +483,7 @@ impl Stage for Decode {
                 ));
             }
         };
+        set_threads(p.threads);
         let device = DeviceChoice::parse(&p.device)?.resolve()?;
         ctx.note("device", device_name(device));
         ctx.note("precision", p.precision);

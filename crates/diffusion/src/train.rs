@@ -16,7 +16,9 @@ use crate::error::{DiffusionError, Result};
 use crate::pipeline::{
     CODEC_KEY, CONDITION_KEY, MODEL_INDEX_FILE, NORMALIZED_CONDITION, SCHEDULER_FILE,
 };
-use crate::scheduler::{BetaSchedule, Scheduler, SchedulerConfig, SchedulerKind, TimestepSpacing};
+use crate::scheduler::{
+    BetaSchedule, PredictionType, Scheduler, SchedulerConfig, SchedulerKind, TimestepSpacing,
+};
 use crate::unet::{PerBlock, UNet2DConditionModel, UNetConfig};
 use crate::weights::{save_model_dir, write_json};
 
@@ -55,6 +57,8 @@ pub struct TrainOptions {
     pub num_train_timesteps: i64,
     /// Seed of initialisation and every random draw.
     pub seed: u64,
+    /// What the UNet predicts: ε (Stable Diffusion 1.x) or v (SD 2.x; learns faster here).
+    pub prediction_type: PredictionType,
 }
 
 /// What training measured.
@@ -101,6 +105,7 @@ pub fn decoder_scheduler(options: &TrainOptions) -> SchedulerConfig {
         clip_sample: true,
         set_alpha_to_one: true,
         timestep_spacing: TimestepSpacing::Trailing,
+        prediction_type: options.prediction_type,
         ..SchedulerConfig::new(SchedulerKind::Ddim)
     }
 }

@@ -14,8 +14,8 @@ use std::process::Command;
 
 use brainpipe_core::{NamedTensor, read_safetensors, write_safetensors};
 use brainpipe_diffusion::{
-    DiffusionPipeline, SampleOptions, TrainOptions, condition_tokens, denoise, save_decoder,
-    train_decoder,
+    DiffusionPipeline, PredictionType, SampleOptions, TrainOptions, condition_tokens, denoise,
+    save_decoder, train_decoder,
 };
 use tch::{Device, Kind, Tensor};
 
@@ -57,6 +57,7 @@ fn diffusers_loads_and_samples_the_trained_decoder_as_we_do() {
         condition_dropout: 0.1,
         num_train_timesteps: 1000,
         seed: 0,
+        prediction_type: PredictionType::Epsilon,
     };
     let (vs, config, scheduler, report) =
         train_decoder(&images, &embeddings, &options, Device::Cpu, |_| {}).expect("train");

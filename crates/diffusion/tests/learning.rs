@@ -2,7 +2,7 @@
 //! the loss of predicting no noise (1.0, the noise's variance). With tch's default (ReLU-gain) initialisation
 //! it stayed at 0.99; with PyTorch's it reaches 0.54 (measured), as diffusers' own UNet does (0.41).
 
-use brainpipe_diffusion::{TrainOptions, train_decoder};
+use brainpipe_diffusion::{PredictionType, TrainOptions, train_decoder};
 use tch::{Device, Kind, Tensor};
 
 fn options(steps: usize) -> TrainOptions {
@@ -17,6 +17,7 @@ fn options(steps: usize) -> TrainOptions {
         condition_dropout: 0.1,
         num_train_timesteps: 1000,
         seed: 0,
+        prediction_type: PredictionType::Epsilon,
     }
 }
 

@@ -100,7 +100,7 @@ fn train(dir: &Path, out: &Path) {
         ("images", dir.join("images")),
         ("embeddings", dir.join("embeddings.parquet")),
     ];
-    let params = json!({"codec_factor": 2, "channels": [16, 32], "heads": 2, "steps": 4, "batch_size": 4, "device": "cpu"});
+    let params = json!({"image_size": 0, "codec_factor": 2, "channels": [16, 32], "heads": 2, "steps": 4, "batch_size": 4, "device": "cpu"});
     run(&Train, &inputs, params, out).expect("diffusion.train");
 }
 

@@ -27,7 +27,7 @@ pub struct ClipInputs {
     pub trials: Vec<ClipTrial>,
     /// The study's `images` directory (thumbnails); `None`: captions only.
     pub images: Option<PathBuf>,
-    /// Reconstructions per (model, subject, stimulus): PNG files (a diffusion decoder's), shown
+    /// Reconstructions per (model, subject, stimulus file name): PNG files (a diffusion decoder's), shown
     /// beside each model's retrieved images; model `truth` (the decoder fed the true embedding)
     /// gets its own column after the seen image.
     pub reconstructions: BTreeMap<(String, String, String), PathBuf>,
@@ -219,8 +219,15 @@ pub fn section(c: &ClipInputs, oracle: Option<&Oracle>) -> String {
 /// `source: own`).
 const TRUTH: &str = "truth";
 
+/// A stimulus's file name: scans name an image by it, stimuli tables by its path.
+fn file_name(stimulus: &str) -> String {
+    Path::new(stimulus)
+        .file_name()
+        .map_or_else(|| stimulus.to_owned(), |n| n.to_string_lossy().into_owned())
+}
+
 /// Reconstructions of diffusion.decode's `reconstructions/1` tables, keyed (model, subject,
-/// stimulus); each table's PNGs sit in the `images/` directory beside it.
+/// stimulus file name); each table's PNGs sit in the `images/` directory beside it.
 pub fn read_reconstructions(
     tables: &[&Path],
 ) -> Result<BTreeMap<(String, String, String), PathBuf>> {
@@ -235,7 +242,7 @@ pub fn read_reconstructions(
                     format!("reconstruction `{}` not found in {}", r.image, dir.display()),
                 ));
             }
-            out.entry((r.model, r.subject, r.stimulus)).or_insert(png);
+            out.entry((r.model, r.subject, file_name(&r.stimulus))).or_insert(png);
         }
     }
     Ok(out)
@@ -249,7 +256,7 @@ fn gallery(h: &mut String, c: &ClipInputs, models: &[String]) {
     let stimuli: BTreeSet<&str> =
         averaged.iter().filter(|t| t.subject == subject).map(|t| t.stimulus.as_str()).collect();
     let truth = |stimulus: &str| {
-        c.reconstructions.get(&(TRUTH.to_owned(), ALL.to_owned(), stimulus.to_owned()))
+        c.reconstructions.get(&(TRUTH.to_owned(), ALL.to_owned(), file_name(stimulus)))
     };
     let has_truth = stimuli.iter().any(|s| truth(s).is_some());
     let has_reconstructions = !c.reconstructions.is_empty();
@@ -296,7 +303,7 @@ fn gallery(h: &mut String, c: &ClipInputs, models: &[String]) {
                     h.push_str(&thumbnail(images, r, &format!("{r}{mark}")));
                     h.push_str(mark);
                 }
-                let key = (m.clone(), subject.to_owned(), (*stimulus).to_owned());
+                let key = (m.clone(), subject.to_owned(), file_name(stimulus));
                 if let Some(png) = c.reconstructions.get(&key) {
                     let img = thumbnail(png.parent(), &png.to_string_lossy(), "reconstruction");
                     let _ = write!(
@@ -463,7 +470,7 @@ mod tests {
             caption: "a red disc".to_owned(),
             caption_hit: true,
         };
-        let key = |m: &str, s: &str| (m.to_owned(), s.to_owned(), "images/a.png".to_owned());
+        let key = |m: &str, s: &str| (m.to_owned(), s.to_owned(), "a.png".to_owned());
         let c = ClipInputs {
             rows: Vec::new(),
             trials: vec![trial("ridge", "s1"), trial("ridge", "s2")],

@@ -274,7 +274,14 @@ impl Features {
             }
             recon.insert(key, v);
         }
-        let seen = s.into_iter().map(|(stimulus, _, v)| (stimulus, v)).collect();
+        let mut seen = HashMap::new();
+        for (stimulus, _, v) in s {
+            // Also by file name: scans name an image stimulus by it (the events' trial_type).
+            if let Some(name) = Path::new(&stimulus).file_name() {
+                seen.entry(name.to_string_lossy().into_owned()).or_insert_with(|| v.clone());
+            }
+            seen.insert(stimulus, v);
+        }
         Ok(Features {
             dim: rdim,
             recon,

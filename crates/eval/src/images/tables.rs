@@ -159,7 +159,8 @@ pub fn read_reconstructions(path: &Path) -> Result<Vec<Reconstruction>> {
     Ok(out)
 }
 
-/// A study's stimuli: name (word, else image path, else id) and id → image path as written.
+/// A study's stimuli: name (word, else image path, else id), id and image file name → image path
+/// as written.
 pub(crate) fn read_stimulus_images(path: &Path) -> Result<HashMap<String, String>> {
     let (_, batches) = read_table(path, Some(STIMULI_TABLE))?;
     let mut out = HashMap::new();
@@ -175,6 +176,10 @@ pub(crate) fn read_stimulus_images(path: &Path) -> Result<HashMap<String, String
                 let name = words[i].clone().unwrap_or_else(|| image.clone());
                 out.insert(name, image.clone());
                 out.entry(ids[i].to_string()).or_insert_with(|| image.clone());
+                // Scans name their stimulus by the image's file name (the events' trial_type).
+                if let Some(file) = Path::new(image).file_name() {
+                    out.entry(file.to_string_lossy().into_owned()).or_insert_with(|| image.clone());
+                }
             }
         }
     }
