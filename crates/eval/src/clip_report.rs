@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use crate::clip_tables::ClipTrial;
 use crate::error::{EvalError, Result};
+use crate::images::tables::file_name;
 use crate::report::{Oracle, bar_chart, esc, pct};
 use crate::tables::MetricRow;
 use crate::words::ALL;
@@ -218,13 +219,6 @@ pub fn section(c: &ClipInputs, oracle: Option<&Oracle>) -> String {
 /// The model name of reconstructions decoded from the true embeddings (diffusion.decode's
 /// `source: own`).
 const TRUTH: &str = "truth";
-
-/// A stimulus's file name: scans name an image by it, stimuli tables by its path.
-fn file_name(stimulus: &str) -> String {
-    Path::new(stimulus)
-        .file_name()
-        .map_or_else(|| stimulus.to_owned(), |n| n.to_string_lossy().into_owned())
-}
 
 /// Reconstructions of diffusion.decode's `reconstructions/1` tables, keyed (model, subject,
 /// stimulus file name); each table's PNGs sit in the `images/` directory beside it.

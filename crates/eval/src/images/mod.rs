@@ -29,7 +29,7 @@ mod report;
 mod resize;
 mod ssim;
 mod stage;
-mod tables;
+pub(crate) mod tables;
 
 pub use gray::{RGB2GRAY, rgb2gray};
 pub use identification::two_way;

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use super::image::{RgbImage, read_png};
 use super::tables::{
-    ImageMetricRow, Reconstruction, read_image_features, read_reconstructions,
+    ImageMetricRow, Reconstruction, file_name, read_image_features, read_reconstructions,
     read_stimulus_images, write_image_metrics,
 };
 use super::{pair_metrics, resize_bilinear, two_way};
@@ -277,9 +277,7 @@ impl Features {
         let mut seen = HashMap::new();
         for (stimulus, _, v) in s {
             // Also by file name: scans name an image stimulus by it (the events' trial_type).
-            if let Some(name) = Path::new(&stimulus).file_name() {
-                seen.entry(name.to_string_lossy().into_owned()).or_insert_with(|| v.clone());
-            }
+            seen.entry(file_name(&stimulus)).or_insert_with(|| v.clone());
             seen.insert(stimulus, v);
         }
         Ok(Features {

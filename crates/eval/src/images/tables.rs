@@ -159,6 +159,14 @@ pub fn read_reconstructions(path: &Path) -> Result<Vec<Reconstruction>> {
     Ok(out)
 }
 
+/// A stimulus's file name: scans name an image stimulus by it (the events' trial_type), stimuli
+/// tables by its path.
+pub(crate) fn file_name(stimulus: &str) -> String {
+    Path::new(stimulus)
+        .file_name()
+        .map_or_else(|| stimulus.to_owned(), |n| n.to_string_lossy().into_owned())
+}
+
 /// A study's stimuli: name (word, else image path, else id), id and image file name → image path
 /// as written.
 pub(crate) fn read_stimulus_images(path: &Path) -> Result<HashMap<String, String>> {
@@ -177,9 +185,7 @@ pub(crate) fn read_stimulus_images(path: &Path) -> Result<HashMap<String, String
                 out.insert(name, image.clone());
                 out.entry(ids[i].to_string()).or_insert_with(|| image.clone());
                 // Scans name their stimulus by the image's file name (the events' trial_type).
-                if let Some(file) = Path::new(image).file_name() {
-                    out.entry(file.to_string_lossy().into_owned()).or_insert_with(|| image.clone());
-                }
+                out.entry(file_name(image)).or_insert_with(|| image.clone());
             }
         }
     }
