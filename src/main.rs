@@ -184,7 +184,11 @@ fn stages(worker_threads: usize) -> Stages {
             tools.extend(catalogue.tools.into_iter().filter(|(k, _)| k != "brainpipe"));
             for info in catalogue.stages {
                 if registry.get(&info.name).is_none() {
-                    let stage = RemoteStage::with_threads(info, &path, worker_threads);
+                    let declared = brainpipe_params::canonical(&info.name);
+                    let mut stage = RemoteStage::with_threads(info, &path, worker_threads);
+                    if let Some(canonical) = declared {
+                        stage = stage.with_declared_params(canonical);
+                    }
                     registry.register(Arc::new(stage));
                 }
             }

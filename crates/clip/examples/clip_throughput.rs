@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use brainpipe_clip::{ClipConfig, LoadedClip};
-use brainpipe_tensor::{DeviceChoice, device_name};
+use brainpipe_tensor::{DeviceChoice, PrecisionExt, ResolveDevice, device_name};
 use tch::{Device, Kind, Tensor};
 
 fn arg(args: &[String], name: &str, default: &str) -> String {

@@ -3,7 +3,8 @@
 //! each; `SAVE_MODEL=DIR` keeps the last model.
 use std::collections::BTreeMap;
 
-use brainpipe_clip::{CaptionChoice, ClipConfig, TrainParams, pairs, read_stimuli, train};
+use brainpipe_artifacts::read_stimuli;
+use brainpipe_clip::{CaptionChoice, ClipConfig, TrainParams, pairs, train};
 use tch::Device;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -5,6 +5,7 @@
 //! `CLIPTextConfig`/`CLIPVisionConfig`'s defaults) and the config this crate writes loads in
 //! `transformers.CLIPModel.from_pretrained`.
 
+use brainpipe_core::IoContext;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -234,11 +235,11 @@ impl ClipConfig {
     }
 
     /// The names [`ClipConfig::preset`] knows.
-    pub const PRESETS: [&'static str; 4] = ["vit-b-32", "vit-b-16", "vit-l-14", "small"];
+    pub const PRESETS: [&'static str; 4] = brainpipe_params::clip::PRESETS;
 
     /// Reads a Hugging Face `config.json` (of a `CLIPModel`).
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| ClipError::io(path, e))?;
+        let text = std::fs::read_to_string(path).at(path)?;
         let value: Value =
             serde_json::from_str(&text).map_err(|e| ClipError::config(path, e.to_string()))?;
         Self::from_json(&value).map_err(|message| ClipError::config(path, message))

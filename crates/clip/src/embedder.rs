@@ -12,6 +12,7 @@ use crate::model::LoadedClip;
 /// The number type the model computes in (`bf16`: the whole model in bfloat16, embeddings back
 /// as f32; `tf32`: f32 with TF32 matmuls while the embedder lives).
 pub use brainpipe_tensor::Precision;
+use brainpipe_tensor::PrecisionExt;
 
 /// A loaded model ready to embed: tokenizer, preprocessing, device and precision.
 pub struct Embedder {

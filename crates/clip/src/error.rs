@@ -4,14 +4,6 @@ use std::path::{Path, PathBuf};
 /// it concerns, when there is one.
 #[derive(Debug, thiserror::Error)]
 pub enum ClipError {
-    /// An operating-system error on a file or directory.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
-    },
     /// An image that cannot be decoded, or whose format is not supported.
     #[error("{}: image: {message}", path.display())]
     Image {
@@ -75,11 +67,6 @@ pub enum ClipError {
 }
 
 impl ClipError {
-    /// An [`ClipError::Io`] for `path`.
-    pub(crate) fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
-        ClipError::Io { path: path.as_ref().to_path_buf(), source }
-    }
-
     /// An [`ClipError::Image`] for `path`.
     pub(crate) fn image(path: impl AsRef<Path>, message: impl Into<String>) -> Self {
         ClipError::Image { path: path.as_ref().to_path_buf(), message: message.into() }

@@ -8,7 +8,8 @@
 //! `u8` after the horizontal and after the vertical pass. Because the integer arithmetic is the
 //! same, the pixels come out identical to Pillow's; the tests hold them to 1e-6.
 
-use std::path::Path;
+use brainpipe_core::IoContext;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
@@ -46,7 +47,7 @@ impl RgbImage {
     /// white, as transformers' `convert_to_rgb` does) or baseline/progressive JPEG (greyscale,
     /// YCbCr, CMYK → RGB). Anything else is an error naming the file.
     pub fn open(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| ClipError::io(path, e))?;
+        let bytes = std::fs::read(path).at(path)?;
         Self::decode(&bytes, path)
     }
 
@@ -63,7 +64,7 @@ impl RgbImage {
 
     /// Writes the image as an 8-bit RGB PNG.
     pub fn save_png(&self, path: &Path) -> Result<()> {
-        let file = std::fs::File::create(path).map_err(|e| ClipError::io(path, e))?;
+        let file = std::fs::File::create(path).at(path)?;
         let png_error = |e: png::EncodingError| ClipError::image(path, e.to_string());
         let (w, h) = (dimension(self.width, path)?, dimension(self.height, path)?);
         let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), w, h);
@@ -278,7 +279,7 @@ impl Preprocessor {
 
     /// Reads a Hugging Face `preprocessor_config.json`; keys it lacks keep `self`'s values.
     pub fn with_file(mut self, path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| ClipError::io(path, e))?;
+        let text = std::fs::read_to_string(path).at(path)?;
         let json: Value =
             serde_json::from_str(&text).map_err(|e| ClipError::config(path, e.to_string()))?;
         let bad = |key: &str| ClipError::config(path, format!("`{key}` is not understood"));
@@ -367,6 +368,35 @@ impl Preprocessor {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// Where an image of a stimuli table lives: paths are relative to the study's output directory
+/// (`images/img-00000.png`), so they resolve against the `images` port's parent, the `images`
+/// directory itself, or the stimuli table's folder — the first that exists.
+pub fn resolve_image(relative: &str, images_dir: Option<&Path>, stimuli: &Path) -> Result<PathBuf> {
+    let given = Path::new(relative);
+    if given.is_absolute() {
+        return Ok(given.to_path_buf());
+    }
+    let mut candidates = Vec::new();
+    if let Some(dir) = images_dir {
+        if let Some(parent) = dir.parent() {
+            candidates.push(parent.join(given));
+        }
+        candidates.push(dir.join(given));
+        if let Some(name) = given.file_name() {
+            candidates.push(dir.join(name));
+        }
+    }
+    if let Some(folder) = stimuli.parent() {
+        candidates.push(folder.join(given));
+    }
+    candidates.iter().find(|c| c.is_file()).cloned().ok_or_else(|| {
+        ClipError::image(
+            candidates.first().map_or(given, PathBuf::as_path),
+            "not found (image of the stimuli table)",
+        )
+    })
 }
 
 #[cfg(test)]

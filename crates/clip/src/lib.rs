@@ -34,10 +34,8 @@ mod error;
 mod image;
 mod model;
 mod stages;
-mod tables;
 mod tokenizer;
 mod train;
-mod vectors;
 
 use std::sync::Arc;
 
@@ -49,20 +47,14 @@ pub use stages::{
     Augment, AugmentParams, Embed, EmbedParams, SelectCaptions, SelectParams, TargetSource, Words,
     best_caption_accuracy, select_captions,
 };
-pub use tables::{
-    EMBEDDINGS_TABLE, EmbeddingKind, EmbeddingRow, RECONSTRUCTIONS_TABLE, ReconstructionImage,
-    STIMULI_TABLE, Stimulus, TARGETS_TABLE, Target, read_embeddings, read_reconstruction_images,
-    read_stimuli, read_targets, resolve_image, targets_schema, write_embeddings, write_targets,
-};
 pub use train::{
     CaptionChoice, Pair, Train, TrainParams, TrainReport, caption_selection_accuracy, info_nce,
     pairs, train,
 };
-pub use vectors::{WordVectors, read_word_vectors};
 
 pub use config::{Activation, ClipConfig, TextConfig, VisionConfig};
 pub use error::{ClipError, Result};
-pub use image::{CLIP_MEAN, CLIP_STD, Preprocessor, RgbImage};
+pub use image::{CLIP_MEAN, CLIP_STD, Preprocessor, RgbImage, resolve_image};
 pub use model::{
     CLIP_SCHEMA, CONFIG_FILE, ClipModel, LoadedClip, PREPROCESSOR_FILE, WEIGHTS_FILE, model_dir,
 };

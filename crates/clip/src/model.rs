@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use brainpipe_core::{Dtype, NamedTensor, read_safetensors};
+use brainpipe_core::{Dtype, IoContext, NamedTensor, read_safetensors};
 use brainpipe_tensor::{save_var_store, weight_mismatches};
 use tch::nn::{self, Init};
 use tch::{Device, Kind, Tensor};
@@ -458,7 +458,7 @@ impl LoadedClip {
     /// its tokenizer ([`Tokenizer::save`]: `vocab.json`, `merges.txt`, `tokenizer_config.json`,
     /// `special_tokens_map.json`, `model_max_length` the model's context length).
     pub fn save(&self, dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|e| ClipError::io(dir, e))?;
+        std::fs::create_dir_all(dir).at(dir)?;
         let hf = self.model.config.to_hf_json();
         save_var_store(&self.vs, &dir.join(WEIGHTS_FILE), CLIP_SCHEMA, &hf)?;
         write_json(&dir.join(CONFIG_FILE), &hf)?;
@@ -478,7 +478,7 @@ impl LoadedClip {
 fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
     let text =
         serde_json::to_string_pretty(value).map_err(|e| ClipError::config(path, e.to_string()))?;
-    std::fs::write(path, text + "\n").map_err(|e| ClipError::io(path, e))
+    Ok(std::fs::write(path, text + "\n").at(path)?)
 }
 
 /// The values of a float tensor as `f32` (F32, F16 and BF16 are widened exactly).

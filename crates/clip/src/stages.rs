@@ -3,21 +3,22 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use brainpipe_core::{ArtifactKind, Context, Port, Stage, StageError};
-use brainpipe_tensor::{DeviceChoice, device_name};
+use brainpipe_core::{ArtifactKind, Context, IoContext, Port, Stage, StageError};
+use brainpipe_tensor::{DeviceChoice, ResolveDevice, device_name};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+
+pub use brainpipe_params::clip::{AugmentParams, EmbedParams, SelectParams, TargetSource};
 
 use crate::augment::Augmentation;
 use crate::embedder::{Embedder, Precision, closest};
 use crate::error::{ClipError, Result};
-use crate::image::RgbImage;
+use crate::image::{RgbImage, resolve_image};
 use crate::model::model_dir;
-use crate::tables::{
+use brainpipe_artifacts::{
     EmbeddingKind, EmbeddingRow, Stimulus, Target, read_embeddings, read_reconstruction_images,
-    read_stimuli, resolve_image, write_embeddings, write_targets,
+    read_stimuli, read_word_vectors, write_embeddings, write_targets,
 };
-use crate::vectors::read_word_vectors;
 
 const STIMULI_DOC: &str =
     "stimuli table (ingest.synthetic or a real study): images and captions, or words";
@@ -29,7 +30,7 @@ const MODEL_DOC: &str = "a Hugging Face CLIP directory (config.json + model.safe
 /// The inputs of the stages that embed a study's images with a model.
 fn study_and_model_inputs() -> Vec<Port> {
     vec![
-        Port::input("stimuli", ArtifactKind::Table("stimuli"), STIMULI_DOC),
+        Port::input("stimuli", ArtifactKind::table(brainpipe_artifacts::STIMULI), STIMULI_DOC),
         Port::input("images", ArtifactKind::Directory, IMAGES_DOC).optional(),
         Port::input("model", ArtifactKind::Directory, MODEL_DOC),
     ]
@@ -38,11 +39,11 @@ fn study_and_model_inputs() -> Vec<Port> {
 fn load_embedder(
     ctx: &mut Context,
     model: &Path,
-    device: &str,
+    device: DeviceChoice,
     precision: Precision,
 ) -> Result<Embedder> {
-    let device = DeviceChoice::parse(device)?.resolve()?;
-    ctx.note("device", device_name(device));
+    let device = device.resolve()?;
+    ctx.set_device(device_name(device));
     ctx.note("precision", precision);
     Embedder::load(&model_dir(model), device, precision)
 }
@@ -59,21 +60,6 @@ fn image_paths(
         .filter_map(|(i, s)| s.image.as_deref().map(|img| (i, img)))
         .map(|(i, img)| resolve_image(img, images_dir, table).map(|p| (i, p)))
         .collect()
-}
-
-brainpipe_core::params! {
-    /// Params of `clip.embed`.
-    pub struct EmbedParams {
-        /// Images or captions per forward pass.
-        pub batch_size: usize = 256,
-        /// `auto` (CUDA when present), `cpu`, `cuda`, `cuda:N`.
-        pub device: String = "auto".to_owned(),
-        /// `fp32`, `tf32` or `bf16` (tf32 and bf16 are for GPUs; parity is tested in fp32).
-        pub precision: Precision = Precision::Fp32,
-        /// CPU threads for LibTorch (0: the worker's share of the cores). Float reductions split
-        /// by thread count, so 1 makes CPU bytes the same whatever `--jobs` gives the worker.
-        pub threads: i32 = 0,
-    }
 }
 
 /// Sets LibTorch's CPU threads when a stage's `threads` param asks for a number.
@@ -113,7 +99,7 @@ impl Stage for Embed {
         vec![Port::output(
             "embeddings",
             "embeddings.parquet",
-            ArtifactKind::Table("embeddings"),
+            ArtifactKind::table(brainpipe_artifacts::EMBEDDINGS),
             "one row per image and per caption: stimulus, kind, caption index, embedding (not normalised)",
         )]
     }
@@ -136,7 +122,7 @@ impl Stage for Embed {
         let stimuli = read_stimuli(&table)?;
         let model = ctx.input("model")?.to_path_buf();
         set_threads(p.threads);
-        let embedder = load_embedder(ctx, &model, &p.device, p.precision)?;
+        let embedder = load_embedder(ctx, &model, p.device, p.precision)?;
         let images = image_paths(&stimuli, ctx.optional_input("images"), &table)?;
         let files: Vec<PathBuf> = images.iter().map(|(_, path)| path.clone()).collect();
         let image_embeddings = embedder.embed_files(&files, p.batch_size)?;
@@ -211,7 +197,7 @@ fn embed_reconstructions(
     }
     let model = ctx.input("model")?.to_path_buf();
     set_threads(p.threads);
-    let embedder = load_embedder(ctx, &model, &p.device, p.precision)?;
+    let embedder = load_embedder(ctx, &model, p.device, p.precision)?;
     let values = embedder.embed_files(&files, p.batch_size)?;
     let out: Vec<EmbeddingRow> = rows
         .iter()
@@ -230,25 +216,6 @@ fn embed_reconstructions(
     Ok(())
 }
 
-/// What `clip.select_captions` writes as each image's regression target.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TargetSource {
-    /// The chosen caption's text embedding (Brain2CLIP decodes towards it).
-    #[default]
-    Caption,
-    /// The image embedding itself.
-    Image,
-}
-
-brainpipe_core::params! {
-    /// Params of `clip.select_captions`.
-    pub struct SelectParams {
-        /// `caption`: the target is the chosen caption's embedding; `image`: the image's embedding.
-        pub target: TargetSource = TargetSource::Caption,
-    }
-}
-
 /// `clip.select_captions`: per image, the caption closest (cosine) to the image.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SelectCaptions;
@@ -264,12 +231,12 @@ impl Stage for SelectCaptions {
         vec![
             Port::input(
                 "embeddings",
-                ArtifactKind::Table("embeddings"),
+                ArtifactKind::table(brainpipe_artifacts::EMBEDDINGS),
                 "clip.embed's image and caption embeddings",
             ),
             Port::input(
                 "stimuli",
-                ArtifactKind::Table("stimuli"),
+                ArtifactKind::table(brainpipe_artifacts::STIMULI),
                 "when given, the recorded best captions are scored",
             )
             .optional(),
@@ -280,7 +247,7 @@ impl Stage for SelectCaptions {
         vec![Port::output(
             "targets",
             "targets.parquet",
-            ArtifactKind::Table("targets"),
+            ArtifactKind::table(brainpipe_artifacts::TARGETS),
             "stimulus, class, target embedding, chosen caption, its index and cosine similarity",
         )]
     }
@@ -288,7 +255,7 @@ impl Stage for SelectCaptions {
     fn run(&self, ctx: &mut Context, p: &SelectParams) -> Result<(), StageError> {
         let path = ctx.input("embeddings")?.to_path_buf();
         // Cosines of stored embeddings: plain arithmetic, no LibTorch.
-        ctx.note("device", "cpu");
+        ctx.set_device("cpu");
         let (rows, values, dim) = read_embeddings(&path)?;
         let targets = select_captions(&rows, &values, dim, p.target);
         if targets.is_empty() {
@@ -360,37 +327,6 @@ pub fn best_caption_accuracy(targets: &[Target], stimuli: &[Stimulus]) -> (f64, 
     (hits as f64 / n, scored, chance / n)
 }
 
-brainpipe_core::params! {
-    /// Params of `clip.augment` (Brain2CLIP: each image ×4 with flip, crop, brightness, contrast, blur).
-    pub struct AugmentParams {
-        /// Augmented copies per image.
-        pub copies: u32 = 4,
-        /// Seed: the same seed gives the same images.
-        pub seed: u64 = 7,
-        /// Probability of a horizontal flip.
-        pub flip_probability: f64 = 0.5,
-        /// Smallest fraction of the area a random crop keeps (1: no cropping).
-        pub min_crop_area: f64 = 0.6,
-        /// Brightness factor drawn from 1 ± this.
-        pub brightness: f64 = 0.2,
-        /// Contrast factor drawn from 1 ± this.
-        pub contrast: f64 = 0.2,
-        /// Probability of a Gaussian blur.
-        pub blur_probability: f64 = 0.5,
-        /// Largest blur σ in pixels.
-        pub max_blur_sigma: f64 = 1.5,
-        /// Images per forward pass.
-        pub batch_size: usize = 256,
-        /// `auto`, `cpu`, `cuda`, `cuda:N`.
-        pub device: String = "auto".to_owned(),
-        /// `fp32`, `tf32` or `bf16`.
-        pub precision: Precision = Precision::Fp32,
-        /// CPU threads for LibTorch (0: the worker's share of the cores). Float reductions split
-        /// by thread count, so 1 makes CPU bytes the same whatever `--jobs` gives the worker.
-        pub threads: i32 = 0,
-    }
-}
-
 /// `clip.augment`: augmented copies of every image and their embeddings.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Augment;
@@ -416,7 +352,7 @@ impl Stage for Augment {
             Port::output(
                 "embeddings",
                 "augmented.parquet",
-                ArtifactKind::Table("embeddings"),
+                ArtifactKind::table(brainpipe_artifacts::EMBEDDINGS),
                 "kind `augmented`: stimulus, copy index, image path (relative to this directory), embedding",
             ),
         ]
@@ -427,7 +363,7 @@ impl Stage for Augment {
         let stimuli = read_stimuli(&table)?;
         let model = ctx.input("model")?.to_path_buf();
         set_threads(p.threads);
-        let embedder = load_embedder(ctx, &model, &p.device, p.precision)?;
+        let embedder = load_embedder(ctx, &model, p.device, p.precision)?;
         let augmentation = Augmentation {
             flip_probability: p.flip_probability,
             min_crop_area: p.min_crop_area,
@@ -437,7 +373,7 @@ impl Stage for Augment {
             max_blur_sigma: p.max_blur_sigma,
         };
         let out_dir = ctx.output("images");
-        std::fs::create_dir_all(&out_dir).map_err(|e| ClipError::io(&out_dir, e))?;
+        std::fs::create_dir_all(&out_dir).at(&out_dir)?;
         let mut rows = Vec::new();
         let mut values = Vec::new();
         for (i, path) in image_paths(&stimuli, ctx.optional_input("images"), &table)? {
@@ -490,7 +426,7 @@ impl Stage for Words {
     fn inputs(&self) -> Vec<Port> {
         vec![
             Port::input("vectors", ArtifactKind::File, "GloVe text, Pereira-style .mat (`words`, `data`) or Parquet (`word`, `vector`)"),
-            Port::input("stimuli", ArtifactKind::Table("stimuli"), "when given, one target per word stimulus, class = its id; else every word of the file, class = its row")
+            Port::input("stimuli", ArtifactKind::table(brainpipe_artifacts::STIMULI), "when given, one target per word stimulus, class = its id; else every word of the file, class = its row")
                 .optional(),
         ]
     }
@@ -499,14 +435,14 @@ impl Stage for Words {
         vec![Port::output(
             "targets",
             "targets.parquet",
-            ArtifactKind::Table("targets"),
+            ArtifactKind::table(brainpipe_artifacts::TARGETS),
             "stimulus (word), class, target vector",
         )]
     }
 
     fn run(&self, ctx: &mut Context, _: &brainpipe_core::NoParams) -> Result<(), StageError> {
         let path = ctx.input("vectors")?.to_path_buf();
-        ctx.note("device", "cpu");
+        ctx.set_device("cpu");
         let vectors = read_word_vectors(&path)?;
         let targets = match ctx.optional_input("stimuli").map(Path::to_path_buf) {
             None => vectors

@@ -20,6 +20,7 @@
 //! Deviation: OpenAI's original cleans text with `ftfy` and unescapes HTML entities; transformers 5
 //! does neither, and parity with it is what the tests check.
 
+use brainpipe_core::IoContext;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Read;
@@ -214,7 +215,7 @@ impl Tokenizer {
     /// a one-line error naming it.
     pub fn from_files(vocab: &Path, merges: &Path) -> Result<Self> {
         let tokens = read_vocab(vocab)?;
-        let text = std::fs::read_to_string(merges).map_err(|e| ClipError::io(merges, e))?;
+        let text = std::fs::read_to_string(merges).at(merges)?;
         let lines = merge_lines(&text).map_err(|message| ClipError::tokenizer(merges, message))?;
         let pairs: Vec<(&str, &str)> = lines.iter().map(|&(_, a, b)| (a, b)).collect();
         Self::build(tokens, &pairs).map_err(|invalid| match invalid {
@@ -373,7 +374,7 @@ impl Tokenizer {
 
 /// The vocabulary of a `vocab.json`: token strings by id, the ids numbering them 0..n−1.
 fn read_vocab(path: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).map_err(|e| ClipError::io(path, e))?;
+    let text = std::fs::read_to_string(path).at(path)?;
     let map: HashMap<String, u32> = serde_json::from_str(&text)
         .map_err(|e| ClipError::tokenizer(path, format!("not a JSON object of token → id: {e}")))?;
     let mut by_id: Vec<(u32, String)> = map.into_iter().map(|(token, id)| (id, token)).collect();
@@ -425,7 +426,7 @@ fn pretty_json(value: &serde_json::Value) -> String {
 }
 
 fn write_text(path: &Path, text: &str) -> Result<()> {
-    std::fs::write(path, text).map_err(|e| ClipError::io(path, e))
+    Ok(std::fs::write(path, text).at(path)?)
 }
 
 impl Default for Tokenizer {

@@ -4,63 +4,28 @@
 
 use std::path::{Path, PathBuf};
 
-use brainpipe_core::{ArtifactKind, Context, Port, Stage, StageError};
-use brainpipe_tensor::{DeviceChoice, device_name};
+use brainpipe_core::{ArtifactKind, Context, IoContext, Port, Stage, StageError};
+use brainpipe_tensor::{ResolveDevice, device_name};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tch::nn::OptimizerConfig;
 use tch::{Device, Kind, Tensor, nn};
+
+pub use brainpipe_params::clip::{CaptionChoice, TrainParams};
 
 use crate::config::ClipConfig;
 use crate::embedder::{Embedder, closest};
 use crate::error::{ClipError, Result};
+use crate::image::resolve_image;
 use crate::model::LoadedClip;
-use crate::tables::{Stimulus, read_stimuli, resolve_image};
+use brainpipe_artifacts::{Stimulus, read_stimuli};
 
 /// CLIP clamps the learnable logit scale at 100 (Radford et al. 2021, §2.5).
 const MAX_LOGIT_SCALE: f64 = 100.0;
 /// Steps between loss records in the training log.
 const LOG_EVERY: usize = 25;
-
-/// Which caption of an image a training step pairs it with.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CaptionChoice {
-    /// A random one of its captions each time (CLIP's usual COCO training).
-    #[default]
-    All,
-    /// Always the one the study records as the best description.
-    Best,
-}
-
-brainpipe_core::params! {
-    /// Params of `clip.train`.
-    pub struct TrainParams {
-        /// Architecture preset: `small` (32-px images, 2 layers of width 64 per tower), `vit-b-32`, `vit-b-16`, `vit-l-14`.
-        pub preset: String = "small".to_owned(),
-        /// Optimisation steps (on the synthetic images world longer runs overfit its 240 training images; docs/CLIP.md has the sweep).
-        pub steps: usize = 300,
-        /// Image–caption pairs per step (the in-batch negatives of InfoNCE).
-        pub batch_size: usize = 64,
-        /// Peak AdamW learning rate (linear warm-up over the first 10 % of steps, then cosine decay).
-        pub learning_rate: f64 = 2e-3,
-        /// AdamW weight decay (0.5 generalised best on the synthetic images world).
-        pub weight_decay: f64 = 0.5,
-        /// Which caption each step pairs an image with: `all` (a random one) or `best`.
-        pub captions: CaptionChoice = CaptionChoice::All,
-        /// Train on the `train` split only (`false`: on every image).
-        pub train_split_only: bool = true,
-        /// Seed of initialisation and sampling; the same seed gives the same weights on a CPU.
-        pub seed: u64 = 7,
-        /// `auto`, `cpu`, `cuda`, `cuda:N`.
-        pub device: String = "auto".to_owned(),
-        /// CPU threads for LibTorch (0: the worker's share of the cores). Float reductions split
-        /// by thread count, so 1 makes CPU bytes the same whatever `--jobs` gives the worker.
-        pub threads: i32 = 0,
-    }
-}
 
 /// How a training run went.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -309,7 +274,7 @@ impl Stage for Train {
         vec![
             Port::input(
                 "stimuli",
-                ArtifactKind::Table("stimuli"),
+                ArtifactKind::table(brainpipe_artifacts::STIMULI),
                 "images with captions (and the recorded best caption, for scoring)",
             ),
             Port::input("images", ArtifactKind::Directory, "the study's images directory")
@@ -345,8 +310,8 @@ impl Stage for Train {
                 ClipConfig::PRESETS.join(", ")
             ))
         })?;
-        let device = DeviceChoice::parse(&p.device)?.resolve()?;
-        ctx.note("device", device_name(device));
+        let device = p.device.resolve()?;
+        ctx.set_device(device_name(device));
         let table = ctx.input("stimuli")?.to_path_buf();
         let stimuli = read_stimuli(&table)?;
         let pairs = pairs(&stimuli, ctx.optional_input("images"), &table, p.train_split_only)?;
@@ -355,7 +320,7 @@ impl Stage for Train {
         let log = ctx.output("log");
         let text = serde_json::to_string_pretty(&report)
             .map_err(|e| ClipError::config(&log, e.to_string()))?;
-        std::fs::write(&log, text + "\n").map_err(|e| ClipError::io(&log, e))?;
+        std::fs::write(&log, text + "\n").at(&log)?;
         ctx.note("final_loss", report.losses.last().map(|l| l.1));
         ctx.note("train_best_caption_accuracy", report.train_best_caption_accuracy);
         ctx.note("test_best_caption_accuracy", report.test_best_caption_accuracy);

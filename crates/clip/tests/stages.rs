@@ -5,10 +5,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use brainpipe_artifacts::{
+    EmbeddingKind, EmbeddingRow, STIMULI, Stimulus, read_embeddings, read_stimuli, read_targets,
+};
 use brainpipe_clip::{
-    Augment, Embed, EmbeddingKind, EmbeddingRow, MERGES_FILE, SPECIAL_TOKENS_FILE, STIMULI_TABLE,
-    SelectCaptions, Stimulus, TOKENIZER_CONFIG_FILE, Train, VOCAB_FILE, Words, read_embeddings,
-    read_stimuli, read_targets,
+    Augment, Embed, MERGES_FILE, SPECIAL_TOKENS_FILE, SelectCaptions, TOKENIZER_CONFIG_FILE, Train,
+    VOCAB_FILE, Words,
 };
 use brainpipe_core::{Manifest, read_table, run_standalone, write_table};
 use serde_json::{Value, json};
@@ -39,8 +41,8 @@ fn run(
 fn small_study(w: &World, n: usize) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
     let (_, batches) =
-        read_table(&w.study.join("stimuli.parquet"), Some(STIMULI_TABLE)).expect("stimuli");
-    write_table(&dir.path().join("stimuli.parquet"), STIMULI_TABLE, &[batches[0].slice(0, n)])
+        read_table(&w.study.join("stimuli.parquet"), Some(STIMULI)).expect("stimuli");
+    write_table(&dir.path().join("stimuli.parquet"), STIMULI, &[batches[0].slice(0, n)])
         .expect("subset");
     let images = dir.path().join("images");
     std::fs::create_dir(&images).expect("mkdir");
@@ -183,7 +185,7 @@ fn trained_small_clip_picks_the_recorded_best_caption_far_above_chance() {
         &selected,
     );
     assert_eq!(m.notes["best_caption_accuracy"].as_f64(), Some(all), "the stage's own score");
-    let targets = read_targets(&selected.join("targets.parquet")).expect("targets");
+    let targets = read_targets(&selected.join("targets.parquet")).expect("targets").rows();
     assert_eq!(targets.len(), n);
     let caption_rows: BTreeMap<(i32, i32), usize> = rows
         .iter()
@@ -243,7 +245,7 @@ fn words_targets_from_shipped_glove_vectors() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/pereira180_glove6b50d.txt");
     let m = run(&Words, &[("vectors", &vectors)], json!({}), &dir.path().join("words"));
     assert_eq!(m.notes["words"], 180);
-    let targets = read_targets(&dir.path().join("words/targets.parquet")).expect("targets");
+    let targets = read_targets(&dir.path().join("words/targets.parquet")).expect("targets").rows();
     assert_eq!(
         (targets.len(), targets[0].target.len(), targets[0].stimulus.as_str(), targets[179].class),
         (180, 50, "ability", 179)
@@ -255,7 +257,7 @@ fn words_targets_from_shipped_glove_vectors() {
         return;
     }
     run(&Words, &[("vectors", &mat)], json!({}), &dir.path().join("mat"));
-    let targets = read_targets(&dir.path().join("mat/targets.parquet")).expect("targets");
+    let targets = read_targets(&dir.path().join("mat/targets.parquet")).expect("targets").rows();
     assert_eq!((targets.len(), targets[0].target.len()), (180, 300));
 }
 

@@ -34,6 +34,7 @@
 //! ```
 
 mod atomic;
+mod compute;
 mod error;
 mod hash;
 mod manifest;
@@ -44,6 +45,7 @@ mod table;
 mod tensors;
 
 pub use atomic::{AtomicDir, make_read_only, make_writable, remove_tree, write_file_atomic};
+pub use compute::{DeviceChoice, Precision, UnknownDevice};
 pub use error::{Error, IoContext, Result};
 pub use hash::{ContentHash, disk_size, hash_file, hash_path, hash_tree};
 pub use manifest::{
@@ -56,7 +58,7 @@ pub use remote::{
 };
 pub use stage::{
     ArtifactKind, Context, DynStage, NoParams, ParamDoc, Params, Port, Stage, StageError,
-    input_list, list_input_key, split_input_key,
+    canonical_params, input_list, list_input_key, reported_device, split_input_key,
 };
 pub use standalone::{check_inputs, check_outputs, run_standalone};
 pub use table::{

@@ -133,6 +133,8 @@ pub struct RemoteStage {
     params: Vec<ParamDoc>,
     worker: PathBuf,
     threads: usize,
+    /// The params' typed declaration, when the driver links one (`brainpipe-params`).
+    declared: Option<fn(&Value) -> Result<Value, String>>,
 }
 
 fn leak(s: &str) -> &'static str {
@@ -175,7 +177,16 @@ impl RemoteStage {
             info,
             worker: worker.to_path_buf(),
             threads,
+            declared: None,
         }
+    }
+
+    /// Checks params with their typed declaration (`canonical`: see
+    /// `brainpipe_core::canonical_params`), so enum values, ranges and combinations are refused
+    /// at plan time, as the worker would refuse them, without starting it.
+    pub fn with_declared_params(mut self, canonical: fn(&Value) -> Result<Value, String>) -> Self {
+        self.declared = Some(canonical);
+        self
     }
 }
 
@@ -199,10 +210,15 @@ impl DynStage for RemoteStage {
         self.params.clone()
     }
 
-    /// Defaults in declaration order, overlaid with the given values; unknown keys and values of
-    /// the wrong JSON type are errors here, at plan time. The worker parses the result into the
-    /// typed params again (so the stage itself sees exactly what an in-process stage would).
+    /// The typed declaration's canonical params when there is one; else defaults in declaration
+    /// order, overlaid with the given values (unknown keys and values of the wrong JSON type are
+    /// errors here, at plan time). The worker parses the result into the typed params again (so
+    /// the stage itself sees exactly what an in-process stage would).
     fn canonical_params(&self, raw: &Value) -> Result<Value, StageError> {
+        if let Some(canonical) = self.declared {
+            return canonical(raw)
+                .map_err(|e| StageError::msg(format!("params of `{}`: {e}", self.name)));
+        }
         let given = match raw {
             Value::Null => Map::new(),
             Value::Object(map) => map.clone(),

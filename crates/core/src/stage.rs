@@ -33,6 +33,33 @@ pub enum ArtifactKind {
     File,
 }
 
+impl ArtifactKind {
+    /// The kind of a port holding a table of `kind` (ports name their kind by the constants of
+    /// `brainpipe-artifacts`, so a wiring can be checked: see `brainpipe plan`).
+    pub const fn table(kind: crate::TableKind) -> Self {
+        ArtifactKind::Table(kind.name)
+    }
+
+    /// Whether an artifact of kind `self` may feed a port of kind `input`: the same kind, or an
+    /// input that takes any file or directory.
+    pub fn feeds(&self, input: &ArtifactKind) -> bool {
+        self == input || matches!(input, ArtifactKind::File)
+    }
+
+    /// `table predictions`, `safetensors`, … (for messages).
+    pub fn describe(&self) -> String {
+        match self {
+            ArtifactKind::Table(name) => format!("`{name}` table"),
+            ArtifactKind::Safetensors => "safetensors file".to_owned(),
+            ArtifactKind::Nifti => "NIfTI".to_owned(),
+            ArtifactKind::Directory => "directory".to_owned(),
+            ArtifactKind::Json => "JSON document".to_owned(),
+            ArtifactKind::Html => "HTML report".to_owned(),
+            ArtifactKind::File => "file".to_owned(),
+        }
+    }
+}
+
 impl<'de> serde::Deserialize<'de> for ArtifactKind {
     fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
         /// The same shape with an owned schema name (catalogues are read once per process, so
@@ -159,6 +186,37 @@ pub struct ParamDoc {
 pub trait Params: Serialize + DeserializeOwned + Default + Send + Sync + 'static {
     /// One entry per field, in declaration order.
     fn docs() -> Vec<ParamDoc>;
+
+    /// Checks what types cannot: ranges and combinations (`select` without `select_columns`).
+    /// Runs when a pipeline is planned, before anything is computed; the message names the
+    /// param and fits on one line.
+    fn validate(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// The canonical JSON of params `raw` for `P`: unknown keys and values of the wrong type or
+/// outside their range are errors; every field is filled in, in declaration order.
+pub fn canonical_params<P: Params>(raw: &Value) -> Result<Value, String> {
+    let raw = if raw.is_null() { Value::Object(Map::new()) } else { raw.clone() };
+    let params: P = match serde_json::from_value(raw.clone()) {
+        Ok(params) => params,
+        Err(e) => {
+            // Name the param: the first one given that fails on its own.
+            let culprit = raw.as_object().into_iter().flatten().find(|(key, value)| {
+                let alone = Value::Object(Map::from_iter([((*key).clone(), (*value).clone())]));
+                serde_json::from_value::<P>(alone).is_err()
+            });
+            return Err(match culprit {
+                Some((key, _)) if !e.to_string().contains(&format!("`{key}`")) => {
+                    format!("`{key}`: {e}")
+                }
+                _ => e.to_string(),
+            });
+        }
+    };
+    params.validate()?;
+    serde_json::to_value(&params).map_err(|e| e.to_string())
 }
 
 /// The empty params of a stage that takes none.
@@ -174,7 +232,8 @@ impl Params for NoParams {
 
 /// Declares a params struct whose doc comments double as `brainpipe stages` documentation.
 ///
-/// Every field needs a doc comment and a default:
+/// Every field needs a doc comment and a default; `validate = path;` after the struct names a
+/// `fn(&Self) -> Result<(), String>` that [`Params::validate`] calls:
 ///
 /// ```
 /// brainpipe_core::params! {
@@ -185,10 +244,16 @@ impl Params for NoParams {
 ///         /// Random seed.
 ///         pub seed: u64 = 7,
 ///     }
+///     validate = check;
 /// }
+/// fn check(p: &DemoParams) -> Result<(), String> {
+///     if p.subjects == 0 { Err("`subjects` must be at least 1".into()) } else { Ok(()) }
+/// }
+/// use brainpipe_core::Params;
 /// let p: DemoParams = serde_json::from_str(r#"{"subjects": 2}"#).unwrap();
 /// assert_eq!((p.subjects, p.seed), (2, 7));
 /// assert!(serde_json::from_str::<DemoParams>(r#"{"subject": 2}"#).is_err());
+/// assert!(DemoParams { subjects: 0, seed: 7 }.validate().is_err());
 /// ```
 #[macro_export]
 macro_rules! params {
@@ -201,6 +266,7 @@ macro_rules! params {
                 $fvis:vis $field:ident : $ty:ty = $default:expr
             ),* $(,)?
         }
+        $(validate = $check:path;)?
     ) => {
         $(#[doc = $sdoc])*
         #[derive(Clone, Debug, PartialEq, ::serde::Serialize, ::serde::Deserialize)]
@@ -232,6 +298,12 @@ macro_rules! params {
                     },
                 )*]
             }
+
+            $(
+                fn validate(&self) -> ::std::result::Result<(), ::std::string::String> {
+                    $check(self)
+                }
+            )?
         }
     };
 }
@@ -281,6 +353,15 @@ impl fmt::Debug for StageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&self.0, f)
     }
+}
+
+/// The note under which [`Context::set_device`] records the device (notes travel from a worker
+/// to the driver as they are; [`reported_device`] reads it back).
+const DEVICE_NOTE: &str = "device";
+
+/// The device that `notes` of a run report (see [`Context::set_device`]); `cpu` when none.
+pub fn reported_device(notes: &Map<String, Value>) -> String {
+    notes.get(DEVICE_NOTE).and_then(Value::as_str).unwrap_or("cpu").to_owned()
 }
 
 /// What a stage sees while it runs: its inputs by port, its output directory, and a notebook for
@@ -346,6 +427,11 @@ impl Context {
     pub fn note(&mut self, key: impl Into<String>, value: impl Serialize) {
         let value = serde_json::to_value(value).unwrap_or(Value::Null);
         self.notes.insert(key.into(), value);
+    }
+
+    /// Reports the device the stage computed on (`cpu`, `cuda:0`…), for the manifest's `device`.
+    pub fn set_device(&mut self, device: impl Into<String>) {
+        self.note(DEVICE_NOTE, device.into());
     }
 
     /// The facts recorded so far.
@@ -431,14 +517,13 @@ impl<S: Stage> DynStage for S {
         S::Params::docs()
     }
     fn canonical_params(&self, raw: &Value) -> Result<Value, StageError> {
-        let raw = if raw.is_null() { Value::Object(Map::new()) } else { raw.clone() };
-        let params: S::Params = serde_json::from_value(raw)
-            .map_err(|e| StageError::msg(format!("params of `{}`: {e}", S::NAME)))?;
-        Ok(serde_json::to_value(&params)?)
+        canonical_params::<S::Params>(raw)
+            .map_err(|e| StageError::msg(format!("params of `{}`: {e}", S::NAME)))
     }
     fn run_json(&self, ctx: &mut Context, params: &Value) -> Result<(), StageError> {
         let params: S::Params = serde_json::from_value(params.clone())
             .map_err(|e| StageError::msg(format!("params of `{}`: {e}", S::NAME)))?;
+        params.validate().map_err(|e| StageError::msg(format!("params of `{}`: {e}", S::NAME)))?;
         self.run(ctx, &params)
     }
 }

@@ -133,7 +133,7 @@ pub fn run_standalone(
         finished: rfc3339_utc(finished),
         started_unix: unix_seconds(started),
         finished_unix: unix_seconds(finished),
-        device: notes.get("device").and_then(Value::as_str).unwrap_or("cpu").to_owned(),
+        device: crate::stage::reported_device(&notes),
         notes,
         tools: tools.clone(),
         host: host_name(),

@@ -14,25 +14,12 @@ pub enum EvalError {
         /// What is wrong.
         message: String,
     },
-    /// An operating-system error.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The error.
-        source: std::io::Error,
-    },
 }
 
 impl EvalError {
     /// An [`EvalError::Data`] for `path`.
     pub fn data(path: impl AsRef<Path>, message: impl Into<String>) -> Self {
         EvalError::Data { path: path.as_ref().to_path_buf(), message: message.into() }
-    }
-
-    /// An [`EvalError::Io`] for `path`.
-    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
-        EvalError::Io { path: path.as_ref().to_path_buf(), source }
     }
 }
 

@@ -30,17 +30,11 @@ mod error;
 pub mod images;
 pub mod metrics;
 mod report;
-mod tables;
 mod words;
 
 pub use clip::{ClipEval, ClipParams, ClipScores, score_clip};
 pub use error::{EvalError, Result};
 pub use report::{Oracle, Report, ReportParams, best_model, latex_table, render};
-pub use tables::{
-    EpochRecord, METRICS_TABLE, MetricRow, PREDICTIONS_TABLE, Predictions, TARGETS_TABLE,
-    TRAINING_TABLE, Targets, read_metrics, read_predictions, read_targets, read_training,
-    write_metrics, write_predictions, write_training,
-};
 pub use words::{ALL, BRAIN2WORD_TOP_K, Scored, Words, WordsParams, score_words};
 
 /// Every stage of this crate, for the driver's registry.

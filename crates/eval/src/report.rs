@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use brainpipe_core::{ArtifactKind, Context, Port, Stage, StageError};
+use brainpipe_core::{ArtifactKind, Context, IoContext, Port, Stage, StageError};
 use serde_json::Value;
 
 use crate::error::{EvalError, Result};
-use crate::tables::{MetricRow, read_metrics};
 use crate::words::ALL;
+use brainpipe_artifacts::{MetricRow, read_metrics};
 
 brainpipe_core::params! {
     /// Params of `eval.report`.
@@ -34,7 +34,7 @@ impl Stage for Report {
         vec![
             Port::input(
                 "metrics",
-                ArtifactKind::Table("metrics"),
+                ArtifactKind::table(brainpipe_artifacts::METRICS),
                 "metrics.parquet of eval.words (every model)",
             )
             .optional(),
@@ -125,7 +125,7 @@ impl Stage for Report {
             html = html.replacen("</body>", &format!("{section}</body>"), 1);
         }
         let out = ctx.output("report");
-        std::fs::write(&out, html).map_err(|e| EvalError::io(&out, e))?;
+        std::fs::write(&out, html).at(&out)?;
         if let Some(best) = best_model(&rows) {
             ctx.note("best_model", &best.0);
             ctx.note("best_top5", best.1);
@@ -155,7 +155,7 @@ pub struct Oracle {
 impl Oracle {
     /// Reads `study.json`.
     pub fn read(path: &Path) -> Result<Oracle> {
-        let text = std::fs::read_to_string(path).map_err(|e| EvalError::io(path, e))?;
+        let text = std::fs::read_to_string(path).at(path)?;
         let study: Value = serde_json::from_str(&text)
             .map_err(|e| EvalError::data(path, format!("not JSON: {e}")))?;
         let oracle = &study["oracle"];
@@ -646,8 +646,8 @@ fn line_chart(series: &[Series]) -> String {
 mod tests {
     use super::*;
     use crate::metrics::Similarity;
-    use crate::tables::{Predictions, Targets};
     use crate::words::score_words;
+    use brainpipe_artifacts::{Predictions, Targets};
 
     #[test]
     fn latex_table_has_mean_sd_bold_best_and_escaped_names() {
@@ -688,6 +688,7 @@ mod tests {
             class: vec![0, 1, 2],
             vectors: vec![1.0, 0.0, 0.2, 0.0, 1.0, 0.1, 0.3, 0.3, 1.0],
             dim: 3,
+            ..Targets::default()
         };
         let p = Predictions {
             model: vec!["base".into(); 3],

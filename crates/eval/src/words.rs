@@ -10,7 +10,7 @@ use crate::metrics::{
     Rows, Similarity, chance_top_k, mean_rank, pairwise_accuracy, rank_histogram, ranks,
     similarity_matrix, top_k,
 };
-use crate::tables::{
+use brainpipe_artifacts::{
     EpochRecord, MetricRow, Predictions, Targets, read_metrics, read_predictions, read_targets,
     read_training, write_metrics,
 };
@@ -51,10 +51,10 @@ impl Stage for Words {
 
     fn inputs(&self) -> Vec<Port> {
         vec![
-            Port::input("predictions", ArtifactKind::Table("predictions"), "predictions.parquet of models.train / models.ridge / models.predict, one table per model").many(),
-            Port::input("targets", ArtifactKind::Table("targets"), "targets.parquet of clip.words: the candidate vectors"),
-            Port::input("training", ArtifactKind::Table("training"), "training.parquet of the models: their curves go into the metrics for the report").optional().many(),
-            Port::input("previous", ArtifactKind::Table("metrics"), "metrics.parquet of other eval.words runs: their rows are carried over").optional().many(),
+            Port::input("predictions", ArtifactKind::table(brainpipe_artifacts::PREDICTIONS), "predictions.parquet of models.train / models.ridge / models.predict, one table per model").many(),
+            Port::input("targets", ArtifactKind::table(brainpipe_artifacts::TARGETS), "targets.parquet of clip.words: the candidate vectors"),
+            Port::input("training", ArtifactKind::table(brainpipe_artifacts::TRAINING), "training.parquet of the models: their curves go into the metrics for the report").optional().many(),
+            Port::input("previous", ArtifactKind::table(brainpipe_artifacts::METRICS), "metrics.parquet of other eval.words runs: their rows are carried over").optional().many(),
         ]
     }
 
@@ -62,7 +62,7 @@ impl Stage for Words {
         vec![Port::output(
             "metrics",
             "metrics.parquet",
-            ArtifactKind::Table("metrics"),
+            ArtifactKind::table(brainpipe_artifacts::METRICS),
             "model, subject, fold, paradigm, metric, index, value",
         )]
     }

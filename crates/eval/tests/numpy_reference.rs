@@ -6,8 +6,9 @@
 use std::path::Path;
 use std::process::Command;
 
+use brainpipe_artifacts::{Predictions, Targets};
 use brainpipe_eval::metrics::Similarity;
-use brainpipe_eval::{ALL, Predictions, Targets, score_words};
+use brainpipe_eval::{ALL, score_words};
 
 /// A deterministic stream of values in [-1, 1) (no rand dependency in this crate).
 struct Lcg(u64);
@@ -80,6 +81,7 @@ fn scores_match_numpy_reference() {
         class: (0..words as i32).collect(),
         vectors: (0..words * dim).map(|_| rng.next()).collect(),
         dim,
+        ..Targets::default()
     };
     let mut p = Predictions { embedding_dim: dim, ..Predictions::default() };
     for subject in ["sub-01", "sub-02"] {

@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
-use brainpipe_core::{TableKind, f32_list_array, f32_list_field, run_standalone, write_table};
-use brainpipe_eval::{
-    ALL, EpochRecord, Predictions, Report, Words, read_metrics, write_predictions, write_training,
+use brainpipe_artifacts::{
+    EpochRecord, Predictions, read_metrics, write_predictions, write_training,
 };
+use brainpipe_core::{TableKind, f32_list_array, f32_list_field, run_standalone, write_table};
+use brainpipe_eval::{ALL, Report, Words};
 use serde_json::json;
 
 #[test]

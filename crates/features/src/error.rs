@@ -3,14 +3,6 @@ use std::path::{Path, PathBuf};
 /// Why a features stage failed. Every message names the file it concerns and fits on one line.
 #[derive(Debug, thiserror::Error)]
 pub enum FeaturesError {
-    /// An operating-system error.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
-    },
     /// A file is malformed or does not hold what this crate reads.
     #[error("{}: {message}", path.display())]
     Format {
@@ -36,11 +28,6 @@ pub enum FeaturesError {
 }
 
 impl FeaturesError {
-    /// An [`FeaturesError::Io`] for `path`.
-    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
-        FeaturesError::Io { path: path.as_ref().to_path_buf(), source }
-    }
-
     /// A [`FeaturesError::Format`] for `path`.
     pub fn format(path: impl AsRef<Path>, message: impl Into<String>) -> Self {
         FeaturesError::Format { path: path.as_ref().to_path_buf(), message: message.into() }

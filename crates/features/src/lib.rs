@@ -30,7 +30,6 @@ mod npy;
 mod pad;
 mod roi;
 mod select;
-mod tables;
 pub mod template;
 
 use std::sync::Arc;
@@ -43,10 +42,6 @@ pub use npy::{NpyArray, read_npy, read_npz};
 pub use pad::{TemplatePad, TemplatePadParams};
 pub use roi::{
     Atlas, Outside, PEREIRA_SELECTED_VOXELS, RoiFeatures, RoiParams, RoiSource, Selection,
-};
-pub use tables::{
-    FEATURE_VOXELS_TABLE, FEATURES_TABLE, ROIS_TABLE, RoiBlock, SCANS_TABLE, TEMPLATE_TABLE,
-    VOXELS_TABLE, VoxelTable, read_rois, read_voxels,
 };
 pub use template::{Fill, Layout, RoiTemplate, Template};
 

@@ -3,6 +3,7 @@
 //!
 //! `.npy` headers and data are read by `brainpipe_nifti::npy`; `.npz` is a zip of `.npy` files.
 
+use brainpipe_core::IoContext;
 use std::io::Read;
 use std::path::Path;
 
@@ -21,13 +22,13 @@ pub struct NpyArray {
 
 /// Reads an integer `.npy` file (`i1`…`i8`, `u1`…`u8`, bool; either byte order).
 pub fn read_npy(path: &Path) -> Result<NpyArray> {
-    let bytes = std::fs::read(path).map_err(|e| FeaturesError::io(path, e))?;
+    let bytes = std::fs::read(path).at(path)?;
     parse_npy(&bytes).map_err(|m| FeaturesError::format(path, m))
 }
 
 /// Reads every member of an `.npz` file, in archive order, as `(name without .npy, array)`.
 pub fn read_npz(path: &Path) -> Result<Vec<(String, NpyArray)>> {
-    let file = std::fs::File::open(path).map_err(|e| FeaturesError::io(path, e))?;
+    let file = std::fs::File::open(path).at(path)?;
     let mut archive =
         zip::ZipArchive::new(file).map_err(|e| FeaturesError::format(path, format!("zip: {e}")))?;
     let mut out = Vec::with_capacity(archive.len());

@@ -9,11 +9,11 @@ use brainpipe_core::{ArtifactKind, Context, Port, Stage, StageError, open_table}
 use rayon::prelude::*;
 
 use crate::error::{FeaturesError, Result};
-use crate::tables::{
-    FEATURE_VOXELS_TABLE, FEATURES_TABLE, FeaturesWriter, ROWS_PER_GROUP, RoiBlock, read_rois,
-    read_voxels, roi_label, subjects, write_rois,
-};
 use crate::template::{Fill, Layout, LayoutError, Template};
+use brainpipe_artifacts::{
+    FEATURE_VOXELS, FEATURES, FeaturesWriter, ROWS_PER_GROUP, RoiBlock, read_rois, read_voxels,
+    roi_label, subjects, write_rois,
+};
 
 brainpipe_core::params! {
     /// Params of `features.template_pad`.
@@ -50,19 +50,19 @@ impl Stage for TemplatePad {
             Port::output(
                 "features",
                 "features.parquet",
-                ArtifactKind::Table("features"),
+                ArtifactKind::table(brainpipe_artifacts::FEATURES),
                 "all subjects' trials, voxels padded to the template width",
             ),
             Port::output(
                 "rois",
                 "rois.parquet",
-                ArtifactKind::Table("rois"),
+                ArtifactKind::table(brainpipe_artifacts::ROIS),
                 "per ROI: template offset (`first`) and size (`count`)",
             ),
             Port::output(
                 "template",
                 "template.parquet",
-                ArtifactKind::Table("template"),
+                ArtifactKind::table(brainpipe_artifacts::TEMPLATE),
                 "the template used: roi, z-slice, count",
             ),
         ]
@@ -96,7 +96,7 @@ impl Stage for TemplatePad {
         let bar = ctx.progress(subjects.len() as u64, "template_pad");
         for (subject, layout) in subjects.iter().zip(&layouts) {
             let path = dir.join(format!("{}.parquet", subject.name));
-            let (schema, reader) = open_table(&path, Some(FEATURES_TABLE), ROWS_PER_GROUP)?;
+            let (schema, reader) = open_table(&path, Some(FEATURES), ROWS_PER_GROUP)?;
             let voxels_at = schema
                 .index_of("voxels")
                 .map_err(|_| FeaturesError::format(&path, "no `voxels` column"))?;
@@ -193,8 +193,7 @@ struct SubjectVoxels {
 
 impl SubjectVoxels {
     fn read(dir: &Path, name: &str) -> Result<SubjectVoxels> {
-        let voxels =
-            read_voxels(&dir.join(format!("{name}.voxels.parquet")), FEATURE_VOXELS_TABLE)?;
+        let voxels = read_voxels(&dir.join(format!("{name}.voxels.parquet")), FEATURE_VOXELS)?;
         let roi_z =
             voxels.roi.iter().zip(&voxels.ijk).map(|(r, ijk)| (r.unwrap_or(0), ijk[2])).collect();
         let rois_path = dir.join(format!("{name}.rois.parquet"));

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use brainpipe_core::{ArtifactKind, Context, Port, Stage, StageError};
+use brainpipe_core::{ArtifactKind, Context, IoContext, Port, Stage, StageError};
 use brainpipe_nifti::{invert_affine, nearest_voxel, read_f32, voxel_to_world};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -12,10 +12,10 @@ use serde::Serialize;
 use crate::error::{FeaturesError, Result};
 use crate::normalise::{Normalise, Standardiser};
 use crate::select::{stability, top_columns};
-use crate::tables::{
-    FEATURE_VOXELS_TABLE, FeaturesWriter, ROWS_PER_GROUP, RoiBlock, SCANS_TABLE, Trials,
-    VOXELS_TABLE, VoxelTable, gather_columns, keep_columns, read_trials, read_voxels, roi_label,
-    subjects, write_rois, write_voxels,
+use brainpipe_artifacts::{
+    FEATURE_VOXELS, FeaturesWriter, ROWS_PER_GROUP, RoiBlock, SCANS, Trials, VOXELS, VoxelTable,
+    gather_columns, keep_columns, read_trials, read_voxels, roi_label, subjects, write_rois,
+    write_voxels,
 };
 
 /// Voxels Pereira et al. (2018) kept per subject by stability selection.
@@ -118,7 +118,7 @@ impl Stage for RoiFeatures {
         };
         let names = subjects(&scans)?;
         let out = ctx.output("features");
-        std::fs::create_dir_all(&out).map_err(|e| FeaturesError::io(&out, e))?;
+        std::fs::create_dir_all(&out).at(&out)?;
         let bar = ctx.progress(names.len() as u64, "features.roi");
         let job = SubjectJob { scans: &scans, out: &out, atlas: atlas.as_ref(), params };
         let reports: Vec<SubjectReport> = names
@@ -171,7 +171,7 @@ struct SubjectJob<'a> {
 impl SubjectJob<'_> {
     fn run(&self, subject: &str) -> Result<SubjectReport> {
         let voxels_path = self.scans.join(format!("{subject}.voxels.parquet"));
-        let voxels = read_voxels(&voxels_path, VOXELS_TABLE)?;
+        let voxels = read_voxels(&voxels_path, VOXELS)?;
         let labels = self.labels(subject, &voxels, &voxels_path)?;
         let mut report = SubjectReport { voxels: voxels.len(), ..SubjectReport::default() };
 
@@ -190,7 +190,7 @@ impl SubjectJob<'_> {
         }
 
         let trials_path = self.scans.join(format!("{subject}.parquet"));
-        let trials = read_trials(&trials_path, SCANS_TABLE, voxels.len(), &order)?;
+        let trials = read_trials(&trials_path, SCANS, voxels.len(), &order)?;
         if trials.is_empty() {
             return Err(FeaturesError::data(&trials_path, "no trials"));
         }
@@ -253,7 +253,7 @@ impl SubjectJob<'_> {
         writer.finish()?;
         write_voxels(
             &self.out.join(format!("{subject}.voxels.parquet")),
-            FEATURE_VOXELS_TABLE,
+            FEATURE_VOXELS,
             &kept_voxels,
         )?;
         write_rois(&self.out.join(format!("{subject}.rois.parquet")), &blocks(&kept_voxels))?;

@@ -23,14 +23,10 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
-
-use arrow::array::{ArrayRef, Int32Array};
-use arrow::datatypes::{DataType, Field, Schema};
 
 use crate::error::{FeaturesError, Result};
 use crate::npy::{read_npy, read_npz};
-use crate::tables::{TEMPLATE_TABLE, write_one_batch};
+use brainpipe_artifacts::{TemplateRow, read_template, write_template};
 
 /// One ROI of a template: its slices in template order.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -118,43 +114,21 @@ impl Template {
 
     /// Writes `template/1`: one row per (roi, slice) in layout order.
     pub fn write(&self, path: &Path) -> Result<()> {
-        let rows: Vec<(i32, i32, usize)> = self
+        let rows: Vec<TemplateRow> = self
             .rois
             .iter()
-            .flat_map(|r| r.slices.iter().map(move |&(z, c)| (r.roi, z, c)))
+            .flat_map(|r| {
+                r.slices.iter().map(move |&(z, count)| TemplateRow { roi: r.roi, z, count })
+            })
             .collect();
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("roi", DataType::Int32, false),
-            Field::new("z", DataType::Int32, false),
-            Field::new("count", DataType::Int32, false),
-        ]));
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.0))),
-            Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.1))),
-            Arc::new(Int32Array::from_iter_values(
-                rows.iter().map(|r| i32::try_from(r.2).unwrap_or(i32::MAX)),
-            )),
-        ];
-        write_one_batch(path, TEMPLATE_TABLE, schema, columns)
+        Ok(write_template(path, &rows)?)
     }
 }
 
 fn read_template_table(path: &Path) -> Result<Template> {
-    let (_, batches) = brainpipe_core::read_table(path, Some(TEMPLATE_TABLE))?;
     let mut template = Template::default();
-    for batch in &batches {
-        let column = |name: &str| -> Result<Int32Array> {
-            batch
-                .column_by_name(name)
-                .and_then(|a| a.as_any().downcast_ref::<Int32Array>().cloned())
-                .ok_or_else(|| FeaturesError::format(path, format!("no Int32 column `{name}`")))
-        };
-        let (roi, z, count) = (column("roi")?, column("z")?, column("count")?);
-        for row in 0..batch.num_rows() {
-            let count = usize::try_from(count.value(row))
-                .map_err(|_| FeaturesError::format(path, format!("row {row}: negative count")))?;
-            push_slice(&mut template, path, roi.value(row), z.value(row), count)?;
-        }
+    for row in read_template(path)? {
+        push_slice(&mut template, path, row.roi, row.z, row.count)?;
     }
     Ok(template)
 }

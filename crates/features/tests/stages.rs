@@ -5,13 +5,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use brainpipe_artifacts::{FEATURE_VOXELS, FEATURES, read_rois, read_voxels};
 use brainpipe_core::{Manifest, f32_list_values, read_table, run_standalone};
 mod fixture;
 
-use brainpipe_features::{
-    BRAIN2WORD_WIDTH, FEATURE_VOXELS_TABLE, FEATURES_TABLE, RoiFeatures, TemplatePad, read_rois,
-    read_voxels,
-};
+use brainpipe_features::{BRAIN2WORD_WIDTH, RoiFeatures, TemplatePad};
 use brainpipe_nifti::{WriteOptions, XFORM_SCANNER, write_volume};
 use fixture::{ScanSubject, Trial};
 use serde_json::{Value, json};
@@ -111,7 +109,7 @@ fn reference(script: &str, args: &[&Path]) {
 }
 
 fn rows(path: &Path) -> (usize, Vec<f32>) {
-    let (_, batches) = read_table(path, Some(FEATURES_TABLE)).expect("features table");
+    let (_, batches) = read_table(path, Some(FEATURES)).expect("features table");
     let mut values = Vec::new();
     let mut width = 0;
     for b in &batches {
@@ -153,8 +151,8 @@ fn roi_groups_normalises_and_records_dropped_voxels() {
             + manifest.notes["dropped_constant_voxels"].as_u64().unwrap_or(0),
         bad as u64
     );
-    let voxels = read_voxels(&out.join("features/sub-01.voxels.parquet"), FEATURE_VOXELS_TABLE)
-        .expect("voxels");
+    let voxels =
+        read_voxels(&out.join("features/sub-01.voxels.parquet"), FEATURE_VOXELS).expect("voxels");
     assert_eq!(voxels.len(), width - outside - bad);
     let pairs: Vec<(i32, i32)> =
         voxels.roi.iter().zip(&voxels.scan_column).map(|(r, c)| (r.unwrap_or(-1), *c)).collect();
@@ -209,8 +207,8 @@ fn atlas_is_resampled_nearest_neighbour_like_nibabel() {
         &out,
     )
     .expect("runs");
-    let voxels = read_voxels(&out.join("features/sub-01.voxels.parquet"), FEATURE_VOXELS_TABLE)
-        .expect("voxels");
+    let voxels =
+        read_voxels(&out.join("features/sub-01.voxels.parquet"), FEATURE_VOXELS).expect("voxels");
     assert_eq!(voxels.len(), s.ijk.len(), "outside kept: every voxel");
     reference("resample_reference.py", &[&scans, &atlas, &out.join("features")]);
 }
@@ -308,7 +306,7 @@ fn stability_selection_ignores_held_out_trials() {
         let params = json!({"select": "stability", "select_top": 8, "holdout_stimuli": ["w009"]});
         let manifest = run(&RoiFeatures, &[("scans", &scans)], params, &out).expect("runs");
         assert!(manifest.notes["dropped_unselected_voxels"].as_u64().unwrap_or(0) > 0);
-        read_voxels(&out.join("features/sub-01.voxels.parquet"), FEATURE_VOXELS_TABLE)
+        read_voxels(&out.join("features/sub-01.voxels.parquet"), FEATURE_VOXELS)
             .expect("voxels")
             .scan_column
     };

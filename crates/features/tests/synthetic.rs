@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use brainpipe_artifacts::{FEATURES, read_rois};
 use brainpipe_core::{read_table, run_standalone};
-use brainpipe_features::{FEATURES_TABLE, RoiFeatures, TemplatePad, read_rois};
+use brainpipe_features::{RoiFeatures, TemplatePad};
 use brainpipe_ingest::{IngestNifti, Synthetic};
 use serde_json::json;
 
@@ -42,7 +43,7 @@ fn synthetic_study_gets_roi_features_and_a_common_width() {
     let padded = read_rois(&dir.path().join("pad/rois.parquet")).expect("rois");
     assert_eq!(padded.iter().map(|b| b.count).sum::<usize>(), width);
     let (schema, batches) =
-        read_table(&dir.path().join("pad/features.parquet"), Some(FEATURES_TABLE)).expect("table");
+        read_table(&dir.path().join("pad/features.parquet"), Some(FEATURES)).expect("table");
     assert_eq!(
         schema.field_with_name("voxels").map(|f| f.data_type().clone()).ok(),
         Some(brainpipe_core::f32_list_type(width))

@@ -7,13 +7,15 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int32Array, ListBuilder, RecordBatch, StringArray, StringBuilder};
 use arrow::datatypes::Field;
-use brainpipe_core::{ArtifactKind, Context, Port, Stage, StageError, f32_list_type, write_table};
+use brainpipe_artifacts::{STIMULI, stimuli_schema};
+use brainpipe_core::{
+    ArtifactKind, Context, IoContext, Port, Stage, StageError, f32_list_type, write_table,
+};
 use serde::Deserialize;
 
 use crate::error::{IngestError, Result};
 use crate::rois::load_roi_labels;
 use crate::scans::{SourceFile, TrialInfo, for_each_subject, ingest_subject, load_mask};
-use crate::study::{STIMULI_TABLE, stimuli_schema};
 
 brainpipe_core::params! {
     /// Params of `ingest.bold5000`.
@@ -85,7 +87,7 @@ impl Stage for IngestBold5000 {
             Port::output(
                 "stimuli",
                 "stimuli.parquet",
-                ArtifactKind::Table("stimuli"),
+                ArtifactKind::table(brainpipe_artifacts::STIMULI),
                 "one row per image shown: image, split (train: shown once, test: repeated), COCO captions",
             ),
         ]
@@ -155,7 +157,7 @@ fn strip_rep(name: &str) -> &str {
 fn beta_files(dir: &Path, variant: &str) -> Result<Vec<SourceFile>> {
     let needle = format!("_GLMbetas-{variant}_ses-");
     let mut files: Vec<SourceFile> = std::fs::read_dir(dir)
-        .map_err(|e| IngestError::io(dir, e))?
+        .at(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter_map(|path| {
             let name = path.file_name()?.to_string_lossy().into_owned();
@@ -181,7 +183,7 @@ fn session_list_files(lists: &Path, file: &SourceFile) -> Result<Vec<PathBuf>> {
     let number = file.session.trim_start_matches("ses-");
     let dir = lists.join(&file.subject).join(format!("{}_sess{number}", file.subject));
     let mut runs: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map_err(|e| IngestError::io(&dir, e))?
+        .at(&dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "txt"))
         .collect();
@@ -197,7 +199,7 @@ fn session_runs(lists: &Path, file: &SourceFile) -> Result<Vec<Vec<String>>> {
     session_list_files(lists, file)?
         .iter()
         .map(|run| {
-            let text = std::fs::read_to_string(run).map_err(|e| IngestError::io(run, e))?;
+            let text = std::fs::read_to_string(run).at(run)?;
             Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect())
         })
         .collect()
@@ -266,7 +268,7 @@ struct CocoAnnotation {
 
 /// Captions by image file name, in annotation-id order (stable across COCO releases).
 fn read_coco_captions(path: &Path) -> Result<HashMap<String, Vec<String>>> {
-    let bytes = std::fs::read(path).map_err(|e| IngestError::io(path, e))?;
+    let bytes = std::fs::read(path).at(path)?;
     let coco: CocoCaptions = serde_json::from_slice(&bytes).map_err(|e| {
         IngestError::Params(format!("{}: not a COCO captions file: {e}", path.display()))
     })?;
@@ -288,8 +290,8 @@ fn index_images(dir: &Path) -> Result<HashMap<String, String>> {
     let mut index = HashMap::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).map_err(|e| IngestError::io(&d, e))? {
-            let path = entry.map_err(|e| IngestError::io(&d, e))?.path();
+        for entry in std::fs::read_dir(&d).at(&d)? {
+            let path = entry.at(&d)?.path();
             if path.is_dir() {
                 stack.push(path);
             } else if let (Some(name), Ok(rel)) = (path.file_name(), path.strip_prefix(dir)) {
@@ -349,5 +351,5 @@ fn write_stimuli(
     ];
     let batch = RecordBatch::try_new(Arc::new(schema), columns)
         .map_err(|source| brainpipe_core::Error::Arrow { path: path.to_path_buf(), source })?;
-    Ok(write_table(path, STIMULI_TABLE, &[batch])?)
+    Ok(write_table(path, STIMULI, &[batch])?)
 }

@@ -48,14 +48,6 @@ pub enum IngestError {
         /// What is wrong.
         message: String,
     },
-    /// An operating-system error on a file.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
-    },
     /// An artifact error from brainpipe-core (Parquet, schema).
     #[error(transparent)]
     Core(#[from] brainpipe_core::Error),
@@ -64,7 +56,9 @@ pub enum IngestError {
 impl From<brainpipe_nifti::NiftiError> for IngestError {
     fn from(error: brainpipe_nifti::NiftiError) -> Self {
         match error {
-            brainpipe_nifti::NiftiError::Io { path, source } => IngestError::Io { path, source },
+            brainpipe_nifti::NiftiError::Io { path, source } => {
+                IngestError::Core(brainpipe_core::Error::Io { path, source })
+            }
             brainpipe_nifti::NiftiError::Malformed { path, message } => {
                 IngestError::Nifti { path, message }
             }
@@ -83,10 +77,6 @@ impl IngestError {
 
     pub(crate) fn roi(path: &Path, message: impl Into<String>) -> Self {
         IngestError::Roi { path: path.to_path_buf(), message: message.into() }
-    }
-
-    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
-        IngestError::Io { path: path.to_path_buf(), source }
     }
 }
 

@@ -1,5 +1,6 @@
 //! BIDS `events.tsv`: one row per trial, tab-separated, `n/a` for missing values.
 
+use brainpipe_core::IoContext;
 use std::path::Path;
 
 use crate::error::{IngestError, Result};
@@ -28,7 +29,7 @@ pub fn read_events(
     stimulus_column: &str,
     paradigm_column: &str,
 ) -> Result<Vec<Event>> {
-    let text = std::fs::read_to_string(path).map_err(|e| IngestError::io(path, e))?;
+    let text = std::fs::read_to_string(path).at(path)?;
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
     let header: Vec<&str> = lines
         .next()

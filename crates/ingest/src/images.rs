@@ -2,6 +2,7 @@
 //! counts on a coloured background), five captions each in varied wording — some partly wrong —
 //! and the latent attribute vector responses are generated from.
 
+use brainpipe_core::IoContext;
 use std::io::BufWriter;
 use std::path::Path;
 
@@ -245,17 +246,18 @@ pub(crate) fn described_scene(
 
 /// Writes `pixels` (RGB, `size × size`) as a PNG.
 pub(crate) fn write_png(path: &Path, pixels: &[u8], size: usize) -> Result<()> {
-    let file = std::fs::File::create(path).map_err(|e| IngestError::io(path, e))?;
+    let file = std::fs::File::create(path).at(path)?;
     let side = u32::try_from(size)
         .map_err(|_| IngestError::Params(format!("image_size {size} is too large")))?;
     let mut encoder = png::Encoder::new(BufWriter::new(file), side, side);
     encoder.set_color(png::ColorType::Rgb);
     encoder.set_depth(png::BitDepth::Eight);
-    let png_error =
-        |e: png::EncodingError| IngestError::io(path, std::io::Error::other(e.to_string()));
+    let png_error = |e: png::EncodingError| {
+        brainpipe_core::Error::io(path, std::io::Error::other(e.to_string()))
+    };
     let mut writer = encoder.write_header().map_err(png_error)?;
     writer.write_image_data(pixels).map_err(png_error)?;
-    writer.finish().map_err(png_error)
+    Ok(writer.finish().map_err(png_error)?)
 }
 
 #[cfg(test)]

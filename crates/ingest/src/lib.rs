@@ -26,7 +26,6 @@ mod brain;
 mod error;
 mod events;
 mod images;
-mod mat;
 mod model;
 mod nifti;
 mod noise;
@@ -47,14 +46,10 @@ use brainpipe_core::DynStage;
 pub use bold5000::{Bold5000Params, IngestBold5000};
 pub use error::{IngestError, Result};
 pub use events::{Event, read_events};
-pub use mat::{MatValue, parse_mat, read_mat};
 pub use params::{SyntheticParams, World};
 pub use pereira::{IngestPereira, PereiraParams};
-pub use scans::{
-    IngestNifti, NiftiParams, SCANS_TABLE, ScansWriter, TrialInfo, VOXELS_TABLE, VoxelGrid,
-};
-pub use study::{PEREIRA_PARADIGMS, STIMULI_TABLE, Synthetic};
-pub use vectors::{WordVectors, read_word_vectors};
+pub use scans::{IngestNifti, NiftiParams, ScansWriter, TrialInfo, VoxelGrid};
+pub use study::{PEREIRA_PARADIGMS, Synthetic};
 
 /// Every stage of this crate, for the CLI and pipelines to register.
 pub fn stages() -> Vec<Arc<dyn DynStage>> {

@@ -3,11 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-use brainpipe_core::{ArtifactKind, Context, Port, Stage, StageError};
+use brainpipe_core::{ArtifactKind, Context, IoContext, Port, Stage, StageError};
 
 use crate::error::{IngestError, Result};
-use crate::mat::{MatValue, read_mat};
 use crate::scans::{ScansWriter, TrialInfo, VoxelGrid, file_name, for_each_subject};
+use brainpipe_artifacts::mat::{MatValue, read_mat};
 
 brainpipe_core::params! {
     /// Params of `ingest.pereira`.
@@ -74,7 +74,7 @@ type SubjectFiles = Vec<(PathBuf, &'static str)>;
 
 fn mat_files(dir: &Path) -> Result<SubjectFiles> {
     let mut files: SubjectFiles = std::fs::read_dir(dir)
-        .map_err(|e| IngestError::io(dir, e))?
+        .at(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter_map(|p| {
             let name = p.file_name()?.to_string_lossy().into_owned();
@@ -97,7 +97,7 @@ fn subject_folders(data: &Path) -> Result<Vec<(String, SubjectFiles)>> {
     }
     let mut subjects = Vec::new();
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(data)
-        .map_err(|e| IngestError::io(data, e))?
+        .at(data)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_dir())
         .collect();

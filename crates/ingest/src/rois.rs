@@ -8,11 +8,12 @@
 //! number the ROI names of all subjects together in sorted order, from 1, so a label means the
 //! same ROI in every subject; a voxel in several masks takes the first name's label.
 
+use brainpipe_core::IoContext;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use crate::error::{IngestError, Result};
-use crate::mat::{MatValue, read_mat};
+use brainpipe_artifacts::mat::{MatValue, read_mat};
 use brainpipe_nifti::npy::parse_npy_header;
 
 /// Every subject's ROI labels, and the names they stand for.
@@ -85,10 +86,7 @@ pub(crate) fn load_roi_labels(
 /// The `.npy` and `.mat` files of `dir` and of its subdirectories (one level), sorted.
 fn mask_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let list = |d: &Path| -> Result<Vec<PathBuf>> {
-        Ok(std::fs::read_dir(d)
-            .map_err(|e| IngestError::io(d, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect())
+        Ok(std::fs::read_dir(d).at(d)?.filter_map(|e| e.ok().map(|e| e.path())).collect())
     };
     let mut files = Vec::new();
     for path in list(dir)? {
@@ -125,7 +123,7 @@ fn mask_name(dir: &Path, path: &Path, subject: &str) -> Option<String> {
 /// The masks in one file, each as (name, in/out flags in NIfTI order on `dims`).
 fn read_masks(path: &Path, name: &str, dims: [usize; 3]) -> Result<Vec<(String, Vec<bool>)>> {
     if path.extension().is_some_and(|e| e == "npy") {
-        let bytes = std::fs::read(path).map_err(|e| IngestError::io(path, e))?;
+        let bytes = std::fs::read(path).at(path)?;
         let flags = npy_mask(&bytes, dims).map_err(|m| IngestError::roi(path, m))?;
         return Ok(vec![(name.to_owned(), flags)]);
     }

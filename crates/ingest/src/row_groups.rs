@@ -21,6 +21,7 @@ use std::thread::JoinHandle;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float32Type, Schema, SchemaRef};
+use brainpipe_core::IoContext;
 use brainpipe_core::TableKind;
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
@@ -114,7 +115,7 @@ impl ParallelTableWriter {
         properties: WriterProperties,
     ) -> Result<Self> {
         let schema = kind.tag_schema(schema);
-        let file = File::create(path).map_err(|e| IngestError::io(path, e))?;
+        let file = File::create(path).at(path)?;
         let file = BufWriter::with_capacity(WRITE_BUFFER_BYTES, file);
         let (file, factory) = ArrowWriter::try_new(file, schema.clone(), Some(properties))
             .and_then(ArrowWriter::into_serialized_writer)
@@ -230,8 +231,8 @@ fn append_in_turn(
         written += 1;
     }
     let file = file.into_inner().map_err(error)?;
-    let file = file.into_inner().map_err(|e| IngestError::io(path, e.into_error()))?;
-    file.sync_all().map_err(|e| IngestError::io(path, e))?;
+    let file = file.into_inner().map_err(|e| brainpipe_core::Error::io(path, e.into_error()))?;
+    file.sync_all().at(path)?;
     Ok(written)
 }
 

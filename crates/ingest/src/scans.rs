@@ -9,12 +9,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Float32Array, Float64Array, Int32Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema};
-use brainpipe_core::{
-    ArtifactKind, Context, Port, Stage, StageError, TableKind, TableWriter, f32_list_array,
-    f32_list_field,
-};
+use arrow::array::{ArrayRef, Float64Array, Int32Array, RecordBatch, StringArray};
+use brainpipe_artifacts::{SCANS, VOXELS, VoxelTable, scans_schema};
+use brainpipe_core::{ArtifactKind, Context, IoContext, Port, Stage, StageError, f32_list_array};
 use brainpipe_nifti::{
     Header, VolumeReader, WriteOptions, XFORM_SCANNER, invert_affine, nearest_voxel, read_f32,
     voxel_to_world,
@@ -27,11 +24,6 @@ use rayon::prelude::*;
 use crate::error::{IngestError, Result};
 use crate::events::{Event, read_events};
 use crate::row_groups::ParallelTableWriter;
-
-/// Table kind of a subject's scans.
-pub const SCANS_TABLE: TableKind = TableKind::new("scans", 1);
-/// Table kind of a subject's voxel table.
-pub const VOXELS_TABLE: TableKind = TableKind::new("voxels", 1);
 
 /// Most trials per Parquet row group.
 const MAX_ROWS_PER_GROUP: usize = 64;
@@ -115,7 +107,7 @@ impl ScansWriter {
     /// Starts `dir/SUBJECT.parquet` for rows of `grid.ijk.len()` voxels, and writes the voxel
     /// table and the mask on a thread of their own (done when [`ScansWriter::finish`] returns).
     pub fn create(dir: &Path, subject: &str, grid: &VoxelGrid, source: &str) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| IngestError::io(dir, e))?;
+        std::fs::create_dir_all(dir).at(dir)?;
         // Written beside the trials, off the thread that feeds them; joined by `finish`.
         let side_tables = {
             let (voxels, mask) = (
@@ -129,24 +121,10 @@ impl ScansWriter {
             })
         };
         let width = grid.ijk.len();
-        let schema = Schema::new(vec![
-            Field::new("subject", DataType::Utf8, false),
-            Field::new("session", DataType::Utf8, false),
-            Field::new("run", DataType::Utf8, false),
-            Field::new("trial", DataType::Int32, false),
-            Field::new("stimulus", DataType::Utf8, false),
-            Field::new("paradigm", DataType::Utf8, false),
-            Field::new("onset", DataType::Float64, true),
-            f32_list_field("voxels", width, false),
-        ])
-        .with_metadata(std::collections::HashMap::from([(
-            "brainpipe.source".to_owned(),
-            source.to_owned(),
-        )]));
+        let schema = scans_schema(width, source);
         let path = dir.join(format!("{subject}.parquet"));
         let group = rows_per_group(width);
-        let writer =
-            ParallelTableWriter::create(&path, SCANS_TABLE, &schema, scans_writer_properties())?;
+        let writer = ParallelTableWriter::create(&path, SCANS, &schema, scans_writer_properties())?;
         Ok(ScansWriter {
             subject: subject.to_owned(),
             path,
@@ -240,58 +218,29 @@ impl ScansWriter {
     }
 }
 
+/// The grid's voxel table (`voxels/1`): indices, world coordinates and ROI labels (null when
+/// the importer knows none).
 fn write_voxels(path: &Path, grid: &VoxelGrid) -> Result<()> {
-    let n = grid.ijk.len();
-    let world: Vec<[f64; 3]> = grid
+    let xyz = grid
         .ijk
         .iter()
-        .map(|&[i, j, k]| voxel_to_world(&grid.affine, [i as f64, j as f64, k as f64]))
+        .map(|&[i, j, k]| {
+            let w = voxel_to_world(&grid.affine, [i as f64, j as f64, k as f64]);
+            [w[0] as f32, w[1] as f32, w[2] as f32]
+        })
         .collect();
-    let index = |axis: usize| -> ArrayRef {
-        Arc::new(Int32Array::from_iter_values(grid.ijk.iter().map(|v| v[axis] as i32)))
+    let table = VoxelTable {
+        dims: grid.dims,
+        affine: grid.affine,
+        ijk: grid.ijk.iter().map(|v| v.map(|c| c as i32)).collect(),
+        xyz,
+        roi: match &grid.roi {
+            Some(labels) => labels.iter().copied().map(Some).collect(),
+            None => vec![None; grid.ijk.len()],
+        },
+        scan_column: (0..grid.ijk.len() as i32).collect(),
     };
-    let coord = |axis: usize| -> ArrayRef {
-        Arc::new(Float32Array::from_iter_values(world.iter().map(|w| w[axis] as f32)))
-    };
-    let roi: ArrayRef = match &grid.roi {
-        Some(labels) => Arc::new(Int32Array::from(labels.clone())),
-        None => Arc::new(Int32Array::from(vec![None::<i32>; n])),
-    };
-    let schema = Arc::new(
-        Schema::new(vec![
-            Field::new("column", DataType::Int32, false),
-            Field::new("i", DataType::Int32, false),
-            Field::new("j", DataType::Int32, false),
-            Field::new("k", DataType::Int32, false),
-            Field::new("x", DataType::Float32, false),
-            Field::new("y", DataType::Float32, false),
-            Field::new("z", DataType::Float32, false),
-            Field::new("roi", DataType::Int32, true),
-        ])
-        .with_metadata(std::collections::HashMap::from([
-            (
-                "brainpipe.affine".to_owned(),
-                serde_json::to_string(&grid.affine).unwrap_or_default(),
-            ),
-            ("brainpipe.dims".to_owned(), serde_json::to_string(&grid.dims).unwrap_or_default()),
-        ])),
-    );
-    let columns = vec![
-        Arc::new(Int32Array::from_iter_values(0..n as i32)) as ArrayRef,
-        index(0),
-        index(1),
-        index(2),
-        coord(0),
-        coord(1),
-        coord(2),
-        roi,
-    ];
-    let batch = RecordBatch::try_new(schema.clone(), columns)
-        .map_err(|source| brainpipe_core::Error::Arrow { path: path.to_path_buf(), source })?;
-    let mut writer = TableWriter::with_row_group_rows(path, VOXELS_TABLE, &schema, 1 << 16)?;
-    writer.write(&batch)?;
-    writer.finish()?;
-    Ok(())
+    Ok(brainpipe_artifacts::write_voxels(path, VOXELS, &table)?)
 }
 
 fn write_mask(path: &Path, grid: &VoxelGrid) -> Result<()> {
@@ -411,7 +360,7 @@ fn is_nifti(path: &Path) -> bool {
 fn nifti_files(bold: &Path) -> Result<Vec<SourceFile>> {
     let paths: Vec<PathBuf> = if bold.is_dir() {
         let mut paths: Vec<PathBuf> = std::fs::read_dir(bold)
-            .map_err(|e| IngestError::io(bold, e))?
+            .at(bold)?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| is_nifti(p))
             .collect();
@@ -705,7 +654,7 @@ mod tests {
         writer.push(trial(2), &[4.0, 5.0]).expect("push");
         assert_eq!(writer.finish().expect("finish"), 1);
         let (_, batches) =
-            brainpipe_core::read_table(&dir.path().join("sub-01.parquet"), Some(SCANS_TABLE))
+            brainpipe_core::read_table(&dir.path().join("sub-01.parquet"), Some(SCANS))
                 .expect("read");
         let path = dir.path().join("sub-01.parquet");
         let (values, width) =

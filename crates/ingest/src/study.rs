@@ -5,9 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int32Array, ListBuilder, RecordBatch, StringArray, StringBuilder};
-use arrow::datatypes::{DataType, Field, Schema};
+use brainpipe_artifacts::{STIMULI, WordVectors, stimuli_schema};
 use brainpipe_core::{
-    ArtifactKind, Context, Dtype, NamedTensor, Port, Stage, StageError, TableKind, f32_list_array,
+    ArtifactKind, Context, Dtype, IoContext, NamedTensor, Port, Stage, StageError, f32_list_array,
     f32_list_field, write_safetensors, write_table,
 };
 use brainpipe_nifti::NiftiWriter;
@@ -23,10 +23,8 @@ use crate::noise::Smoother;
 use crate::params::{SyntheticParams, World};
 use crate::rng::{shuffle, stream};
 use crate::timeseries::{self, TRIAL_DURATION_S, schedule};
-use crate::vectors::{DEFAULT_VECTORS_NAME, WordVectors, default_vectors, load_vectors};
+use crate::vectors::{DEFAULT_VECTORS_NAME, default_vectors, load_vectors};
 
-/// The table kind of `stimuli.parquet`.
-pub const STIMULI_TABLE: TableKind = TableKind::new("stimuli", 1);
 /// Pereira et al. 2018's three paradigms, in the order trials are presented here.
 pub const PEREIRA_PARADIGMS: [&str; 3] = ["word_cloud", "sentence", "picture"];
 /// Schema of `encoding.safetensors`.
@@ -78,7 +76,7 @@ impl Stage for Synthetic {
             Port::output(
                 "stimuli",
                 "stimuli.parquet",
-                ArtifactKind::Table("stimuli"),
+                ArtifactKind::table(brainpipe_artifacts::STIMULI),
                 "id, word or image, captions, best caption, stimulus vector",
             ),
             Port::output(
@@ -241,9 +239,9 @@ fn generate(ctx: &mut Context, params: &SyntheticParams) -> Result<Summary, Stag
         &per_subject,
     );
     let study_path = ctx.output("study");
-    let text =
-        serde_json::to_string_pretty(&study).map_err(|e| IngestError::io(&study_path, e.into()))?;
-    std::fs::write(&study_path, text + "\n").map_err(|e| IngestError::io(&study_path, e))?;
+    let text = serde_json::to_string_pretty(&study)
+        .map_err(|e| brainpipe_core::Error::io(&study_path, e.into()))?;
+    std::fs::write(&study_path, text + "\n").at(&study_path)?;
     tracing::info!(
         top1 = oracle.top1,
         top5 = oracle.top5,
@@ -292,7 +290,7 @@ fn write_encoding(
 }
 
 fn create_dir(path: &Path) -> Result<()> {
-    std::fs::create_dir_all(path).map_err(|e| IngestError::io(path, e))
+    Ok(std::fs::create_dir_all(path).at(path)?)
 }
 
 fn word_stimuli(user_file: Option<&Path>) -> Result<Stimuli> {
@@ -564,7 +562,7 @@ fn write_events(
             t.repeat
         );
     }
-    std::fs::write(path, text).map_err(|e| IngestError::io(path, e))
+    Ok(std::fs::write(path, text).at(path)?)
 }
 
 fn write_mask_and_atlas(ctx: &Context, grid: &Grid, labels: &[i16]) -> Result<()> {
@@ -573,24 +571,6 @@ fn write_mask_and_atlas(ctx: &Context, grid: &Grid, labels: &[i16]) -> Result<()
     brainpipe_nifti::write_volume(&ctx.output("mask"), grid.dims, &mask, &options)?;
     brainpipe_nifti::write_volume(&ctx.output("atlas"), grid.dims, labels, &options)?;
     Ok(())
-}
-
-/// The `stimuli/1` columns (docs/ARTIFACTS.md) with the given `vector` field: non-null for
-/// generated studies, null for imported ones (they have no generating latent).
-pub(crate) fn stimuli_schema(vector: Field) -> Schema {
-    Schema::new(vec![
-        Field::new("id", DataType::Int32, false),
-        Field::new("word", DataType::Utf8, true),
-        Field::new("image", DataType::Utf8, true),
-        Field::new("split", DataType::Utf8, false),
-        Field::new(
-            "captions",
-            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
-            true,
-        ),
-        Field::new("best_caption", DataType::Int32, true),
-        vector,
-    ])
 }
 
 fn write_stimuli(path: &Path, stimuli: &Stimuli, world: World) -> Result<()> {
@@ -638,7 +618,7 @@ fn write_stimuli(path: &Path, stimuli: &Stimuli, world: World) -> Result<()> {
     ];
     let batch = RecordBatch::try_new(Arc::new(schema), columns)
         .map_err(|source| brainpipe_core::Error::Arrow { path: path.to_path_buf(), source })?;
-    Ok(write_table(path, STIMULI_TABLE, &[batch])?)
+    Ok(write_table(path, STIMULI, &[batch])?)
 }
 
 fn write_images(dir: &Path, scenes: &[Scene], size: usize) -> Result<()> {

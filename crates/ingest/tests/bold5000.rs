@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use arrow::array::{Array, ListArray, StringArray};
+use brainpipe_artifacts::{SCANS, STIMULI};
 use brainpipe_core::{read_table, run_standalone};
-use brainpipe_ingest::{IngestBold5000, SCANS_TABLE, STIMULI_TABLE};
+use brainpipe_ingest::IngestBold5000;
 use brainpipe_nifti::{NiftiWriter, WriteOptions};
 use serde_json::json;
 
@@ -69,8 +70,7 @@ fn betas_lists_and_captions_become_scans_and_stimuli() {
     let out = d.join("out");
     run_standalone(&IngestBold5000, &inputs, &json!({}), &out, &BTreeMap::new()).expect("ingest");
 
-    let (_, batches) =
-        read_table(&out.join("scans/CSI1.parquet"), Some(SCANS_TABLE)).expect("scans");
+    let (_, batches) = read_table(&out.join("scans/CSI1.parquet"), Some(SCANS)).expect("scans");
     let stimuli: Vec<String> = batches
         .iter()
         .flat_map(|b| {
@@ -97,8 +97,7 @@ fn betas_lists_and_captions_become_scans_and_stimuli() {
         ]
     );
 
-    let (_, batches) =
-        read_table(&out.join("stimuli.parquet"), Some(STIMULI_TABLE)).expect("stimuli");
+    let (_, batches) = read_table(&out.join("stimuli.parquet"), Some(STIMULI)).expect("stimuli");
     let b = &batches[0];
     let image = b
         .column_by_name("image")
@@ -219,7 +218,7 @@ fn python_fixture(python: &str, script: &str, dir: &Path) {
 }
 
 fn voxel_table(path: &Path) -> Vec<(i32, i32, i32, Option<i32>)> {
-    let (_, batches) = read_table(path, Some(brainpipe_ingest::VOXELS_TABLE)).expect("voxels");
+    let (_, batches) = read_table(path, Some(brainpipe_artifacts::VOXELS)).expect("voxels");
     let column = |b: &arrow::array::RecordBatch, name: &str| {
         b.column_by_name(name)
             .expect(name)
@@ -274,7 +273,7 @@ fn roi_masks_select_and_label_the_voxels() {
         ]
     );
     assert_eq!(voxel_table(&out.join("scans/CSI2.voxels.parquet")), vec![(2, 2, 2, Some(2))]);
-    let (_, batches) = read_table(&out.join("scans/CSI1.parquet"), Some(SCANS_TABLE)).expect("s");
+    let (_, batches) = read_table(&out.join("scans/CSI1.parquet"), Some(SCANS)).expect("s");
     let (values, width) = brainpipe_core::f32_list_values(
         &out,
         "voxels",

@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use arrow::array::{Array, Int32Array, StringArray};
+use brainpipe_artifacts::{SCANS, VOXELS};
 use brainpipe_core::{f32_list_values, read_table, run_standalone};
-use brainpipe_ingest::{IngestNifti, SCANS_TABLE, Synthetic, VOXELS_TABLE};
+use brainpipe_ingest::{IngestNifti, Synthetic};
 use brainpipe_nifti::{NiftiWriter, WriteOptions, read_f32};
 use serde_json::json;
 
@@ -41,8 +42,7 @@ fn masked_rows_equal_the_volumes_and_events_label_them() {
             read_f32(&study.join(format!("bold/{subject}_bold.nii.gz"))).expect("bold");
         let volume = header.volume_len();
         let (_, batches) =
-            read_table(&out.join(format!("scans/{subject}.parquet")), Some(SCANS_TABLE))
-                .expect("scans");
+            read_table(&out.join(format!("scans/{subject}.parquet")), Some(SCANS)).expect("scans");
         let mut rows = 0;
         for batch in &batches {
             let trials = batch.column_by_name("trial").expect("trial");
@@ -73,7 +73,7 @@ fn masked_rows_equal_the_volumes_and_events_label_them() {
         }
         assert_eq!(rows, 540, "180 words × 3 paradigms");
         let (schema, voxels) =
-            read_table(&out.join(format!("scans/{subject}.voxels.parquet")), Some(VOXELS_TABLE))
+            read_table(&out.join(format!("scans/{subject}.voxels.parquet")), Some(VOXELS))
                 .expect("voxels");
         assert_eq!(voxels.iter().map(|b| b.num_rows()).sum::<usize>(), kept.len());
         assert!(schema.metadata().contains_key("brainpipe.affine"));
@@ -174,7 +174,6 @@ fn malformed_inputs_are_refused_and_nothing_is_written() {
 
     // Without events: one trial per volume.
     ingest(&out, &bold, None).expect("no events");
-    let (_, batches) =
-        read_table(&out.join("scans/sub-01.parquet"), Some(SCANS_TABLE)).expect("scans");
+    let (_, batches) = read_table(&out.join("scans/sub-01.parquet"), Some(SCANS)).expect("scans");
     assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
 }

@@ -6,8 +6,10 @@ use std::path::Path;
 use std::process::Command;
 
 use arrow::array::{Array, Int32Array, StringArray};
+use brainpipe_artifacts::SCANS;
+use brainpipe_artifacts::mat::{MatValue, read_mat};
 use brainpipe_core::{f32_list_values, read_table, run_standalone};
-use brainpipe_ingest::{IngestPereira, MatValue, SCANS_TABLE, read_mat};
+use brainpipe_ingest::IngestPereira;
 use serde_json::{Value, json};
 
 fn ingest(data: &Path, out: &Path) -> Result<brainpipe_core::Manifest, brainpipe_core::StageError> {
@@ -59,8 +61,7 @@ fn both_meta_layouts_give_scans_with_gordon_rois() {
             assert_eq!([i[c], j[c], k[c]], *v, "{subject}: column {c} position");
         }
         let (_, batches) =
-            read_table(&out.join(format!("scans/{subject}.parquet")), Some(SCANS_TABLE))
-                .expect("scans");
+            read_table(&out.join(format!("scans/{subject}.parquet")), Some(SCANS)).expect("scans");
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         assert_eq!(rows, 18, "6 words × 3 paradigms");
         let mut seen = 0;

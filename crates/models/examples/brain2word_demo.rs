@@ -182,7 +182,7 @@ fn main() -> Result<(), Error> {
         &[("metrics", metrics.clone()), ("study", d("study/study.json"))],
         json!({}),
     )?;
-    let rows = brainpipe_eval::read_metrics(&metrics)?;
+    let rows = brainpipe_artifacts::read_metrics(&metrics)?;
     let oracle = brainpipe_eval::Oracle::read(&d("study/study.json"))?;
     println!("| model | top-1 | top-5 | top-10 | pairwise | top-5 / oracle |");
     println!("| --- | --- | --- | --- | --- | --- |");

@@ -17,7 +17,7 @@ use brainpipe_models::losses::{classification_loss, reconstruction_loss, regress
 use brainpipe_models::net::{
     DROPOUT, LEAKY_SLOPE, ModelKind, Net, NetConfig, Precision, ROI_SCALE,
 };
-use brainpipe_tensor::{AdamConfig, CudaGraph, FusedAdam};
+use brainpipe_tensor::{AdamConfig, CudaGraph, FusedAdam, PrecisionExt, ResolveDevice};
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 

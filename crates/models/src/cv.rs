@@ -3,29 +3,7 @@
 //! Brain2Word validated early stopping on the test subject; we never do: the validation scans of
 //! a fold are drawn from its training scans only.
 
-use serde::{Deserialize, Serialize};
-
-/// How scans are split into folds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CrossValidation {
-    /// One fold per subject: train on the others, test on it (Brain2Word).
-    #[default]
-    LeaveOneSubjectOut,
-    /// Within each subject, k folds over its scans: train on k−1, test on one.
-    WithinSubject,
-}
-
-/// Where the early-stopping validation scans come from (always inside the training scans).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Validation {
-    /// A random `validation_fraction` of the training scans.
-    #[default]
-    Fraction,
-    /// Every scan of one training subject (the next one after the test subject, in order).
-    Subject,
-}
+pub use brainpipe_params::models::{CrossValidation, Validation};
 
 /// One fold: disjoint train, validation and test scan indices.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -4,16 +4,10 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use arrow::array::{Array, Int32Array, StringArray};
-use brainpipe_core::{ArtifactKind, Port, TableKind, f32_list_values, open_table, read_table};
-use brainpipe_eval::{Predictions, Targets, read_targets};
+use brainpipe_artifacts::{FEATURES, Predictions, Targets, column, read_rois, read_targets};
+use brainpipe_core::{ArtifactKind, Port, open_table};
 
 use crate::error::{ModelsError, Result};
-
-/// The table `features.template_pad` (and `features.roi` per subject) writes.
-pub const FEATURES_TABLE: TableKind = TableKind::new("features", 1);
-/// ROI blocks of a features table (`roi`, `label`, `first`, `count`).
-pub const ROIS_TABLE: TableKind = TableKind::new("rois", 1);
 
 /// Scans with a target: inputs, identifiers, and the target row of each.
 #[derive(Clone, Debug, Default)]
@@ -76,30 +70,13 @@ impl Dataset {
                 row_of.entry(file).or_insert(i);
             }
         }
-        let (_, reader) = open_table(features, Some(FEATURES_TABLE), 256)?;
+        let (_, reader) = open_table(features, Some(FEATURES), 256)?;
         let mut d = Dataset::default();
         for batch in reader {
-            let batch = batch.map_err(|source| brainpipe_core::Error::Arrow {
-                path: features.to_path_buf(),
-                source,
-            })?;
-            let text = |name: &str| -> Result<Vec<String>> {
-                let a = batch
-                    .column_by_name(name)
-                    .and_then(|a| a.as_any().downcast_ref::<StringArray>())
-                    .ok_or_else(|| {
-                        ModelsError::data(features, format!("no Utf8 column `{name}`"))
-                    })?;
-                Ok((0..a.len()).map(|i| a.value(i).to_owned()).collect())
-            };
-            let trial = batch
-                .column_by_name("trial")
-                .and_then(|a| a.as_any().downcast_ref::<Int32Array>())
-                .ok_or_else(|| ModelsError::data(features, "no Int32 column `trial`"))?;
-            let voxels = batch
-                .column_by_name("voxels")
-                .ok_or_else(|| ModelsError::data(features, "no `voxels` column"))?;
-            let (values, width) = f32_list_values(features, "voxels", voxels.as_ref())?;
+            let batch = batch.map_err(column::arrow_error(features))?;
+            let text = |name: &str| column::string_values(features, &batch, name);
+            let trial = column::ints(features, &batch, "trial")?;
+            let (values, width) = column::f32_rows(features, &batch, "voxels")?;
             d.width = width;
             let (subject, stimulus, paradigm, key) =
                 (text("subject")?, text("stimulus")?, text("paradigm")?, text(join_column)?);
@@ -187,46 +164,33 @@ pub(crate) fn training_inputs(rois_use: &'static str) -> Vec<Port> {
     vec![
         Port::input(
             "features",
-            ArtifactKind::Table("features"),
+            ArtifactKind::table(brainpipe_artifacts::FEATURES),
             "features.parquet of features.template_pad: all subjects, one width",
         ),
         Port::input(
             "targets",
-            ArtifactKind::Table("targets"),
+            ArtifactKind::table(brainpipe_artifacts::TARGETS),
             "targets.parquet of clip.words: target vector and class per stimulus",
         ),
-        Port::input("rois", ArtifactKind::Table("rois"), rois_use).optional(),
+        Port::input("rois", ArtifactKind::table(brainpipe_artifacts::ROIS), rois_use).optional(),
     ]
 }
 
 /// Reads the ROI blocks of a `rois/1` table as `(first, count)` column ranges.
 pub fn read_roi_blocks(path: &Path, width: usize) -> Result<Vec<(usize, usize)>> {
-    let (_, batches) = read_table(path, Some(ROIS_TABLE))?;
     let mut blocks = Vec::new();
-    for batch in &batches {
-        let int = |name: &str| -> Result<Int32Array> {
-            batch
-                .column_by_name(name)
-                .and_then(|a| a.as_any().downcast_ref::<Int32Array>().cloned())
-                .ok_or_else(|| ModelsError::data(path, format!("no Int32 column `{name}`")))
-        };
-        let (first, count) = (int("first")?, int("count")?);
-        for i in 0..batch.num_rows() {
-            let (f, c) = (first.value(i), count.value(i));
-            let (Ok(f), Ok(c)) = (usize::try_from(f), usize::try_from(c)) else {
-                return Err(ModelsError::data(path, format!("row {i}: negative first/count")));
-            };
-            if c == 0 {
-                continue;
-            }
-            if f + c > width {
-                return Err(ModelsError::data(
-                    path,
-                    format!("row {i}: block {f}..{} exceeds the {width} input columns", f + c),
-                ));
-            }
-            blocks.push((f, c));
+    for (i, block) in read_rois(path)?.into_iter().enumerate() {
+        let (f, c) = (block.first, block.count);
+        if c == 0 {
+            continue;
         }
+        if f + c > width {
+            return Err(ModelsError::data(
+                path,
+                format!("row {i}: block {f}..{} exceeds the {width} input columns", f + c),
+            ));
+        }
+        blocks.push((f, c));
     }
     if blocks.is_empty() {
         return Err(ModelsError::data(path, "no ROI blocks"));

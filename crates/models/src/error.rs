@@ -6,9 +6,6 @@ pub enum ModelsError {
     /// Reading or writing an artifact failed.
     #[error(transparent)]
     Artifact(#[from] brainpipe_core::Error),
-    /// Reading or writing an evaluation table failed.
-    #[error(transparent)]
-    Eval(#[from] brainpipe_eval::EvalError),
     /// Tensor glue (device, safetensors) failed.
     #[error(transparent)]
     Tensor(#[from] brainpipe_tensor::TensorError),

@@ -32,8 +32,8 @@ pub mod schedule;
 pub mod select;
 mod train;
 
-pub use augmented::{Augmented, EMBEDDINGS_TABLE, read_augmented};
-pub use data::{Dataset, FEATURES_TABLE, ROIS_TABLE, read_roi_blocks};
+pub use augmented::{Augmented, read_augmented};
+pub use data::{Dataset, read_roi_blocks};
 pub use error::{ModelsError, Result};
 pub use predict::{Predict, PredictParams, predict_dir};
 pub use ridge::{Ridge, RidgeParams};

@@ -1,23 +1,10 @@
 //! Brain2Word's losses, each a mean over the batch.
 
-use serde::{Deserialize, Serialize};
+pub use brainpipe_params::models::LossKind;
 use tch::{Kind, Tensor};
 
 /// Guards cosine similarities against zero vectors.
 const COS_EPS: f64 = 1e-8;
-
-/// Which task losses train the heads.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LossKind {
-    /// Only the regression head (Brain2Word's batch-negatives cosine loss).
-    Regression,
-    /// Only the classification head (cross-entropy over the classes).
-    Classification,
-    /// A weighted sum of both (the seed's improvement on top-1).
-    #[default]
-    Combined,
-}
 
 fn unit_rows(x: &Tensor) -> Tensor {
     x / x.norm_scalaropt_dim(2.0, [1i64].as_slice(), true).clamp_min(COS_EPS)

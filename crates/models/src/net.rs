@@ -5,44 +5,15 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, ModuleT};
 use tch::{Device, Kind, Tensor};
 
-/// LeakyReLU slope of every hidden layer (Brain2Word: 0.3).
-pub const LEAKY_SLOPE: f64 = 0.3;
-/// Dropout rate after every hidden layer (Brain2Word: 0.4).
-pub const DROPOUT: f64 = 0.4;
-/// Outputs per ROI block = max(ceil(size / ROI_SCALE), 1) (Brain2Word: 20).
-pub const ROI_SCALE: usize = 20;
 /// Keras' BatchNormalization defaults (Brain2Word is Keras): momentum 0.99 (PyTorch's 0.01),
 /// epsilon 1e-3.
 const BN_MOMENTUM: f64 = 0.01;
 const BN_EPS: f64 = 1e-3;
 
-/// Which Brain2Word network.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ModelKind {
-    /// Dense layers: input → 2000 → 200 → embedding → classes.
-    #[default]
-    Base,
-    /// The first layer is one dense block per ROI (block-diagonal), then as Base.
-    Roi,
-    /// Base plus a decoder from the embedding back to the input (reconstruction loss).
-    Autoencoder,
-}
-
-impl ModelKind {
-    /// The name used in tables (`base`, `roi`, `autoencoder`).
-    pub fn name(self) -> &'static str {
-        match self {
-            ModelKind::Base => "base",
-            ModelKind::Roi => "roi",
-            ModelKind::Autoencoder => "autoencoder",
-        }
-    }
-}
-
 /// Number format of the large matmuls (the first layer and the autoencoder's output layer); shared
 /// with the CLIP stages.
-pub use brainpipe_tensor::{Precision, Tf32Guard};
+pub use brainpipe_params::models::{DROPOUT, LEAKY_SLOPE, ModelKind, ROI_SCALE};
+pub use brainpipe_tensor::{Precision, PrecisionExt, Tf32Guard};
 
 /// Everything needed to rebuild a network: stored as `config` in `model.safetensors`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

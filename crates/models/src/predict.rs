@@ -2,28 +2,16 @@
 
 use std::path::PathBuf;
 
+use brainpipe_artifacts::{Predictions, write_predictions};
 use brainpipe_core::{ArtifactKind, Context, Port, Stage, StageError};
-use brainpipe_eval::{Predictions, write_predictions};
-use brainpipe_tensor::{DeviceChoice, device_name, load_var_store};
+use brainpipe_tensor::{ResolveDevice, device_name, load_var_store};
 use tch::nn;
 
 use crate::data::Dataset;
 use crate::error::{ModelsError, Result};
-use crate::net::Net;
+use crate::net::{Net, PrecisionExt};
 use crate::train::{DataTensors, predict_rows, read_fold_config};
-
-brainpipe_core::params! {
-    /// Params of `models.predict`.
-    pub struct PredictParams {
-        /// Predict only each fold's test subjects (reproduces models.train's predictions); false:
-        /// every fold model predicts every scan (new subjects).
-        pub test_only: bool = true,
-        /// Column of the features table matched against the targets' `stimulus`.
-        pub stimulus_column: String = "stimulus".to_owned(),
-        /// `auto`, `cpu`, `cuda`, `cuda:N`.
-        pub device: String = "auto".to_owned(),
-    }
-}
+pub use brainpipe_params::models::PredictParams;
 
 /// `models.predict`.
 pub struct Predict;
@@ -43,12 +31,12 @@ impl Stage for Predict {
             ),
             Port::input(
                 "features",
-                ArtifactKind::Table("features"),
+                ArtifactKind::table(brainpipe_artifacts::FEATURES),
                 "features.parquet of the same width as at training",
             ),
             Port::input(
                 "targets",
-                ArtifactKind::Table("targets"),
+                ArtifactKind::table(brainpipe_artifacts::TARGETS),
                 "targets.parquet: the stimulus → class join",
             ),
         ]
@@ -58,14 +46,14 @@ impl Stage for Predict {
         vec![Port::output(
             "predictions",
             "predictions.parquet",
-            ArtifactKind::Table("predictions"),
+            ArtifactKind::table(brainpipe_artifacts::PREDICTIONS),
             "per scan and fold: predicted embedding and class scores",
         )]
     }
 
     fn run(&self, ctx: &mut Context, p: &PredictParams) -> Result<(), StageError> {
-        let device = DeviceChoice::parse(&p.device)?.resolve()?;
-        ctx.note("device", device_name(device));
+        let device = p.device.resolve()?;
+        ctx.set_device(device_name(device));
         let data =
             Dataset::read(ctx.input("features")?, ctx.input("targets")?, &p.stimulus_column)?;
         let predictions =

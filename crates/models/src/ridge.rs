@@ -4,51 +4,21 @@
 
 use std::path::Path;
 
+use brainpipe_artifacts::{Predictions, write_predictions};
 use brainpipe_core::{
     ArtifactKind, Context, NamedTensor, Port, Stage, StageError, write_safetensors,
 };
-use brainpipe_eval::{Predictions, write_predictions};
-use brainpipe_tensor::{DeviceChoice, device_name};
+use brainpipe_tensor::{ResolveDevice, device_name};
 use tch::{Device, Kind, Tensor};
 
 use crate::cv::{CrossValidation, Validation, folds};
 use crate::data::{Dataset, read_roi_blocks, training_inputs};
 use crate::error::{ModelsError, Result};
-use crate::select::{Selected, Selection, select};
+use crate::select::{Selected, select};
+pub use brainpipe_params::models::RidgeParams;
 
 /// Table kind of the ridge model files' metadata.
 pub const RIDGE_SCHEMA: &str = "brain2word-ridge/1";
-
-brainpipe_core::params! {
-    /// Params of `models.ridge`.
-    pub struct RidgeParams {
-        /// Candidate regularisation strengths; the one with the lowest inner-CV squared error wins.
-        pub alphas: Vec<f64> = vec![1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6],
-        /// Inner folds when the training side has a single subject (otherwise one inner fold per
-        /// training subject).
-        pub inner_folds: usize = 5,
-        /// Use at most this many inner folds (0: all). Each costs one eigendecomposition.
-        pub max_inner_folds: usize = 0,
-        /// Name written into the tables.
-        pub name: String = "ridge".to_owned(),
-        /// `leave_one_subject_out` or `within_subject`.
-        pub cv: CrossValidation = CrossValidation::LeaveOneSubjectOut,
-        /// k of `within_subject`.
-        pub folds: usize = 5,
-        /// Column of the features table matched against the targets' `stimulus`.
-        pub stimulus_column: String = "stimulus".to_owned(),
-        /// Input selection per fold from its training scans: `none` (every column),
-        /// `roi_stability` (whole ROIs by mean cross-subject stability; needs `rois`) or
-        /// `voxel_stability`. See docs/MODELS.md ("Input selection").
-        pub select: Selection = Selection::None,
-        /// Columns `select` keeps (whole ROIs: at least this many).
-        pub select_columns: usize = 0,
-        /// Seed of the inner folds.
-        pub seed: u64 = 7,
-        /// `auto`, `cpu`, `cuda`, `cuda:N`.
-        pub device: String = "auto".to_owned(),
-    }
-}
 
 /// `models.ridge`.
 pub struct Ridge;
@@ -76,15 +46,15 @@ impl Stage for Ridge {
             Port::output(
                 "predictions",
                 "predictions.parquet",
-                ArtifactKind::Table("predictions"),
+                ArtifactKind::table(brainpipe_artifacts::PREDICTIONS),
                 "per test scan: predicted embedding (no class scores)",
             ),
         ]
     }
 
     fn run(&self, ctx: &mut Context, p: &RidgeParams) -> Result<(), StageError> {
-        let device = DeviceChoice::parse(&p.device)?.resolve()?;
-        ctx.note("device", device_name(device));
+        let device = p.device.resolve()?;
+        ctx.set_device(device_name(device));
         if p.alphas.is_empty() || p.alphas.iter().any(|a| !(a.is_finite() && *a > 0.0)) {
             return Err(ModelsError::Params("alphas must be positive and finite".into()).into());
         }

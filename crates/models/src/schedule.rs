@@ -12,61 +12,36 @@
 //! early stopping on the fold's validation scans (drawn from the training subjects only): the
 //! pretraining phase watches the validation reconstruction loss, the others the task loss.
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::{ModelsError, Result};
 use crate::net::ModelKind;
 
-/// Which training schedule (`models.train`'s `schedule`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Schedule {
-    /// Every loss from the start (Brain2CLIP variation 3; Brain2Word).
-    #[default]
-    Joint,
-    /// Reconstruction pretraining, then the regression layers alone (variation 1).
-    PretrainThenRegression,
-    /// Reconstruction pretraining, then every loss together (variation 2).
-    PretrainThenJoint,
-}
+pub use brainpipe_params::models::Schedule;
 
-impl Schedule {
-    /// Whether this is the default single joint phase (params equal to the default are not
-    /// written into model files, so files trained without schedules keep their bytes).
-    pub fn is_joint(&self) -> bool {
-        *self == Schedule::Joint
+/// The phases of `schedule` with their epoch budgets: `pretrain_epochs` for pretraining, `epochs`
+/// for the phase after it (or the only phase). Refused for networks without a decoder.
+pub fn phases(
+    schedule: Schedule,
+    model: ModelKind,
+    pretrain_epochs: u32,
+    epochs: u32,
+) -> Result<Vec<Plan>> {
+    if schedule != Schedule::Joint && model != ModelKind::Autoencoder {
+        return Err(ModelsError::Params(format!(
+            "schedule {} pretrains on reconstruction: it needs model autoencoder, not {}",
+            schedule.name(),
+            model.name()
+        )));
     }
-
-    /// The phases with their epoch budgets: `pretrain_epochs` for pretraining, `epochs` for the
-    /// phase after it (or the only phase). Refused for networks without a decoder.
-    pub fn phases(self, model: ModelKind, pretrain_epochs: u32, epochs: u32) -> Result<Vec<Plan>> {
-        if self != Schedule::Joint && model != ModelKind::Autoencoder {
-            return Err(ModelsError::Params(format!(
-                "schedule {} pretrains on reconstruction: it needs model autoencoder, not {}",
-                self.name(),
-                model.name()
-            )));
+    let plan = |phase, epochs| Plan { phase, epochs };
+    Ok(match schedule {
+        Schedule::Joint => vec![plan(Phase::Joint, epochs)],
+        Schedule::PretrainThenRegression => {
+            vec![plan(Phase::Pretrain, pretrain_epochs), plan(Phase::Regression, epochs)]
         }
-        let plan = |phase, epochs| Plan { phase, epochs };
-        Ok(match self {
-            Schedule::Joint => vec![plan(Phase::Joint, epochs)],
-            Schedule::PretrainThenRegression => {
-                vec![plan(Phase::Pretrain, pretrain_epochs), plan(Phase::Regression, epochs)]
-            }
-            Schedule::PretrainThenJoint => {
-                vec![plan(Phase::Pretrain, pretrain_epochs), plan(Phase::Joint, epochs)]
-            }
-        })
-    }
-
-    /// The YAML spelling.
-    pub fn name(self) -> &'static str {
-        match self {
-            Schedule::Joint => "joint",
-            Schedule::PretrainThenRegression => "pretrain_then_regression",
-            Schedule::PretrainThenJoint => "pretrain_then_joint",
+        Schedule::PretrainThenJoint => {
+            vec![plan(Phase::Pretrain, pretrain_epochs), plan(Phase::Joint, epochs)]
         }
-    }
+    })
 }
 
 /// One phase of a schedule.
@@ -130,7 +105,7 @@ mod tests {
     #[test]
     fn schedules_list_their_phases() {
         let v1 =
-            Schedule::PretrainThenRegression.phases(ModelKind::Autoencoder, 5, 9).expect("phases");
+            phases(Schedule::PretrainThenRegression, ModelKind::Autoencoder, 5, 9).expect("phases");
         assert_eq!(
             v1,
             vec![
@@ -140,13 +115,12 @@ mod tests {
         );
         assert!(v1[1].phase.freezes_encoder() && !v1[1].phase.trains_reconstruction());
         assert!(!v1[0].phase.trains_task() && v1[0].phase.monitors_reconstruction());
-        let v2 = Schedule::PretrainThenJoint.phases(ModelKind::Autoencoder, 5, 9).expect("phases");
+        let v2 = phases(Schedule::PretrainThenJoint, ModelKind::Autoencoder, 5, 9).expect("phases");
         assert_eq!(v2[1].phase, Phase::Joint);
         assert!(!v2[1].phase.freezes_encoder());
-        let v3 = Schedule::Joint.phases(ModelKind::Base, 5, 9).expect("phases");
+        let v3 = phases(Schedule::Joint, ModelKind::Base, 5, 9).expect("phases");
         assert_eq!(v3, vec![Plan { phase: Phase::Joint, epochs: 9 }]);
-        let err = Schedule::PretrainThenJoint
-            .phases(ModelKind::Base, 5, 9)
+        let err = phases(Schedule::PretrainThenJoint, ModelKind::Base, 5, 9)
             .expect_err("base has no decoder");
         assert!(err.to_string().contains("needs model autoencoder"), "{err}");
     }

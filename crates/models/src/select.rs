@@ -19,23 +19,10 @@
 //!
 //! The test scans of a fold never enter the choice (they are not in `rows`).
 
-use serde::{Deserialize, Serialize};
+pub use brainpipe_params::models::Selection;
 
 use crate::data::Dataset;
 use crate::error::{ModelsError, Result};
-
-/// How a fold's input columns are chosen.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Selection {
-    /// Every column (Brain2Word: the whole 65,730-column template).
-    #[default]
-    None,
-    /// Whole ROIs, ranked by the mean stability of their columns (needs the `rois` input).
-    RoiStability,
-    /// Single columns, ranked by stability.
-    VoxelStability,
-}
 
 /// The columns a fold's model reads, and its ROI blocks renumbered over them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -215,7 +202,7 @@ pub fn renumber_blocks(blocks: &[(usize, usize)], columns: &[usize]) -> Vec<(usi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use brainpipe_eval::Targets;
+    use brainpipe_artifacts::Targets;
 
     /// 3 subjects × 2 repetitions × 6 words; 8 columns in 4 ROIs of 2. Columns 2–3 (ROI 1) and
     /// 6 (ROI 3) carry the word, the same in every subject; the rest is subject-specific noise.
@@ -228,6 +215,7 @@ mod tests {
             class: (0..words as i32).collect(),
             vectors: vec![0.0; words],
             dim: 1,
+            ..Targets::default()
         };
         let mut state = 12345u64;
         let mut noise = || {

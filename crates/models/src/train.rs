@@ -5,15 +5,17 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use brainpipe_artifacts::{EpochRecord, Predictions, write_predictions, write_training};
 use brainpipe_core::{ArtifactKind, Context, Port, Stage, StageError};
-use brainpipe_eval::{EpochRecord, Predictions, write_predictions, write_training};
 use brainpipe_tensor::{
-    AdamConfig, DeviceChoice, FusedAdam, device_name, f32_rows_to_tensor, save_var_store,
+    AdamConfig, FusedAdam, ResolveDevice, device_name, f32_rows_to_tensor, save_var_store,
     tensor_to_f32_rows,
 };
 use serde::Serialize;
 use tch::nn;
 use tch::{Device, Kind, Tensor};
+
+pub use brainpipe_params::models::{BATCH_SIZE, PRETRAIN_EPOCHS, TrainParams};
 
 use crate::augmented::{Augmented, read_augmented};
 use crate::cv::{CrossValidation, Fold, Validation, folds};
@@ -22,131 +24,12 @@ use crate::error::{ModelsError, Result};
 use crate::losses::{
     LossKind, classification_loss, mean_regularisation_loss, reconstruction_loss, regression_loss,
 };
-use crate::net::{DROPOUT, LEAKY_SLOPE, ModelKind, Net, NetConfig, Precision, ROI_SCALE};
-use crate::schedule::{ENCODER_PREFIX, Phase, Plan, Schedule};
+use crate::net::{LEAKY_SLOPE, ModelKind, Net, NetConfig, PrecisionExt};
+use crate::schedule::{ENCODER_PREFIX, Phase, Plan, Schedule, phases};
 use crate::select::{Selection, select};
 
 /// Table kind of the model files' metadata (`brainpipe.schema`).
 pub const MODEL_SCHEMA: &str = "brain2word-model/1";
-
-/// Brain2Word's batch size: one block of the 180 words.
-pub const BATCH_SIZE: usize = 180;
-/// Adam's learning rate (Keras default, Brain2Word).
-pub const LEARNING_RATE: f64 = 1e-3;
-/// The learning rate is multiplied by this every [`LR_STEP_EPOCHS`] (Brain2Word's schedule).
-pub const LR_DECAY: f64 = 0.3;
-/// Epochs between learning-rate decays.
-pub const LR_STEP_EPOCHS: u32 = 10;
-/// Early-stopping patience in epochs (Brain2Word).
-pub const PATIENCE: u32 = 10;
-/// Default most epochs of the reconstruction pretraining phase.
-pub const PRETRAIN_EPOCHS: u32 = 20;
-
-fn is_default_pretrain_epochs(epochs: &u32) -> bool {
-    *epochs == PRETRAIN_EPOCHS
-}
-
-brainpipe_core::params! {
-    /// Params of `models.train`.
-    pub struct TrainParams {
-        /// Network: `base` (dense 2000 → 200 → embedding → classes), `roi` (first layer one dense
-        /// block per ROI; needs the `rois` input) or `autoencoder` (base + decoder back to the input).
-        pub model: ModelKind = ModelKind::Base,
-        /// Name written into the tables (`model` column); empty: the network's name.
-        pub name: String = String::new(),
-        /// Task loss: `regression` (Brain2Word's batch-negatives cosine), `classification`
-        /// (cross-entropy) or `combined` (weighted sum; the seed's improvement on top-1).
-        pub loss: LossKind = LossKind::Combined,
-        /// Weight of the regression loss in `combined` (not stated in the paper; 1).
-        pub regression_weight: f64 = 1.0,
-        /// Weight of the classification loss in `combined` (not stated in the paper; 1).
-        pub classification_weight: f64 = 1.0,
-        /// Weight of the autoencoder's reconstruction loss −cos(x, x̂) (1, as a plain sum).
-        pub reconstruction_weight: f64 = 1.0,
-        /// Autoencoder: the decoder reuses the encoder's first-layer weights, transposed.
-        pub tied: bool = false,
-        /// Hidden widths (Brain2Word: 2000, 200). The ROI model replaces the first by its ROI layer.
-        pub hidden: Vec<usize> = vec![2000, 200],
-        /// ROI model: outputs per block = max(ceil(size / roi_scale), 1) (Brain2Word: 20).
-        pub roi_scale: usize = ROI_SCALE,
-        /// ROI model: ROIs are sorted by size and packed into this many groups, one batched
-        /// matmul each (1: a single zero-padded block; more groups, less padding). 0: by device —
-        /// 1 on CUDA (fastest on an H200: 2.5 ms/step against 3.5–4.0 with 8), 8 on the CPU
-        /// (113 ms against 381 with 1); docs/BENCHMARKS.md.
-        pub roi_groups: usize = 0,
-        /// Dropout after every hidden layer (Brain2Word: 0.4).
-        pub dropout: f64 = DROPOUT,
-        /// Weight of mean regularisation (0: off). After `warmup_epochs`, each hidden layer is
-        /// pulled towards the per-word mean over the training scans (regression-loss form).
-        pub mean_reg_weight: f64 = 0.0,
-        /// Epochs before mean regularisation starts (the model must have stabilised).
-        pub warmup_epochs: u32 = 10,
-        /// Epochs per mean-regularisation round; each round's target is (new mean + old) / 2.
-        pub mean_reg_round_epochs: u32 = 5,
-        /// Maximum epochs per fold (with a pretraining `schedule`: of the phase after it).
-        pub epochs: u32 = 100,
-        /// Brain2CLIP's training schedule: `joint` (every loss from the start; variation 3 and
-        /// Brain2Word), `pretrain_then_regression` (variation 1: reconstruction pretraining, then
-        /// the regression layers alone, the encoder frozen) or `pretrain_then_joint` (variation 2:
-        /// pretraining, then every loss). Pretraining needs `model: autoencoder`.
-        #[serde(skip_serializing_if = "Schedule::is_joint")]
-        pub schedule: Schedule = Schedule::Joint,
-        /// Most epochs of the reconstruction pretraining phase (early-stopped on the validation
-        /// reconstruction loss); `epochs` bounds the phase after it.
-        #[serde(skip_serializing_if = "is_default_pretrain_epochs")]
-        pub pretrain_epochs: u32 = PRETRAIN_EPOCHS,
-        /// Brain2CLIP augmentation: every embedding of the `augmented` input (clip.augment) of a
-        /// training scan's stimulus becomes an extra (scan, target) training pair; needs that input.
-        #[serde(skip_serializing_if = "std::ops::Not::not")]
-        pub augment: bool = false,
-        /// Batch size (Brain2Word: 180).
-        pub batch_size: usize = BATCH_SIZE,
-        /// Adam (amsgrad) learning rate (Brain2Word: 1e-3).
-        pub lr: f64 = LEARNING_RATE,
-        /// Learning-rate factor every `lr_step_epochs` (Brain2Word: 0.3).
-        pub lr_decay: f64 = LR_DECAY,
-        /// Epochs between learning-rate decays (Brain2Word: 10).
-        pub lr_step_epochs: u32 = LR_STEP_EPOCHS,
-        /// Early-stopping patience on the validation task loss (Brain2Word: 10); the best epoch's
-        /// weights are kept.
-        pub patience: u32 = PATIENCE,
-        /// `leave_one_subject_out` (Brain2Word) or `within_subject` (k-fold in each subject).
-        pub cv: CrossValidation = CrossValidation::LeaveOneSubjectOut,
-        /// k of `within_subject`.
-        pub folds: usize = 5,
-        /// Validation scans for early stopping, always from the training side: `fraction` of the
-        /// training scans, or one training `subject` (Brain2Word used the test subject; we do not).
-        pub validation: Validation = Validation::Fraction,
-        /// Share of the training scans held out for validation (`validation: fraction`).
-        pub validation_fraction: f64 = 0.1,
-        /// After early stopping has chosen the epoch count on the validation scans, train again
-        /// from the same initialisation on training + validation scans for that many epochs (the
-        /// validation scans are no longer wasted; twice the training time). Not in the paper.
-        pub refit: bool = false,
-        /// Train on targets minus their mean over the target words (GloVe vectors share a large
-        /// common direction the cosine losses otherwise chase); predictions get the mean back.
-        /// Not in the paper: a deviation, documented in docs/MODELS.md.
-        pub centre_targets: bool = true,
-        /// Input selection per fold from its training scans (not its validation or test scans):
-        /// `none` (every column, Brain2Word), `roi_stability` (whole ROIs by mean cross-subject
-        /// stability; needs `rois`) or `voxel_stability`. A deviation when on; docs/MODELS.md.
-        pub select: Selection = Selection::None,
-        /// Columns `select` keeps (whole ROIs: at least this many).
-        pub select_columns: usize = 0,
-        /// Column of the features table matched against the targets' `stimulus`.
-        pub stimulus_column: String = "stimulus".to_owned(),
-        /// Seed of initialisation, shuffles, dropout and the validation split.
-        pub seed: u64 = 7,
-        /// `auto` (CUDA when present), `cpu`, `cuda`, `cuda:N`.
-        pub device: String = "auto".to_owned(),
-        /// Number format of the large matmuls: `fp32`; `tf32` (f32 tensors, CUDA matmuls on TF32
-        /// tensor cores); or `bf16` (bfloat16 inputs and weights for the first layer and the
-        /// autoencoder's output layer, f32 master weights). On the CPU `tf32` is `fp32`.
-        pub precision: Precision = Precision::Fp32,
-        /// CPU threads for LibTorch (0: its default). 1 makes CPU runs bitwise reproducible.
-        pub threads: i32 = 0,
-    }
-}
 
 /// `models.train`.
 pub struct Train;
@@ -183,21 +66,21 @@ impl Stage for Train {
             Port::output(
                 "predictions",
                 "predictions.parquet",
-                ArtifactKind::Table("predictions"),
+                ArtifactKind::table(brainpipe_artifacts::PREDICTIONS),
                 "per test scan: predicted embedding and class scores",
             ),
             Port::output(
                 "training",
                 "training.parquet",
-                ArtifactKind::Table("training"),
+                ArtifactKind::table(brainpipe_artifacts::TRAINING),
                 "per fold and epoch: losses, learning rate, validation scores",
             ),
         ]
     }
 
     fn run(&self, ctx: &mut Context, p: &TrainParams) -> Result<(), StageError> {
-        let device = DeviceChoice::parse(&p.device)?.resolve()?;
-        ctx.note("device", device_name(device));
+        let device = p.device.resolve()?;
+        ctx.set_device(device_name(device));
         if p.threads > 0 {
             tch::set_num_threads(p.threads);
         }
@@ -296,7 +179,7 @@ pub fn net_config(data: &Dataset, rois: &[(usize, usize)], p: &TrainParams) -> R
 }
 
 /// The mean of the target vectors.
-fn mean_target(t: &brainpipe_eval::Targets) -> Vec<f32> {
+fn mean_target(t: &brainpipe_artifacts::Targets) -> Vec<f32> {
     let n = t.len().max(1) as f64;
     (0..t.dim)
         .map(|d| {
@@ -345,7 +228,7 @@ pub fn train_augmented(
     let fold_sets =
         folds(&data.subject, p.cv, p.folds, p.validation, p.validation_fraction, p.seed);
     // Checked before any fold trains.
-    p.schedule.phases(config.kind, p.pretrain_epochs, p.epochs)?;
+    phases(p.schedule, config.kind, p.pretrain_epochs, p.epochs)?;
     let tensors = match augmented {
         None => DataTensors::new(data, &config.target_mean, device)?,
         Some(a) => DataTensors::with_augmented(data, a, &config.target_mean, device)?,
@@ -698,7 +581,7 @@ pub fn train_fold(
     fold: &Fold,
     name: &str,
 ) -> Result<Trained> {
-    let plans = p.schedule.phases(config.kind, p.pretrain_epochs, p.epochs)?;
+    let plans = phases(p.schedule, config.kind, p.pretrain_epochs, p.epochs)?;
     train_phases(d, config, p, fold, name, &plans)
 }
 
@@ -895,7 +778,7 @@ fn refit(
     name: &str,
     chosen: Trained,
 ) -> Result<Trained> {
-    let plans = p.schedule.phases(config.kind, p.pretrain_epochs, p.epochs)?;
+    let plans = phases(p.schedule, config.kind, p.pretrain_epochs, p.epochs)?;
     let phased = !p.schedule.is_joint();
     let chosen_plans: Vec<Plan> = plans
         .iter()

@@ -7,9 +7,10 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use brainpipe_artifacts::{read_predictions, read_targets, read_training};
 use brainpipe_core::run_standalone;
 use brainpipe_eval::metrics::Similarity;
-use brainpipe_eval::{ALL, read_predictions, read_targets, read_training, score_words};
+use brainpipe_eval::{ALL, score_words};
 use brainpipe_models::{Dataset, Predict, Ridge, Train, predict_dir};
 use serde_json::{Value, json};
 
@@ -158,7 +159,7 @@ fn loso_folds_and_early_stopping_never_see_the_test_subject() {
             epochs: 2,
             batch_size: 20,
             validation,
-            device: "cpu".into(),
+            device: brainpipe_core::DeviceChoice::Cpu,
             ..TrainParams::default()
         };
         let out = TrainOutputs {

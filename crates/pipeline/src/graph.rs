@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
-use brainpipe_core::{DynStage, Port, split_input_key};
+use brainpipe_core::{ArtifactKind, DynStage, Port, split_input_key};
 use serde_json::{Map, Value};
 
 use crate::spec::{Location, PipelineSpec, SpecError, StageSpec, Step, locate, parse_located};
@@ -127,6 +127,27 @@ impl Node {
             NodeKind::External { outputs, .. } => {
                 outputs.iter().map(|o| (o.clone(), o.clone())).collect()
             }
+        }
+    }
+
+    /// The kind of output `port` (`None` for external commands: they declare none).
+    pub fn output_kind(&self, port: &str) -> Option<ArtifactKind> {
+        match &self.kind {
+            NodeKind::Builtin { stage } => {
+                stage.outputs().into_iter().find(|p| p.name == port).map(|p| p.kind)
+            }
+            NodeKind::External { .. } => None,
+        }
+    }
+
+    /// The kind input `key` (`port` or `port#i`) takes (`None` for external commands).
+    pub fn input_kind(&self, key: &str) -> Option<ArtifactKind> {
+        let port = split_input_key(key).0;
+        match &self.kind {
+            NodeKind::Builtin { stage } => {
+                stage.inputs().into_iter().find(|p| p.name == port).map(|p| p.kind)
+            }
+            NodeKind::External { .. } => None,
         }
     }
 
@@ -324,7 +345,14 @@ impl Resolver<'_> {
                 }
                 self.check_builtin_ports(id, stage.as_ref(), &inputs)?;
                 let params = stage.canonical_params(&params).map_err(|e| {
-                    self.error(&at(id, &[Step::Key("with", 0)]), format!("stage `{id}`: {e}"))
+                    // Point at the param the message names, when the file gives it.
+                    let message = e.to_string();
+                    let key = params.as_object().and_then(|given| {
+                        message.split('`').skip(1).step_by(2).find(|name| given.contains_key(*name))
+                    });
+                    let mut path = vec![Step::Key("with", 0)];
+                    path.extend(key.map(|k| Step::Key(k, 0)));
+                    self.error(&at(id, &path), format!("stage `{id}`: {message}"))
                 })?;
                 (NodeKind::Builtin { stage: stage.clone() }, params)
             }
@@ -464,6 +492,15 @@ impl Resolver<'_> {
                             return Err(self.error(&at, format!(
                                 "stage `{}` input `{port}`: stage `{stage}` has no output `{out}` (outputs: {})",
                                 node.id, list_or_none(&names)
+                            )));
+                        }
+                        if let (Some(given), Some(wanted)) =
+                            (upstream.output_kind(out), node.input_kind(port))
+                            && !given.feeds(&wanted)
+                        {
+                            return Err(self.error(&at, format!(
+                                "stage `{}` input `{port}` takes a {}, but `{stage}.{out}` is a {}",
+                                node.id, wanted.describe(), given.describe()
                             )));
                         }
                     }

@@ -316,7 +316,7 @@ fn compute(
         finished: rfc3339_utc(finished),
         started_unix: unix_seconds(started),
         finished_unix: unix_seconds(finished),
-        device: notes.get("device").and_then(Value::as_str).unwrap_or("cpu").to_owned(),
+        device: brainpipe_core::reported_device(&notes),
         notes,
         tools: options.tools.clone(),
         host: host_name(),

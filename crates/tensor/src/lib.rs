@@ -3,7 +3,7 @@
 //! safetensors files with their architecture config.
 //!
 //! ```
-//! use brainpipe_tensor::{DeviceChoice, f32_rows_to_tensor, tensor_to_f32_rows};
+//! use brainpipe_tensor::{DeviceChoice, ResolveDevice, f32_rows_to_tensor, tensor_to_f32_rows};
 //!
 //! let device = DeviceChoice::parse("cpu")?.resolve()?;
 //! let t = f32_rows_to_tensor(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 3, device)?;
@@ -21,7 +21,6 @@ pub use adam::{AdamConfig, FusedAdam};
 pub use graph::CudaGraph;
 
 use std::path::Path;
-use std::str::FromStr;
 
 use std::collections::HashMap;
 
@@ -36,8 +35,8 @@ pub const LIBTORCH_VERSION: &str = env!("BRAINPIPE_LIBTORCH_VERSION");
 #[derive(Debug, thiserror::Error)]
 pub enum TensorError {
     /// A device string that is not `auto`, `cpu`, `cuda` or `cuda:N`.
-    #[error("unknown device `{0}`: expected auto, cpu, cuda or cuda:N")]
-    BadDevice(String),
+    #[error(transparent)]
+    BadDevice(#[from] brainpipe_core::UnknownDevice),
     /// CUDA was asked for but is not available.
     #[error("device `{0}` requested but CUDA is not available ({1} CUDA devices visible)")]
     NoCuda(String, i64),
@@ -52,41 +51,27 @@ pub enum TensorError {
     Artifact(#[from] brainpipe_core::Error),
 }
 
-/// A device as written in params: `auto` (CUDA when present), `cpu`, `cuda`, `cuda:N`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DeviceChoice {
-    /// The first CUDA device when available, else the CPU.
-    Auto,
-    /// The CPU.
-    Cpu,
-    /// CUDA device N.
-    Cuda(usize),
+pub use brainpipe_core::{DeviceChoice, Precision};
+
+/// Turns a [`DeviceChoice`] of params into a LibTorch device.
+pub trait ResolveDevice {
+    /// The tch device, checking that a requested CUDA device exists.
+    fn resolve(self) -> Result<Device, TensorError>;
 }
 
-impl DeviceChoice {
-    /// Parses `auto`, `cpu`, `cuda`, `cuda:N`.
-    pub fn parse(text: &str) -> Result<Self, TensorError> {
-        match text.trim() {
-            "auto" => Ok(DeviceChoice::Auto),
-            "cpu" => Ok(DeviceChoice::Cpu),
-            "cuda" => Ok(DeviceChoice::Cuda(0)),
-            other => other
-                .strip_prefix("cuda:")
-                .and_then(|n| usize::from_str(n).ok())
-                .map(DeviceChoice::Cuda)
-                .ok_or_else(|| TensorError::BadDevice(other.to_owned())),
-        }
-    }
-
-    /// The tch device, checking that a requested CUDA device exists.
-    pub fn resolve(self) -> Result<Device, TensorError> {
+impl ResolveDevice for DeviceChoice {
+    fn resolve(self) -> Result<Device, TensorError> {
         let count = tch::Cuda::device_count();
         match self {
             DeviceChoice::Cpu => Ok(Device::Cpu),
             DeviceChoice::Auto if count > 0 => Ok(Device::Cuda(0)),
             DeviceChoice::Auto => Ok(Device::Cpu),
-            DeviceChoice::Cuda(n) if (n as i64) < count => Ok(Device::Cuda(n)),
-            DeviceChoice::Cuda(n) => Err(TensorError::NoCuda(format!("cuda:{n}"), count)),
+            DeviceChoice::Cuda(n) if (n.unwrap_or(0) as i64) < count => {
+                Ok(Device::Cuda(n.unwrap_or(0)))
+            }
+            DeviceChoice::Cuda(n) => {
+                Err(TensorError::NoCuda(format!("cuda:{}", n.unwrap_or(0)), count))
+            }
         }
     }
 }
@@ -154,41 +139,30 @@ pub fn tf32_allowed() -> bool {
     tf32::get()
 }
 
-/// The number format a model computes its large matmuls in (`precision:` of the training and
-/// CLIP stages).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Precision {
-    /// Everything in f32.
-    #[default]
-    Fp32,
-    /// bfloat16 inputs and weights for the matmuls the model chooses (Brain2Word networks: the
-    /// large first and last layers, f32 master weights; CLIP: the whole model): tensor cores on
-    /// CUDA.
-    Bf16,
-    /// f32 tensors, CUDA matmuls on TF32 tensor cores (LibTorch's global switch, on while the
-    /// guard of [`Precision::activate`] lives). The same as `fp32` on the CPU.
-    Tf32,
+/// What a [`Precision`] means to LibTorch.
+pub trait PrecisionExt {
+    /// The tensor kind of the casts this precision asks for.
+    fn kind(self) -> Kind;
+    /// Sets LibTorch's TF32 switch for this precision until the guard is dropped.
+    fn activate(self) -> Tf32Guard;
 }
 
-impl Precision {
-    /// The tensor kind of the casts this precision asks for.
-    pub fn kind(self) -> Kind {
+impl PrecisionExt for Precision {
+    fn kind(self) -> Kind {
         match self {
             Precision::Bf16 => Kind::BFloat16,
             Precision::Fp32 | Precision::Tf32 => Kind::Float,
         }
     }
 
-    /// Sets LibTorch's TF32 switch for this precision until the guard is dropped.
-    pub fn activate(self) -> Tf32Guard {
+    fn activate(self) -> Tf32Guard {
         let previous = tf32_allowed();
         set_tf32(self == Precision::Tf32);
         Tf32Guard { previous }
     }
 }
 
-/// Restores LibTorch's TF32 switch when dropped (from [`Precision::activate`]).
+/// Restores LibTorch's TF32 switch when dropped (from [`PrecisionExt::activate`]).
 #[derive(Debug)]
 pub struct Tf32Guard {
     previous: bool,
@@ -357,7 +331,7 @@ mod tests {
     #[test]
     fn device_strings() {
         assert_eq!(DeviceChoice::parse("auto").ok(), Some(DeviceChoice::Auto));
-        assert_eq!(DeviceChoice::parse("cuda:1").ok(), Some(DeviceChoice::Cuda(1)));
+        assert_eq!(DeviceChoice::parse("cuda:1").ok(), Some(DeviceChoice::Cuda(Some(1))));
         assert!(DeviceChoice::parse("gpu").is_err());
         assert_eq!(DeviceChoice::Cpu.resolve().ok(), Some(Device::Cpu));
     }

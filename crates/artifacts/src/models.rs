@@ -1,75 +1,25 @@
-//! The tables evaluation reads and writes: `predictions/1` (written by `models.*`), `targets/1`
-//! (written by `clip.words`), `training/1` (per-epoch training records) and `metrics/1`.
-//! Schemas: docs/ARTIFACTS.md, sections "Models" and "Metrics and report".
+//! The tables of models and evaluation: `predictions/1` (written by `models.*`), `training/1`
+//! (per-epoch training records) and `metrics/1` (`eval.words`).
 
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, Float64Array, Int32Array, RecordBatch, StringArray};
+use arrow::array::{Array, ArrayRef, Float64Array, Int32Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
-use brainpipe_core::{TableKind, f32_list_array, f32_list_field, f32_list_values, read_table};
+use brainpipe_core::{Error, Result, TableKind, f32_list_array, f32_list_field, read_table};
 
-use crate::error::{EvalError, Result};
+use crate::column::{
+    f32_rows, int_values as ints, opt_floats, opt_ints, string_values as strings, utf8,
+};
+use crate::{METRICS, PREDICTIONS, TRAINING};
 
-/// Per-scan predictions of a model (`models.train`, `models.ridge`, `models.predict`).
-pub const PREDICTIONS_TABLE: TableKind = TableKind::new("predictions", 1);
-/// Regression targets and classes per stimulus (`clip.words`).
-pub const TARGETS_TABLE: TableKind = TableKind::new("targets", 1);
-/// Per-epoch training records (`models.train`).
-pub const TRAINING_TABLE: TableKind = TableKind::new("training", 1);
-/// Scores per model, held-out subject, fold, paradigm and metric (`eval.words`).
-pub const METRICS_TABLE: TableKind = TableKind::new("metrics", 1);
-
-fn arrow_err(path: &Path) -> impl Fn(arrow::error::ArrowError) -> EvalError + '_ {
-    move |source| brainpipe_core::Error::Arrow { path: path.to_path_buf(), source }.into()
-}
-
-/// Column `name` of `batch` as array type `T`, or an error naming the file, column and type.
-pub(crate) fn column<'a, T: 'static>(
-    path: &Path,
-    batch: &'a RecordBatch,
-    name: &str,
-    ty: &str,
-) -> Result<&'a T> {
-    batch
-        .column_by_name(name)
-        .and_then(|a| a.as_any().downcast_ref::<T>())
-        .ok_or_else(|| EvalError::data(path, format!("no {ty} column `{name}`")))
-}
-
-fn strings(path: &Path, batch: &RecordBatch, name: &str) -> Result<Vec<String>> {
-    let a = column::<StringArray>(path, batch, name, "Utf8")?;
-    Ok((0..a.len()).map(|i| a.value(i).to_owned()).collect())
-}
-
-fn ints(path: &Path, batch: &RecordBatch, name: &str) -> Result<Vec<i32>> {
-    Ok(column::<Int32Array>(path, batch, name, "Int32")?.values().to_vec())
-}
-
-fn opt_ints(path: &Path, batch: &RecordBatch, name: &str) -> Result<Vec<Option<i32>>> {
-    let a = column::<Int32Array>(path, batch, name, "Int32")?;
-    Ok((0..a.len()).map(|i| a.is_valid(i).then(|| a.value(i))).collect())
-}
-
-fn opt_floats(path: &Path, batch: &RecordBatch, name: &str) -> Result<Vec<Option<f64>>> {
-    let a = column::<Float64Array>(path, batch, name, "Float64")?;
-    Ok((0..a.len()).map(|i| a.is_valid(i).then(|| a.value(i))).collect())
-}
-
-fn utf8(values: impl IntoIterator<Item = impl AsRef<str>>) -> ArrayRef {
-    Arc::new(StringArray::from_iter_values(values))
-}
-
-fn write_batch(
+fn write_columns(
     path: &Path,
     kind: TableKind,
     fields: Vec<Field>,
     columns: Vec<ArrayRef>,
 ) -> Result<()> {
-    let batch =
-        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(arrow_err(path))?;
-    brainpipe_core::write_table(path, kind, &[batch])?;
-    Ok(())
+    crate::column::write_batch(path, kind, Schema::new(fields), columns)
 }
 
 /// One model's predictions, one entry per test scan (columnar).
@@ -126,11 +76,9 @@ impl Predictions {
     }
 }
 
-/// Writes a `predictions/1` table.
-pub fn write_predictions(path: &Path, p: &Predictions) -> Result<()> {
-    if p.is_empty() || p.embedding_dim == 0 {
-        return Err(EvalError::data(path, "no predictions to write"));
-    }
+/// The Arrow schema of `predictions/1` for embeddings of width `dim` and `classes` class scores
+/// (no `scores` column when 0).
+pub fn predictions_schema(dim: usize, classes: usize) -> Schema {
     let mut fields = vec![
         Field::new("model", DataType::Utf8, false),
         Field::new("subject", DataType::Utf8, false),
@@ -139,8 +87,24 @@ pub fn write_predictions(path: &Path, p: &Predictions) -> Result<()> {
         Field::new("paradigm", DataType::Utf8, false),
         Field::new("fold", DataType::Int32, false),
         Field::new("class", DataType::Int32, false),
-        f32_list_field("embedding", p.embedding_dim, false),
+        f32_list_field("embedding", dim, false),
     ];
+    if classes > 0 {
+        fields.push(f32_list_field("scores", classes, false));
+    }
+    Schema::new(fields)
+}
+
+/// Writes a `predictions/1` table.
+pub fn write_predictions(path: &Path, p: &Predictions) -> Result<()> {
+    if p.is_empty() || p.embedding_dim == 0 {
+        return Err(Error::schema(path, "no predictions to write"));
+    }
+    let fields = predictions_schema(p.embedding_dim, p.classes)
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
     let mut columns: Vec<ArrayRef> = vec![
         utf8(&p.model),
         utf8(&p.subject),
@@ -152,21 +116,20 @@ pub fn write_predictions(path: &Path, p: &Predictions) -> Result<()> {
         f32_list_array(p.embedding.clone(), p.embedding_dim),
     ];
     if p.classes > 0 {
-        fields.push(f32_list_field("scores", p.classes, false));
         columns.push(f32_list_array(p.scores.clone(), p.classes));
     }
-    write_batch(path, PREDICTIONS_TABLE, fields, columns)
+    write_columns(path, PREDICTIONS, fields, columns)
 }
 
 /// Reads a `predictions/1` table (the `scores` column is optional).
 pub fn read_predictions(path: &Path) -> Result<Predictions> {
-    let (_, batches) = read_table(path, Some(PREDICTIONS_TABLE))?;
+    let (_, batches) = read_table(path, Some(PREDICTIONS))?;
     let mut out = Predictions::default();
     for b in &batches {
-        let (emb, dim) = f32_list_values(path, "embedding", column_any(path, b, "embedding")?)?;
+        let (emb, dim) = f32_rows(path, b, "embedding")?;
         let (scores, classes) = match b.column_by_name("scores") {
             Some(a) => {
-                let (v, c) = f32_list_values(path, "scores", a.as_ref())?;
+                let (v, c) = brainpipe_core::f32_list_values(path, "scores", a.as_ref())?;
                 (v.to_vec(), c)
             }
             None => (Vec::new(), 0),
@@ -186,92 +149,7 @@ pub fn read_predictions(path: &Path) -> Result<Predictions> {
         });
     }
     if out.is_empty() {
-        return Err(EvalError::data(path, "the predictions table is empty"));
-    }
-    Ok(out)
-}
-
-fn column_any<'a>(path: &Path, batch: &'a RecordBatch, name: &str) -> Result<&'a dyn Array> {
-    batch
-        .column_by_name(name)
-        .map(|a| a.as_ref())
-        .ok_or_else(|| EvalError::data(path, format!("no column `{name}`")))
-}
-
-/// The targets of `clip.words`: one vector and class per stimulus.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Targets {
-    /// Stimulus key (the word).
-    pub stimulus: Vec<String>,
-    /// Class index.
-    pub class: Vec<i32>,
-    /// Target vectors, `rows × dim`.
-    pub vectors: Vec<f32>,
-    /// Width of a target.
-    pub dim: usize,
-}
-
-impl Targets {
-    /// Number of targets.
-    pub fn len(&self) -> usize {
-        self.stimulus.len()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.stimulus.is_empty()
-    }
-
-    /// Number of classes: one more than the largest class index.
-    pub fn classes(&self) -> usize {
-        self.class.iter().map(|&c| c.max(0) as usize + 1).max().unwrap_or(0)
-    }
-
-    /// Target vector of row `i`.
-    pub fn vector(&self, i: usize) -> &[f32] {
-        &self.vectors[i * self.dim..(i + 1) * self.dim]
-    }
-
-    /// Row of each class (`None` where no target has that class).
-    pub fn row_of_class(&self) -> Vec<Option<usize>> {
-        let mut rows = vec![None; self.classes()];
-        for (i, &c) in self.class.iter().enumerate() {
-            if let Ok(c) = usize::try_from(c) {
-                rows[c] = Some(i);
-            }
-        }
-        rows
-    }
-}
-
-/// Reads a `targets/1` table; refuses duplicate stimuli and negative classes.
-pub fn read_targets(path: &Path) -> Result<Targets> {
-    let (_, batches) = read_table(path, Some(TARGETS_TABLE))?;
-    let mut out = Targets::default();
-    for b in &batches {
-        let (v, dim) = f32_list_values(path, "target", column_any(path, b, "target")?)?;
-        out.stimulus.extend(strings(path, b, "stimulus")?);
-        out.class.extend(ints(path, b, "class")?);
-        out.vectors.extend_from_slice(v);
-        out.dim = dim;
-    }
-    if out.is_empty() {
-        return Err(EvalError::data(path, "the targets table is empty"));
-    }
-    if let Some(c) = out.class.iter().find(|&&c| c < 0) {
-        return Err(EvalError::data(path, format!("negative class {c}")));
-    }
-    let mut seen = std::collections::HashSet::new();
-    for s in &out.stimulus {
-        if !seen.insert(s.as_str()) {
-            return Err(EvalError::data(path, format!("stimulus `{s}` has two targets")));
-        }
-    }
-    let mut classes = std::collections::HashSet::new();
-    for c in &out.class {
-        if !classes.insert(*c) {
-            return Err(EvalError::data(path, format!("class {c} has two targets")));
-        }
+        return Err(Error::schema(path, "the predictions table is empty"));
     }
     Ok(out)
 }
@@ -339,8 +217,8 @@ impl EpochRecord {
     }
 }
 
-/// Writes a `training/1` table.
-pub fn write_training(path: &Path, records: &[EpochRecord]) -> Result<()> {
+/// The Arrow schema of `training/1`.
+pub fn training_schema() -> Schema {
     let mut fields = vec![
         Field::new("model", DataType::Utf8, false),
         Field::new("fold", DataType::Int32, false),
@@ -348,6 +226,15 @@ pub fn write_training(path: &Path, records: &[EpochRecord]) -> Result<()> {
         Field::new("epoch", DataType::Int32, false),
         Field::new("lr", DataType::Float64, false),
     ];
+    for name in TRAINING_FLOATS {
+        fields.push(Field::new(name, DataType::Float64, name != "train_loss"));
+    }
+    Schema::new(fields)
+}
+
+/// Writes a `training/1` table.
+pub fn write_training(path: &Path, records: &[EpochRecord]) -> Result<()> {
+    let fields = training_schema().fields().iter().map(|f| f.as_ref().clone()).collect();
     let mut columns: Vec<ArrayRef> = vec![
         utf8(records.iter().map(|r| &r.model)),
         Arc::new(Int32Array::from_iter_values(records.iter().map(|r| r.fold))),
@@ -355,9 +242,7 @@ pub fn write_training(path: &Path, records: &[EpochRecord]) -> Result<()> {
         Arc::new(Int32Array::from_iter_values(records.iter().map(|r| r.epoch))),
         Arc::new(Float64Array::from_iter_values(records.iter().map(|r| r.lr))),
     ];
-    for (k, name) in TRAINING_FLOATS.iter().enumerate() {
-        let nullable = *name != "train_loss";
-        fields.push(Field::new(*name, DataType::Float64, nullable));
+    for k in 0..TRAINING_FLOATS.len() {
         columns.push(Arc::new(Float64Array::from(
             records.iter().map(|r| r.floats()[k]).collect::<Vec<_>>(),
         )));
@@ -368,12 +253,12 @@ pub fn write_training(path: &Path, records: &[EpochRecord]) -> Result<()> {
             records.iter().map(|r| r.phase.as_deref()).collect::<Vec<_>>(),
         )));
     }
-    write_batch(path, TRAINING_TABLE, fields, columns)
+    write_columns(path, TRAINING, fields, columns)
 }
 
 /// Reads a `training/1` table.
 pub fn read_training(path: &Path) -> Result<Vec<EpochRecord>> {
-    let (_, batches) = read_table(path, Some(TRAINING_TABLE))?;
+    let (_, batches) = read_table(path, Some(TRAINING))?;
     let mut out = Vec::new();
     for b in &batches {
         let model = strings(path, b, "model")?;
@@ -386,7 +271,7 @@ pub fn read_training(path: &Path) -> Result<Vec<EpochRecord>> {
         let phase: Vec<Option<String>> = match b.column_by_name("phase") {
             None => vec![None; b.num_rows()],
             Some(_) => {
-                let a = column::<StringArray>(path, b, "phase", "Utf8")?;
+                let a = crate::column::strings(path, b, "phase")?;
                 (0..a.len()).map(|i| a.is_valid(i).then(|| a.value(i).to_owned())).collect()
             }
         };
@@ -432,12 +317,9 @@ pub struct MetricRow {
     pub value: f64,
 }
 
-/// Writes a `metrics/1` table.
-pub fn write_metrics(path: &Path, rows: &[MetricRow]) -> Result<()> {
-    if rows.is_empty() {
-        return Err(EvalError::data(path, "no metrics to write"));
-    }
-    let fields = vec![
+/// The Arrow schema of `metrics/1`.
+pub fn metrics_schema() -> Schema {
+    Schema::new(vec![
         Field::new("model", DataType::Utf8, false),
         Field::new("subject", DataType::Utf8, false),
         Field::new("fold", DataType::Int32, false),
@@ -445,7 +327,15 @@ pub fn write_metrics(path: &Path, rows: &[MetricRow]) -> Result<()> {
         Field::new("metric", DataType::Utf8, false),
         Field::new("index", DataType::Int32, true),
         Field::new("value", DataType::Float64, false),
-    ];
+    ])
+}
+
+/// Writes a `metrics/1` table.
+pub fn write_metrics(path: &Path, rows: &[MetricRow]) -> Result<()> {
+    if rows.is_empty() {
+        return Err(Error::schema(path, "no metrics to write"));
+    }
+    let fields = metrics_schema().fields().iter().map(|f| f.as_ref().clone()).collect();
     let columns: Vec<ArrayRef> = vec![
         utf8(rows.iter().map(|r| &r.model)),
         utf8(rows.iter().map(|r| &r.subject)),
@@ -455,12 +345,12 @@ pub fn write_metrics(path: &Path, rows: &[MetricRow]) -> Result<()> {
         Arc::new(Int32Array::from(rows.iter().map(|r| r.index).collect::<Vec<_>>())),
         Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.value))),
     ];
-    write_batch(path, METRICS_TABLE, fields, columns)
+    write_columns(path, METRICS, fields, columns)
 }
 
 /// Reads a `metrics/1` table.
 pub fn read_metrics(path: &Path) -> Result<Vec<MetricRow>> {
-    let (_, batches) = read_table(path, Some(METRICS_TABLE))?;
+    let (_, batches) = read_table(path, Some(METRICS))?;
     let mut out = Vec::new();
     for b in &batches {
         let model = strings(path, b, "model")?;

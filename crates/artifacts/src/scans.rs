@@ -1,5 +1,5 @@
-//! Reading the `scans` artifact and writing the per-subject tables of `features`: the table
-//! kinds, schemas and readers both stages share.
+//! The voxel tables: a subject's trials (`scans/1`, `features/1`), where each column sits
+//! (`voxels/1`, `feature-voxels/1`) and the ROI blocks of a features table (`rois/1`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -7,23 +7,14 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, Float32Array, Int32Array, RecordBatch, StringArray};
 use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use brainpipe_core::{TableKind, TableWriter, f32_list_array, f32_list_field, open_table};
+use brainpipe_core::{
+    Error, IoContext, Result, TableKind, TableWriter, f32_list_array, f32_list_field, open_table,
+};
 use rayon::prelude::*;
 
-use crate::error::{FeaturesError, Result};
+use crate::column::{arrow_error, ints, strings, write_one_batch};
 
-/// A subject's trials from `ingest.*` (`docs/ARTIFACTS.md`, Scans).
-pub const SCANS_TABLE: TableKind = TableKind::new("scans", 1);
-/// Where each column of a `scans` table sits.
-pub const VOXELS_TABLE: TableKind = TableKind::new("voxels", 1);
-/// Model-ready rows: the scans' identifying columns + `voxels` grouped by ROI (or template-padded).
-pub const FEATURES_TABLE: TableKind = TableKind::new("features", 1);
-/// Where each column of a subject's `features` table came from.
-pub const FEATURE_VOXELS_TABLE: TableKind = TableKind::new("feature-voxels", 1);
-/// ROI blocks of a features table: `roi`, `label`, `first`, `count`.
-pub const ROIS_TABLE: TableKind = TableKind::new("rois", 1);
-/// The per-ROI slice template of `features.template_pad`: `roi`, `z`, `count`.
-pub const TEMPLATE_TABLE: TableKind = TableKind::new("template", 1);
+use crate::{FEATURE_VOXELS, FEATURES, ROIS};
 
 /// Most trials per row group of a features table, and the batch size its readers ask for.
 pub const ROWS_PER_GROUP: usize = 64;
@@ -31,10 +22,10 @@ pub const ROWS_PER_GROUP: usize = 64;
 /// The subject names of a `scans` or `features` directory: stems of `NAME.parquet` files that are
 /// not side tables, sorted.
 pub fn subjects(dir: &Path) -> Result<Vec<String>> {
-    let entries = std::fs::read_dir(dir).map_err(|e| FeaturesError::io(dir, e))?;
+    let entries = std::fs::read_dir(dir).at(dir)?;
     let mut names = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| FeaturesError::io(dir, e))?;
+        let entry = entry.at(dir)?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(stem) = name.strip_suffix(".parquet") else { continue };
         if stem.contains('.') {
@@ -44,9 +35,28 @@ pub fn subjects(dir: &Path) -> Result<Vec<String>> {
     }
     names.sort();
     if names.is_empty() {
-        return Err(FeaturesError::data(dir, "no SUBJECT.parquet tables in this directory"));
+        return Err(Error::schema(dir, "no SUBJECT.parquet tables in this directory"));
     }
     Ok(names)
+}
+
+/// The columns of a subject's `scans/1` table of `width` voxels per trial, its importer's name
+/// under the `brainpipe.source` metadata key.
+pub fn scans_schema(width: usize, source: &str) -> Schema {
+    Schema::new(vec![
+        Field::new("subject", DataType::Utf8, false),
+        Field::new("session", DataType::Utf8, false),
+        Field::new("run", DataType::Utf8, false),
+        Field::new("trial", DataType::Int32, false),
+        Field::new("stimulus", DataType::Utf8, false),
+        Field::new("paradigm", DataType::Utf8, false),
+        Field::new("onset", DataType::Float64, true),
+        f32_list_field("voxels", width, false),
+    ])
+    .with_metadata(std::collections::HashMap::from([(
+        "brainpipe.source".to_owned(),
+        source.to_owned(),
+    )]))
 }
 
 /// A subject's trials: identifying columns as read, the chosen voxel columns row-major.
@@ -72,15 +82,7 @@ impl Trials {
 
     /// The values of a Utf8 column of `meta`.
     pub fn text(&self, column: &str) -> Result<Vec<String>> {
-        let array = self
-            .meta
-            .column_by_name(column)
-            .ok_or_else(|| FeaturesError::format(&self.path, format!("no `{column}` column")))?;
-        let strings = array
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .ok_or_else(|| FeaturesError::format(&self.path, format!("`{column}` is not Utf8")))?;
-        Ok((0..strings.len()).map(|i| strings.value(i).to_owned()).collect())
+        crate::column::string_values(&self.path, &self.meta, column)
     }
 }
 
@@ -94,29 +96,27 @@ pub fn read_trials(
 ) -> Result<Trials> {
     let (schema, reader) = open_table(path, Some(kind), ROWS_PER_GROUP)?;
     let voxels_at =
-        schema.index_of("voxels").map_err(|_| FeaturesError::format(path, "no `voxels` column"))?;
+        schema.index_of("voxels").map_err(|_| Error::schema(path, "no `voxels` column"))?;
     let file_width = voxel_width(&schema).unwrap_or(0);
     if file_width != width {
-        return Err(FeaturesError::format(
+        return Err(Error::schema(
             path,
             format!("{file_width} voxels per trial, its voxel table has {width}"),
         ));
     }
     let meta_columns: Vec<usize> = (0..schema.fields().len()).filter(|&i| i != voxels_at).collect();
-    let arrow_error = |source| {
-        FeaturesError::from(brainpipe_core::Error::Arrow { path: path.to_path_buf(), source })
-    };
-    let meta_schema = Arc::new(schema.project(&meta_columns).map_err(arrow_error)?);
+    let arrow_error = arrow_error(path);
+    let meta_schema = Arc::new(schema.project(&meta_columns).map_err(&arrow_error)?);
     let mut metas = Vec::new();
     let mut values = Vec::new();
     for batch in reader {
-        let batch = batch.map_err(arrow_error)?;
+        let batch = batch.map_err(&arrow_error)?;
         let (rows, _) =
             brainpipe_core::f32_list_values(path, "voxels", batch.column(voxels_at).as_ref())?;
         values.extend(gather_columns(rows, width, columns));
-        metas.push(batch.project(&meta_columns).map_err(arrow_error)?);
+        metas.push(batch.project(&meta_columns).map_err(&arrow_error)?);
     }
-    let meta = concat_batches(&meta_schema, &metas).map_err(arrow_error)?;
+    let meta = concat_batches(&meta_schema, &metas).map_err(&arrow_error)?;
     Ok(Trials { path: path.to_path_buf(), meta, values })
 }
 
@@ -178,7 +178,7 @@ impl FeaturesWriter {
         let schema = Schema::new(fields);
         // As `scans`: 8 MB row groups (64 rows of 65,730 voxels would be 17 MB).
         let rows = brainpipe_core::wide_rows_per_group(4 * width.max(1), ROWS_PER_GROUP);
-        let writer = TableWriter::with_row_group_rows(path, FEATURES_TABLE, &schema, rows)?;
+        let writer = TableWriter::with_row_group_rows(path, FEATURES, &schema, rows)?;
         let schema = writer.schema().clone();
         Ok(FeaturesWriter { path: path.to_path_buf(), schema, writer, width })
     }
@@ -188,15 +188,15 @@ impl FeaturesWriter {
         debug_assert_eq!(values.len(), meta.num_rows() * self.width);
         let mut columns: Vec<ArrayRef> = meta.columns().to_vec();
         columns.push(f32_list_array(values, self.width.max(1)));
-        let batch = RecordBatch::try_new(self.schema.clone(), columns)
-            .map_err(|source| brainpipe_core::Error::Arrow { path: self.path.clone(), source })?;
+        let batch =
+            RecordBatch::try_new(self.schema.clone(), columns).map_err(arrow_error(&self.path))?;
         self.writer.write(&batch)?;
         Ok(())
     }
 
     /// Writes the footer.
     pub fn finish(self) -> Result<()> {
-        Ok(self.writer.finish()?)
+        self.writer.finish()
     }
 }
 
@@ -248,34 +248,27 @@ pub fn read_voxels(path: &Path, kind: TableKind) -> Result<VoxelTable> {
         let text = schema
             .metadata()
             .get(key)
-            .ok_or_else(|| FeaturesError::format(path, format!("no `{key}` schema metadata")))?;
+            .ok_or_else(|| Error::schema(path, format!("no `{key}` schema metadata")))?;
         serde_json::from_str(text)
-            .map_err(|e| FeaturesError::format(path, format!("`{key}` metadata: {e}")))
+            .map_err(|e| Error::schema(path, format!("`{key}` metadata: {e}")))
     };
     let affine: [[f64; 4]; 4] = serde_json::from_value(meta("brainpipe.affine")?)
-        .map_err(|e| FeaturesError::format(path, format!("`brainpipe.affine`: {e}")))?;
+        .map_err(|e| Error::schema(path, format!("`brainpipe.affine`: {e}")))?;
     let dims: [usize; 3] = serde_json::from_value(meta("brainpipe.dims")?)
-        .map_err(|e| FeaturesError::format(path, format!("`brainpipe.dims`: {e}")))?;
+        .map_err(|e| Error::schema(path, format!("`brainpipe.dims`: {e}")))?;
     let mut table = VoxelTable { dims, affine, ..VoxelTable::default() };
     for batch in reader {
-        let batch = batch
-            .map_err(|source| brainpipe_core::Error::Arrow { path: path.to_path_buf(), source })?;
-        let int = |name: &str| -> Result<Int32Array> { int_column(path, &batch, name) };
-        let float = |name: &str| -> Result<Float32Array> {
-            batch
-                .column_by_name(name)
-                .and_then(|a| a.as_any().downcast_ref::<Float32Array>().cloned())
-                .ok_or_else(|| FeaturesError::format(path, format!("no Float32 column `{name}`")))
-        };
+        let batch = batch.map_err(arrow_error(path))?;
+        let int = |name: &str| ints(path, &batch, name);
+        let float = |name: &str| crate::column::floats32(path, &batch, name);
         let (column, i, j, k) = (int("column")?, int("i")?, int("j")?, int("k")?);
         let (x, y, z) = (float("x")?, float("y")?, float("z")?);
         let roi = int("roi")?;
-        let scan_column =
-            if kind == FEATURE_VOXELS_TABLE { Some(int("scan_column")?) } else { None };
+        let scan_column = if kind == FEATURE_VOXELS { Some(int("scan_column")?) } else { None };
         for row in 0..batch.num_rows() {
             let expected = table.ijk.len();
             if usize::try_from(column.value(row)).ok() != Some(expected) {
-                return Err(FeaturesError::format(
+                return Err(Error::schema(
                     path,
                     format!(
                         "row {expected}: `column` is {}, expected {expected}",
@@ -295,27 +288,12 @@ pub fn read_voxels(path: &Path, kind: TableKind) -> Result<VoxelTable> {
     Ok(table)
 }
 
-fn int_column(path: &Path, batch: &RecordBatch, name: &str) -> Result<Int32Array> {
-    batch
-        .column_by_name(name)
-        .and_then(|a| a.as_any().downcast_ref::<Int32Array>().cloned())
-        .ok_or_else(|| FeaturesError::format(path, format!("no Int32 column `{name}`")))
-}
-
 /// Writes a voxel table: `voxels/1` (as importers do: nullable `roi`) or a features'
 /// `feature-voxels/1` (`scan_column`, the column of the `scans` table each voxel came from, and a
 /// non-null `roi`).
 pub fn write_voxels(path: &Path, kind: TableKind, voxels: &VoxelTable) -> Result<()> {
-    let features = kind == FEATURE_VOXELS_TABLE;
-    let int = |name: &str| Field::new(name, DataType::Int32, false);
-    let float = |name: &str| Field::new(name, DataType::Float32, false);
-    let mut fields = vec![int("column")];
-    if features {
-        fields.push(int("scan_column"));
-    }
-    fields.extend([int("i"), int("j"), int("k"), float("x"), float("y"), float("z")]);
-    fields.push(Field::new("roi", DataType::Int32, !features));
-    let schema = Arc::new(Schema::new(fields).with_metadata(std::collections::HashMap::from([
+    let features = kind == FEATURE_VOXELS;
+    let schema = Arc::new(voxels_schema(kind).with_metadata(std::collections::HashMap::from([
         ("brainpipe.affine".to_owned(), to_json(&voxels.affine)),
         ("brainpipe.dims".to_owned(), to_json(&voxels.dims)),
     ])));
@@ -337,6 +315,21 @@ pub fn write_voxels(path: &Path, kind: TableKind, voxels: &VoxelTable) -> Result
         Arc::new(Int32Array::from(voxels.roi.clone()))
     });
     write_one_batch(path, kind, schema, columns)
+}
+
+/// The columns of a `voxels/1` table, or of a `feature-voxels/1` table for that `kind`
+/// (without the `brainpipe.affine` and `brainpipe.dims` metadata a writer adds).
+pub fn voxels_schema(kind: TableKind) -> Schema {
+    let features = kind == FEATURE_VOXELS;
+    let int = |name: &str| Field::new(name, DataType::Int32, false);
+    let float = |name: &str| Field::new(name, DataType::Float32, false);
+    let mut fields = vec![int("column")];
+    if features {
+        fields.push(int("scan_column"));
+    }
+    fields.extend([int("i"), int("j"), int("k"), float("x"), float("y"), float("z")]);
+    fields.push(Field::new("roi", DataType::Int32, !features));
+    Schema::new(fields)
 }
 
 /// Small metadata values (affines, dims) as JSON text.
@@ -362,14 +355,19 @@ pub fn roi_label(roi: i32) -> String {
     if roi == 0 { "outside".to_owned() } else { format!("roi-{roi:03}") }
 }
 
-/// Writes a `rois/1` table.
-pub fn write_rois(path: &Path, blocks: &[RoiBlock]) -> Result<()> {
-    let schema = Arc::new(Schema::new(vec![
+/// The Arrow schema of `rois/1`.
+pub fn rois_schema() -> Schema {
+    Schema::new(vec![
         Field::new("roi", DataType::Int32, false),
         Field::new("label", DataType::Utf8, false),
         Field::new("first", DataType::Int32, false),
         Field::new("count", DataType::Int32, false),
-    ]));
+    ])
+}
+
+/// Writes a `rois/1` table.
+pub fn write_rois(path: &Path, blocks: &[RoiBlock]) -> Result<()> {
+    let schema = Arc::new(rois_schema());
     let to_i32 = |v: usize| i32::try_from(v).unwrap_or(i32::MAX);
     let columns: Vec<ArrayRef> = vec![
         Arc::new(Int32Array::from_iter_values(blocks.iter().map(|b| b.roi))),
@@ -377,46 +375,33 @@ pub fn write_rois(path: &Path, blocks: &[RoiBlock]) -> Result<()> {
         Arc::new(Int32Array::from_iter_values(blocks.iter().map(|b| to_i32(b.first)))),
         Arc::new(Int32Array::from_iter_values(blocks.iter().map(|b| to_i32(b.count)))),
     ];
-    write_one_batch(path, ROIS_TABLE, schema, columns)
+    write_one_batch(path, ROIS, schema, columns)
 }
 
-/// Reads a `rois/1` table.
+/// Reads a `rois/1` table; refuses negative offsets and sizes.
 pub fn read_rois(path: &Path) -> Result<Vec<RoiBlock>> {
-    let (_, batches) = brainpipe_core::read_table(path, Some(ROIS_TABLE))?;
+    let (_, batches) = brainpipe_core::read_table(path, Some(ROIS))?;
     let mut blocks = Vec::new();
     for batch in &batches {
-        let roi = int_column(path, batch, "roi")?;
-        let first = int_column(path, batch, "first")?;
-        let count = int_column(path, batch, "count")?;
-        let label = batch
-            .column_by_name("label")
-            .and_then(|a| a.as_any().downcast_ref::<StringArray>().cloned())
-            .ok_or_else(|| FeaturesError::format(path, "no Utf8 column `label`"))?;
+        let roi = ints(path, batch, "roi")?;
+        let first = ints(path, batch, "first")?;
+        let count = ints(path, batch, "count")?;
+        let label = strings(path, batch, "label")?;
         for row in 0..batch.num_rows() {
+            let (Ok(first), Ok(count)) =
+                (usize::try_from(first.value(row)), usize::try_from(count.value(row)))
+            else {
+                return Err(Error::schema(path, format!("row {row}: negative first/count")));
+            };
             blocks.push(RoiBlock {
                 roi: roi.value(row),
                 label: label.value(row).to_owned(),
-                first: usize::try_from(first.value(row)).unwrap_or(0),
-                count: usize::try_from(count.value(row)).unwrap_or(0),
+                first,
+                count,
             });
         }
     }
     Ok(blocks)
-}
-
-/// Writes `columns` as a one-batch table.
-pub fn write_one_batch(
-    path: &Path,
-    kind: TableKind,
-    schema: SchemaRef,
-    columns: Vec<ArrayRef>,
-) -> Result<()> {
-    let batch = RecordBatch::try_new(schema.clone(), columns)
-        .map_err(|source| brainpipe_core::Error::Arrow { path: path.to_path_buf(), source })?;
-    let mut writer = TableWriter::with_row_group_rows(path, kind, &schema, 1 << 16)?;
-    writer.write(&batch)?;
-    writer.finish()?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use flate2::read::ZlibDecoder;
 
-use crate::error::{IngestError, Result};
+use brainpipe_core::{Error, IoContext, Result};
 
 /// A MATLAB array.
 #[derive(Clone, Debug, PartialEq)]
@@ -97,8 +97,8 @@ const MX_CHAR: u8 = 4;
 
 /// Reads every named variable of a MAT-file.
 pub fn read_mat(path: &Path) -> Result<BTreeMap<String, MatValue>> {
-    let bytes = std::fs::read(path).map_err(|e| IngestError::io(path, e))?;
-    parse_mat(&bytes).map_err(|message| IngestError::Mat { path: path.to_path_buf(), message })
+    let bytes = std::fs::read(path).at(path)?;
+    parse_mat(&bytes).map_err(|message| Error::schema(path, message))
 }
 
 /// Parses MAT-file bytes.

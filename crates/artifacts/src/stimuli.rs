@@ -1,0 +1,90 @@
+//! `stimuli/1`: one row per stimulus of a study (written by `ingest.synthetic` and the importers).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use brainpipe_core::{Error, Result, read_table};
+
+use crate::STIMULI;
+use crate::column::{column, ints, opt_int, opt_string, strings};
+
+/// The `stimuli/1` columns with the given `vector` field: non-null for generated studies, null
+/// for imported ones (they have no generating latent).
+pub fn stimuli_schema(vector: Field) -> Schema {
+    Schema::new(vec![
+        Field::new("id", DataType::Int32, false),
+        Field::new("word", DataType::Utf8, true),
+        Field::new("image", DataType::Utf8, true),
+        Field::new("split", DataType::Utf8, false),
+        Field::new(
+            "captions",
+            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            true,
+        ),
+        Field::new("best_caption", DataType::Int32, true),
+        vector,
+    ])
+}
+
+/// One row of a stimuli table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stimulus {
+    /// Stimulus id (the class index of the classification head; `stimulus` in events files).
+    pub id: i32,
+    /// The word (words world).
+    pub word: Option<String>,
+    /// The image path, relative to the study's output directory (images world).
+    pub image: Option<String>,
+    /// `train` or `test`.
+    pub split: String,
+    /// Captions of an image (empty for words).
+    pub captions: Vec<String>,
+    /// Index into `captions` of the caption the generator recorded as the best description.
+    pub best_caption: Option<i32>,
+}
+
+impl Stimulus {
+    /// The stimulus's name: its word, else its image path, else its id.
+    pub fn name(&self) -> String {
+        self.word.clone().or_else(|| self.image.clone()).unwrap_or_else(|| self.id.to_string())
+    }
+}
+
+/// Reads a `stimuli/1` table.
+pub fn read_stimuli(path: &Path) -> Result<Vec<Stimulus>> {
+    let (_, batches) = read_table(path, Some(STIMULI))?;
+    let mut out = Vec::new();
+    let not_list = || Error::schema(path, "column `captions` is not List<Utf8>");
+    for batch in &batches {
+        let ids = ints(path, batch, "id")?;
+        let words = strings(path, batch, "word")?;
+        let images = strings(path, batch, "image")?;
+        let splits = strings(path, batch, "split")?;
+        let best = ints(path, batch, "best_caption")?;
+        let captions =
+            column(path, batch, "captions")?.as_list_opt::<i32>().ok_or_else(not_list)?;
+        for i in 0..batch.num_rows() {
+            let texts = if captions.is_valid(i) {
+                let list = captions.value(i);
+                let list = list.as_any().downcast_ref::<StringArray>().ok_or_else(not_list)?;
+                (0..list.len())
+                    .filter(|&j| list.is_valid(j))
+                    .map(|j| list.value(j).to_owned())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            out.push(Stimulus {
+                id: ids.value(i),
+                word: opt_string(words, i),
+                image: opt_string(images, i),
+                split: splits.value(i).to_owned(),
+                captions: texts,
+                best_caption: opt_int(best, i),
+            });
+        }
+    }
+    Ok(out)
+}

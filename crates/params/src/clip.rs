@@ -1,0 +1,152 @@
+//! Params of the `clip.*` stages and the choices they name.
+
+use brainpipe_core::{DeviceChoice, Precision};
+use serde::{Deserialize, Serialize};
+
+use crate::{at_least, in_range, threads};
+
+/// The architecture presets of `clip.train` (`ClipConfig::preset` in brainpipe-clip).
+pub const PRESETS: [&str; 4] = ["vit-b-32", "vit-b-16", "vit-l-14", "small"];
+
+brainpipe_core::params! {
+    /// Params of `clip.embed`.
+    pub struct EmbedParams {
+        /// Images or captions per forward pass.
+        pub batch_size: usize = 256,
+        /// `auto` (CUDA when present), `cpu`, `cuda`, `cuda:N`.
+        pub device: DeviceChoice = DeviceChoice::Auto,
+        /// `fp32`, `tf32` or `bf16` (tf32 and bf16 are for GPUs; parity is tested in fp32).
+        pub precision: Precision = Precision::Fp32,
+        /// CPU threads for LibTorch (0: the worker's share of the cores). Float reductions split
+        /// by thread count, so 1 makes CPU bytes the same whatever `--jobs` gives the worker.
+        pub threads: i32 = 0,
+    }
+    validate = check_embed;
+}
+
+/// What `clip.select_captions` writes as each image's regression target.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetSource {
+    /// The chosen caption's text embedding (Brain2CLIP decodes towards it).
+    #[default]
+    Caption,
+    /// The image embedding itself.
+    Image,
+}
+
+brainpipe_core::params! {
+    /// Params of `clip.select_captions`.
+    pub struct SelectParams {
+        /// `caption`: the target is the chosen caption's embedding; `image`: the image's embedding.
+        pub target: TargetSource = TargetSource::Caption,
+    }
+}
+
+brainpipe_core::params! {
+    /// Params of `clip.augment` (Brain2CLIP: each image ×4 with flip, crop, brightness, contrast, blur).
+    pub struct AugmentParams {
+        /// Augmented copies per image.
+        pub copies: u32 = 4,
+        /// Seed: the same seed gives the same images.
+        pub seed: u64 = 7,
+        /// Probability of a horizontal flip.
+        pub flip_probability: f64 = 0.5,
+        /// Smallest fraction of the area a random crop keeps (1: no cropping).
+        pub min_crop_area: f64 = 0.6,
+        /// Brightness factor drawn from 1 ± this.
+        pub brightness: f64 = 0.2,
+        /// Contrast factor drawn from 1 ± this.
+        pub contrast: f64 = 0.2,
+        /// Probability of a Gaussian blur.
+        pub blur_probability: f64 = 0.5,
+        /// Largest blur σ in pixels.
+        pub max_blur_sigma: f64 = 1.5,
+        /// Images per forward pass.
+        pub batch_size: usize = 256,
+        /// `auto`, `cpu`, `cuda`, `cuda:N`.
+        pub device: DeviceChoice = DeviceChoice::Auto,
+        /// `fp32`, `tf32` or `bf16`.
+        pub precision: Precision = Precision::Fp32,
+        /// CPU threads for LibTorch (0: the worker's share of the cores). Float reductions split
+        /// by thread count, so 1 makes CPU bytes the same whatever `--jobs` gives the worker.
+        pub threads: i32 = 0,
+    }
+    validate = check_augment;
+}
+
+/// Which caption of an image a training step pairs it with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaptionChoice {
+    /// A random one of its captions each time (CLIP's usual COCO training).
+    #[default]
+    All,
+    /// Always the one the study records as the best description.
+    Best,
+}
+
+brainpipe_core::params! {
+    /// Params of `clip.train`.
+    pub struct TrainParams {
+        /// Architecture preset: `small` (32-px images, 2 layers of width 64 per tower), `vit-b-32`, `vit-b-16`, `vit-l-14`.
+        pub preset: String = "small".to_owned(),
+        /// Optimisation steps (on the synthetic images world longer runs overfit its 240 training images; docs/CLIP.md has the sweep).
+        pub steps: usize = 300,
+        /// Image–caption pairs per step (the in-batch negatives of InfoNCE).
+        pub batch_size: usize = 64,
+        /// Peak AdamW learning rate (linear warm-up over the first 10 % of steps, then cosine decay).
+        pub learning_rate: f64 = 2e-3,
+        /// AdamW weight decay (0.5 generalised best on the synthetic images world).
+        pub weight_decay: f64 = 0.5,
+        /// Which caption each step pairs an image with: `all` (a random one) or `best`.
+        pub captions: CaptionChoice = CaptionChoice::All,
+        /// Train on the `train` split only (`false`: on every image).
+        pub train_split_only: bool = true,
+        /// Seed of initialisation and sampling; the same seed gives the same weights on a CPU.
+        pub seed: u64 = 7,
+        /// `auto`, `cpu`, `cuda`, `cuda:N`.
+        pub device: DeviceChoice = DeviceChoice::Auto,
+        /// CPU threads for LibTorch (0: the worker's share of the cores). Float reductions split
+        /// by thread count, so 1 makes CPU bytes the same whatever `--jobs` gives the worker.
+        pub threads: i32 = 0,
+    }
+    validate = check_train;
+}
+
+fn check_embed(p: &EmbedParams) -> Result<(), String> {
+    threads(p.threads)?;
+    at_least("batch_size", p.batch_size, 1)
+}
+
+fn check_augment(p: &AugmentParams) -> Result<(), String> {
+    threads(p.threads)?;
+    at_least("copies", p.copies as usize, 1)?;
+    at_least("batch_size", p.batch_size, 1)?;
+    in_range("flip_probability", p.flip_probability, 0.0, 1.0)?;
+    in_range("blur_probability", p.blur_probability, 0.0, 1.0)?;
+    in_range("brightness", p.brightness, 0.0, 1.0)?;
+    in_range("contrast", p.contrast, 0.0, 1.0)?;
+    in_range("max_blur_sigma", p.max_blur_sigma, 0.0, f64::MAX)?;
+    if !(p.min_crop_area > 0.0 && p.min_crop_area <= 1.0) {
+        return Err(format!("`min_crop_area` must be in (0, 1], got {}", p.min_crop_area));
+    }
+    Ok(())
+}
+
+fn check_train(p: &TrainParams) -> Result<(), String> {
+    threads(p.threads)?;
+    if !PRESETS.contains(&p.preset.as_str()) {
+        return Err(format!(
+            "`preset`: unknown preset `{}` (known: {})",
+            p.preset,
+            PRESETS.join(", ")
+        ));
+    }
+    at_least("steps", p.steps, 1)?;
+    at_least("batch_size", p.batch_size, 2)?;
+    if !(p.learning_rate > 0.0 && p.learning_rate.is_finite()) {
+        return Err(format!("`learning_rate` must be positive, got {}", p.learning_rate));
+    }
+    in_range("weight_decay", p.weight_decay, 0.0, f64::MAX)
+}
