@@ -31,6 +31,7 @@ use brainpipe_core::{TableKind, f32_list_field};
 
 pub mod column;
 mod embeddings;
+mod images;
 pub mod mat;
 mod models;
 mod scans;
@@ -42,6 +43,11 @@ mod vectors;
 pub use embeddings::{
     EmbeddingKind, EmbeddingRow, embeddings_schema, read_embeddings, write_embeddings,
 };
+pub use images::{
+    ClipTrial, ImageMetricRow, Reconstruction, clip_trials_schema, image_metrics_schema,
+    read_clip_trials, read_image_metrics, read_reconstructions, reconstructions_schema,
+    write_clip_trials, write_image_metrics, write_reconstructions,
+};
 pub use models::{
     EpochRecord, MetricRow, Predictions, metrics_schema, predictions_schema, read_metrics,
     read_predictions, read_training, training_schema, write_metrics, write_predictions,
@@ -52,7 +58,7 @@ pub use scans::{
     read_rois, read_trials, read_voxels, roi_label, rois_schema, scans_schema, subjects,
     voxels_schema, write_rois, write_voxels,
 };
-pub use stimuli::{Stimulus, read_stimuli, stimuli_schema};
+pub use stimuli::{Stimulus, image_file_name, read_stimuli, resolve_image, stimuli_schema};
 pub use targets::{Target, Targets, read_targets, targets_schema, write_targets};
 pub use template::{TemplateRow, read_template, template_schema, write_template};
 pub use vectors::{
@@ -82,8 +88,16 @@ pub const TARGETS: TableKind = TableKind::new("targets", 1);
 pub const PREDICTIONS: TableKind = TableKind::new("predictions", 1);
 /// Per-epoch training records (`models.train`).
 pub const TRAINING: TableKind = TableKind::new("training", 1);
-/// Scores per model, held-out subject, fold, paradigm and metric (`eval.words`).
+/// Scores per model, held-out subject, fold, paradigm and metric (`eval.words`, `eval.clip`).
 pub const METRICS: TableKind = TableKind::new("metrics", 1);
+/// One generated image per row (`diffusion.decode`): model, subject, trial, stimulus, fold, PNG
+/// path, seed.
+pub const RECONSTRUCTIONS: TableKind = TableKind::new("reconstructions", 1);
+/// Reconstruction metrics per (model, subject, trial, metric) and their summaries
+/// (`eval.images`).
+pub const IMAGE_METRICS: TableKind = TableKind::new("image-metrics", 1);
+/// One scored trial of `eval.clip`: ranks, retrieved images, the chosen caption.
+pub const CLIP_TRIALS: TableKind = TableKind::new("clip-trials", 1);
 
 /// A table kind with its schema (list widths as in a small example: 4 voxels, embeddings or
 /// classes).
@@ -112,6 +126,9 @@ pub fn declared() -> Vec<Declared> {
         declared(PREDICTIONS, predictions_schema(W, W)),
         declared(TRAINING, training_schema()),
         declared(METRICS, metrics_schema()),
+        declared(RECONSTRUCTIONS, reconstructions_schema()),
+        declared(IMAGE_METRICS, image_metrics_schema()),
+        declared(CLIP_TRIALS, clip_trials_schema()),
     ]
 }
 

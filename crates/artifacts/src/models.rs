@@ -234,7 +234,8 @@ pub fn training_schema() -> Schema {
 
 /// Writes a `training/1` table.
 pub fn write_training(path: &Path, records: &[EpochRecord]) -> Result<()> {
-    let fields = training_schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut fields: Vec<Field> =
+        training_schema().fields().iter().map(|f| f.as_ref().clone()).collect();
     let mut columns: Vec<ArrayRef> = vec![
         utf8(records.iter().map(|r| &r.model)),
         Arc::new(Int32Array::from_iter_values(records.iter().map(|r| r.fold))),

@@ -1,6 +1,6 @@
 //! `stimuli/1`: one row per stimulus of a study (written by `ingest.synthetic` and the importers).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, StringArray};
@@ -43,6 +43,9 @@ pub struct Stimulus {
     pub captions: Vec<String>,
     /// Index into `captions` of the caption the generator recorded as the best description.
     pub best_caption: Option<i32>,
+    /// The generating attribute vector (synthetic studies); empty when the column is absent or
+    /// null (imported studies).
+    pub vector: Vec<f32>,
 }
 
 impl Stimulus {
@@ -65,6 +68,12 @@ pub fn read_stimuli(path: &Path) -> Result<Vec<Stimulus>> {
         let best = ints(path, batch, "best_caption")?;
         let captions =
             column(path, batch, "captions")?.as_list_opt::<i32>().ok_or_else(not_list)?;
+        let vectors = match batch.column_by_name("vector") {
+            Some(a) if a.null_count() == 0 => {
+                Some(brainpipe_core::f32_list_values(path, "vector", a.as_ref())?)
+            }
+            _ => None,
+        };
         for i in 0..batch.num_rows() {
             let texts = if captions.is_valid(i) {
                 let list = captions.value(i);
@@ -83,8 +92,47 @@ pub fn read_stimuli(path: &Path) -> Result<Vec<Stimulus>> {
                 split: splits.value(i).to_owned(),
                 captions: texts,
                 best_caption: opt_int(best, i),
+                vector: vectors.map(|(v, w)| v[i * w..(i + 1) * w].to_vec()).unwrap_or_default(),
             });
         }
     }
     Ok(out)
+}
+
+/// An image stimulus's file name: scans name an image by it (the events' `trial_type`), stimuli
+/// tables by its path relative to the study (`images/img-00000.png`).
+pub fn image_file_name(stimulus: &str) -> String {
+    Path::new(stimulus)
+        .file_name()
+        .map_or_else(|| stimulus.to_owned(), |n| n.to_string_lossy().into_owned())
+}
+
+/// Where an image of a stimuli table lives: paths are relative to the study's output directory
+/// (`images/img-00000.png`), so they resolve against the `images` port's parent, the `images`
+/// directory itself, or the stimuli table's folder — the first that exists. An absolute path is
+/// taken as it is.
+pub fn resolve_image(relative: &str, images_dir: Option<&Path>, stimuli: &Path) -> Result<PathBuf> {
+    let given = Path::new(relative);
+    if given.is_absolute() {
+        return Ok(given.to_path_buf());
+    }
+    let mut candidates = Vec::new();
+    if let Some(dir) = images_dir {
+        if let Some(parent) = dir.parent() {
+            candidates.push(parent.join(given));
+        }
+        candidates.push(dir.join(given));
+        if let Some(name) = given.file_name() {
+            candidates.push(dir.join(name));
+        }
+    }
+    if let Some(folder) = stimuli.parent() {
+        candidates.push(folder.join(given));
+    }
+    candidates.iter().find(|c| c.is_file()).cloned().ok_or_else(|| {
+        Error::schema(
+            candidates.first().map_or(given, PathBuf::as_path),
+            "not found (image of the stimuli table)",
+        )
+    })
 }

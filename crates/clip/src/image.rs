@@ -9,7 +9,7 @@
 //! same, the pixels come out identical to Pillow's; the tests hold them to 1e-6.
 
 use brainpipe_core::IoContext;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 
@@ -368,35 +368,6 @@ impl Preprocessor {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-}
-
-/// Where an image of a stimuli table lives: paths are relative to the study's output directory
-/// (`images/img-00000.png`), so they resolve against the `images` port's parent, the `images`
-/// directory itself, or the stimuli table's folder — the first that exists.
-pub fn resolve_image(relative: &str, images_dir: Option<&Path>, stimuli: &Path) -> Result<PathBuf> {
-    let given = Path::new(relative);
-    if given.is_absolute() {
-        return Ok(given.to_path_buf());
-    }
-    let mut candidates = Vec::new();
-    if let Some(dir) = images_dir {
-        if let Some(parent) = dir.parent() {
-            candidates.push(parent.join(given));
-        }
-        candidates.push(dir.join(given));
-        if let Some(name) = given.file_name() {
-            candidates.push(dir.join(name));
-        }
-    }
-    if let Some(folder) = stimuli.parent() {
-        candidates.push(folder.join(given));
-    }
-    candidates.iter().find(|c| c.is_file()).cloned().ok_or_else(|| {
-        ClipError::image(
-            candidates.first().map_or(given, PathBuf::as_path),
-            "not found (image of the stimuli table)",
-        )
-    })
 }
 
 #[cfg(test)]

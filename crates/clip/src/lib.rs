@@ -54,7 +54,7 @@ pub use train::{
 
 pub use config::{Activation, ClipConfig, TextConfig, VisionConfig};
 pub use error::{ClipError, Result};
-pub use image::{CLIP_MEAN, CLIP_STD, Preprocessor, RgbImage, resolve_image};
+pub use image::{CLIP_MEAN, CLIP_STD, Preprocessor, RgbImage};
 pub use model::{
     CLIP_SCHEMA, CONFIG_FILE, ClipModel, LoadedClip, PREPROCESSOR_FILE, WEIGHTS_FILE, model_dir,
 };

@@ -13,11 +13,11 @@ pub use brainpipe_params::clip::{AugmentParams, EmbedParams, SelectParams, Targe
 use crate::augment::Augmentation;
 use crate::embedder::{Embedder, Precision, closest};
 use crate::error::{ClipError, Result};
-use crate::image::{RgbImage, resolve_image};
+use crate::image::RgbImage;
 use crate::model::model_dir;
 use brainpipe_artifacts::{
-    EmbeddingKind, EmbeddingRow, Stimulus, Target, read_embeddings, read_reconstruction_images,
-    read_stimuli, read_word_vectors, write_embeddings, write_targets,
+    EmbeddingKind, EmbeddingRow, Stimulus, Target, read_embeddings, read_reconstructions,
+    read_stimuli, read_word_vectors, resolve_image, write_embeddings, write_targets,
 };
 
 const STIMULI_DOC: &str =
@@ -58,7 +58,7 @@ fn image_paths(
         .iter()
         .enumerate()
         .filter_map(|(i, s)| s.image.as_deref().map(|img| (i, img)))
-        .map(|(i, img)| resolve_image(img, images_dir, table).map(|p| (i, p)))
+        .map(|(i, img)| Ok((i, resolve_image(img, images_dir, table)?)))
         .collect()
 }
 
@@ -81,11 +81,13 @@ impl Stage for Embed {
 
     fn inputs(&self) -> Vec<Port> {
         let mut ports = study_and_model_inputs();
-        ports[0] = Port::input("stimuli", ArtifactKind::Table("stimuli"), STIMULI_DOC).optional();
+        ports[0] =
+            Port::input("stimuli", ArtifactKind::table(brainpipe_artifacts::STIMULI), STIMULI_DOC)
+                .optional();
         ports.push(
             Port::input(
                 "reconstructions",
-                ArtifactKind::Table("reconstructions"),
+                ArtifactKind::table(brainpipe_artifacts::RECONSTRUCTIONS),
                 "instead of stimuli: diffusion.decode's reconstructions, one table or several (their \
                  PNGs in the `images/` beside each table), embedded for eval.images' CLIP identification",
             )
@@ -182,7 +184,7 @@ fn embed_reconstructions(
     let mut files = Vec::new();
     for table in tables {
         let dir = table.parent().map_or_else(|| PathBuf::from("images"), |f| f.join("images"));
-        for r in read_reconstruction_images(table)? {
+        for r in read_reconstructions(table)? {
             let file = dir.join(&r.image);
             if !file.is_file() {
                 return Err(ClipError::table(

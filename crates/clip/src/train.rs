@@ -18,8 +18,8 @@ pub use brainpipe_params::clip::{CaptionChoice, TrainParams};
 use crate::config::ClipConfig;
 use crate::embedder::{Embedder, closest};
 use crate::error::{ClipError, Result};
-use crate::image::resolve_image;
 use crate::model::LoadedClip;
+use brainpipe_artifacts::resolve_image;
 use brainpipe_artifacts::{Stimulus, read_stimuli};
 
 /// CLIP clamps the learnable logit scale at 100 (Radford et al. 2021, §2.5).

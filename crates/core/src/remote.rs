@@ -122,6 +122,9 @@ impl StageInfo {
     }
 }
 
+/// Turns a stage's raw params into canonical ones, or a one-line error naming the param.
+pub type CanonicalFn = fn(&Value) -> Result<Value, String>;
+
 /// A stage of the worker, as seen by the driver.
 pub struct RemoteStage {
     info: StageInfo,
@@ -134,7 +137,7 @@ pub struct RemoteStage {
     worker: PathBuf,
     threads: usize,
     /// The params' typed declaration, when the driver links one (`brainpipe-params`).
-    declared: Option<fn(&Value) -> Result<Value, String>>,
+    declared: Option<CanonicalFn>,
 }
 
 fn leak(s: &str) -> &'static str {
@@ -184,7 +187,7 @@ impl RemoteStage {
     /// Checks params with their typed declaration (`canonical`: see
     /// `brainpipe_core::canonical_params`), so enum values, ranges and combinations are refused
     /// at plan time, as the worker would refuse them, without starting it.
-    pub fn with_declared_params(mut self, canonical: fn(&Value) -> Result<Value, String>) -> Self {
+    pub fn with_declared_params(mut self, canonical: CanonicalFn) -> Self {
         self.declared = Some(canonical);
         self
     }

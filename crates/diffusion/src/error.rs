@@ -4,14 +4,6 @@ use std::path::{Path, PathBuf};
 /// file it concerns, when there is one.
 #[derive(Debug, thiserror::Error)]
 pub enum DiffusionError {
-    /// An operating-system error on a file or directory.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
-    },
     /// A config (`config.json`, `scheduler_config.json`, `model_index.json`) that cannot be used.
     #[error("{}: config: {message}", path.display())]
     Config {
@@ -62,9 +54,6 @@ pub enum DiffusionError {
 }
 
 impl DiffusionError {
-    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
-        DiffusionError::Io { path: path.to_path_buf(), source }
-    }
     pub(crate) fn config(path: &Path, message: impl Into<String>) -> Self {
         DiffusionError::Config { path: path.to_path_buf(), message: message.into() }
     }

@@ -1,40 +1,11 @@
 //! PNG in and out: study images as `[3, H, W]` f32 in [-1, 1], reconstructions back to 8-bit RGB.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use tch::{Kind, Tensor};
 
 use crate::error::{DiffusionError, Result};
-
-/// Where an image of a stimuli table lives: paths are relative to the study's output directory
-/// (`images/img-00000.png`), so they resolve against the `images` port's parent, the `images`
-/// directory itself, or the stimuli table's folder — the first that exists (as clip.embed
-/// resolves them).
-pub fn resolve_image(relative: &str, images_dir: Option<&Path>, stimuli: &Path) -> Result<PathBuf> {
-    let given = Path::new(relative);
-    if given.is_absolute() {
-        return Ok(given.to_path_buf());
-    }
-    let mut candidates = Vec::new();
-    if let Some(dir) = images_dir {
-        if let Some(parent) = dir.parent() {
-            candidates.push(parent.join(given));
-        }
-        candidates.push(dir.join(given));
-        if let Some(name) = given.file_name() {
-            candidates.push(dir.join(name));
-        }
-    }
-    if let Some(folder) = stimuli.parent() {
-        candidates.push(folder.join(given));
-    }
-    candidates.iter().find(|c| c.is_file()).cloned().ok_or_else(|| {
-        DiffusionError::image(
-            candidates.first().map_or(given, PathBuf::as_path),
-            "not found (image of the stimuli table)",
-        )
-    })
-}
+use brainpipe_core::IoContext;
 
 const SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
 
@@ -183,7 +154,7 @@ fn encode_png(w: usize, h: usize, rgb: &[u8]) -> Vec<u8> {
 
 /// Reads an 8-bit RGB, RGBA, grey or grey-alpha PNG as `[3, H, W]` in [-1, 1].
 pub fn read_png(path: &Path) -> Result<Tensor> {
-    let bytes = std::fs::read(path).map_err(|e| DiffusionError::io(path, e))?;
+    let bytes = std::fs::read(path).at(path)?;
     let (w, h, rgb) = decode_png(&bytes).map_err(|m| DiffusionError::image(path, m))?;
     let t = Tensor::from_slice(&rgb).view([h as i64, w as i64, 3]).permute([2, 0, 1]);
     Ok(t.to_kind(Kind::Float) / 127.5 - 1.0)
@@ -204,12 +175,11 @@ pub fn write_png(path: &Path, image: &Tensor) -> Result<()> {
         .view([-1]);
     let data = Vec::<u8>::try_from(&bytes).map_err(DiffusionError::Torch)?;
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| DiffusionError::io(parent, e))?;
+        std::fs::create_dir_all(parent).at(parent)?;
     }
     let tmp = path.with_extension("png.tmp");
-    std::fs::write(&tmp, encode_png(w as usize, h as usize, &data))
-        .map_err(|e| DiffusionError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| DiffusionError::io(path, e))
+    std::fs::write(&tmp, encode_png(w as usize, h as usize, &data)).at(&tmp)?;
+    Ok(std::fs::rename(&tmp, path).at(path)?)
 }
 
 #[cfg(test)]

@@ -51,7 +51,7 @@ use std::sync::Arc;
 use brainpipe_core::DynStage;
 
 pub use error::{DiffusionError, Result};
-pub use images::{read_png, resolve_image, write_png};
+pub use images::{read_png, write_png};
 pub use layers::timestep_embedding;
 pub use pipeline::{
     CODEC_KEY, CONDITION_KEY, Codec, Conditioning, DiffusionPipeline, MODEL_INDEX_FILE,
@@ -65,9 +65,8 @@ pub use stages::{
     select_predictions,
 };
 pub use tables::{
-    DecodeRow, EMBEDDINGS_TABLE, ImageEmbeddings, PREDICTIONS_TABLE, RECONSTRUCTIONS_TABLE,
-    Reconstruction, STIMULI_TABLE, StimulusImage, read_image_embeddings, read_predictions,
-    read_reconstructions, read_stimulus_images, reconstructions_schema, write_reconstructions,
+    DecodeRow, ImageEmbeddings, Reconstruction, StimulusImage, read_image_embeddings,
+    read_predictions, read_reconstructions, read_stimulus_images, write_reconstructions,
 };
 pub use train::{
     DECODER_SCHEMA, TrainOptions, TrainReport, condition_tokens, decoder_config, decoder_scheduler,

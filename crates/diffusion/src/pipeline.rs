@@ -12,6 +12,7 @@ use crate::scheduler::{Scheduler, SchedulerConfig, SchedulerKind};
 use crate::unet::{UNet2DConditionModel, UNetConfig};
 use crate::vae::{AutoencoderKL, VaeConfig};
 use crate::weights::{load_weights, weights_file};
+use brainpipe_core::IoContext;
 
 /// `model_index.json`.
 pub const MODEL_INDEX_FILE: &str = "model_index.json";
@@ -115,7 +116,7 @@ pub struct DiffusionPipeline {
 }
 
 fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| DiffusionError::io(path, e))?;
+    let text = std::fs::read_to_string(path).at(path)?;
     serde_json::from_str(&text).map_err(|e| DiffusionError::config(path, e.to_string()))
 }
 

@@ -10,6 +10,7 @@ use serde_json::Value;
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{DiffusionError, Result};
+use brainpipe_core::IoContext;
 
 /// Which sampler.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,15 +37,7 @@ impl SchedulerKind {
     }
 }
 
-/// What the network predicts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PredictionType {
-    /// The added noise ε.
-    Epsilon,
-    /// v = √ᾱ·ε − √(1−ᾱ)·x₀ (Salimans & Ho 2022).
-    VPrediction,
-}
+pub use brainpipe_params::diffusion::PredictionType;
 
 /// How inference timesteps are spread over the training ones (Lin et al. 2023, table 2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -208,7 +201,7 @@ impl SchedulerConfig {
 
     /// Reads a `scheduler_config.json` file.
     pub fn from_file(path: &Path, default: SchedulerKind) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| DiffusionError::io(path, e))?;
+        let text = std::fs::read_to_string(path).at(path)?;
         let value: Value =
             serde_json::from_str(&text).map_err(|e| DiffusionError::config(path, e.to_string()))?;
         SchedulerConfig::from_json(&value, default).map_err(|m| DiffusionError::config(path, m))

@@ -3,62 +3,28 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use brainpipe_core::{ArtifactKind, AtomicDir, Context, Port, Stage, StageError};
-use brainpipe_tensor::{DeviceChoice, Precision, device_name};
+use brainpipe_core::{ArtifactKind, AtomicDir, Context, IoContext, Port, Stage, StageError};
+use brainpipe_tensor::{Precision, PrecisionExt, ResolveDevice, device_name};
+
+pub use brainpipe_params::diffusion::{DecodeParams, EmbeddingSource, TrainParams};
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{DiffusionError, Result};
-use crate::images::{read_png, resolve_image, write_png};
+use crate::images::{read_png, write_png};
 use crate::pipeline::{DiffusionPipeline, SampleOptions, denoise};
-use crate::scheduler::{PredictionType, SchedulerKind};
+use crate::scheduler::SchedulerKind;
 use crate::tables::{
     DecodeRow, Reconstruction, read_image_embeddings, read_predictions, read_stimulus_images,
     write_reconstructions,
 };
 use crate::train::{TrainOptions, condition_tokens, save_decoder, train_decoder};
+use brainpipe_artifacts::resolve_image;
 
 const STIMULI_DOC: &str =
     "stimuli table (ingest.synthetic images world, or a real study): images and their split";
 const IMAGES_DOC: &str =
     "the study's images directory; image paths in the stimuli table resolve against it";
 const EMBEDDINGS_DOC: &str = "clip.embed's embeddings: the image rows are the conditions";
-
-brainpipe_core::params! {
-    /// Params of `diffusion.train`.
-    pub struct TrainParams {
-        /// Which images of the stimuli table to train on (`train`; `all` for every image).
-        pub split: String = "train".to_owned(),
-        /// Side the decoder learns and draws images at: the study's images are area-averaged down to it (it must divide their side; 0: as they are). 32 keeps a 2-core CPU within the demo budget.
-        pub image_size: i64 = 32,
-        /// Pixel-unshuffle factor: 32² RGB images become 16² latents of 12 channels (lossless).
-        pub codec_factor: i64 = 2,
-        /// Width of each UNet level (one level per entry; each but the last halves the side).
-        pub channels: Vec<i64> = vec![32, 64],
-        /// ResNet blocks per down level (up levels: one more), as diffusers' `layers_per_block`.
-        pub layers_per_block: i64 = 1,
-        /// Attention heads (diffusers' `attention_head_dim` in SD 1.x configs).
-        pub heads: i64 = 4,
-        /// Optimiser steps (sized to the demo's CPU budget, see docs/DIFFUSION.md).
-        pub steps: usize = 300,
-        /// Images per step.
-        pub batch_size: usize = 16,
-        /// Peak learning rate (Adam; linear warm-up over 5 % of the steps, cosine decay).
-        pub learning_rate: f64 = 2e-3,
-        /// Fraction of conditions replaced by zeros, for classifier-free guidance (sd-image-variations and SD: 10 %).
-        pub condition_dropout: f64 = 0.1,
-        /// DDPM training timesteps.
-        pub num_train_timesteps: i64 = 1000,
-        /// Seed of initialisation and every random draw.
-        pub seed: u64 = 0,
-        /// `epsilon` (SD 1.x) or `v_prediction` (SD 2.x; on a short CPU budget it learns faster).
-        pub prediction_type: PredictionType = PredictionType::VPrediction,
-        /// `auto` (CUDA when present), `cpu`, `cuda`, `cuda:N`.
-        pub device: String = "auto".to_owned(),
-        /// CPU threads for LibTorch (0: the worker's share of the cores). Float reductions split
-        /// by thread count, so a fixed number makes CPU bytes the same whatever `--jobs` gives.
-        pub threads: i32 = 0,
-    }
-}
 
 /// `diffusion.train`: a small image decoder conditioned on CLIP image embeddings.
 #[derive(Clone, Copy, Debug, Default)]
@@ -140,9 +106,13 @@ impl Stage for Train {
 
     fn inputs(&self) -> Vec<Port> {
         vec![
-            Port::input("stimuli", ArtifactKind::Table("stimuli"), STIMULI_DOC),
+            Port::input("stimuli", ArtifactKind::table(brainpipe_artifacts::STIMULI), STIMULI_DOC),
             Port::input("images", ArtifactKind::Directory, IMAGES_DOC).optional(),
-            Port::input("embeddings", ArtifactKind::Table("embeddings"), EMBEDDINGS_DOC),
+            Port::input(
+                "embeddings",
+                ArtifactKind::table(brainpipe_artifacts::EMBEDDINGS),
+                EMBEDDINGS_DOC,
+            ),
         ]
     }
 
@@ -176,7 +146,7 @@ impl Stage for Train {
             .into());
         }
         set_threads(p.threads);
-        let device = DeviceChoice::parse(&p.device)?.resolve()?;
+        let device = p.device.resolve()?;
         ctx.note("device", device_name(device));
         let stimuli = ctx.input("stimuli")?.to_path_buf();
         let embeddings = ctx.input("embeddings")?.to_path_buf();
@@ -209,50 +179,8 @@ impl Stage for Train {
         let text =
             serde_json::to_string_pretty(&log).map_err(|e| StageError::msg(e.to_string()))?;
         let path = ctx.output("log");
-        std::fs::write(&path, text + "\n").map_err(|e| DiffusionError::io(&path, e))?;
+        std::fs::write(&path, text + "\n").at(&path)?;
         Ok(())
-    }
-}
-
-/// What `diffusion.decode` decodes when no predictions table is given.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EmbeddingSource {
-    /// Each image's own embedding (the ceiling; rows of model `truth`).
-    #[default]
-    Own,
-    /// Each image decoded from another image's embedding (a cyclic shift: the control; rows of model `shuffled`).
-    Shuffled,
-}
-
-brainpipe_core::params! {
-    /// Params of `diffusion.decode`.
-    pub struct DecodeParams {
-        /// With `embeddings` instead of `predictions`: decode each image's `own` embedding (rows of model `truth`) or another image's (`shuffled`).
-        pub source: EmbeddingSource = EmbeddingSource::Own,
-        /// With `embeddings`: which images of the stimuli table (`test`; `all`).
-        pub split: String = "test".to_owned(),
-        /// Denoising steps (DDIM with trailing spacing: 10 draw the in-pipeline decoder's images as well as 25, measured in docs/DIFFUSION.md).
-        pub steps: usize = 10,
-        /// Classifier-free guidance scale (1: unguided; the in-pipeline decoder is best at 1.5–3, measured in docs/DIFFUSION.md).
-        pub guidance_scale: f64 = 2.0,
-        /// `ddim`, `pndm` or `ddpm` (the schedule stays the model's); empty: the model's own scheduler.
-        pub scheduler: String = String::new(),
-        /// With `predictions`: decode the mean of each (model, subject, stimulus)'s repeated presentations — as MindEye and Brain-Diffuser decode the averaged test trials — instead of every presentation.
-        pub average_repeats: bool = true,
-        /// With `predictions`: decode only the first N held-out subjects (by name; 0: all), a CPU budget knob.
-        pub subjects: usize = 0,
-        /// Seed of every row's initial noise (each row's own seed is derived from it and the row).
-        pub seed: u64 = 0,
-        /// Rows per denoising batch (results do not depend on it).
-        pub batch_size: usize = 16,
-        /// `auto` (CUDA when present), `cpu`, `cuda`, `cuda:N`.
-        pub device: String = "auto".to_owned(),
-        /// `fp32` or `bf16` (bf16 is for GPUs; CPU determinism and parity are in fp32).
-        pub precision: Precision = Precision::Fp32,
-        /// CPU threads for LibTorch (0: the worker's share of the cores). Float reductions split
-        /// by thread count, so a fixed number makes CPU bytes the same whatever `--jobs` gives.
-        pub threads: i32 = 0,
     }
 }
 
@@ -406,20 +334,20 @@ impl Stage for Decode {
             ),
             Port::input(
                 "predictions",
-                ArtifactKind::Table("predictions"),
+                ArtifactKind::table(brainpipe_artifacts::PREDICTIONS),
                 "models.*' predictions (one table or several): one image per row, or per averaged stimulus",
             )
             .optional()
             .many(),
             Port::input(
                 "embeddings",
-                ArtifactKind::Table("embeddings"),
+                ArtifactKind::table(brainpipe_artifacts::EMBEDDINGS),
                 "without predictions: clip.embed's image embeddings, decoded directly (`source`)",
             )
             .optional(),
             Port::input(
                 "stimuli",
-                ArtifactKind::Table("stimuli"),
+                ArtifactKind::table(brainpipe_artifacts::STIMULI),
                 "with embeddings: which images belong to `split`",
             )
             .optional(),
@@ -431,7 +359,7 @@ impl Stage for Decode {
             Port::output(
                 "reconstructions",
                 "reconstructions.parquet",
-                ArtifactKind::Table("reconstructions"),
+                ArtifactKind::table(brainpipe_artifacts::RECONSTRUCTIONS),
                 "model, subject, trial, stimulus, fold, image (PNG path under images/), seed",
             ),
             Port::output(
@@ -484,7 +412,7 @@ impl Stage for Decode {
             }
         };
         set_threads(p.threads);
-        let device = DeviceChoice::parse(&p.device)?.resolve()?;
+        let device = p.device.resolve()?;
         ctx.note("device", device_name(device));
         ctx.note("precision", p.precision);
         let kind = match p.precision {
@@ -587,7 +515,7 @@ pub fn decode_rows(
         for (i, row) in chunk.iter().enumerate() {
             let name = png_name(row);
             write_png(&dir.join(&name), &images.get(i as i64))?;
-            out.push(Reconstruction { row: row.clone(), image: name, seed: seeds[i] });
+            out.push(row.reconstruction(name, seeds[i]));
         }
     }
     Ok(out)

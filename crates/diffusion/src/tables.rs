@@ -1,57 +1,14 @@
-//! The tables this crate reads (`stimuli/1`, `embeddings/1`, `predictions/1`) and writes
-//! (`reconstructions/1`), through brainpipe-core's generic table helpers. Schemas:
-//! docs/ARTIFACTS.md. (Kept in one module so the table kinds can move to a shared artifacts
-//! crate without touching the stages.)
+//! What the diffusion stages read of a study's `stimuli/1`, `clip.embed`'s `embeddings/1` and a
+//! model's `predictions/1`, as views over brainpipe-artifacts' typed readers; the tables
+//! themselves, `reconstructions/1` included, are declared there.
 
 use std::path::Path;
-use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema};
-use brainpipe_core::{TableKind, f32_list_values, read_table};
+use brainpipe_artifacts::{EmbeddingKind, read_embeddings, read_stimuli};
+
+pub use brainpipe_artifacts::{Reconstruction, read_reconstructions, write_reconstructions};
 
 use crate::error::{DiffusionError, Result};
-
-/// A study's stimuli (`ingest.synthetic`, `ingest.bold5000`).
-pub const STIMULI_TABLE: TableKind = TableKind::new("stimuli", 1);
-/// CLIP embeddings of images and captions (`clip.embed`).
-pub const EMBEDDINGS_TABLE: TableKind = TableKind::new("embeddings", 1);
-/// Per-scan predictions of a model (`models.*`).
-pub const PREDICTIONS_TABLE: TableKind = TableKind::new("predictions", 1);
-/// One reconstructed image per decoded row (`diffusion.decode`).
-pub const RECONSTRUCTIONS_TABLE: TableKind = TableKind::new("reconstructions", 1);
-
-fn column<'a, T: 'static>(
-    path: &Path,
-    batch: &'a RecordBatch,
-    name: &str,
-    ty: &str,
-) -> Result<&'a T> {
-    batch
-        .column_by_name(name)
-        .and_then(|a| a.as_any().downcast_ref::<T>())
-        .ok_or_else(|| DiffusionError::table(path, format!("no {ty} column `{name}`")))
-}
-
-fn strings(path: &Path, batch: &RecordBatch, name: &str) -> Result<Vec<Option<String>>> {
-    let a = column::<StringArray>(path, batch, name, "Utf8")?;
-    Ok((0..a.len()).map(|i| a.is_valid(i).then(|| a.value(i).to_owned())).collect())
-}
-
-fn required_strings(path: &Path, batch: &RecordBatch, name: &str) -> Result<Vec<String>> {
-    strings(path, batch, name)?
-        .into_iter()
-        .map(|s| s.ok_or_else(|| DiffusionError::table(path, format!("null in `{name}`"))))
-        .collect()
-}
-
-fn ints(path: &Path, batch: &RecordBatch, name: &str) -> Result<Vec<i32>> {
-    let a = column::<Int32Array>(path, batch, name, "Int32")?;
-    if a.null_count() > 0 {
-        return Err(DiffusionError::table(path, format!("null in `{name}`")));
-    }
-    Ok(a.values().to_vec())
-}
 
 /// A stimulus image and its split (rows of `stimuli/1` with an image).
 #[derive(Clone, Debug, PartialEq)]
@@ -66,52 +23,31 @@ pub struct StimulusImage {
 
 /// The images of a stimuli table, with their split.
 pub fn read_stimulus_images(path: &Path) -> Result<Vec<StimulusImage>> {
-    let (_, batches) = read_table(path, Some(STIMULI_TABLE))?;
-    let mut out = Vec::new();
-    for batch in &batches {
-        let ids = ints(path, batch, "id")?;
-        let images = strings(path, batch, "image")?;
-        let splits = required_strings(path, batch, "split")?;
-        for ((id, image), split) in ids.into_iter().zip(images).zip(splits) {
-            if let Some(image) = image {
-                out.push(StimulusImage { id, image, split });
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Image embeddings (`kind = image` rows of `embeddings/1`): (stimulus id, image path) per row,
-/// the row-major values and their width.
-pub fn read_image_embeddings(path: &Path) -> Result<ImageEmbeddings> {
-    let (_, batches) = read_table(path, Some(EMBEDDINGS_TABLE))?;
-    let (mut rows, mut values, mut dim) = (Vec::new(), Vec::new(), 0);
-    for batch in &batches {
-        let ids = ints(path, batch, "stimulus_id")?;
-        let kinds = required_strings(path, batch, "kind")?;
-        let images = strings(path, batch, "image")?;
-        let array = batch
-            .column_by_name("embedding")
-            .ok_or_else(|| DiffusionError::table(path, "no column `embedding`"))?;
-        let (v, d) = f32_list_values(path, "embedding", array.as_ref())?;
-        dim = d;
-        for i in 0..batch.num_rows() {
-            if kinds[i] != "image" {
-                continue;
-            }
-            let image = images[i]
-                .clone()
-                .ok_or_else(|| DiffusionError::table(path, "image row without `image`"))?;
-            rows.push((ids[i], image));
-            values.extend_from_slice(&v[i * d..(i + 1) * d]);
-        }
-    }
-    Ok((rows, values, dim))
+    Ok(read_stimuli(path)?
+        .into_iter()
+        .filter_map(|s| s.image.map(|image| StimulusImage { id: s.id, image, split: s.split }))
+        .collect())
 }
 
 /// Image rows of an embeddings table: (stimulus id, image path) per row, the row-major
 /// embeddings and their width.
 pub type ImageEmbeddings = (Vec<(i32, String)>, Vec<f32>, usize);
+
+/// Image embeddings (`kind = image` rows of `embeddings/1`).
+pub fn read_image_embeddings(path: &Path) -> Result<ImageEmbeddings> {
+    let (all, v, d) = read_embeddings(path)?;
+    let (mut rows, mut values) = (Vec::new(), Vec::new());
+    for (i, row) in all.into_iter().enumerate() {
+        if row.kind != EmbeddingKind::Image {
+            continue;
+        }
+        let image =
+            row.image.ok_or_else(|| DiffusionError::table(path, "image row without `image`"))?;
+        rows.push((row.stimulus_id, image));
+        values.extend_from_slice(&v[i * d..(i + 1) * d]);
+    }
+    Ok((rows, values, d))
+}
 
 /// One decodable row: who predicted which embedding for which trial.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -128,104 +64,32 @@ pub struct DecodeRow {
     pub fold: i32,
 }
 
+impl DecodeRow {
+    /// The `reconstructions/1` row of this decoded row.
+    pub fn reconstruction(&self, image: String, seed: i64) -> Reconstruction {
+        Reconstruction {
+            model: self.model.clone(),
+            subject: self.subject.clone(),
+            trial: self.trial,
+            stimulus: self.stimulus.clone(),
+            fold: self.fold,
+            image,
+            seed,
+        }
+    }
+}
+
 /// The rows and predicted embeddings of a `predictions/1` table.
 pub fn read_predictions(path: &Path) -> Result<(Vec<DecodeRow>, Vec<f32>, usize)> {
-    let (_, batches) = read_table(path, Some(PREDICTIONS_TABLE))?;
-    let (mut rows, mut values, mut dim) = (Vec::new(), Vec::new(), 0);
-    for batch in &batches {
-        let model = required_strings(path, batch, "model")?;
-        let subject = required_strings(path, batch, "subject")?;
-        let stimulus = required_strings(path, batch, "stimulus")?;
-        let trial = ints(path, batch, "trial")?;
-        let fold = ints(path, batch, "fold")?;
-        let array = batch
-            .column_by_name("embedding")
-            .ok_or_else(|| DiffusionError::table(path, "no column `embedding`"))?;
-        let (v, d) = f32_list_values(path, "embedding", array.as_ref())?;
-        dim = d;
-        values.extend_from_slice(v);
-        for i in 0..batch.num_rows() {
-            rows.push(DecodeRow {
-                model: model[i].clone(),
-                subject: subject[i].clone(),
-                trial: trial[i],
-                stimulus: stimulus[i].clone(),
-                fold: fold[i],
-            });
-        }
-    }
-    Ok((rows, values, dim))
-}
-
-/// One row of `reconstructions/1`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Reconstruction {
-    /// What was decoded.
-    pub row: DecodeRow,
-    /// PNG path relative to the `images` output directory.
-    pub image: String,
-    /// Seed of the row's initial noise.
-    pub seed: i64,
-}
-
-/// The Arrow schema of `reconstructions/1`.
-pub fn reconstructions_schema() -> Schema {
-    Schema::new(vec![
-        Field::new("model", DataType::Utf8, false),
-        Field::new("subject", DataType::Utf8, false),
-        Field::new("trial", DataType::Int32, false),
-        Field::new("stimulus", DataType::Utf8, false),
-        Field::new("fold", DataType::Int32, false),
-        Field::new("image", DataType::Utf8, false),
-        Field::new("seed", DataType::Int64, false),
-    ])
-}
-
-/// Writes a `reconstructions/1` table.
-pub fn write_reconstructions(path: &Path, rows: &[Reconstruction]) -> Result<()> {
-    let utf8 = |f: &dyn Fn(&Reconstruction) -> &str| -> ArrayRef {
-        Arc::new(StringArray::from_iter_values(rows.iter().map(f)))
-    };
-    let columns: Vec<ArrayRef> = vec![
-        utf8(&|r| &r.row.model),
-        utf8(&|r| &r.row.subject),
-        Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.row.trial))),
-        utf8(&|r| &r.row.stimulus),
-        Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.row.fold))),
-        utf8(&|r| &r.image),
-        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.seed))),
-    ];
-    let batch = RecordBatch::try_new(Arc::new(reconstructions_schema()), columns)
-        .map_err(|source| brainpipe_core::Error::Arrow { path: path.to_path_buf(), source })?;
-    brainpipe_core::write_table(path, RECONSTRUCTIONS_TABLE, &[batch])?;
-    Ok(())
-}
-
-/// Reads a `reconstructions/1` table.
-pub fn read_reconstructions(path: &Path) -> Result<Vec<Reconstruction>> {
-    let (_, batches) = read_table(path, Some(RECONSTRUCTIONS_TABLE))?;
-    let mut out = Vec::new();
-    for batch in &batches {
-        let model = required_strings(path, batch, "model")?;
-        let subject = required_strings(path, batch, "subject")?;
-        let stimulus = required_strings(path, batch, "stimulus")?;
-        let image = required_strings(path, batch, "image")?;
-        let trial = ints(path, batch, "trial")?;
-        let fold = ints(path, batch, "fold")?;
-        let seed = column::<Int64Array>(path, batch, "seed", "Int64")?;
-        for i in 0..batch.num_rows() {
-            out.push(Reconstruction {
-                row: DecodeRow {
-                    model: model[i].clone(),
-                    subject: subject[i].clone(),
-                    trial: trial[i],
-                    stimulus: stimulus[i].clone(),
-                    fold: fold[i],
-                },
-                image: image[i].clone(),
-                seed: seed.value(i),
-            });
-        }
-    }
-    Ok(out)
+    let p = brainpipe_artifacts::read_predictions(path)?;
+    let rows = (0..p.len())
+        .map(|i| DecodeRow {
+            model: p.model[i].clone(),
+            subject: p.subject[i].clone(),
+            trial: p.trial[i],
+            stimulus: p.stimulus[i].clone(),
+            fold: p.fold[i],
+        })
+        .collect();
+    Ok((rows, p.embedding, p.embedding_dim))
 }

@@ -21,6 +21,7 @@ use crate::scheduler::{
 };
 use crate::unet::{PerBlock, UNet2DConditionModel, UNetConfig};
 use crate::weights::{save_model_dir, write_json};
+use brainpipe_core::IoContext;
 
 /// The safetensors schema of the decoder's UNet weights.
 pub const DECODER_SCHEMA: &str = "brainpipe-diffusion-unet/1";
@@ -193,7 +194,7 @@ pub fn save_decoder(
     codec_factor: i64,
     image_size: i64,
 ) -> Result<()> {
-    std::fs::create_dir_all(dir.join("scheduler")).map_err(|e| DiffusionError::io(dir, e))?;
+    std::fs::create_dir_all(dir.join("scheduler")).at(dir)?;
     save_model_dir(vs, &dir.join("unet"), DECODER_SCHEMA, &config.to_diffusers_json())?;
     write_json(&dir.join("scheduler").join(SCHEDULER_FILE), &scheduler.to_diffusers_json())?;
     let index = serde_json::json!({

@@ -14,6 +14,7 @@ use crate::layers::{
     Downsample, ResnetBlock2D, ResnetShape, TimestepEmbedding, Transformer2D, TransformerShape,
     Upsample, conv2d, group_norm, timestep_embedding,
 };
+use brainpipe_core::IoContext;
 
 /// An `int` or a per-block list of ints, as diffusers configs write `attention_head_dim`,
 /// `transformer_layers_per_block` and `layers_per_block`.
@@ -174,7 +175,7 @@ impl UNetConfig {
 
     /// Reads a diffusers `unet/config.json` and checks it ([`UNetConfig::check`]).
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| DiffusionError::io(path, e))?;
+        let text = std::fs::read_to_string(path).at(path)?;
         let config: UNetConfig =
             serde_json::from_str(&text).map_err(|e| DiffusionError::config(path, e.to_string()))?;
         config.check().map_err(|m| DiffusionError::config(path, m))?;

@@ -12,6 +12,7 @@ use crate::error::{DiffusionError, Result};
 use crate::layers::{
     Downsample, ResnetBlock2D, ResnetShape, Upsample, VaeAttention, conv2d, group_norm,
 };
+use brainpipe_core::IoContext;
 
 /// GroupNorm eps everywhere in the VAE (diffusers hard-codes 1e-6 there).
 const VAE_EPS: f64 = 1e-6;
@@ -92,7 +93,7 @@ impl VaeConfig {
 
     /// Reads a diffusers `vae/config.json` and checks it.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| DiffusionError::io(path, e))?;
+        let text = std::fs::read_to_string(path).at(path)?;
         let config: VaeConfig =
             serde_json::from_str(&text).map_err(|e| DiffusionError::config(path, e.to_string()))?;
         config.check().map_err(|m| DiffusionError::config(path, m))?;

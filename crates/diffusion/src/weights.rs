@@ -10,6 +10,7 @@ use brainpipe_tensor::{save_var_store, weight_mismatches};
 use tch::{Kind, Tensor, nn};
 
 use crate::error::{DiffusionError, Result};
+use brainpipe_core::IoContext;
 
 /// The weights file of a diffusers model folder.
 pub const WEIGHTS_FILE: &str = "diffusion_pytorch_model.safetensors";
@@ -101,7 +102,7 @@ pub fn save_model_dir(
     schema: &str,
     config: &serde_json::Value,
 ) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| DiffusionError::io(dir, e))?;
+    std::fs::create_dir_all(dir).at(dir)?;
     save_var_store(vs, &dir.join(WEIGHTS_FILE), schema, config)?;
     write_json(&dir.join("config.json"), config)
 }
@@ -110,7 +111,7 @@ pub fn save_model_dir(
 pub(crate) fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| DiffusionError::config(path, e.to_string()))?;
-    std::fs::write(path, text + "\n").map_err(|e| DiffusionError::io(path, e))
+    Ok(std::fs::write(path, text + "\n").at(path)?)
 }
 
 #[cfg(test)]

@@ -140,8 +140,8 @@ fn train_then_decode_writes_pngs_and_the_reconstructions_table_deterministically
         run(&Decode, &inputs, params, &out).expect("diffusion.decode");
         let rows = read_reconstructions(&out.join("reconstructions.parquet")).expect("table");
         assert_eq!(rows.len(), 2, "the two test images");
-        assert_eq!(rows[0].row.model, "truth");
-        assert_eq!(rows[0].row.stimulus, "images/img-00006.png");
+        assert_eq!(rows[0].model, "truth");
+        assert_eq!(rows[0].stimulus, "images/img-00006.png");
         assert_eq!(rows[1].image, "truth/all/trial-0001.png");
         let png: Vec<Vec<u8>> = rows
             .iter()

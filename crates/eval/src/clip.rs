@@ -37,8 +37,8 @@ use crate::clip_tables::{
     write_clip_trials,
 };
 use crate::error::{EvalError, Result};
-use crate::tables::{MetricRow, Predictions, read_predictions, write_metrics};
 use crate::words::ALL;
+use brainpipe_artifacts::{MetricRow, Predictions, read_predictions, write_metrics};
 
 brainpipe_core::params! {
     /// Params of `eval.clip`.
@@ -71,18 +71,18 @@ impl Stage for ClipEval {
         vec![
             Port::input(
                 "predictions",
-                ArtifactKind::Table("predictions"),
+                ArtifactKind::table(brainpipe_artifacts::PREDICTIONS),
                 "predictions.parquet of the models (CLIP-space embeddings), one table per model",
             )
             .many(),
             Port::input(
                 "embeddings",
-                ArtifactKind::Table("embeddings"),
+                ArtifactKind::table(brainpipe_artifacts::EMBEDDINGS),
                 "embeddings.parquet of clip.embed: every image and caption",
             ),
             Port::input(
                 "stimuli",
-                ArtifactKind::Table("stimuli"),
+                ArtifactKind::table(brainpipe_artifacts::STIMULI),
                 "the study's stimuli.parquet: split (test images are the candidates), vector",
             ),
         ]
@@ -93,13 +93,13 @@ impl Stage for ClipEval {
             Port::output(
                 "metrics",
                 "metrics.parquet",
-                ArtifactKind::Table("metrics"),
+                ArtifactKind::table(brainpipe_artifacts::METRICS),
                 "per model, held-out subject and mode (`paradigm`: single / averaged): every score",
             ),
             Port::output(
                 "trials",
                 "trials.parquet",
-                ArtifactKind::Table("clip-trials"),
+                ArtifactKind::table(brainpipe_artifacts::CLIP_TRIALS),
                 "per scored trial: ranks, closest test images, chosen caption",
             ),
         ]

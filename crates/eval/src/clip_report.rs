@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 
 use crate::clip_tables::ClipTrial;
 use crate::error::{EvalError, Result};
-use crate::images::tables::file_name;
 use crate::report::{Oracle, bar_chart, esc, pct};
-use crate::tables::MetricRow;
 use crate::words::ALL;
+use brainpipe_artifacts::MetricRow;
+use brainpipe_artifacts::image_file_name as file_name;
 
 /// Test images shown in the gallery (the first ones by name: the same for every model and run).
 pub const GALLERY_IMAGES: usize = 8;
@@ -404,7 +404,7 @@ pub fn page(title: &str, c: &ClipInputs, oracle: Option<&Oracle>) -> String {
 
 /// Reads the section's inputs.
 pub fn read(metrics: &Path, trials: Option<&Path>, images: Option<&Path>) -> Result<ClipInputs> {
-    let rows = crate::tables::read_metrics(metrics)?;
+    let rows = brainpipe_artifacts::read_metrics(metrics)?;
     if !rows.iter().any(|r| r.paradigm == "averaged" || r.paradigm == "single") {
         return Err(EvalError::data(
             metrics,

@@ -46,19 +46,19 @@ impl Stage for Report {
             .optional(),
             Port::input(
                 "image_metrics",
-                ArtifactKind::Table("image-metrics"),
+                ArtifactKind::table(brainpipe_artifacts::IMAGE_METRICS),
                 "image_metrics.parquet of eval.images: MindEye's table and distributions",
             )
             .optional(),
             Port::input(
                 "clip_metrics",
-                ArtifactKind::Table("metrics"),
+                ArtifactKind::table(brainpipe_artifacts::METRICS),
                 "metrics.parquet of eval.clip: the Brain2CLIP section",
             )
             .optional(),
             Port::input(
                 "clip_trials",
-                ArtifactKind::Table("clip-trials"),
+                ArtifactKind::table(brainpipe_artifacts::CLIP_TRIALS),
                 "trials.parquet of eval.clip: the gallery",
             )
             .optional(),
@@ -70,7 +70,7 @@ impl Stage for Report {
             .optional(),
             Port::input(
                 "reconstructions",
-                ArtifactKind::Table("reconstructions"),
+                ArtifactKind::table(brainpipe_artifacts::RECONSTRUCTIONS),
                 "reconstructions.parquet of diffusion.decode (images/ beside it): the gallery's reconstructions",
             )
             .optional()

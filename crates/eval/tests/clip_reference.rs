@@ -12,9 +12,9 @@ use arrow::array::{
     Array, ArrayRef, Int32Array, ListBuilder, RecordBatch, StringArray, StringBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema};
+use brainpipe_artifacts::{Predictions, read_clip_trials, read_metrics, write_predictions};
 use brainpipe_core::{TableKind, f32_list_array, f32_list_field, run_standalone, write_table};
-use brainpipe_eval::clip_tables::read_clip_trials;
-use brainpipe_eval::{ClipEval, Predictions, read_metrics, write_predictions};
+use brainpipe_eval::ClipEval;
 use serde_json::{Value, json};
 
 struct Lcg(u64);

@@ -9,11 +9,12 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
+use brainpipe_artifacts::{MetricRow, write_metrics};
 use brainpipe_core::{TableKind, f32_list_array, f32_list_field, run_standalone, write_table};
+use brainpipe_eval::Report;
 use brainpipe_eval::images::{
     Images, MINDEYE_SIZE, pair_metrics, read_image_metrics, read_png, two_way,
 };
-use brainpipe_eval::{MetricRow, Report, write_metrics};
 use serde_json::json;
 
 fn fixture(name: &str) -> PathBuf {

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use brainpipe_eval::Targets;
+use brainpipe_artifacts::Targets;
 use tch::{Device, Tensor, nn};
 
 use super::{DataTensors, EpochRecord, FoldRun, TrainParams, net_config};
@@ -41,6 +41,7 @@ fn dataset() -> Dataset {
         class: (0..stimuli as i32).collect(),
         vectors,
         dim,
+        ..Targets::default()
     };
     d
 }

@@ -18,15 +18,15 @@ use tch::{Device, Kind, Tensor};
 pub use brainpipe_params::models::{BATCH_SIZE, PRETRAIN_EPOCHS, TrainParams};
 
 use crate::augmented::{Augmented, read_augmented};
-use crate::cv::{CrossValidation, Fold, Validation, folds};
+use crate::cv::{CrossValidation, Fold, folds};
 use crate::data::{Dataset, read_roi_blocks, training_inputs};
 use crate::error::{ModelsError, Result};
 use crate::losses::{
     LossKind, classification_loss, mean_regularisation_loss, reconstruction_loss, regression_loss,
 };
 use crate::net::{LEAKY_SLOPE, ModelKind, Net, NetConfig, PrecisionExt};
-use crate::schedule::{ENCODER_PREFIX, Phase, Plan, Schedule, phases};
-use crate::select::{Selection, select};
+use crate::schedule::{ENCODER_PREFIX, Phase, Plan, phases};
+use crate::select::select;
 
 /// Table kind of the model files' metadata (`brainpipe.schema`).
 pub const MODEL_SCHEMA: &str = "brain2word-model/1";
@@ -47,7 +47,7 @@ impl Stage for Train {
         ports.push(
             Port::input(
                 "augmented",
-                ArtifactKind::Table("embeddings"),
+                ArtifactKind::table(brainpipe_artifacts::EMBEDDINGS),
                 "augmented.parquet of clip.augment: extra targets per stimulus (with `augment: true`)",
             )
             .optional(),

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
+use brainpipe_artifacts::read_training;
 use brainpipe_core::{TableKind, f32_list_array, f32_list_field, run_standalone, write_table};
-use brainpipe_eval::read_training;
 use brainpipe_models::{
     Dataset, Train, TrainOutputs, TrainParams, read_augmented, train_augmented,
 };
@@ -180,7 +180,7 @@ fn augmentation_multiplies_training_pairs_by_one_plus_copies() {
         hidden: vec![16, 8],
         epochs: 2,
         batch_size: 20,
-        device: "cpu".into(),
+        device: brainpipe_core::DeviceChoice::Cpu,
         augment: true,
         ..TrainParams::default()
     };

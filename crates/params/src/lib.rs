@@ -17,13 +17,14 @@ use brainpipe_core::canonical_params;
 use serde_json::Value;
 
 pub mod clip;
+pub mod diffusion;
 pub mod models;
 
 /// Turns a stage's `with:` into its canonical params, or a one-line error naming the param.
 pub type Canonical = fn(&Value) -> Result<Value, String>;
 
 /// The worker stages whose params are declared here, with their canonicaliser.
-pub const DECLARED: [(&str, Canonical); 7] = [
+pub const DECLARED: [(&str, Canonical); 9] = [
     ("clip.embed", canonical_params::<clip::EmbedParams>),
     ("clip.select_captions", canonical_params::<clip::SelectParams>),
     ("clip.augment", canonical_params::<clip::AugmentParams>),
@@ -31,6 +32,8 @@ pub const DECLARED: [(&str, Canonical); 7] = [
     ("models.train", canonical_params::<models::TrainParams>),
     ("models.ridge", canonical_params::<models::RidgeParams>),
     ("models.predict", canonical_params::<models::PredictParams>),
+    ("diffusion.train", canonical_params::<diffusion::TrainParams>),
+    ("diffusion.decode", canonical_params::<diffusion::DecodeParams>),
 ];
 
 /// The canonicaliser of worker stage `stage`, if its params are declared here.

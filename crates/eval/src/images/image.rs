@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use brainpipe_core::IoContext;
+
 use crate::error::{EvalError, Result};
 
 /// An RGB image of `f64` values in `[0, 1]`, row-major, channels last (`height × width × 3`): the
@@ -39,7 +41,7 @@ impl RgbImage {
 /// gray is copied to the three channels and alpha is dropped (Pillow's `convert("RGB")`); palette
 /// images are expanded. Every failure is an error naming `path`.
 pub fn read_png(path: &Path) -> Result<RgbImage> {
-    let bytes = std::fs::read(path).map_err(|e| EvalError::io(path, e))?;
+    let bytes = std::fs::read(path).at(path)?;
     decode_png(&bytes, path)
 }
 

@@ -40,7 +40,7 @@ pub use resize::{resize_bilinear, shorter_side_to};
 pub use ssim::{SsimError, SsimVariant, gaussian_kernel, ssim, ssim_many, ssim_par};
 pub use stage::{Images, ImagesParams, Summary, summarise};
 pub use tables::{
-    IMAGE_METRICS_TABLE, ImageMetricRow, RECONSTRUCTIONS_TABLE, Reconstruction, read_image_metrics,
+    IMAGE_METRICS, ImageMetricRow, RECONSTRUCTIONS, Reconstruction, read_image_metrics,
     read_reconstructions, write_image_metrics,
 };
 

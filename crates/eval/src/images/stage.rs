@@ -4,17 +4,18 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use brainpipe_core::{ArtifactKind, Context, Port, Stage, StageError};
+use brainpipe_core::{ArtifactKind, Context, IoContext, Port, Stage, StageError};
 use rayon::prelude::*;
 
 use super::image::{RgbImage, read_png};
 use super::tables::{
-    ImageMetricRow, Reconstruction, file_name, read_image_features, read_reconstructions,
+    ImageMetricRow, Reconstruction, read_image_features, read_reconstructions,
     read_stimulus_images, write_image_metrics,
 };
 use super::{pair_metrics, resize_bilinear, two_way};
 use crate::error::{EvalError, Result};
 use crate::words::ALL;
+use brainpipe_artifacts::image_file_name as file_name;
 
 brainpipe_core::params! {
     /// Params of `eval.images`.
@@ -47,12 +48,12 @@ impl Stage for Images {
 
     fn inputs(&self) -> Vec<Port> {
         vec![
-            Port::input("reconstructions", ArtifactKind::Table("reconstructions"), "reconstructions.parquet of diffusion.decode (model, subject, trial, stimulus, image); one table per model, or several models in one").optional().many(),
+            Port::input("reconstructions", ArtifactKind::table(brainpipe_artifacts::RECONSTRUCTIONS), "reconstructions.parquet of diffusion.decode (model, subject, trial, stimulus, image); one table per model, or several models in one").optional().many(),
             Port::input("reconstruction_images", ArtifactKind::Directory, "the decoder's images/ directory (table mode, where the table's own folder does not hold it), or a plain directory of PNGs paired with `images` by file name").optional(),
-            Port::input("stimuli", ArtifactKind::Table("stimuli"), "the study's stimuli.parquet: stimulus name → seen image path").optional(),
+            Port::input("stimuli", ArtifactKind::table(brainpipe_artifacts::STIMULI), "the study's stimuli.parquet: stimulus name → seen image path").optional(),
             Port::input("images", ArtifactKind::Directory, "the seen images (the study's images directory)"),
-            Port::input("reconstruction_features", ArtifactKind::Table("embeddings"), "embeddings.parquet of clip.embed run on the reconstructions (rows matched on `image`)").optional(),
-            Port::input("seen_features", ArtifactKind::Table("embeddings"), "embeddings.parquet of clip.embed run on the study (rows matched on `stimulus`)").optional(),
+            Port::input("reconstruction_features", ArtifactKind::table(brainpipe_artifacts::EMBEDDINGS), "embeddings.parquet of clip.embed run on the reconstructions (rows matched on `image`)").optional(),
+            Port::input("seen_features", ArtifactKind::table(brainpipe_artifacts::EMBEDDINGS), "embeddings.parquet of clip.embed run on the study (rows matched on `stimulus`)").optional(),
         ]
     }
 
@@ -60,7 +61,7 @@ impl Stage for Images {
         vec![Port::output(
             "image_metrics",
             "image_metrics.parquet",
-            ArtifactKind::Table("image-metrics"),
+            ArtifactKind::table(brainpipe_artifacts::IMAGE_METRICS),
             "model, subject, trial, stimulus, metric, value: per pair, and summaries (trial -1)",
         )]
     }
@@ -144,7 +145,7 @@ struct Options {
 /// PNGs of `dir` (sorted by name), each paired with the same file name in `seen_dir`.
 fn directory_pairs(dir: &Path, seen_dir: &Path, model: &str) -> Result<Vec<Pair>> {
     let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| EvalError::io(dir, e))?
+        .at(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_file() && p.extension().is_some_and(|x| x.eq_ignore_ascii_case("png")))
         .collect();
@@ -168,7 +169,9 @@ fn directory_pairs(dir: &Path, seen_dir: &Path, model: &str) -> Result<Vec<Pair>
                 subject: ALL.to_owned(),
                 trial: trial as i32,
                 stimulus: name.to_string_lossy().into_owned(),
+                fold: -1,
                 image: name.to_string_lossy().into_owned(),
+                seed: -1,
             },
             recon,
             seen,
