@@ -169,11 +169,15 @@ struct Stages {
 /// default), the cores shared by the stages that run at once.
 fn stages(worker_threads: usize) -> Stages {
     let mut registry = Registry::new();
-    let local: Vec<Arc<dyn DynStage>> =
-        [brainpipe_ingest::stages(), brainpipe_features::stages(), brainpipe_eval::stages()]
-            .into_iter()
-            .flatten()
-            .collect();
+    let local: Vec<Arc<dyn DynStage>> = [
+        brainpipe_ingest::stages(),
+        brainpipe_features::stages(),
+        brainpipe_targets::stages(),
+        brainpipe_eval::stages(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     for stage in local {
         registry.register(stage);
     }

@@ -7,18 +7,27 @@ use std::process::Command;
 use serde_json::Value;
 
 /// Stage crates, in data-flow order.
-const STAGES: [&str; 6] = [
+const STAGES: [&str; 7] = [
     "brainpipe-ingest",
     "brainpipe-features",
     "brainpipe-clip",
+    "brainpipe-targets",
     "brainpipe-models",
     "brainpipe-diffusion",
     "brainpipe-eval",
 ];
 
 /// Crates that must build without LibTorch (the driver links them).
-const TORCH_FREE: [&str; 4] =
-    ["brainpipe-core", "brainpipe-artifacts", "brainpipe-pipeline", "brainpipe-eval"];
+const TORCH_FREE: [&str; 8] = [
+    "brainpipe-core",
+    "brainpipe-artifacts",
+    "brainpipe-params",
+    "brainpipe-pipeline",
+    "brainpipe-ingest",
+    "brainpipe-features",
+    "brainpipe-targets",
+    "brainpipe-eval",
+];
 
 fn metadata() -> Value {
     let output = Command::new(env!("CARGO"))

@@ -27,6 +27,31 @@ pub fn typed<'a, T: 'static>(
         .ok_or_else(|| Error::schema(path, format!("column `{name}` is not {ty}")))
 }
 
+/// Nullable Utf8 column `name`, or `None` when the table leaves it out (a nullable column may be
+/// absent: every row is then null).
+pub fn opt_strings<'a>(
+    path: &Path,
+    batch: &'a RecordBatch,
+    name: &str,
+) -> Result<Option<&'a StringArray>> {
+    match batch.column_by_name(name) {
+        None => Ok(None),
+        Some(_) => strings(path, batch, name).map(Some),
+    }
+}
+
+/// Nullable Int32 column `name`, or `None` when the table leaves it out.
+pub fn opt_int_column<'a>(
+    path: &Path,
+    batch: &'a RecordBatch,
+    name: &str,
+) -> Result<Option<&'a Int32Array>> {
+    match batch.column_by_name(name) {
+        None => Ok(None),
+        Some(_) => ints(path, batch, name).map(Some),
+    }
+}
+
 /// A Utf8 column.
 pub fn strings<'a>(path: &Path, batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray> {
     typed(path, batch, name, "Utf8")

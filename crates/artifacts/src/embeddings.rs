@@ -9,7 +9,9 @@ use arrow::datatypes::{DataType, Field, Schema};
 use brainpipe_core::{Error, Result, f32_list_array, f32_list_field, read_table};
 
 use crate::EMBEDDINGS;
-use crate::column::{f32_rows, ints, opt_int, opt_string, strings, write_batch};
+use crate::column::{
+    f32_rows, ints, opt_int, opt_int_column, opt_string, opt_strings, strings, write_batch,
+};
 
 /// What an embedding row embeds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,10 +107,11 @@ pub fn read_embeddings(path: &Path) -> Result<(Vec<EmbeddingRow>, Vec<f32>, usiz
         let stimulus = strings(path, batch, "stimulus")?;
         let ids = ints(path, batch, "stimulus_id")?;
         let kind = strings(path, batch, "kind")?;
-        let caption_index = ints(path, batch, "caption_index")?;
-        let caption = strings(path, batch, "caption")?;
-        let augmentation = ints(path, batch, "augmentation")?;
-        let image = strings(path, batch, "image")?;
+        // Nullable columns may be left out by a table written elsewhere: all null.
+        let caption_index = opt_int_column(path, batch, "caption_index")?;
+        let caption = opt_strings(path, batch, "caption")?;
+        let augmentation = opt_int_column(path, batch, "augmentation")?;
+        let image = opt_strings(path, batch, "image")?;
         let (v, d) = f32_rows(path, batch, "embedding")?;
         dim = d;
         values.extend_from_slice(v);
@@ -119,10 +122,10 @@ pub fn read_embeddings(path: &Path) -> Result<(Vec<EmbeddingRow>, Vec<f32>, usiz
                 stimulus: stimulus.value(i).to_owned(),
                 stimulus_id: ids.value(i),
                 kind: k,
-                caption_index: opt_int(caption_index, i),
-                caption: opt_string(caption, i),
-                augmentation: opt_int(augmentation, i),
-                image: opt_string(image, i),
+                caption_index: caption_index.and_then(|a| opt_int(a, i)),
+                caption: caption.and_then(|a| opt_string(a, i)),
+                augmentation: augmentation.and_then(|a| opt_int(a, i)),
+                image: image.and_then(|a| opt_string(a, i)),
             });
         }
     }

@@ -8,7 +8,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use brainpipe_core::{Error, Result, read_table};
 
 use crate::STIMULI;
-use crate::column::{column, ints, opt_int, opt_string, strings};
+use crate::column::{ints, opt_int, opt_int_column, opt_string, opt_strings, strings};
 
 /// The `stimuli/1` columns with the given `vector` field: non-null for generated studies, null
 /// for imported ones (they have no generating latent).
@@ -62,12 +62,15 @@ pub fn read_stimuli(path: &Path) -> Result<Vec<Stimulus>> {
     let not_list = || Error::schema(path, "column `captions` is not List<Utf8>");
     for batch in &batches {
         let ids = ints(path, batch, "id")?;
-        let words = strings(path, batch, "word")?;
-        let images = strings(path, batch, "image")?;
+        // Nullable columns may be left out by a table written elsewhere: all null.
+        let words = opt_strings(path, batch, "word")?;
+        let images = opt_strings(path, batch, "image")?;
         let splits = strings(path, batch, "split")?;
-        let best = ints(path, batch, "best_caption")?;
-        let captions =
-            column(path, batch, "captions")?.as_list_opt::<i32>().ok_or_else(not_list)?;
+        let best = opt_int_column(path, batch, "best_caption")?;
+        let captions = match batch.column_by_name("captions") {
+            None => None,
+            Some(a) => Some(a.as_list_opt::<i32>().ok_or_else(not_list)?),
+        };
         let vectors = match batch.column_by_name("vector") {
             Some(a) if a.null_count() == 0 => {
                 Some(brainpipe_core::f32_list_values(path, "vector", a.as_ref())?)
@@ -75,23 +78,24 @@ pub fn read_stimuli(path: &Path) -> Result<Vec<Stimulus>> {
             _ => None,
         };
         for i in 0..batch.num_rows() {
-            let texts = if captions.is_valid(i) {
-                let list = captions.value(i);
-                let list = list.as_any().downcast_ref::<StringArray>().ok_or_else(not_list)?;
-                (0..list.len())
-                    .filter(|&j| list.is_valid(j))
-                    .map(|j| list.value(j).to_owned())
-                    .collect()
-            } else {
-                Vec::new()
+            let texts = match captions {
+                Some(captions) if captions.is_valid(i) => {
+                    let list = captions.value(i);
+                    let list = list.as_any().downcast_ref::<StringArray>().ok_or_else(not_list)?;
+                    (0..list.len())
+                        .filter(|&j| list.is_valid(j))
+                        .map(|j| list.value(j).to_owned())
+                        .collect()
+                }
+                _ => Vec::new(),
             };
             out.push(Stimulus {
                 id: ids.value(i),
-                word: opt_string(words, i),
-                image: opt_string(images, i),
+                word: words.and_then(|a| opt_string(a, i)),
+                image: images.and_then(|a| opt_string(a, i)),
                 split: splits.value(i).to_owned(),
                 captions: texts,
-                best_caption: opt_int(best, i),
+                best_caption: best.and_then(|a| opt_int(a, i)),
                 vector: vectors.map(|(v, w)| v[i * w..(i + 1) * w].to_vec()).unwrap_or_default(),
             });
         }

@@ -201,6 +201,49 @@ fn write_every_kind(dir: &Path) -> BTreeMap<&'static str, PathBuf> {
         value: 7.0,
     }];
     write_metrics(&add(METRICS), &metrics).expect("metrics");
+    let reconstructions = vec![Reconstruction {
+        model: "truth".into(),
+        subject: "all".into(),
+        trial: 3,
+        stimulus: "images/img-00003.png".into(),
+        fold: -1,
+        image: "truth/all/trial-0003.png".into(),
+        seed: -4_611_686_018_427_387_904,
+    }];
+    write_reconstructions(&add(RECONSTRUCTIONS), &reconstructions).expect("reconstructions");
+    let image_metrics = vec![
+        ImageMetricRow {
+            model: "ridge".into(),
+            subject: "sub-01".into(),
+            trial: 3,
+            stimulus: "images/img-00003.png".into(),
+            metric: "ssim_gaussian".into(),
+            value: 0.625,
+        },
+        ImageMetricRow {
+            model: "ridge".into(),
+            subject: "all".into(),
+            trial: -1,
+            stimulus: String::new(),
+            metric: "pixcorr.mean".into(),
+            value: -0.125,
+        },
+    ];
+    write_image_metrics(&add(IMAGE_METRICS), &image_metrics).expect("image metrics");
+    let trials = vec![ClipTrial {
+        model: "ridge".into(),
+        subject: "sub-01".into(),
+        mode: "averaged".into(),
+        trial: -1,
+        stimulus: "images/img-00001.png".into(),
+        fold: 0,
+        rank_test: 2,
+        rank_all: 5,
+        retrieved: vec!["images/img-00004.png".into(), "images/img-00001.png".into()],
+        caption: "a red square".into(),
+        caption_hit: false,
+    }];
+    write_clip_trials(&add(CLIP_TRIALS), &trials).expect("clip trials");
     files
 }
 
@@ -223,6 +266,11 @@ fn read_typed(kind: &str, path: &Path) -> String {
         "predictions" => format!("{:?}", read_predictions(path).expect("predictions")),
         "training" => format!("{:?}", read_training(path).expect("training")),
         "metrics" => format!("{:?}", read_metrics(path).expect("metrics")),
+        "reconstructions" => {
+            format!("{:?}", read_reconstructions(path).expect("reconstructions"))
+        }
+        "image-metrics" => format!("{:?}", read_image_metrics(path).expect("image metrics")),
+        "clip-trials" => format!("{:?}", read_clip_trials(path).expect("clip trials")),
         other => panic!("no typed reader for `{other}`"),
     }
 }
@@ -234,6 +282,8 @@ fn pyarrow_type(t: &DataType) -> String {
         DataType::Int32 => "int32".into(),
         DataType::Float32 => "float".into(),
         DataType::Float64 => "double".into(),
+        DataType::Int64 => "int64".into(),
+        DataType::Boolean => "bool".into(),
         DataType::FixedSizeList(item, n) => format!(
             "fixed_size_list<{}: {}{}>[{n}]",
             item.name(),

@@ -133,22 +133,4 @@ fn to_f32_vec(t: &Tensor) -> Result<Vec<f32>> {
     Vec::<f32>::try_from(&flat).map_err(ClipError::from)
 }
 
-/// Cosine similarity of two vectors (0 when either is zero).
-pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
-    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if na == 0.0 || nb == 0.0 { 0.0 } else { dot / (na * nb) }
-}
-
-/// The index and cosine of the row of `candidates` (row-major, width `a.len()`) closest to `a`;
-/// the first on ties. `None` when there are no candidates.
-pub fn closest(a: &[f32], candidates: &[f32]) -> Option<(usize, f32)> {
-    candidates.chunks(a.len().max(1)).map(|c| cosine(a, c)).enumerate().fold(
-        None,
-        |best, (i, s)| match best {
-            Some((_, b)) if b >= s => best,
-            _ => Some((i, s)),
-        },
-    )
-}
+pub use brainpipe_core::{closest, cosine};

@@ -36,14 +36,6 @@ pub enum ClipError {
         /// What is wrong.
         message: String,
     },
-    /// A word-vector file that cannot be read.
-    #[error("{}: vectors: {message}", path.display())]
-    Vectors {
-        /// The vector file.
-        path: PathBuf,
-        /// What is wrong.
-        message: String,
-    },
     /// An input table without the columns or values a stage needs.
     #[error("{}: {message}", path.display())]
     Table {

@@ -11,8 +11,9 @@
 //!   model directory's `vocab.json` + `merges.txt`.
 //! - [`Preprocessor`] / [`RgbImage`]: `CLIPImageProcessor`'s resize, crop and normalisation.
 //! - [`Embedder`]: batched image and text embedding on a device, fp32 or bf16.
-//! - Stages ([`stages`]): `clip.embed`, `clip.select_captions`, `clip.augment`, `clip.words`,
-//!   `clip.train`; their tables (`embeddings/1`, `targets/1`) are in docs/ARTIFACTS.md.
+//! - Stages ([`stages`]): `clip.embed`, `clip.augment`, `clip.train`; their table
+//!   (`embeddings/1`) is in docs/ARTIFACTS.md. `clip.words` and `clip.select_captions` need no
+//!   LibTorch: they are in brainpipe-targets and run in the driver.
 //!
 //! See docs/CLIP.md for the parity figures and the choices behind them.
 //!
@@ -43,10 +44,7 @@ use brainpipe_core::DynStage;
 
 pub use augment::Augmentation;
 pub use embedder::{Embedder, Precision, closest, cosine};
-pub use stages::{
-    Augment, AugmentParams, Embed, EmbedParams, SelectCaptions, SelectParams, TargetSource, Words,
-    best_caption_accuracy, select_captions,
-};
+pub use stages::{Augment, AugmentParams, Embed, EmbedParams};
 pub use train::{
     CaptionChoice, Pair, Train, TrainParams, TrainReport, caption_selection_accuracy, info_nce,
     pairs, train,
@@ -65,11 +63,5 @@ pub use tokenizer::{
 
 /// Every stage of this crate, for the CLI and pipelines to register.
 pub fn stages() -> Vec<Arc<dyn DynStage>> {
-    vec![
-        Arc::new(Embed),
-        Arc::new(SelectCaptions),
-        Arc::new(Augment),
-        Arc::new(Words),
-        Arc::new(Train),
-    ]
+    vec![Arc::new(Embed), Arc::new(Augment), Arc::new(Train)]
 }

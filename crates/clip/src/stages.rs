@@ -1,6 +1,5 @@
-//! The stages `clip.embed`, `clip.select_captions`, `clip.augment` and `clip.words`.
+//! The stages `clip.embed` and `clip.augment`.
 
-use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use brainpipe_core::{ArtifactKind, Context, IoContext, Port, Stage, StageError};
@@ -8,16 +7,16 @@ use brainpipe_tensor::{DeviceChoice, ResolveDevice, device_name};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-pub use brainpipe_params::clip::{AugmentParams, EmbedParams, SelectParams, TargetSource};
+pub use brainpipe_params::clip::{AugmentParams, EmbedParams};
 
 use crate::augment::Augmentation;
-use crate::embedder::{Embedder, Precision, closest};
+use crate::embedder::{Embedder, Precision};
 use crate::error::{ClipError, Result};
 use crate::image::RgbImage;
 use crate::model::model_dir;
 use brainpipe_artifacts::{
-    EmbeddingKind, EmbeddingRow, Stimulus, Target, read_embeddings, read_reconstructions,
-    read_stimuli, read_word_vectors, resolve_image, write_embeddings, write_targets,
+    EmbeddingKind, EmbeddingRow, Stimulus, read_reconstructions, read_stimuli, resolve_image,
+    write_embeddings,
 };
 
 const STIMULI_DOC: &str =
@@ -218,117 +217,6 @@ fn embed_reconstructions(
     Ok(())
 }
 
-/// `clip.select_captions`: per image, the caption closest (cosine) to the image.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SelectCaptions;
-
-impl Stage for SelectCaptions {
-    type Params = SelectParams;
-    const NAME: &'static str = "clip.select_captions";
-    const VERSION: u32 = 1;
-    const SUMMARY: &'static str =
-        "Per image, the caption whose CLIP embedding is closest to the image's";
-
-    fn inputs(&self) -> Vec<Port> {
-        vec![
-            Port::input(
-                "embeddings",
-                ArtifactKind::table(brainpipe_artifacts::EMBEDDINGS),
-                "clip.embed's image and caption embeddings",
-            ),
-            Port::input(
-                "stimuli",
-                ArtifactKind::table(brainpipe_artifacts::STIMULI),
-                "when given, the recorded best captions are scored",
-            )
-            .optional(),
-        ]
-    }
-
-    fn outputs(&self) -> Vec<Port> {
-        vec![Port::output(
-            "targets",
-            "targets.parquet",
-            ArtifactKind::table(brainpipe_artifacts::TARGETS),
-            "stimulus, class, target embedding, chosen caption, its index and cosine similarity",
-        )]
-    }
-
-    fn run(&self, ctx: &mut Context, p: &SelectParams) -> Result<(), StageError> {
-        let path = ctx.input("embeddings")?.to_path_buf();
-        // Cosines of stored embeddings: plain arithmetic, no LibTorch.
-        ctx.set_device("cpu");
-        let (rows, values, dim) = read_embeddings(&path)?;
-        let targets = select_captions(&rows, &values, dim, p.target);
-        if targets.is_empty() {
-            return Err(ClipError::table(&path, "no image with captions to select from").into());
-        }
-        ctx.note("images", targets.len());
-        if let Some(stimuli) = ctx.optional_input("stimuli").map(Path::to_path_buf) {
-            let stimuli = read_stimuli(&stimuli)?;
-            let (accuracy, scored, chance) = best_caption_accuracy(&targets, &stimuli);
-            ctx.note("best_caption_accuracy", accuracy);
-            ctx.note("best_caption_scored", scored);
-            ctx.note("best_caption_chance", chance);
-        }
-        write_targets(&ctx.output("targets"), &targets)?;
-        Ok(())
-    }
-}
-
-/// Per stimulus with an image and captions: the caption closest to the image.
-pub fn select_captions(
-    rows: &[EmbeddingRow],
-    values: &[f32],
-    dim: usize,
-    source: TargetSource,
-) -> Vec<Target> {
-    let row = |i: usize| &values[i * dim..(i + 1) * dim];
-    let mut captions: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
-    for (i, r) in rows.iter().enumerate().filter(|(_, r)| r.kind == EmbeddingKind::Caption) {
-        captions.entry(r.stimulus_id).or_default().push(i);
-    }
-    rows.iter()
-        .enumerate()
-        .filter(|(_, r)| r.kind == EmbeddingKind::Image)
-        .filter_map(|(i, r)| {
-            let candidates = captions.get(&r.stimulus_id)?;
-            let stacked: Vec<f32> =
-                candidates.iter().flat_map(|&c| row(c).iter().copied()).collect();
-            let (best, similarity) = closest(row(i), &stacked)?;
-            let chosen = &rows[candidates[best]];
-            let target = match source {
-                TargetSource::Caption => row(candidates[best]).to_vec(),
-                TargetSource::Image => row(i).to_vec(),
-            };
-            Some(Target {
-                stimulus: r.stimulus.clone(),
-                class: r.stimulus_id,
-                target,
-                caption: chosen.caption.clone(),
-                caption_index: chosen.caption_index,
-                similarity: Some(similarity),
-            })
-        })
-        .collect()
-}
-
-/// The fraction of images whose chosen caption is the recorded best one, how many were scored,
-/// and the chance level (mean 1 / captions).
-pub fn best_caption_accuracy(targets: &[Target], stimuli: &[Stimulus]) -> (f64, usize, f64) {
-    let by_id: HashMap<i32, &Stimulus> = stimuli.iter().map(|s| (s.id, s)).collect();
-    let (mut hits, mut scored, mut chance) = (0usize, 0usize, 0.0);
-    for t in targets {
-        let Some(s) = by_id.get(&t.class) else { continue };
-        let Some(best) = s.best_caption else { continue };
-        scored += 1;
-        chance += 1.0 / s.captions.len().max(1) as f64;
-        hits += usize::from(t.caption_index == Some(best));
-    }
-    let n = scored.max(1) as f64;
-    (hits as f64 / n, scored, chance / n)
-}
-
 /// `clip.augment`: augmented copies of every image and their embeddings.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Augment;
@@ -411,101 +299,5 @@ impl Stage for Augment {
         ctx.note("augmented_images", rows.len());
         write_embeddings(&ctx.output("embeddings"), &rows, values, embedder.dim())?;
         Ok(())
-    }
-}
-
-/// `clip.words`: Brain2Word targets from a word → vector file.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Words;
-
-impl Stage for Words {
-    type Params = brainpipe_core::NoParams;
-    const NAME: &'static str = "clip.words";
-    const VERSION: u32 = 1;
-    const SUMMARY: &'static str =
-        "Word targets (e.g. GloVe-300) from a word → vector file, in the shared targets schema";
-
-    fn inputs(&self) -> Vec<Port> {
-        vec![
-            Port::input("vectors", ArtifactKind::File, "GloVe text, Pereira-style .mat (`words`, `data`) or Parquet (`word`, `vector`)"),
-            Port::input("stimuli", ArtifactKind::table(brainpipe_artifacts::STIMULI), "when given, one target per word stimulus, class = its id; else every word of the file, class = its row")
-                .optional(),
-        ]
-    }
-
-    fn outputs(&self) -> Vec<Port> {
-        vec![Port::output(
-            "targets",
-            "targets.parquet",
-            ArtifactKind::table(brainpipe_artifacts::TARGETS),
-            "stimulus (word), class, target vector",
-        )]
-    }
-
-    fn run(&self, ctx: &mut Context, _: &brainpipe_core::NoParams) -> Result<(), StageError> {
-        let path = ctx.input("vectors")?.to_path_buf();
-        ctx.set_device("cpu");
-        let vectors = read_word_vectors(&path)?;
-        let targets = match ctx.optional_input("stimuli").map(Path::to_path_buf) {
-            None => vectors
-                .words
-                .iter()
-                .enumerate()
-                .map(|(i, w)| word_target(w.clone(), i as i32, vectors.row(i)))
-                .collect(),
-            Some(table) => {
-                let index: HashMap<String, usize> = vectors
-                    .words
-                    .iter()
-                    .enumerate()
-                    .rev()
-                    .map(|(i, w)| (w.to_lowercase(), i))
-                    .collect();
-                let stimuli = read_stimuli(&table)?;
-                let mut missing = Vec::new();
-                let mut targets = Vec::new();
-                for s in stimuli.iter().filter(|s| s.word.is_some()) {
-                    let word = s.word.clone().unwrap_or_default();
-                    match index.get(&word.to_lowercase()) {
-                        Some(&i) => targets.push(word_target(word, s.id, vectors.row(i))),
-                        None => missing.push(word),
-                    }
-                }
-                if !missing.is_empty() {
-                    return Err(ClipError::Vectors {
-                        path,
-                        message: format!(
-                            "lacks {} stimulus words: {}",
-                            missing.len(),
-                            missing.join(", ")
-                        ),
-                    }
-                    .into());
-                }
-                targets
-            }
-        };
-        if targets.is_empty() {
-            return Err(ClipError::Vectors {
-                path,
-                message: "no word stimuli to make targets for".into(),
-            }
-            .into());
-        }
-        ctx.note("words", targets.len());
-        ctx.note("dim", vectors.dim);
-        write_targets(&ctx.output("targets"), &targets)?;
-        Ok(())
-    }
-}
-
-fn word_target(word: String, class: i32, vector: &[f32]) -> Target {
-    Target {
-        stimulus: word,
-        class,
-        target: vector.to_vec(),
-        caption: None,
-        caption_index: None,
-        similarity: None,
     }
 }

@@ -9,10 +9,10 @@ use brainpipe_artifacts::{
     EmbeddingKind, EmbeddingRow, STIMULI, Stimulus, read_embeddings, read_stimuli, read_targets,
 };
 use brainpipe_clip::{
-    Augment, Embed, MERGES_FILE, SPECIAL_TOKENS_FILE, SelectCaptions, TOKENIZER_CONFIG_FILE, Train,
-    VOCAB_FILE, Words,
+    Augment, Embed, MERGES_FILE, SPECIAL_TOKENS_FILE, TOKENIZER_CONFIG_FILE, Train, VOCAB_FILE,
 };
 use brainpipe_core::{Manifest, read_table, run_standalone, write_table};
+use brainpipe_targets::SelectCaptions;
 use serde_json::{Value, json};
 
 /// LibTorch's random generator is process-global: training seeds it and draws from it, and loading
@@ -236,29 +236,6 @@ fn augment_writes_seeded_copies_linked_to_their_stimulus() {
         std::fs::read(a.join("augmented.parquet")).expect("a"),
         std::fs::read(b.join("augmented.parquet")).expect("b")
     );
-}
-
-#[test]
-fn words_targets_from_shipped_glove_vectors() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let vectors =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/pereira180_glove6b50d.txt");
-    let m = run(&Words, &[("vectors", &vectors)], json!({}), &dir.path().join("words"));
-    assert_eq!(m.notes["words"], 180);
-    let targets = read_targets(&dir.path().join("words/targets.parquet")).expect("targets").rows();
-    assert_eq!(
-        (targets.len(), targets[0].target.len(), targets[0].stimulus.as_str(), targets[179].class),
-        (180, 50, "ability", 179)
-    );
-    let mat = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data/brain2word/180_concepts.mat");
-    if !mat.exists() {
-        eprintln!("skipped the Pereira .mat: {} absent", mat.display());
-        return;
-    }
-    run(&Words, &[("vectors", &mat)], json!({}), &dir.path().join("mat"));
-    let targets = read_targets(&dir.path().join("mat/targets.parquet")).expect("targets").rows();
-    assert_eq!((targets.len(), targets[0].target.len()), (180, 300));
 }
 
 #[test]

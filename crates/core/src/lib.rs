@@ -43,6 +43,7 @@ mod stage;
 mod standalone;
 mod table;
 mod tensors;
+mod vector;
 
 pub use atomic::{AtomicDir, make_read_only, make_writable, remove_tree, write_file_atomic};
 pub use compute::{DeviceChoice, Precision, UnknownDevice};
@@ -70,3 +71,4 @@ pub use tensors::{
     Dtype, NamedTensor, SAFETENSORS_CONFIG_KEY, SAFETENSORS_SCHEMA_KEY, SafetensorsFile,
     read_safetensors, write_safetensors,
 };
+pub use vector::{closest, cosine};

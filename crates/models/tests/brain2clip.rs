@@ -101,7 +101,7 @@ fn schedules_record_their_phases_and_joint_writes_no_phase_column() {
     let err =
         run_standalone(&Train, &ins(&study), &base, &dir.path().join("bad"), &BTreeMap::new())
             .expect_err("base cannot pretrain");
-    assert!(err.to_string().contains("needs model autoencoder"), "{err}");
+    assert!(err.to_string().contains("needs `model: autoencoder`"), "{err}");
 }
 
 /// Replaces every input of `subject` by other values: a fold holding that subject out must train
