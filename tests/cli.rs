@@ -334,12 +334,9 @@ fn the_pereira_pipeline_runs_end_to_end_on_pereira_format_files() {
     // The shipped pipeline as it stands (Brain2Word's real 65,730-wide template and GloVe-300
     // vectors from ../shared), on two subjects written in both published .mat layouts; only the
     // networks are shrunk so the run takes seconds.
-    let Ok(python) = std::env::var("BRAINPIPE_REF_PYTHON") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but BRAINPIPE_REF_PYTHON is not: the oracle must run"
-        );
-        eprintln!("skipped: BRAINPIPE_REF_PYTHON is not set (make test sets it)");
+    let Some(python) = brainpipe_core::reference_python(
+        "the_pereira_pipeline_runs_end_to_end_on_pereira_format_files",
+    ) else {
         return;
     };
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -92,3 +92,31 @@ fn artifacts_and_the_driver_side_crates_need_no_libtorch() {
         }
     }
 }
+
+/// Every stage of the LibTorch worker has its params declared in brainpipe-params (so `plan`
+/// checks them without starting the worker), and the worker holds no stage the driver runs
+/// itself: a stage runs in the worker only if it needs LibTorch.
+#[test]
+fn every_worker_stage_declares_its_params_and_needs_the_worker() {
+    let output = Command::new(env!("CARGO_BIN_EXE_brainpipe-torch"))
+        .arg("catalogue")
+        .output()
+        .expect("brainpipe-torch runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let catalogue: Value = serde_json::from_slice(&output.stdout).expect("catalogue JSON");
+    let stages = catalogue["stages"].as_array().expect("stages");
+    assert!(stages.len() >= 8, "the worker's stages: {}", stages.len());
+    let mut undeclared = Vec::new();
+    for stage in stages {
+        let name = stage["name"].as_str().expect("name");
+        let has_params = stage["params"].as_array().is_some_and(|p| !p.is_empty());
+        if has_params && brainpipe_params::canonical(name).is_none() {
+            undeclared.push(name.to_owned());
+        }
+        assert!(
+            !["clip.words", "clip.select_captions"].contains(&name),
+            "{name} needs no LibTorch but is in the worker"
+        );
+    }
+    assert!(undeclared.is_empty(), "worker stages without declared params: {undeclared:?}");
+}

@@ -24,16 +24,7 @@ const CODECS: [&str; 6] = ["snappy", "gzip", "lz4", "brotli", "zstd", "none"];
 const W: usize = 4;
 
 fn python() -> Option<PathBuf> {
-    match std::env::var_os("BRAINPIPE_REF_PYTHON") {
-        Some(p) if Path::new(&p).exists() => Some(PathBuf::from(p)),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("CI is set but BRAINPIPE_REF_PYTHON names no interpreter (run `make refenv`)")
-        }
-        _ => {
-            eprintln!("skipped: BRAINPIPE_REF_PYTHON is not set (make test sets it)");
-            None
-        }
-    }
+    brainpipe_core::reference_python("the pyarrow round trip")
 }
 
 fn voxel_table(features: bool) -> VoxelTable {

@@ -41,14 +41,7 @@ fn captions() -> Vec<String> {
 /// failure when `CI` is set: under CI a missing oracle never passes silently.
 fn transformers_python(test: &str) -> Option<PathBuf> {
     let ci = std::env::var_os("CI").is_some();
-    let Some(python) = std::env::var_os("BRAINPIPE_REF_PYTHON") else {
-        assert!(!ci, "{test}: CI is set but BRAINPIPE_REF_PYTHON (the peers venv) is not");
-        eprintln!(
-            "skipped {test}: BRAINPIPE_REF_PYTHON (the peers venv with transformers) is not set"
-        );
-        return None;
-    };
-    let python = PathBuf::from(python);
+    let python = brainpipe_core::reference_python(test)?;
     let imports = Command::new(&python)
         .args(["-c", "import transformers"])
         .output()

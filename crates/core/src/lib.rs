@@ -38,6 +38,7 @@ mod compute;
 mod error;
 mod hash;
 mod manifest;
+mod reference;
 mod remote;
 mod stage;
 mod standalone;
@@ -53,6 +54,7 @@ pub use manifest::{
     InputRecord, MANIFEST_FILE, MANIFEST_FORMAT, Manifest, OutputRecord, host_name, rfc3339_utc,
     unix_seconds,
 };
+pub use reference::reference_python;
 pub use remote::{
     Catalogue, ParamInfo, PortInfo, RemoteStage, StageInfo, WORKER_ERROR_FILE, WORKER_NOTES_FILE,
     WORKER_PROTOCOL, WORKER_THREADS_ENV, exec_in_worker,

@@ -20,17 +20,7 @@ use brainpipe_diffusion::{
 use tch::{Device, Kind, Tensor};
 
 fn reference_python() -> Option<PathBuf> {
-    let python = std::env::var_os("BRAINPIPE_REF_PYTHON").map(PathBuf::from);
-    match python.filter(|p| p.is_file()) {
-        Some(p) => Some(p),
-        None if std::env::var_os("CI").is_some() => {
-            panic!("CI is set but BRAINPIPE_REF_PYTHON (the peers venv with diffusers) is missing")
-        }
-        None => {
-            eprintln!("skipped: BRAINPIPE_REF_PYTHON is not set (make refenv)");
-            None
-        }
-    }
+    brainpipe_core::reference_python("the diffusers oracle")
 }
 
 fn f32_tensor(name: &str, t: &Tensor) -> NamedTensor {

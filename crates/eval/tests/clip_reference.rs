@@ -157,16 +157,7 @@ fn fixtures(dir: &Path) -> (PathBuf, PathBuf, Vec<PathBuf>) {
 }
 
 fn reference_python() -> Option<String> {
-    match std::env::var("BRAINPIPE_REF_PYTHON") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("CI is set but BRAINPIPE_REF_PYTHON is not: the numpy oracle is required")
-        }
-        _ => {
-            eprintln!("skipped: BRAINPIPE_REF_PYTHON unset (make test sets it)");
-            None
-        }
-    }
+    brainpipe_core::reference_python("the eval.clip numpy oracle").map(|p| p.display().to_string())
 }
 
 #[test]

@@ -305,8 +305,12 @@ fn bad_inputs_are_one_line_errors_naming_the_file() {
     table(
         &other,
         "stimuli",
-        vec![Field::new("id", DataType::Int32, false), Field::new("image", DataType::Utf8, true)],
-        vec![Arc::new(Int32Array::from(vec![0])), utf8(&["images/img-00000.png"])],
+        vec![
+            Field::new("id", DataType::Int32, false),
+            Field::new("image", DataType::Utf8, true),
+            Field::new("split", DataType::Utf8, false),
+        ],
+        vec![Arc::new(Int32Array::from(vec![0])), utf8(&["images/img-00000.png"]), utf8(&["test"])],
     );
     let mut inputs = base;
     inputs[1] = ("stimuli", other.as_path());

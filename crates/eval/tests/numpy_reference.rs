@@ -66,12 +66,7 @@ print(json.dumps(out))
 
 #[test]
 fn scores_match_numpy_reference() {
-    let Some(python) = std::env::var_os("BRAINPIPE_REF_PYTHON") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but BRAINPIPE_REF_PYTHON is not: the oracle must run"
-        );
-        eprintln!("skipped: BRAINPIPE_REF_PYTHON is not set (make test sets it)");
+    let Some(python) = brainpipe_core::reference_python("scores_match_numpy_reference") else {
         return;
     };
     let (words, dim) = (24usize, 10usize);

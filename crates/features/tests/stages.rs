@@ -88,12 +88,7 @@ fn run(
 /// Runs a reference script; skipped (with a message) when `BRAINPIPE_REF_PYTHON` is unset, a
 /// failure then when `CI` is set.
 fn reference(script: &str, args: &[&Path]) {
-    let Ok(python) = std::env::var("BRAINPIPE_REF_PYTHON") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but BRAINPIPE_REF_PYTHON is not: the oracle must run"
-        );
-        eprintln!("skipping {script}: BRAINPIPE_REF_PYTHON is not set");
+    let Some(python) = brainpipe_core::reference_python("reference") else {
         return;
     };
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ref").join(script);

@@ -183,17 +183,9 @@ csi2[0, 0, 0] = np.nan
 np.save(os.path.join(d, "CSI2_roi_LHPPA.npy"), csi2)
 "#;
 
-/// The reference Python, or `None` (skip) when `BRAINPIPE_REF_PYTHON` is unset (a failure when `CI` is set).
+/// The reference Python, or `None` (skip; a failure when `CI` is set).
 fn reference_python() -> Option<String> {
-    let python = std::env::var("BRAINPIPE_REF_PYTHON").ok();
-    if python.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but BRAINPIPE_REF_PYTHON is not: the oracle must run"
-        );
-        eprintln!("skipped: BRAINPIPE_REF_PYTHON is not set (make test sets it)");
-    }
-    python
+    brainpipe_core::reference_python("the BOLD5000 oracle").map(|p| p.display().to_string())
 }
 
 /// `betas/` (indexed betas, one session of two trials) and `lists/` for `subjects` under `d`.

@@ -19,12 +19,9 @@ fn ingest(data: &Path, out: &Path) -> Result<brainpipe_core::Manifest, brainpipe
 
 #[test]
 fn both_meta_layouts_give_scans_with_gordon_rois() {
-    let Ok(python) = std::env::var("BRAINPIPE_REF_PYTHON") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but BRAINPIPE_REF_PYTHON is not: the oracle must run"
-        );
-        eprintln!("skipped: BRAINPIPE_REF_PYTHON is not set (make test sets it)");
+    let Some(python) =
+        brainpipe_core::reference_python("both_meta_layouts_give_scans_with_gordon_rois")
+    else {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");

@@ -133,19 +133,9 @@ fn user_vectors_replace_the_default() {
     assert_eq!(study["stimuli"]["count"], 180);
 }
 
-/// The reference Python, or `None` (skip) when `BRAINPIPE_REF_PYTHON` is unset (a failure when `CI` is set).
+/// The reference Python, or `None` (skip; a failure when `CI` is set).
 fn reference_python(test: &str) -> Option<String> {
-    match std::env::var("BRAINPIPE_REF_PYTHON") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI is set but BRAINPIPE_REF_PYTHON is not: the oracle must run"
-            );
-            eprintln!("skipped {test}: BRAINPIPE_REF_PYTHON is not set (make test sets it)");
-            None
-        }
-    }
+    brainpipe_core::reference_python(test).map(|p| p.display().to_string())
 }
 
 fn run_python(python: &str, script: &str, args: &[&Path]) -> String {

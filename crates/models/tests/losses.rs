@@ -48,12 +48,7 @@ fn fixed(n: usize, seed: u32) -> Vec<f32> {
 
 #[test]
 fn losses_match_numpy_reference() {
-    let Some(python) = std::env::var_os("BRAINPIPE_REF_PYTHON") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but BRAINPIPE_REF_PYTHON is not: the oracle must run"
-        );
-        eprintln!("skipped: BRAINPIPE_REF_PYTHON is not set (make test sets it)");
+    let Some(python) = brainpipe_core::reference_python("losses_match_numpy_reference") else {
         return;
     };
     let (b, d, c, w, h) = (6, 5, 4, 9, 7);
@@ -122,12 +117,9 @@ fn batched_roi_layer_equals_one_matmul_per_roi() {
 /// its outputs the next max(ceil(size / scale), 1) columns in ROI order).
 #[test]
 fn roi_layer_equals_333_independent_per_roi_matmuls_in_numpy() {
-    let Some(python) = std::env::var_os("BRAINPIPE_REF_PYTHON") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but BRAINPIPE_REF_PYTHON is not: the oracle must run"
-        );
-        eprintln!("skipped: BRAINPIPE_REF_PYTHON is not set (make test sets it)");
+    let Some(python) = brainpipe_core::reference_python(
+        "roi_layer_equals_333_independent_per_roi_matmuls_in_numpy",
+    ) else {
         return;
     };
     // 333 ROIs of 1..=23 columns in a scrambled size order, a column outside every ROI after

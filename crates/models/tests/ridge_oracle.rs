@@ -16,12 +16,9 @@ use serde_json::json;
 
 #[test]
 fn ridge_matches_numpy_closed_form_at_fixed_and_cross_validated_alpha() {
-    let Some(python) = std::env::var_os("BRAINPIPE_REF_PYTHON") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but BRAINPIPE_REF_PYTHON is not: the oracle must run"
-        );
-        eprintln!("skipped: BRAINPIPE_REF_PYTHON is not set (make test sets it)");
+    let Some(python) = brainpipe_core::reference_python(
+        "ridge_matches_numpy_closed_form_at_fixed_and_cross_validated_alpha",
+    ) else {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");

@@ -21,12 +21,7 @@ fn ulps(a: f32, b: f32) -> u32 {
 
 #[test]
 fn reads_like_nibabel() {
-    let Ok(python) = std::env::var("BRAINPIPE_REF_PYTHON") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but BRAINPIPE_REF_PYTHON is not: the oracle must run"
-        );
-        eprintln!("skipped: BRAINPIPE_REF_PYTHON is not set (make test sets it)");
+    let Some(python) = brainpipe_core::reference_python("reads_like_nibabel") else {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
