@@ -1,6 +1,8 @@
 //! `brainpipe`: run, plan and inspect fMRI decoding pipelines; run one stage alone; check the
 //! LibTorch runtime.
 
+mod stage_job;
+
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -13,7 +15,8 @@ use brainpipe_core::{
     run_standalone, split_input_key, write_file_atomic,
 };
 use brainpipe_pipeline::{
-    Cache, InputSource, Pipeline, Reason, Registry, RunOptions, gc, plan, run,
+    Cache, Executor, ExecutorKind, InputSource, Pipeline, Reason, Registry, RunOptions, gc, plan,
+    run_on,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{Map, Value, json};
@@ -53,6 +56,10 @@ enum Command {
         /// Stages run at once (default: number of cores).
         #[arg(short, long)]
         jobs: Option<usize>,
+        /// Where stages run: `local` or `slurm` (default: the pipeline's `executor:` block, else
+        /// local). See docs/SLURM.md.
+        #[arg(long, value_name = "KIND")]
+        executor: Option<ExecutorKind>,
     },
     /// Show, per stage, whether it is cached or will run, and why.
     Plan {
@@ -128,6 +135,9 @@ enum Command {
         #[arg(long, env = "BRAINPIPE_CACHE", default_value = ".brainpipe")]
         cache: PathBuf,
     },
+    /// Compute one planned stage of a pipeline into its cache: what a Slurm job runs.
+    #[command(hide = true)]
+    StageJob(stage_job::StageJobArgs),
 }
 
 #[derive(Args)]
@@ -324,8 +334,12 @@ fn stop_children_on_signals() {
             libc::SIGTERM => "SIGTERM",
             _ => "SIGHUP",
         };
+        let jobs = match stopped.jobs {
+            0 => String::new(),
+            n => format!("cancelled {n} Slurm job(s), "),
+        };
         eprintln!(
-            "interrupted by {name}: ended {} running command(s) and removed {} unfinished stage director{}",
+            "interrupted by {name}: {jobs}ended {} running command(s) and removed {} unfinished stage director{}",
             stopped.commands,
             stopped.temp_dirs,
             if stopped.temp_dirs == 1 { "y" } else { "ies" }
@@ -375,7 +389,7 @@ fn init_logging(verbose: u8, format: LogFormat) {
 
 fn dispatch(command: Command) -> Result<()> {
     match command {
-        Command::Run { target, force, jobs } => cmd_run(&target, force, jobs),
+        Command::Run { target, force, jobs, executor } => cmd_run(&target, force, jobs, executor),
         Command::Plan { target, force, json } => cmd_plan(&target, &force, json),
         Command::Dag { target, dot } => cmd_dag(&target, dot),
         Command::Status { target } => cmd_status(&target),
@@ -390,10 +404,16 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Stage { name, inputs, params, out } => cmd_stage(&name, &inputs, &params, &out),
         Command::Stages { json } => cmd_stages(json),
         Command::Doctor { cache } => cmd_doctor(&cache),
+        Command::StageJob(args) => stage_job::cmd_stage_job(&args),
     }
 }
 
-fn cmd_run(target: &PipelineArgs, force: Vec<String>, jobs: Option<usize>) -> Result<()> {
+fn cmd_run(
+    target: &PipelineArgs,
+    force: Vec<String>,
+    jobs: Option<usize>,
+    executor: Option<ExecutorKind>,
+) -> Result<()> {
     let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
     let jobs = jobs.unwrap_or(cores).max(1);
     let Stages { registry, tools } = stages((cores / jobs).max(1));
@@ -405,7 +425,9 @@ fn cmd_run(target: &PipelineArgs, force: Vec<String>, jobs: Option<usize>) -> Re
         ..RunOptions::default()
     };
     options.jobs = jobs;
-    let outcomes = run(&pipeline, &cache, &options)?;
+    let program = std::env::current_exe().context("the brainpipe executable, for Slurm jobs")?;
+    let executor = Executor::choose(executor, &pipeline, program, &target.overrides);
+    let outcomes = run_on(&pipeline, &cache, &options, &executor)?;
     let width = outcomes.iter().map(|o| o.id.len()).max().unwrap_or(5);
     let stage_width = outcomes.iter().map(|o| o.manifest.stage.len()).max().unwrap_or(5);
     for outcome in &outcomes {

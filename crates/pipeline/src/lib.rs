@@ -26,6 +26,7 @@
 mod cache;
 mod children;
 mod error;
+mod executor;
 mod gc;
 mod graph;
 mod plan;
@@ -36,6 +37,10 @@ mod verify;
 pub use cache::{Cache, EntryState, KeyMaterial, StageRecord};
 pub use children::{Shutdown, shutdown};
 pub use error::RunError;
+pub use executor::{
+    DEFAULT_MAX_JOBS, DEFAULT_POLL_SECONDS, Executor, ExecutorKind, ExecutorSpec, Resources,
+    SlurmConfig, SlurmValue, StageJob, run_on, run_stage_job,
+};
 pub use gc::{GcReport, gc};
 pub use graph::{
     InputSource, Node, NodeKind, Pipeline, Registry, fill_placeholders, parse_value, placeholders,

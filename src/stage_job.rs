@@ -1,0 +1,62 @@
+//! `brainpipe stage-job`: the command a Slurm job runs. It computes one stage the driver planned
+//! into the shared cache, through the same code as a local run, and records the job id.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Result, anyhow};
+use brainpipe_core::ContentHash;
+use brainpipe_pipeline::{RunOptions, StageJob, run_stage_job};
+use clap::Args;
+
+use crate::{PipelineArgs, Stages, stages};
+
+/// The arguments [`StageJob::args`] writes.
+#[derive(Args)]
+pub(crate) struct StageJobArgs {
+    #[command(flatten)]
+    target: PipelineArgs,
+    /// The stage id.
+    #[arg(long)]
+    stage: String,
+    /// The cache key the driver planned for it.
+    #[arg(long)]
+    key: String,
+    /// An upstream stage's key, as id=key; repeatable.
+    #[arg(long, value_name = "ID=KEY")]
+    upstream: Vec<String>,
+    /// Recompute even if an entry exists.
+    #[arg(long)]
+    force: bool,
+}
+
+pub(crate) fn cmd_stage_job(args: &StageJobArgs) -> Result<()> {
+    let mut upstream = BTreeMap::new();
+    for item in &args.upstream {
+        let (id, key) =
+            item.split_once('=').ok_or_else(|| anyhow!("--upstream {item}: expected id=key"))?;
+        upstream.insert(id.to_owned(), ContentHash::from_hex(key));
+    }
+    let job = StageJob {
+        stage: args.stage.clone(),
+        key: ContentHash::from_hex(args.key.clone()),
+        upstream,
+        force: args.force,
+    };
+    // The job's CPUs: what Slurm granted (`--cpus-per-task`), else what this process may use.
+    let cpus = std::env::var("SLURM_CPUS_PER_TASK")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map(usize::from).unwrap_or(1));
+    let Stages { registry, tools } = stages(cpus);
+    let (pipeline, cache) = args.target.load(&registry)?;
+    let options = RunOptions {
+        jobs: 1,
+        tools,
+        slurm_job_id: std::env::var("SLURM_JOB_ID").ok(),
+        ..RunOptions::default()
+    };
+    let outcome = run_stage_job(&pipeline, &cache, &options, &job)?;
+    let state = if outcome.cached { "cached" } else { "ran" };
+    println!("{} {state} {}", outcome.id, outcome.dir.display());
+    Ok(())
+}
