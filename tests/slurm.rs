@@ -1,0 +1,338 @@
+//! `brainpipe run --executor slurm` against a real Slurm: the throwaway cluster of
+//! `slurm/start.sh` (`eval "$(bash slurm/start.sh)"` before `cargo test`; `.ci/run` does it).
+//! Without a reachable Slurm each test says so in one line and passes, unless `CI=1`, where a
+//! missing Slurm is a failure.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// One test at a time: the single test node has few CPUs, and a test that holds them with
+/// sleeping jobs would leave another's jobs pending.
+static CLUSTER: Mutex<()> = Mutex::new(());
+
+/// Whether Slurm answers; under `CI=1` it must.
+fn slurm_available(test: &str) -> bool {
+    let answers = Command::new("sinfo")
+        .args(["--noheader", "--format=%t"])
+        .output()
+        .is_ok_and(|o| o.status.success() && !o.stdout.is_empty());
+    if !answers {
+        let hint = "start one with `eval \"$(bash slurm/start.sh)\"`";
+        assert!(std::env::var("CI").as_deref() != Ok("1"), "CI=1 and no Slurm answers: {hint}");
+        eprintln!("{test}: skipped, no Slurm answers ({hint})");
+    }
+    answers
+}
+
+fn brainpipe(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_brainpipe"));
+    cmd.current_dir(dir).env_remove("BRAINPIPE_CACHE").env_remove("RUST_LOG");
+    cmd
+}
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    brainpipe(dir).args(args).output().expect("brainpipe starts")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A pipeline name no other test run shares, so its jobs can be found by name.
+fn unique(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{name}-{}-{nanos}", std::process::id())
+}
+
+/// `(job id, state)` of every job Slurm lists (any state) for stage `stage` of `pipeline`.
+fn jobs(pipeline: &str, stage: &str) -> Vec<(String, String)> {
+    let out = Command::new("squeue")
+        .args(["--noheader", "--states=all", "--format=%i|%T"])
+        .arg(format!("--name=brainpipe:{pipeline}:{stage}"))
+        .output()
+        .expect("squeue runs");
+    text(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().split_once('|').map(|(i, s)| (i.to_owned(), s.to_owned())))
+        .collect()
+}
+
+/// Waits up to `seconds` for `condition`.
+fn wait_for(seconds: u64, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out after {seconds} s waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn wait_exit(child: &mut Child, seconds: u64) -> Output {
+    wait_for(seconds, "the driver to exit", || child.try_wait().expect("try_wait").is_some());
+    child_output(child)
+}
+
+fn child_output(child: &mut Child) -> Output {
+    use std::io::Read;
+    let status = child.wait().expect("wait");
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    if let Some(mut out) = child.stdout.take() {
+        out.read_to_end(&mut stdout).expect("stdout");
+    }
+    if let Some(mut err) = child.stderr.take() {
+        err.read_to_end(&mut stderr).expect("stderr");
+    }
+    Output { status, stdout, stderr }
+}
+
+/// An entry's output files (logs and manifest aside) with their bytes, by name.
+type Files = Vec<(String, Vec<u8>)>;
+
+/// Every committed entry of a cache: its key and files.
+fn entries(cache: &Path) -> Vec<(String, Files)> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(cache.join("entries")).into_iter().flatten().flatten() {
+        let mut files: Files = fs::read_dir(entry.path())
+            .expect("entry dir")
+            .flatten()
+            .map(|f| f.file_name().to_string_lossy().into_owned())
+            .filter(|name| name != "manifest.json" && !name.ends_with(".log"))
+            .map(|name| {
+                let bytes = fs::read(entry.path().join(&name)).expect("output");
+                (name, bytes)
+            })
+            .collect();
+        files.sort();
+        found.push((entry.file_name().to_string_lossy().into_owned(), files));
+    }
+    found.sort();
+    found
+}
+
+fn manifest(cache: &Path, pipeline: &str, stage: &str) -> serde_json::Value {
+    let path = cache.join("runs").join(pipeline).join(stage).join("manifest.json");
+    serde_json::from_slice(&fs::read(&path).expect("manifest")).expect("manifest JSON")
+}
+
+fn write_pipeline(dir: &Path, name: &str, stages: &str) -> PathBuf {
+    let file = dir.join("p.yaml");
+    let text =
+        format!("name: {name}\nexecutor: {{ kind: slurm, poll_seconds: 0.2 }}\nstages:\n{stages}");
+    fs::write(&file, text).expect("write pipeline");
+    file
+}
+
+const DIAMOND: &str = r#"  a:
+    run: "printf '%s\n' {params.word} > {outputs.o}; seq 1 1000 > {outputs.numbers}"
+    with: { word: "it's" }
+    outputs: [o, numbers]
+  b:
+    run: "cat {inputs.i} {inputs.i} > {outputs.o}"
+    inputs: { i: a.o }
+    outputs: [o]
+    resources: { cpus: 1, mem: 100, time: 5 }
+  c:
+    run: "sort -r {inputs.n} > {outputs.o}"
+    inputs: { n: a.numbers }
+    outputs: [o]
+  d:
+    run: "cat {inputs.x} {inputs.y} | sha256sum > {outputs.o}"
+    inputs: { x: b.o, y: c.o }
+    outputs: [o]
+"#;
+
+#[test]
+fn a_pipeline_on_slurm_gives_the_bytes_of_a_local_run() {
+    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if !slurm_available("a_pipeline_on_slurm_gives_the_bytes_of_a_local_run") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = unique("diamond");
+    write_pipeline(dir.path(), &name, DIAMOND);
+    let local = run(dir.path(), &["run", "p.yaml", "--executor", "local", "--cache", "local"]);
+    assert!(local.status.success(), "{}", text(&local.stderr));
+    assert!(jobs(&name, "a").is_empty(), "--executor local overrides the pipeline's block");
+    // The pipeline's block names slurm.
+    let slurm = run(dir.path(), &["run", "p.yaml", "--cache", "slurm"]);
+    assert!(slurm.status.success(), "{}", text(&slurm.stderr));
+    let (local_cache, slurm_cache) = (dir.path().join("local"), dir.path().join("slurm"));
+    assert_eq!(entries(&slurm_cache), entries(&local_cache), "same keys, same bytes");
+    assert_eq!(entries(&slurm_cache).len(), 4);
+    for stage in ["a", "b", "c", "d"] {
+        let submitted = jobs(&name, stage);
+        assert_eq!(submitted.len(), 1, "one job for {stage}: {submitted:?}");
+        let (id, state) = &submitted[0];
+        assert_eq!(state, "COMPLETED");
+        let recorded = manifest(&slurm_cache, &name, stage);
+        assert_eq!(recorded["notes"]["slurm_job_id"], id.as_str(), "{recorded}");
+        let log = slurm_cache.join("slurm").join(&name).join(format!("{stage}-{id}.log"));
+        assert!(log.is_file(), "the job's log is in the cache: {}", log.display());
+        assert!(manifest(&local_cache, &name, stage)["notes"].get("slurm_job_id").is_none());
+    }
+    let again = run(dir.path(), &["run", "p.yaml", "--cache", "slurm"]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert_eq!(text(&again.stdout).matches(" cached ").count(), 4, "{}", text(&again.stdout));
+    assert_eq!(jobs(&name, "a").len(), 1, "a cached stage submits nothing");
+}
+
+#[test]
+fn a_failing_stage_fails_the_run_with_its_exit_code_and_log_tail() {
+    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if !slurm_available("a_failing_stage_fails_the_run_with_its_exit_code_and_log_tail") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = unique("failing");
+    write_pipeline(
+        dir.path(),
+        &name,
+        r#"  ok: { run: "echo ok > {outputs.o}", outputs: [o] }
+  bad:
+    run: "echo partial > {outputs.o}; echo boom >&2; exit 3"
+    inputs: { i: ok.o }
+    outputs: [o]
+  after: { run: "cat {inputs.i} > {outputs.o}", inputs: { i: bad.o }, outputs: [o] }
+"#,
+    );
+    let out = run(dir.path(), &["run", "p.yaml"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let (id, state) = jobs(&name, "bad").pop().expect("bad was submitted");
+    assert_eq!(state, "FAILED");
+    for expected in [
+        "stage `bad` (run) failed".to_owned(),
+        format!("Slurm job {id} FAILED (NonZeroExitCode), exit code 1"),
+        format!("bad-{id}.log"),
+        "command exited with exit status: 3: boom".to_owned(),
+    ] {
+        assert!(stderr.contains(&expected), "missing `{expected}` in: {stderr}");
+    }
+    assert!(jobs(&name, "after").is_empty(), "nothing downstream of a failure is submitted");
+    let cache = dir.path().join(".brainpipe");
+    assert_eq!(entries(&cache).len(), 1, "only `ok` committed");
+    assert_eq!(fs::read_dir(cache.join("tmp")).expect("tmp").count(), 0, "no leftover");
+}
+
+#[test]
+fn ctrl_c_cancels_every_job_the_run_submitted() {
+    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if !slurm_available("ctrl_c_cancels_every_job_the_run_submitted") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = unique("interrupted");
+    write_pipeline(
+        dir.path(),
+        &name,
+        r#"  one: { run: "echo 1 > {outputs.o}; sleep 120", outputs: [o], resources: { cpus: 1 } }
+  two: { run: "echo 2 > {outputs.o}; sleep 120", outputs: [o], resources: { cpus: 1 } }
+  three: { run: "cat {inputs.a} {inputs.b} > {outputs.o}", inputs: { a: one.o, b: two.o }, outputs: [o] }
+"#,
+    );
+    // A job of ours that the run did not submit, which the run must leave alone.
+    let bystander = Command::new("sbatch")
+        .args(["--parsable", "--job-name=brainpipe-test-bystander", "--output=/dev/null"])
+        .args(["--wrap", "sleep 120"])
+        .output()
+        .expect("sbatch");
+    assert!(bystander.status.success(), "{}", text(&bystander.stderr));
+    let bystander = text(&bystander.stdout).trim().to_owned();
+    let mut driver = brainpipe(dir.path())
+        .args(["run", "p.yaml"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("brainpipe starts");
+    wait_for(60, "both jobs to be submitted", || {
+        jobs(&name, "one").len() == 1 && jobs(&name, "two").len() == 1
+    });
+    let pid = i32::try_from(driver.id()).expect("pid");
+    // SAFETY: kill(2) with plain integers; the child is alive until we wait for it.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let out = wait_exit(&mut driver, 60);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("cancelled 2 Slurm job(s)"), "{stderr}");
+    for stage in ["one", "two"] {
+        let submitted = jobs(&name, stage);
+        assert_eq!(submitted.len(), 1);
+        assert_eq!(submitted[0].1, "CANCELLED", "{stage}: {submitted:?}");
+    }
+    assert!(jobs(&name, "three").is_empty());
+    let state = Command::new("squeue")
+        .args(["--noheader", "--format=%T", "--jobs", &bystander])
+        .output()
+        .expect("squeue");
+    let state = text(&state.stdout).trim().to_owned();
+    let _ = Command::new("scancel").arg(&bystander).status();
+    assert!(state == "RUNNING" || state == "PENDING", "the bystander was touched: {state}");
+    let cache = dir.path().join(".brainpipe");
+    assert!(entries(&cache).is_empty());
+    wait_for(30, "the cancelled jobs to remove their temporary directories", || {
+        fs::read_dir(cache.join("tmp")).expect("tmp").count() == 0
+    });
+}
+
+#[test]
+fn a_job_killed_mid_write_leaves_no_complete_looking_entry() {
+    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if !slurm_available("a_job_killed_mid_write_leaves_no_complete_looking_entry") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = unique("killed");
+    // `gate` is not in the key: the same stage is killed twice, then allowed to finish.
+    write_pipeline(
+        dir.path(),
+        &name,
+        r#"  write:
+    run: "echo partial > {outputs.o}; while [ ! -e gate ]; do sleep 0.1; done; echo rest >> {outputs.o}"
+    outputs: [o]
+"#,
+    );
+    let cache = dir.path().join(".brainpipe");
+    let partial_written = || {
+        fs::read_dir(cache.join("tmp"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|t| fs::read_to_string(t.path().join("o")).is_ok_and(|s| s == "partial\n"))
+    };
+    for (attempt, signal) in [(1, None), (2, Some("KILL"))] {
+        let mut driver = brainpipe(dir.path())
+            .args(["run", "p.yaml"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("brainpipe starts");
+        wait_for(60, "the job to write its partial output", || {
+            partial_written() && jobs(&name, "write").len() == attempt
+        });
+        let (id, _) = jobs(&name, "write").into_iter().max().expect("a job");
+        let mut scancel = Command::new("scancel");
+        if let Some(signal) = signal {
+            scancel.arg(format!("--signal={signal}"));
+        }
+        assert!(scancel.arg(&id).status().expect("scancel").success());
+        let out = wait_exit(&mut driver, 60);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(&format!("Slurm job {id} ")), "{stderr}");
+        assert!(entries(&cache).is_empty(), "attempt {attempt}: no entry from a killed job");
+        let plan = run(dir.path(), &["plan", "p.yaml"]);
+        assert!(text(&plan.stdout).contains("1 to run"), "{}", text(&plan.stdout));
+    }
+    fs::write(dir.path().join("gate"), "").expect("gate");
+    let out = run(dir.path(), &["run", "p.yaml"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let found = entries(&cache);
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].1, [("o".to_owned(), b"partial\nrest\n".to_vec())]);
+}
