@@ -91,23 +91,27 @@ fn child_output(child: &mut Child) -> Output {
     Output { status, stdout, stderr }
 }
 
-/// An entry's output files (logs and manifest aside) with their bytes, by name.
-type Files = Vec<(String, Vec<u8>)>;
+/// An entry's output files (logs and manifest aside) with their bytes, by path in the entry.
+type Files = Vec<(PathBuf, Vec<u8>)>;
 
 /// Every committed entry of a cache: its key and files.
 fn entries(cache: &Path) -> Vec<(String, Files)> {
     let mut found = Vec::new();
     for entry in fs::read_dir(cache.join("entries")).into_iter().flatten().flatten() {
-        let mut files: Files = fs::read_dir(entry.path())
-            .expect("entry dir")
-            .flatten()
-            .map(|f| f.file_name().to_string_lossy().into_owned())
-            .filter(|name| name != "manifest.json" && !name.ends_with(".log"))
-            .map(|name| {
-                let bytes = fs::read(entry.path().join(&name)).expect("output");
-                (name, bytes)
-            })
-            .collect();
+        let mut files = Files::new();
+        let mut folders = vec![entry.path()];
+        while let Some(folder) = folders.pop() {
+            for file in fs::read_dir(&folder).expect("entry folder").flatten() {
+                let path = file.path();
+                let name = file.file_name().to_string_lossy().into_owned();
+                if path.is_dir() {
+                    folders.push(path);
+                } else if name != "manifest.json" && !name.ends_with(".log") {
+                    let relative = path.strip_prefix(entry.path()).expect("inside").to_path_buf();
+                    files.push((relative, fs::read(&path).expect("output")));
+                }
+            }
+        }
         files.sort();
         found.push((entry.file_name().to_string_lossy().into_owned(), files));
     }
@@ -334,5 +338,49 @@ fn a_job_killed_mid_write_leaves_no_complete_looking_entry() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let found = entries(&cache);
     assert_eq!(found.len(), 1);
-    assert_eq!(found[0].1, [("o".to_owned(), b"partial\nrest\n".to_vec())]);
+    assert_eq!(found[0].1, [(PathBuf::from("o"), b"partial\nrest\n".to_vec())]);
+}
+
+/// The words demo at test size (tests/cli.rs `same_pipeline_in_two_caches_writes_the_same_bytes`):
+/// built-in stages and LibTorch worker stages alike.
+const WORDS: &str = r#"  study: { uses: ingest.synthetic, with: { subjects: 2, seed: 3, resolution_mm: 6 } }
+  scans:
+    uses: ingest.nifti
+    inputs: { bold: study.bold, mask: study.mask }
+    with: { stimulus_column: trial_type, paradigm_column: paradigm }
+  features: { uses: features.roi, inputs: { scans: scans.scans, atlas: study.atlas } }
+  padded: { uses: features.template_pad, inputs: { features: features.features } }
+  targets: { uses: clip.words, inputs: { vectors: study.stimuli, stimuli: study.stimuli } }
+  base:
+    uses: models.train
+    inputs: { features: padded.features, targets: targets.targets }
+    with: { hidden: [32, 16], epochs: 2, threads: 1, cv: within_subject, folds: 2 }
+    resources: { cpus: 1 }
+  ridge:
+    uses: models.ridge
+    inputs: { features: padded.features, targets: targets.targets }
+    with: { max_inner_folds: 1, cv: within_subject, folds: 2 }
+  metrics:
+    uses: eval.words
+    inputs: { predictions: [ridge.predictions, base.predictions], training: [base.training], targets: targets.targets }
+  report: { uses: eval.report, inputs: { metrics: metrics.metrics, study: study.study } }
+"#;
+
+#[test]
+fn the_words_demo_on_slurm_gives_the_bytes_of_a_local_run() {
+    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if !slurm_available("the_words_demo_on_slurm_gives_the_bytes_of_a_local_run") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = unique("words");
+    write_pipeline(dir.path(), &name, WORDS);
+    for (cache, executor) in [("local", "local"), ("slurm", "slurm")] {
+        let out = run(dir.path(), &["run", "p.yaml", "--cache", cache, "--executor", executor]);
+        assert!(out.status.success(), "{executor}: {}", text(&out.stderr));
+    }
+    let local = entries(&dir.path().join("local"));
+    assert_eq!(local.len(), 9, "every stage");
+    assert!(entries(&dir.path().join("slurm")) == local, "same keys, same bytes");
+    assert_eq!(jobs(&name, "report").len(), 1);
 }
