@@ -68,7 +68,7 @@ impl std::str::FromStr for ExecutorKind {
 ///   resources: { cpus: 4, mem: 16G, time: "2:00:00" }   # for stages that name none
 ///   sbatch_args: ["--constraint=avx2"]
 ///   max_jobs: 50                # jobs queued or running at once
-///   poll_seconds: 2             # how often squeue is asked
+///   poll_seconds: 2             # the longest wait between two squeue polls
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -94,7 +94,9 @@ pub struct ExecutorSpec {
     /// Jobs queued or running at once (default [`DEFAULT_MAX_JOBS`]).
     #[serde(default)]
     pub max_jobs: Option<usize>,
-    /// Seconds between two `squeue` polls (default [`DEFAULT_POLL_SECONDS`]).
+    /// The longest wait between two `squeue` polls in seconds (default
+    /// [`DEFAULT_POLL_SECONDS`]); after a job is submitted or changes state the driver polls
+    /// sooner (0.1 s, doubling up to this).
     #[serde(default)]
     pub poll_seconds: Option<f64>,
 }
@@ -177,9 +179,9 @@ impl<'de> Deserialize<'de> for SlurmValue {
 /// Jobs queued or running at once unless the pipeline says otherwise.
 pub const DEFAULT_MAX_JOBS: usize = 100;
 
-/// Seconds between `squeue` polls unless the pipeline says otherwise: a dependency hop costs
-/// about a second of scheduling on an idle cluster (docs/SLURM.md), so polling faster gains
-/// little and loads the controller.
+/// The longest wait between two `squeue` polls unless the pipeline says otherwise (polls come
+/// sooner after a change): a dependency hop costs about a second of scheduling on an idle
+/// cluster (docs/SLURM.md), and a job that runs for hours needs no faster answer.
 pub const DEFAULT_POLL_SECONDS: f64 = 2.0;
 
 /// How a Slurm run submits its jobs.
@@ -201,7 +203,7 @@ pub struct SlurmConfig {
     pub sbatch_args: Vec<String>,
     /// Jobs queued or running at once (at least 1).
     pub max_jobs: usize,
-    /// Time between two `squeue` polls.
+    /// The longest wait between two `squeue` polls.
     pub poll: Duration,
 }
 

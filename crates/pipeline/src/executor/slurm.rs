@@ -33,6 +33,9 @@ const LOG_TAIL_LINES: usize = 5;
 /// or briefly overloaded answers the next poll).
 const POLL_FAILURES: u32 = 10;
 
+/// The first wait after a change; each later one doubles, up to `poll_seconds`.
+const FIRST_POLL: Duration = Duration::from_millis(100);
+
 /// How long a completed job's entry may take to appear on this node: a shared file system may
 /// show a rename done on another node a little later (NFS attribute caching).
 const ENTRY_GRACE: Duration = Duration::from_secs(10);
@@ -64,6 +67,9 @@ pub(crate) fn run(
     let mut in_flight: Vec<Submitted> = Vec::new();
     let mut error: Option<RunError> = None;
     let mut poll_failures = 0;
+    // Polls come fast after a change (a job submitted or changing state), then slow down to
+    // `config.poll`: a dependency hop then costs a fraction of the interval, an idle wait little.
+    let mut interval = FIRST_POLL.min(config.poll);
     loop {
         // Nodes are in dependency order, so one pass also starts a chain of cached stages.
         for (index, node) in pipeline.nodes.iter().enumerate() {
@@ -83,6 +89,7 @@ pub(crate) fn run(
                 Ok(Start::Submitted(job)) => {
                     tracing::info!(stage = %node.id, key = job.key.short(), job = %job.job, "submitted");
                     in_flight.push(*job);
+                    interval = FIRST_POLL.min(config.poll);
                 }
                 Err(e) => error = Some(e),
             }
@@ -90,7 +97,8 @@ pub(crate) fn run(
         if in_flight.is_empty() {
             break;
         }
-        std::thread::sleep(config.poll);
+        std::thread::sleep(interval);
+        interval = (interval * 2).min(config.poll);
         let ids: Vec<&str> = in_flight.iter().map(|s| s.job.as_str()).collect();
         let states = match squeue(&ids) {
             Ok(states) => {
@@ -115,6 +123,7 @@ pub(crate) fn run(
             let node = &pipeline.nodes[job.node];
             let state = states.get(&job.job).map(|(state, _)| state.as_str());
             if let Some(state) = state.filter(|s| *s != job.state) {
+                interval = FIRST_POLL.min(config.poll);
                 tracing::debug!(stage = %node.id, job = %job.job, "{state}");
                 job.state = state.to_owned();
             }
