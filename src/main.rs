@@ -716,6 +716,7 @@ fn cmd_doctor(cache: &Path) -> Result<()> {
     let size =
         if cache.exists() { human_bytes(disk_size(cache)) } else { "(not created yet)".to_owned() };
     let cache = std::path::absolute(cache).unwrap_or_else(|_| cache.to_path_buf());
+    stage_job::print_slurm_report();
     let Some(worker) = worker_path() else {
         println!("cache          {}  {size}", cache.display());
         bail!(

@@ -1,5 +1,6 @@
-//! `brainpipe stage-job`: the command a Slurm job runs. It computes one stage the driver planned
-//! into the shared cache, through the same code as a local run, and records the job id.
+//! The CLI's Slurm side: `brainpipe stage-job`, the command a Slurm job runs (it computes one
+//! stage the driver planned into the shared cache, through the same code as a local run, and
+//! records the job id), and the Slurm lines of `brainpipe doctor`.
 
 use std::collections::BTreeMap;
 
@@ -59,4 +60,28 @@ pub(crate) fn cmd_stage_job(args: &StageJobArgs) -> Result<()> {
     let state = if outcome.cached { "cached" } else { "ran" };
     println!("{} {state} {}", outcome.id, outcome.dir.display());
     Ok(())
+}
+
+/// `brainpipe doctor`'s Slurm lines: reachable or not (which is no error: Slurm is optional),
+/// and the partitions `brainpipe run --executor slurm` could submit to.
+pub(crate) fn print_slurm_report() {
+    match brainpipe_pipeline::slurm_report() {
+        Err(why) => println!("slurm          not reachable: {why}"),
+        Ok(report) => {
+            println!("slurm          {}", report.version);
+            for p in &report.partitions {
+                println!(
+                    "  {:<12} {}{}, {} node(s) {}, {} CPUs, {} MB, gres {}",
+                    p.name,
+                    p.availability,
+                    if p.default { " (default)" } else { "" },
+                    p.nodes,
+                    p.state,
+                    p.cpus,
+                    p.memory_mb,
+                    p.gres
+                );
+            }
+        }
+    }
 }

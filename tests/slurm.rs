@@ -384,3 +384,26 @@ fn the_words_demo_on_slurm_gives_the_bytes_of_a_local_run() {
     assert!(entries(&dir.path().join("slurm")) == local, "same keys, same bytes");
     assert_eq!(jobs(&name, "report").len(), 1);
 }
+
+#[test]
+fn doctor_reports_slurm_and_its_partitions() {
+    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let reachable = run(dir.path(), &["doctor"]);
+    let missing_conf = brainpipe(dir.path())
+        .arg("doctor")
+        .env("SLURM_CONF", dir.path().join("no-such.conf"))
+        .output()
+        .expect("brainpipe starts");
+    let stdout = text(&missing_conf.stdout);
+    assert!(stdout.contains("slurm          not reachable: `sinfo`"), "{stdout}");
+    if !slurm_available("doctor_reports_slurm_and_its_partitions") {
+        return;
+    }
+    let stdout = text(&reachable.stdout);
+    let partition =
+        Command::new("sinfo").args(["--noheader", "--format=%P"]).output().expect("sinfo");
+    let partition = text(&partition.stdout).lines().next().unwrap_or_default().replace('*', "");
+    assert!(stdout.contains("slurm          slurm"), "{stdout}");
+    assert!(stdout.contains(&format!("  {partition} ")), "{partition} in: {stdout}");
+}

@@ -38,8 +38,8 @@ pub use cache::{Cache, EntryState, KeyMaterial, StageRecord};
 pub use children::{Shutdown, shutdown};
 pub use error::RunError;
 pub use executor::{
-    DEFAULT_MAX_JOBS, DEFAULT_POLL_SECONDS, Executor, ExecutorKind, ExecutorSpec, Resources,
-    SlurmConfig, SlurmValue, StageJob, run_on, run_stage_job,
+    DEFAULT_MAX_JOBS, DEFAULT_POLL_SECONDS, Executor, ExecutorKind, ExecutorSpec, Partition,
+    Resources, SlurmConfig, SlurmReport, SlurmValue, StageJob, run_on, run_stage_job, slurm_report,
 };
 pub use gc::{GcReport, gc};
 pub use graph::{
