@@ -1,7 +1,7 @@
 //! `brainpipe`: run, plan and inspect fMRI decoding pipelines; run one stage alone; check the
 //! LibTorch runtime.
 
-mod stage_job;
+mod slurm_cli;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -60,6 +60,10 @@ enum Command {
         /// local). See docs/SLURM.md.
         #[arg(long, value_name = "KIND")]
         executor: Option<ExecutorKind>,
+        /// With the slurm executor: submit every stage to compute at once, each job after its
+        /// upstream jobs, and return; `brainpipe status` shows the jobs, a later `run` resumes.
+        #[arg(long)]
+        detach: bool,
     },
     /// Show, per stage, whether it is cached or will run, and why.
     Plan {
@@ -137,7 +141,7 @@ enum Command {
     },
     /// Compute one planned stage of a pipeline into its cache: what a Slurm job runs.
     #[command(hide = true)]
-    StageJob(stage_job::StageJobArgs),
+    StageJob(slurm_cli::StageJobArgs),
 }
 
 #[derive(Args)]
@@ -389,7 +393,9 @@ fn init_logging(verbose: u8, format: LogFormat) {
 
 fn dispatch(command: Command) -> Result<()> {
     match command {
-        Command::Run { target, force, jobs, executor } => cmd_run(&target, force, jobs, executor),
+        Command::Run { target, force, jobs, executor, detach } => {
+            cmd_run(&target, force, jobs, executor, detach)
+        }
         Command::Plan { target, force, json } => cmd_plan(&target, &force, json),
         Command::Dag { target, dot } => cmd_dag(&target, dot),
         Command::Status { target } => cmd_status(&target),
@@ -404,7 +410,7 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Stage { name, inputs, params, out } => cmd_stage(&name, &inputs, &params, &out),
         Command::Stages { json } => cmd_stages(json),
         Command::Doctor { cache } => cmd_doctor(&cache),
-        Command::StageJob(args) => stage_job::cmd_stage_job(&args),
+        Command::StageJob(args) => slurm_cli::cmd_stage_job(&args),
     }
 }
 
@@ -413,6 +419,7 @@ fn cmd_run(
     force: Vec<String>,
     jobs: Option<usize>,
     executor: Option<ExecutorKind>,
+    detach: bool,
 ) -> Result<()> {
     let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
     let jobs = jobs.unwrap_or(cores).max(1);
@@ -427,6 +434,9 @@ fn cmd_run(
     options.jobs = jobs;
     let program = std::env::current_exe().context("the brainpipe executable, for Slurm jobs")?;
     let executor = Executor::choose(executor, &pipeline, program, &target.overrides);
+    if detach {
+        return slurm_cli::run_detached(&pipeline, &cache, &options, &executor);
+    }
     let outcomes = run_on(&pipeline, &cache, &options, &executor)?;
     let width = outcomes.iter().map(|o| o.id.len()).max().unwrap_or(5);
     let stage_width = outcomes.iter().map(|o| o.manifest.stage.len()).max().unwrap_or(5);
@@ -550,6 +560,7 @@ fn cmd_status(target: &PipelineArgs) -> Result<()> {
             }
         }
     }
+    slurm_cli::print_detached_jobs(&pipeline, &cache)?;
     Ok(())
 }
 
@@ -716,7 +727,7 @@ fn cmd_doctor(cache: &Path) -> Result<()> {
     let size =
         if cache.exists() { human_bytes(disk_size(cache)) } else { "(not created yet)".to_owned() };
     let cache = std::path::absolute(cache).unwrap_or_else(|_| cache.to_path_buf());
-    stage_job::print_slurm_report();
+    slurm_cli::print_slurm_report();
     let Some(worker) = worker_path() else {
         println!("cache          {}  {size}", cache.display());
         bail!(

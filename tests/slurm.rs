@@ -407,3 +407,78 @@ fn doctor_reports_slurm_and_its_partitions() {
     assert!(stdout.contains("slurm          slurm"), "{stdout}");
     assert!(stdout.contains(&format!("  {partition} ")), "{partition} in: {stdout}");
 }
+
+/// Waits until Slurm lists one job for each of `stages` of `pipeline`, all ended.
+fn wait_until_ended(pipeline: &str, stages: &[&str]) {
+    wait_for(120, "the detached jobs to end", || {
+        stages.iter().all(|stage| {
+            let listed = jobs(pipeline, stage);
+            listed.len() == 1
+                && !["PENDING", "RUNNING", "CONFIGURING", "COMPLETING"].contains(&&*listed[0].1)
+        })
+    });
+}
+
+#[test]
+fn detach_submits_the_whole_dag_and_a_later_run_resumes_from_it() {
+    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if !slurm_available("detach_submits_the_whole_dag_and_a_later_run_resumes_from_it") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = unique("detached");
+    write_pipeline(dir.path(), &name, DIAMOND);
+    let local = run(dir.path(), &["run", "p.yaml", "--executor", "local", "--cache", "local"]);
+    assert!(local.status.success(), "{}", text(&local.stderr));
+    let started = Instant::now();
+    let out = run(dir.path(), &["run", "p.yaml", "--detach"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(started.elapsed() < Duration::from_secs(10), "returns without waiting");
+    assert_eq!(text(&out.stdout).matches("  submitted  job ").count(), 4, "{}", text(&out.stdout));
+    let status = run(dir.path(), &["status", "p.yaml"]);
+    assert!(text(&status.stdout).contains("slurm jobs of the detached run"));
+    wait_until_ended(&name, &["a", "b", "c", "d"]);
+    let status = text(&run(dir.path(), &["status", "p.yaml"]).stdout);
+    assert_eq!(status.matches(" cached ").count(), 4, "{status}");
+    assert_eq!(status.matches(" COMPLETED").count(), 4, "{status}");
+    let again = run(dir.path(), &["run", "p.yaml"]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert_eq!(text(&again.stdout).matches(" cached ").count(), 4, "{}", text(&again.stdout));
+    assert_eq!(jobs(&name, "d").len(), 1, "the resuming run submits nothing");
+    let (local, detached) =
+        (entries(&dir.path().join("local")), entries(&dir.path().join(".brainpipe")));
+    assert!(local == detached, "same keys, same bytes");
+}
+
+#[test]
+fn a_detached_failure_cancels_its_dependents_and_the_next_run_recomputes_them() {
+    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if !slurm_available(
+        "a_detached_failure_cancels_its_dependents_and_the_next_run_recomputes_them",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = unique("detached-failure");
+    // `fixed` is not in the key: the same stage fails, then succeeds.
+    write_pipeline(
+        dir.path(),
+        &name,
+        r#"  ok: { run: "echo ok > {outputs.o}", outputs: [o] }
+  bad: { run: "test -e fixed || exit 3; cat {inputs.i} > {outputs.o}", inputs: { i: ok.o }, outputs: [o] }
+  after: { run: "cat {inputs.i} > {outputs.o}", inputs: { i: bad.o }, outputs: [o] }
+"#,
+    );
+    let out = run(dir.path(), &["run", "p.yaml", "--detach"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    wait_until_ended(&name, &["ok", "bad", "after"]);
+    let status = text(&run(dir.path(), &["status", "p.yaml"]).stdout);
+    assert!(status.contains("FAILED  (NonZeroExitCode)"), "{status}");
+    assert!(status.contains("CANCELLED  (DependencyNeverSatisfied)"), "{status}");
+    fs::write(dir.path().join("fixed"), "").expect("fixed");
+    let out = run(dir.path(), &["run", "p.yaml"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("ok     run  cached"), "{stdout}");
+    assert_eq!(stdout.matches(" ran ").count(), 2, "{stdout}");
+}

@@ -9,6 +9,7 @@
 //! polls `squeue` for the outcome. The cluster nodes must see the cache directory, the pipeline
 //! file and the `brainpipe` executable at the same paths as the driver (a shared file system).
 
+mod detach;
 mod doctor;
 mod job;
 mod slurm;
@@ -24,6 +25,7 @@ use crate::error::RunError;
 use crate::graph::Pipeline;
 use crate::run::{RunOptions, StageOutcome};
 
+pub use detach::{Detached, DetachedJob, detached_jobs, submit_detached};
 pub use doctor::{Partition, SlurmReport, slurm_report};
 pub use job::{StageJob, run_stage_job};
 pub(crate) use slurm::cancel_submitted_jobs;

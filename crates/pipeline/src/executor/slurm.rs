@@ -177,6 +177,41 @@ fn start(
     force: bool,
 ) -> Result<Start, RunError> {
     let node = &pipeline.nodes[index];
+    let (key, material, upstream) = match reuse(pipeline, cache, node, done, force)? {
+        Reuse::Cached(outcome) => return Ok(Start::Cached(outcome)),
+        Reuse::Compute { key, material, upstream } => (key, material, upstream),
+    };
+    let job = StageJob { stage: node.id.clone(), key: Some(key.clone()), upstream, force };
+    let (id, log) = submit(pipeline, cache, config, logs, node, &job, &[])?;
+    let state = "PENDING".to_owned();
+    Ok(Start::Submitted(Box::new(Submitted { node: index, job: id, key, material, log, state })))
+}
+
+/// A stage whose upstream entries are all known: reused, or to compute under its key.
+#[expect(clippy::large_enum_variant, reason = "one value per stage, matched at once")]
+pub(super) enum Reuse {
+    /// Its intact entry (plan history and `runs/` links updated).
+    Cached(Box<StageOutcome>),
+    /// To compute.
+    Compute {
+        /// Its key.
+        key: ContentHash,
+        /// What the key was computed from.
+        material: KeyMaterial,
+        /// The upstream stages' keys.
+        upstream: BTreeMap<String, ContentHash>,
+    },
+}
+
+/// Keys stage `node` from the upstream manifests in `done` and reuses its intact entry unless
+/// `force`. A damaged entry is the job's to quarantine and recompute, as `execute` does locally.
+pub(super) fn reuse(
+    pipeline: &Pipeline,
+    cache: &Cache,
+    node: &Node,
+    done: &BTreeMap<String, Manifest>,
+    force: bool,
+) -> Result<Reuse, RunError> {
     let upstream: BTreeMap<String, Manifest> = node
         .upstream()
         .into_iter()
@@ -184,7 +219,6 @@ fn start(
         .collect();
     let (material, _) = key_material(node, cache, &upstream)?;
     let key = material.key();
-    // A damaged entry is the job's to quarantine and recompute, as `execute` does locally.
     if let (EntryState::Intact(manifest), false) = (cache.entry_state(&key), force) {
         tracing::info!(stage = %node.id, key = key.short(), "cached");
         let outcome = StageOutcome {
@@ -194,17 +228,24 @@ fn start(
             dir: cache.entry_dir(&key),
         };
         record(pipeline, cache, node, &key, material, &outcome)?;
-        return Ok(Start::Cached(Box::new(outcome)));
+        return Ok(Reuse::Cached(Box::new(outcome)));
     }
-    let job = StageJob {
-        stage: node.id.clone(),
-        key: key.clone(),
-        upstream: upstream
-            .iter()
-            .map(|(id, m)| (id.clone(), ContentHash::from_hex(m.key.clone())))
-            .collect(),
-        force,
-    };
+    let upstream =
+        upstream.iter().map(|(id, m)| (id.clone(), ContentHash::from_hex(m.key.clone()))).collect();
+    Ok(Reuse::Compute { key, material, upstream })
+}
+
+/// Submits `job` for `node`, after the jobs `after` end well (`afterok`; a failed one cancels
+/// this one). Returns the job id and its log.
+pub(super) fn submit(
+    pipeline: &Pipeline,
+    cache: &Cache,
+    config: &SlurmConfig,
+    logs: &Path,
+    node: &Node,
+    job: &StageJob,
+    after: &[String],
+) -> Result<(String, PathBuf), RunError> {
     fs::create_dir_all(logs).at(logs)?;
     let log_pattern = logs.join(format!("{}-%j.log", safe_name(&node.id)));
     let mut args = vec![
@@ -213,6 +254,12 @@ fn start(
         format!("--output={}", log_pattern.display()),
         format!("--chdir={}", pipeline.dir.display()),
     ];
+    if !after.is_empty() {
+        // Without --kill-on-invalid-dep a dependent of a failed job pends forever
+        // (`DependencyNeverSatisfied`) on clusters that do not set it for everyone.
+        args.push(format!("--dependency=afterok:{}", after.join(":")));
+        args.push("--kill-on-invalid-dep=yes".to_owned());
+    }
     for (flag, value) in
         [("partition", &config.partition), ("account", &config.account), ("qos", &config.qos)]
     {
@@ -223,15 +270,14 @@ fn start(
     let resources = pipeline.resources.get(&node.id).cloned().unwrap_or_default();
     args.extend(resources.or(&config.defaults).sbatch_args());
     args.extend(config.sbatch_args.iter().cloned());
-    let script = job_script(pipeline, cache, config, &job);
+    let script = job_script(pipeline, cache, config, job);
     let id = sbatch(&args, &script).map_err(|message| RunError::Stage {
         id: node.id.clone(),
         stage: node.stage_name().to_owned(),
         message: format!("sbatch failed: {message}"),
     })?;
     let log = logs.join(format!("{}-{id}.log", safe_name(&node.id)));
-    let state = "PENDING".to_owned();
-    Ok(Start::Submitted(Box::new(Submitted { node: index, job: id, key, material, log, state })))
+    Ok((id, log))
 }
 
 /// The batch script: `brainpipe stage-job` with everything it needs to load the same pipeline
@@ -250,10 +296,9 @@ fn job_script(pipeline: &Pipeline, cache: &Cache, config: &SlurmConfig, job: &St
     words.extend(job.args());
     let line: Vec<String> = words.iter().map(|w| shell_quote(w)).collect();
     format!(
-        "#!/bin/sh\n# brainpipe: stage `{}` of pipeline `{}`, key {}\nexec {}\n",
+        "#!/bin/sh\n# brainpipe: stage `{}` of pipeline `{}`\nexec {}\n",
         job.stage.replace('\n', " "),
         pipeline.name.replace('\n', " "),
-        job.key.as_str(),
         line.join(" ")
     )
 }
@@ -285,7 +330,7 @@ fn sbatch(args: &[String], script: &str) -> Result<String, String> {
 }
 
 /// State and reason of each of `ids` that Slurm still lists.
-fn squeue(ids: &[&str]) -> Result<BTreeMap<String, (String, String)>, String> {
+pub(super) fn squeue(ids: &[&str]) -> Result<BTreeMap<String, (String, String)>, String> {
     let output = Command::new("squeue")
         .args(["--noheader", "--states=all", "--format=%i|%T|%r", "--jobs", &ids.join(",")])
         .output()
@@ -431,6 +476,11 @@ fn forget(job: &str) {
     SUBMITTED.lock().unwrap_or_else(|e| e.into_inner()).remove(job);
 }
 
+/// The jobs submitted so far are meant to outlive this process (`--detach`).
+pub(super) fn forget_all() {
+    SUBMITTED.lock().unwrap_or_else(|e| e.into_inner()).clear();
+}
+
 /// How long a cancellation waits for the jobs to leave the queue.
 const CANCEL_WAIT: Duration = Duration::from_secs(10);
 
@@ -485,7 +535,7 @@ mod tests {
         );
         let job = StageJob {
             stage: "a".to_owned(),
-            key: ContentHash::from_hex("ab".repeat(32)),
+            key: Some(ContentHash::from_hex("ab".repeat(32))),
             upstream: BTreeMap::new(),
             force: true,
         };

@@ -1,12 +1,14 @@
 //! The CLI's Slurm side: `brainpipe stage-job`, the command a Slurm job runs (it computes one
 //! stage the driver planned into the shared cache, through the same code as a local run, and
-//! records the job id), and the Slurm lines of `brainpipe doctor`.
+//! records the job id); `run --detach`; and the Slurm lines of `status` and `doctor`.
 
 use std::collections::BTreeMap;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Result, anyhow, bail};
 use brainpipe_core::ContentHash;
-use brainpipe_pipeline::{RunOptions, StageJob, run_stage_job};
+use brainpipe_pipeline::{
+    Cache, Executor, Pipeline, RunOptions, StageJob, detached_jobs, run_stage_job, submit_detached,
+};
 use clap::Args;
 
 use crate::{PipelineArgs, Stages, stages};
@@ -19,9 +21,9 @@ pub(crate) struct StageJobArgs {
     /// The stage id.
     #[arg(long)]
     stage: String,
-    /// The cache key the driver planned for it.
+    /// The cache key the driver planned for it (absent: planned here from the cache).
     #[arg(long)]
-    key: String,
+    key: Option<String>,
     /// An upstream stage's key, as id=key; repeatable.
     #[arg(long, value_name = "ID=KEY")]
     upstream: Vec<String>,
@@ -39,7 +41,7 @@ pub(crate) fn cmd_stage_job(args: &StageJobArgs) -> Result<()> {
     }
     let job = StageJob {
         stage: args.stage.clone(),
-        key: ContentHash::from_hex(args.key.clone()),
+        key: args.key.clone().map(ContentHash::from_hex),
         upstream,
         force: args.force,
     };
@@ -84,4 +86,49 @@ pub(crate) fn print_slurm_report() {
             }
         }
     }
+}
+
+/// `brainpipe run --executor slurm --detach`: submits, prints the jobs, returns.
+pub(crate) fn run_detached(
+    pipeline: &Pipeline,
+    cache: &Cache,
+    options: &RunOptions,
+    executor: &Executor,
+) -> Result<()> {
+    let Executor::Slurm(config) = executor else {
+        bail!(
+            "--detach needs the slurm executor (--executor slurm, or `executor: {{ kind: slurm }}`)"
+        );
+    };
+    let detached = submit_detached(pipeline, cache, options, config)?;
+    let width = pipeline.nodes.iter().map(|n| n.id.len()).max().unwrap_or(5);
+    for outcome in &detached.cached {
+        let key = &outcome.manifest.key;
+        println!("{:<width$}  cached     {}", outcome.id, key.get(..12).unwrap_or(key));
+    }
+    for job in &detached.jobs {
+        println!("{:<width$}  submitted  job {}", job.stage, job.job);
+    }
+    println!(
+        "{} job(s) submitted; `brainpipe status {}` shows them; jobs recorded in {}",
+        detached.jobs.len(),
+        pipeline.file.display(),
+        detached.record.display()
+    );
+    Ok(())
+}
+
+/// `brainpipe status`'s lines for the jobs of the last detached run, if any.
+pub(crate) fn print_detached_jobs(pipeline: &Pipeline, cache: &Cache) -> Result<()> {
+    let Some((submitted, jobs)) = detached_jobs(pipeline, cache)? else { return Ok(()) };
+    println!("slurm jobs of the detached run submitted {submitted}:");
+    let width = jobs.iter().map(|j| j.stage.len()).max().unwrap_or(5);
+    for job in &jobs {
+        let reason = match job.reason.as_str() {
+            "" | "None" => String::new(),
+            reason => format!("  ({reason})"),
+        };
+        println!("  {:<width$}  job {:<8} {}{reason}", job.stage, job.job, job.state);
+    }
+    Ok(())
 }
