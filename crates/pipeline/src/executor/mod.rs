@@ -22,7 +22,7 @@ use serde::Deserialize;
 
 use crate::cache::Cache;
 use crate::error::RunError;
-use crate::graph::Pipeline;
+use crate::graph::{Node, NodeKind, Pipeline};
 use crate::run::{RunOptions, StageOutcome};
 
 pub use detach::{Detached, DetachedJob, detached_jobs, submit_detached};
@@ -70,6 +70,7 @@ impl std::str::FromStr for ExecutorKind {
 ///   account: lab
 ///   qos: normal
 ///   resources: { cpus: 4, mem: 16G, time: "2:00:00" }   # for stages that name none
+///   allow_gpus: true            # `device: auto` stages get a GPU (`device: cuda` ones always do)
 ///   sbatch_args: ["--constraint=avx2"]
 ///   max_jobs: 50                # jobs queued or running at once
 ///   poll_seconds: 2             # the longest wait between two squeue polls
@@ -92,6 +93,10 @@ pub struct ExecutorSpec {
     /// Resources of every stage that does not name its own (field by field).
     #[serde(default)]
     pub resources: Resources,
+    /// Give a GPU to stages whose `device` is `auto` (default false: they run on the CPU nodes
+    /// and write the CPU's bytes). A stage whose `device` is `cuda` gets one regardless.
+    #[serde(default)]
+    pub allow_gpus: bool,
     /// Further `sbatch` arguments, passed as written, after brainpipe's own.
     #[serde(default)]
     pub sbatch_args: Vec<String>,
@@ -133,6 +138,22 @@ impl Resources {
             gpus: self.gpus.or(defaults.gpus),
             time: self.time.clone().or_else(|| defaults.time.clone()),
         }
+    }
+
+    /// What `node` asks for: its own `resources`, then the executor's defaults, then, for GPUs,
+    /// its `device` param: `cuda`/`cuda:N` asks for one GPU, `auto` does when `allow_gpus`.
+    pub fn of_stage(pipeline: &Pipeline, node: &Node, config: &SlurmConfig) -> Resources {
+        let own = pipeline.resources.get(&node.id).cloned().unwrap_or_default();
+        let mut resources = own.or(&config.defaults);
+        if resources.gpus.is_none() && matches!(node.kind, NodeKind::Builtin { .. }) {
+            let device = node.params.get("device").and_then(serde_json::Value::as_str);
+            let wants = match device.map(str::trim) {
+                Some(d) => d.starts_with("cuda") || (d == "auto" && config.allow_gpus),
+                None => false,
+            };
+            resources.gpus = wants.then_some(1);
+        }
+        resources
     }
 
     /// The `sbatch` options asking for these resources.
@@ -203,6 +224,8 @@ pub struct SlurmConfig {
     pub qos: Option<String>,
     /// Resources of stages that name none.
     pub defaults: Resources,
+    /// Whether stages whose `device` is `auto` get a GPU.
+    pub allow_gpus: bool,
     /// Further `sbatch` arguments.
     pub sbatch_args: Vec<String>,
     /// Jobs queued or running at once (at least 1).
@@ -222,6 +245,7 @@ impl SlurmConfig {
             account: spec.account.clone(),
             qos: spec.qos.clone(),
             defaults: spec.resources.clone(),
+            allow_gpus: spec.allow_gpus,
             sbatch_args: spec.sbatch_args.clone(),
             max_jobs: spec.max_jobs.unwrap_or(DEFAULT_MAX_JOBS).max(1),
             poll: Duration::from_secs_f64(if poll.is_finite() {
@@ -347,5 +371,73 @@ stages:
                 .expect("unknown field");
         assert_eq!(error.location.map(|l| l.line), Some(13), "{error}");
         assert!(error.message.contains("unknown field `gpu`"), "{error}");
+    }
+}
+
+#[cfg(test)]
+mod gpu_tests {
+    use std::sync::Arc;
+
+    use brainpipe_core::{ArtifactKind, Context, Port, Stage, StageError};
+
+    use super::*;
+    use crate::graph::Registry;
+
+    brainpipe_core::params! {
+        /// Params of the test stage.
+        pub struct DeviceParams {
+            /// Where it would run.
+            pub device: String = "auto".to_owned(),
+        }
+    }
+
+    /// A stage with a `device` param, as the LibTorch stages have.
+    struct Torchy;
+
+    impl Stage for Torchy {
+        type Params = DeviceParams;
+        const NAME: &'static str = "test.torchy";
+        const VERSION: u32 = 1;
+        const SUMMARY: &'static str = "test stage";
+
+        fn inputs(&self) -> Vec<Port> {
+            Vec::new()
+        }
+
+        fn outputs(&self) -> Vec<Port> {
+            vec![Port::output("o", "o.txt", ArtifactKind::File, "nothing")]
+        }
+
+        fn run(&self, _: &mut Context, _: &DeviceParams) -> Result<(), StageError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_gpu_is_asked_for_cuda_stages_and_for_auto_ones_when_allowed() {
+        let mut registry = Registry::new();
+        registry.register(Arc::new(Torchy));
+        let text = "name: g
+stages:
+  auto: { uses: test.torchy }
+  cuda: { uses: test.torchy, with: { device: \"cuda:1\" } }
+  cpu: { uses: test.torchy, with: { device: cpu } }
+  own: { uses: test.torchy, with: { device: cuda }, resources: { gpus: 2 } }
+";
+        let pipeline =
+            Pipeline::from_text(std::path::Path::new("g.yaml"), text, &registry, &[]).expect("ok");
+        let gpus = |allow_gpus: bool| -> Vec<Option<u32>> {
+            let spec = ExecutorSpec { allow_gpus, ..ExecutorSpec::default() };
+            let config = SlurmConfig::from_spec(&spec, PathBuf::new(), Vec::new());
+            ["auto", "cuda", "cpu", "own"]
+                .iter()
+                .map(|id| {
+                    let node = pipeline.node(id).expect("stage");
+                    Resources::of_stage(&pipeline, node, &config).gpus
+                })
+                .collect()
+        };
+        assert_eq!(gpus(false), [None, Some(1), None, Some(2)]);
+        assert_eq!(gpus(true), [Some(1), Some(1), None, Some(2)]);
     }
 }

@@ -267,8 +267,7 @@ pub(super) fn submit(
             args.push(format!("--{flag}={value}"));
         }
     }
-    let resources = pipeline.resources.get(&node.id).cloned().unwrap_or_default();
-    args.extend(resources.or(&config.defaults).sbatch_args());
+    args.extend(super::Resources::of_stage(pipeline, node, config).sbatch_args());
     args.extend(config.sbatch_args.iter().cloned());
     let script = job_script(pipeline, cache, config, job);
     let id = sbatch(&args, &script).map_err(|message| RunError::Stage {
