@@ -482,3 +482,40 @@ fn a_detached_failure_cancels_its_dependents_and_the_next_run_recomputes_them() 
     assert!(stdout.contains("ok     run  cached"), "{stdout}");
     assert_eq!(stdout.matches(" ran ").count(), 2, "{stdout}");
 }
+
+#[test]
+fn two_drivers_on_one_cache_compute_each_stage_once() {
+    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if !slurm_available("two_drivers_on_one_cache_compute_each_stage_once") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = unique("two-drivers");
+    // The first stage is slow enough for both drivers to submit it.
+    let stages = DIAMOND
+        .replace("seq 1 1000 > {outputs.numbers}", "seq 1 1000 > {outputs.numbers}; sleep 2");
+    write_pipeline(dir.path(), &name, &stages);
+    let spawn = || {
+        brainpipe(dir.path())
+            .args(["run", "p.yaml"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("brainpipe starts")
+    };
+    let (mut first, mut second) = (spawn(), spawn());
+    let (first, second) = (wait_exit(&mut first, 120), wait_exit(&mut second, 120));
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    assert_eq!(jobs(&name, "a").len(), 2, "both drivers submitted the first stage");
+    let cache = dir.path().join(".brainpipe");
+    assert_eq!(entries(&cache).len(), 4);
+    let logs: String = fs::read_dir(cache.join("slurm").join(&name))
+        .expect("logs")
+        .flatten()
+        .filter(|f| f.file_name().to_string_lossy().ends_with(".log"))
+        .map(|f| fs::read_to_string(f.path()).expect("log"))
+        .collect();
+    assert_eq!(logs.matches(" running ").count(), 4, "each stage computed once: {logs}");
+    assert!(logs.contains("computed by another run"), "{logs}");
+}
