@@ -6,7 +6,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// One test at a time: the single test node has few CPUs, and a test that holds them with
@@ -124,6 +124,36 @@ fn manifest(cache: &Path, pipeline: &str, stage: &str) -> serde_json::Value {
     serde_json::from_slice(&fs::read(&path).expect("manifest")).expect("manifest JSON")
 }
 
+/// What a test holds: the cluster to itself, a fresh folder and the unique name of its pipeline.
+struct Setup {
+    _cluster: MutexGuard<'static, ()>,
+    dir: tempfile::TempDir,
+    name: String,
+}
+
+/// The cluster to oneself and a folder with `p.yaml`, pipeline `<prefix>-<unique>` of `stages`
+/// on Slurm; `None` (the test skips) when no Slurm answers.
+fn setup(test: &str, prefix: &str, stages: &str) -> Option<Setup> {
+    let cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if !slurm_available(test) {
+        return None;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = unique(prefix);
+    write_pipeline(dir.path(), &name, stages);
+    Some(Setup { _cluster: cluster, dir, name })
+}
+
+/// `brainpipe ARGS` started in `dir`, its output captured.
+fn spawn(dir: &Path, args: &[&str]) -> Child {
+    brainpipe(dir)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("brainpipe starts")
+}
+
 fn write_pipeline(dir: &Path, name: &str, stages: &str) -> PathBuf {
     let file = dir.join("p.yaml");
     let text =
@@ -153,13 +183,11 @@ const DIAMOND: &str = r#"  a:
 
 #[test]
 fn a_pipeline_on_slurm_gives_the_bytes_of_a_local_run() {
-    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
-    if !slurm_available("a_pipeline_on_slurm_gives_the_bytes_of_a_local_run") {
+    let Some(Setup { _cluster, dir, name }) =
+        setup("a_pipeline_on_slurm_gives_the_bytes_of_a_local_run", "diamond", DIAMOND)
+    else {
         return;
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let name = unique("diamond");
-    write_pipeline(dir.path(), &name, DIAMOND);
+    };
     let local = run(dir.path(), &["run", "p.yaml", "--executor", "local", "--cache", "local"]);
     assert!(local.status.success(), "{}", text(&local.stderr));
     assert!(jobs(&name, "a").is_empty(), "--executor local overrides the pipeline's block");
@@ -188,15 +216,9 @@ fn a_pipeline_on_slurm_gives_the_bytes_of_a_local_run() {
 
 #[test]
 fn a_failing_stage_fails_the_run_with_its_exit_code_and_log_tail() {
-    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
-    if !slurm_available("a_failing_stage_fails_the_run_with_its_exit_code_and_log_tail") {
-        return;
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let name = unique("failing");
-    write_pipeline(
-        dir.path(),
-        &name,
+    let Some(Setup { _cluster, dir, name }) = setup(
+        "a_failing_stage_fails_the_run_with_its_exit_code_and_log_tail",
+        "failing",
         r#"  ok: { run: "echo ok > {outputs.o}", outputs: [o] }
   bad:
     run: "echo partial > {outputs.o}; echo boom >&2; exit 3"
@@ -204,7 +226,9 @@ fn a_failing_stage_fails_the_run_with_its_exit_code_and_log_tail() {
     outputs: [o]
   after: { run: "cat {inputs.i} > {outputs.o}", inputs: { i: bad.o }, outputs: [o] }
 "#,
-    );
+    ) else {
+        return;
+    };
     let out = run(dir.path(), &["run", "p.yaml"]);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
@@ -226,20 +250,16 @@ fn a_failing_stage_fails_the_run_with_its_exit_code_and_log_tail() {
 
 #[test]
 fn ctrl_c_cancels_every_job_the_run_submitted() {
-    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
-    if !slurm_available("ctrl_c_cancels_every_job_the_run_submitted") {
-        return;
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let name = unique("interrupted");
-    write_pipeline(
-        dir.path(),
-        &name,
+    let Some(Setup { _cluster, dir, name }) = setup(
+        "ctrl_c_cancels_every_job_the_run_submitted",
+        "interrupted",
         r#"  one: { run: "echo 1 > {outputs.o}; sleep 120", outputs: [o], resources: { cpus: 1 } }
   two: { run: "echo 2 > {outputs.o}; sleep 120", outputs: [o], resources: { cpus: 1 } }
   three: { run: "cat {inputs.a} {inputs.b} > {outputs.o}", inputs: { a: one.o, b: two.o }, outputs: [o] }
 "#,
-    );
+    ) else {
+        return;
+    };
     // A job of ours that the run did not submit, which the run must leave alone.
     let bystander = Command::new("sbatch")
         .args(["--parsable", "--job-name=brainpipe-test-bystander", "--output=/dev/null"])
@@ -248,12 +268,7 @@ fn ctrl_c_cancels_every_job_the_run_submitted() {
         .expect("sbatch");
     assert!(bystander.status.success(), "{}", text(&bystander.stderr));
     let bystander = text(&bystander.stdout).trim().to_owned();
-    let mut driver = brainpipe(dir.path())
-        .args(["run", "p.yaml"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("brainpipe starts");
+    let mut driver = spawn(dir.path(), &["run", "p.yaml"]);
     wait_for(60, "both jobs to be submitted", || {
         jobs(&name, "one").len() == 1 && jobs(&name, "two").len() == 1
     });
@@ -286,21 +301,17 @@ fn ctrl_c_cancels_every_job_the_run_submitted() {
 
 #[test]
 fn a_job_killed_mid_write_leaves_no_complete_looking_entry() {
-    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
-    if !slurm_available("a_job_killed_mid_write_leaves_no_complete_looking_entry") {
-        return;
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let name = unique("killed");
     // `gate` is not in the key: the same stage is killed twice, then allowed to finish.
-    write_pipeline(
-        dir.path(),
-        &name,
+    let Some(Setup { _cluster, dir, name }) = setup(
+        "a_job_killed_mid_write_leaves_no_complete_looking_entry",
+        "killed",
         r#"  write:
     run: "echo partial > {outputs.o}; while [ ! -e gate ]; do sleep 0.1; done; echo rest >> {outputs.o}"
     outputs: [o]
 "#,
-    );
+    ) else {
+        return;
+    };
     let cache = dir.path().join(".brainpipe");
     let partial_written = || {
         fs::read_dir(cache.join("tmp"))
@@ -310,12 +321,7 @@ fn a_job_killed_mid_write_leaves_no_complete_looking_entry() {
             .any(|t| fs::read_to_string(t.path().join("o")).is_ok_and(|s| s == "partial\n"))
     };
     for (attempt, signal) in [(1, None), (2, Some("KILL"))] {
-        let mut driver = brainpipe(dir.path())
-            .args(["run", "p.yaml"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("brainpipe starts");
+        let mut driver = spawn(dir.path(), &["run", "p.yaml"]);
         wait_for(60, "the job to write its partial output", || {
             partial_written() && jobs(&name, "write").len() == attempt
         });
@@ -368,13 +374,11 @@ const WORDS: &str = r#"  study: { uses: ingest.synthetic, with: { subjects: 2, s
 
 #[test]
 fn the_words_demo_on_slurm_gives_the_bytes_of_a_local_run() {
-    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
-    if !slurm_available("the_words_demo_on_slurm_gives_the_bytes_of_a_local_run") {
+    let Some(Setup { _cluster, dir, name }) =
+        setup("the_words_demo_on_slurm_gives_the_bytes_of_a_local_run", "words", WORDS)
+    else {
         return;
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let name = unique("words");
-    write_pipeline(dir.path(), &name, WORDS);
+    };
     for (cache, executor) in [("local", "local"), ("slurm", "slurm")] {
         let out = run(dir.path(), &["run", "p.yaml", "--cache", cache, "--executor", executor]);
         assert!(out.status.success(), "{executor}: {}", text(&out.stderr));
@@ -421,13 +425,11 @@ fn wait_until_ended(pipeline: &str, stages: &[&str]) {
 
 #[test]
 fn detach_submits_the_whole_dag_and_a_later_run_resumes_from_it() {
-    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
-    if !slurm_available("detach_submits_the_whole_dag_and_a_later_run_resumes_from_it") {
+    let Some(Setup { _cluster, dir, name }) =
+        setup("detach_submits_the_whole_dag_and_a_later_run_resumes_from_it", "detached", DIAMOND)
+    else {
         return;
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let name = unique("detached");
-    write_pipeline(dir.path(), &name, DIAMOND);
+    };
     let local = run(dir.path(), &["run", "p.yaml", "--executor", "local", "--cache", "local"]);
     assert!(local.status.success(), "{}", text(&local.stderr));
     let started = Instant::now();
@@ -485,25 +487,15 @@ fn a_detached_failure_cancels_its_dependents_and_the_next_run_recomputes_them() 
 
 #[test]
 fn two_drivers_on_one_cache_compute_each_stage_once() {
-    let _cluster = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
-    if !slurm_available("two_drivers_on_one_cache_compute_each_stage_once") {
-        return;
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let name = unique("two-drivers");
     // The first stage is slow enough for both drivers to submit it.
     let stages = DIAMOND
         .replace("seq 1 1000 > {outputs.numbers}", "seq 1 1000 > {outputs.numbers}; sleep 2");
-    write_pipeline(dir.path(), &name, &stages);
-    let spawn = || {
-        brainpipe(dir.path())
-            .args(["run", "p.yaml"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("brainpipe starts")
+    let test = "two_drivers_on_one_cache_compute_each_stage_once";
+    let Some(Setup { _cluster, dir, name }) = setup(test, "two-drivers", &stages) else {
+        return;
     };
-    let (mut first, mut second) = (spawn(), spawn());
+    let (mut first, mut second) =
+        (spawn(dir.path(), &["run", "p.yaml"]), spawn(dir.path(), &["run", "p.yaml"]));
     let (first, second) = (wait_exit(&mut first, 120), wait_exit(&mut second, 120));
     assert!(first.status.success(), "{}", text(&first.stderr));
     assert!(second.status.success(), "{}", text(&second.stderr));
