@@ -124,7 +124,13 @@ pub(crate) fn run(
             let state = states.get(&job.job).map(|(state, _)| state.as_str());
             if let Some(state) = state.filter(|s| *s != job.state) {
                 interval = FIRST_POLL.min(config.poll);
-                tracing::debug!(stage = %node.id, job = %job.job, "{state}");
+                // A job pending for `Resources`, `Priority` or `ReqNodeNotAvail` may wait long:
+                // the log line says why. (Its end is logged as `done` or the run's error.)
+                if matches!(classify(state), JobState::Active) {
+                    let reason = states.get(&job.job).map(|(_, r)| r.as_str()).unwrap_or("None");
+                    let why = if reason == "None" { String::new() } else { format!(" ({reason})") };
+                    tracing::info!(stage = %node.id, job = %job.job, "{}{why}", state.to_lowercase());
+                }
                 job.state = state.to_owned();
             }
             match state.map(classify) {
