@@ -511,3 +511,24 @@ fn two_drivers_on_one_cache_compute_each_stage_once() {
     assert_eq!(logs.matches(" running ").count(), 4, "each stage computed once: {logs}");
     assert!(logs.contains("computed by another run"), "{logs}");
 }
+
+#[test]
+fn a_run_after_detach_waits_for_the_detached_jobs_instead_of_submitting_its_own() {
+    let stages = DIAMOND
+        .replace("seq 1 1000 > {outputs.numbers}", "seq 1 1000 > {outputs.numbers}; sleep 3");
+    let test = "a_run_after_detach_waits_for_the_detached_jobs_instead_of_submitting_its_own";
+    let Some(Setup { _cluster, dir, name }) = setup(test, "adopted", &stages) else {
+        return;
+    };
+    let out = run(dir.path(), &["run", "p.yaml", "--detach"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run(dir.path(), &["run", "p.yaml"]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("waiting for detached job"), "{stderr}");
+    assert!(!stderr.contains(" submitted "), "{stderr}");
+    for stage in ["a", "b", "c", "d"] {
+        assert_eq!(jobs(&name, stage).len(), 1, "{stage}: the detached job only");
+    }
+    assert_eq!(entries(&dir.path().join(".brainpipe")).len(), 4);
+}

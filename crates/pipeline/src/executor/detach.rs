@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::SlurmConfig;
 use super::job::StageJob;
-use super::slurm::{Reuse, forget_all, reuse, squeue, submit};
+use super::slurm::{JobState, Reuse, classify, forget_all, reuse, squeue, submit};
 use crate::cache::{Cache, safe_name};
 use crate::error::RunError;
 use crate::graph::Pipeline;
@@ -139,4 +139,13 @@ pub fn detached_jobs(
         })
         .collect();
     Ok(Some((record.submitted, jobs)))
+}
+
+/// Stage id → job of `pipeline`'s last detached run that Slurm lists as queued or running.
+pub(super) fn active_jobs(pipeline: &Pipeline, cache: &Cache) -> BTreeMap<String, String> {
+    let Ok(Some((_, jobs))) = detached_jobs(pipeline, cache) else { return BTreeMap::new() };
+    jobs.into_iter()
+        .filter(|job| matches!(classify(&job.state), JobState::Active))
+        .map(|job| (job.stage, job.job))
+        .collect()
 }

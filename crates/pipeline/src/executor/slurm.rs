@@ -48,6 +48,8 @@ struct Submitted {
     material: KeyMaterial,
     log: PathBuf,
     state: String,
+    /// Submitted by an earlier detached run, not by this one (so not ours to cancel).
+    adopted: bool,
 }
 
 /// Runs `pipeline` on Slurm (see [`super::run_on`]).
@@ -70,6 +72,8 @@ pub(crate) fn run(
     // Polls come fast after a change (a job submitted or changing state), then slow down to
     // `config.poll`: a dependency hop then costs a fraction of the interval, an idle wait little.
     let mut interval = FIRST_POLL.min(config.poll);
+    // Jobs of an earlier detached run still queued or running: waited for, not submitted again.
+    let mut detached = super::detach::active_jobs(pipeline, cache);
     loop {
         // Nodes are in dependency order, so one pass also starts a chain of cached stages.
         for (index, node) in pipeline.nodes.iter().enumerate() {
@@ -81,13 +85,15 @@ pub(crate) fn run(
             }
             started.insert(index);
             let force = forced.contains(&node.id);
-            match start(pipeline, cache, config, &logs, index, &done, force) {
+            let adopt = detached.remove(&node.id).filter(|_| !force);
+            match start(pipeline, cache, config, &logs, index, &done, force, adopt) {
                 Ok(Start::Cached(outcome)) => {
                     done.insert(node.id.clone(), outcome.manifest.clone());
                     outcomes.push(*outcome);
                 }
                 Ok(Start::Submitted(job)) => {
-                    tracing::info!(stage = %node.id, key = job.key.short(), job = %job.job, "submitted");
+                    let how = if job.adopted { "waiting for detached job" } else { "submitted" };
+                    tracing::info!(stage = %node.id, key = job.key.short(), job = %job.job, "{how}");
                     in_flight.push(*job);
                     interval = FIRST_POLL.min(config.poll);
                 }
@@ -172,7 +178,9 @@ enum Start {
     Submitted(Box<Submitted>),
 }
 
-/// Reuses the stage's intact entry, or submits its job.
+/// Reuses the stage's intact entry, or waits for the detached job `adopt` computing it, or
+/// submits its job.
+#[expect(clippy::too_many_arguments, reason = "the driver's state, passed down once")]
 fn start(
     pipeline: &Pipeline,
     cache: &Cache,
@@ -181,16 +189,39 @@ fn start(
     index: usize,
     done: &BTreeMap<String, Manifest>,
     force: bool,
+    adopt: Option<String>,
 ) -> Result<Start, RunError> {
     let node = &pipeline.nodes[index];
     let (key, material, upstream) = match reuse(pipeline, cache, node, done, force)? {
         Reuse::Cached(outcome) => return Ok(Start::Cached(outcome)),
         Reuse::Compute { key, material, upstream } => (key, material, upstream),
     };
-    let job = StageJob { stage: node.id.clone(), key: Some(key.clone()), upstream, force };
-    let (id, log) = submit(pipeline, cache, config, logs, node, &job, &[])?;
     let state = "PENDING".to_owned();
-    Ok(Start::Submitted(Box::new(Submitted { node: index, job: id, key, material, log, state })))
+    if let Some(id) = adopt {
+        let log = logs.join(format!("{}-{id}.log", safe_name(&node.id)));
+        let (job, adopted) = (id, true);
+        return Ok(Start::Submitted(Box::new(Submitted {
+            node: index,
+            job,
+            key,
+            material,
+            log,
+            state,
+            adopted,
+        })));
+    }
+    let job = StageJob { stage: node.id.clone(), key: Some(key.clone()), upstream, force };
+    let (job, log) = submit(pipeline, cache, config, logs, node, &job, &[])?;
+    let adopted = false;
+    Ok(Start::Submitted(Box::new(Submitted {
+        node: index,
+        job,
+        key,
+        material,
+        log,
+        state,
+        adopted,
+    })))
 }
 
 /// A stage whose upstream entries are all known: reused, or to compute under its key.
@@ -360,14 +391,14 @@ pub(super) fn squeue(ids: &[&str]) -> Result<BTreeMap<String, (String, String)>,
         .collect())
 }
 
-enum JobState {
+pub(super) enum JobState {
     Active,
     Completed,
     Failed,
 }
 
 /// Slurm's job states (`squeue --format=%T`), as the driver needs them.
-fn classify(state: &str) -> JobState {
+pub(super) fn classify(state: &str) -> JobState {
     match state {
         "COMPLETED" => JobState::Completed,
         "PENDING" | "CONFIGURING" | "RUNNING" | "COMPLETING" | "SUSPENDED" | "REQUEUED"
