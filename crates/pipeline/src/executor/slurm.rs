@@ -29,9 +29,9 @@ static SUBMITTED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 /// Lines of a failed job's log its error message carries.
 const LOG_TAIL_LINES: usize = 5;
 
-/// Consecutive failed `squeue` calls after which the run gives up (the controller restarting
-/// or briefly overloaded answers the next poll).
-const POLL_FAILURES: u32 = 10;
+/// How long `squeue` may keep failing before the run gives up: a controller restarting, failing
+/// over to its backup or briefly overloaded answers again within minutes.
+const SLURM_PATIENCE: Duration = Duration::from_secs(300);
 
 /// The first wait after a change; each later one doubles, up to `poll_seconds`.
 const FIRST_POLL: Duration = Duration::from_millis(100);
@@ -68,7 +68,7 @@ pub(crate) fn run(
     let mut started: BTreeSet<usize> = BTreeSet::new();
     let mut in_flight: Vec<Submitted> = Vec::new();
     let mut error: Option<RunError> = None;
-    let mut poll_failures = 0;
+    let mut failing_since: Option<Instant> = None;
     // Polls come fast after a change (a job submitted or changing state), then slow down to
     // `config.poll`: a dependency hop then costs a fraction of the interval, an idle wait little.
     let mut interval = FIRST_POLL.min(config.poll);
@@ -108,13 +108,16 @@ pub(crate) fn run(
         let ids: Vec<&str> = in_flight.iter().map(|s| s.job.as_str()).collect();
         let states = match squeue(&ids) {
             Ok(states) => {
-                poll_failures = 0;
+                failing_since = None;
                 states
             }
             Err(message) => {
-                poll_failures += 1;
-                tracing::warn!("squeue failed ({poll_failures}/{POLL_FAILURES}): {message}");
-                if poll_failures < POLL_FAILURES {
+                let since = *failing_since.get_or_insert_with(Instant::now);
+                tracing::warn!(
+                    "squeue failed (for {:.0} s; giving up after {SLURM_PATIENCE:?}): {message}",
+                    since.elapsed().as_secs_f64()
+                );
+                if since.elapsed() < SLURM_PATIENCE {
                     continue;
                 }
                 cancel_submitted_jobs();
