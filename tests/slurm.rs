@@ -156,8 +156,9 @@ fn spawn(dir: &Path, args: &[&str]) -> Child {
 
 fn write_pipeline(dir: &Path, name: &str, stages: &str) -> PathBuf {
     let file = dir.join("p.yaml");
-    let text =
-        format!("name: {name}\nexecutor: {{ kind: slurm, poll_seconds: 0.2 }}\nstages:\n{stages}");
+    let text = format!(
+        "name: {name}\nexecutor: {{ kind: slurm, poll_seconds: 0.2, sbatch_args: [--comment=brainpipe-tests] }}\nstages:\n{stages}"
+    );
     fs::write(&file, text).expect("write pipeline");
     file
 }
@@ -202,6 +203,14 @@ fn a_pipeline_on_slurm_gives_the_bytes_of_a_local_run() {
         assert_eq!(submitted.len(), 1, "one job for {stage}: {submitted:?}");
         let (id, state) = &submitted[0];
         assert_eq!(state, "COMPLETED");
+        let shown = Command::new("scontrol").args(["show", "job", "--oneliner", id]).output();
+        let shown = text(&shown.expect("scontrol").stdout);
+        assert!(shown.contains("Comment=brainpipe-tests"), "sbatch_args: {shown}");
+        if stage == "b" {
+            for asked in ["TimeLimit=00:05:00", "MinMemoryNode=100M", "CPUs/Task=1"] {
+                assert!(shown.contains(asked), "{asked} in {shown}");
+            }
+        }
         let recorded = manifest(&slurm_cache, &name, stage);
         assert_eq!(recorded["notes"]["slurm_job_id"], id.as_str(), "{recorded}");
         let log = slurm_cache.join("slurm").join(&name).join(format!("{stage}-{id}.log"));
