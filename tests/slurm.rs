@@ -541,3 +541,40 @@ fn a_run_after_detach_waits_for_the_detached_jobs_instead_of_submitting_its_own(
     }
     assert_eq!(entries(&dir.path().join(".brainpipe")).len(), 4);
 }
+
+#[test]
+fn a_refused_submission_fails_the_run_with_sbatch_s_reason() {
+    let stages = "  a: { run: \"echo a > {outputs.o}\", outputs: [o] }\n";
+    let test = "a_refused_submission_fails_the_run_with_sbatch_s_reason";
+    let Some(Setup { _cluster, dir, name }) = setup(test, "refused", stages) else {
+        return;
+    };
+    let written = fs::read_to_string(dir.path().join("p.yaml")).expect("pipeline");
+    let refused = written.replace("kind: slurm,", "kind: slurm, partition: no-such-partition,");
+    fs::write(dir.path().join("p.yaml"), refused).expect("write");
+    let out = run(dir.path(), &["run", "p.yaml"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("stage `a` (run) failed: sbatch failed: "), "{stderr}");
+    assert!(stderr.contains("invalid partition"), "{stderr}");
+    assert!(jobs(&name, "a").is_empty());
+}
+
+#[test]
+fn without_slurm_commands_the_run_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_pipeline(
+        dir.path(),
+        "no-slurm",
+        "  a: { run: \"echo a > {outputs.o}\", outputs: [o] }\n",
+    );
+    let out = brainpipe(dir.path())
+        .args(["run", "p.yaml"])
+        .env("PATH", dir.path().join("empty"))
+        .output()
+        .expect("brainpipe starts");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot run `sbatch`"), "{stderr}");
+    assert!(stderr.contains("is Slurm installed and on PATH?"), "{stderr}");
+}
