@@ -199,32 +199,20 @@ fn start(
         Reuse::Cached(outcome) => return Ok(Start::Cached(outcome)),
         Reuse::Compute { key, material, upstream } => (key, material, upstream),
     };
+    let adopted = adopt.is_some();
+    let (job, log) = match adopt {
+        Some(id) => {
+            let log = logs.join(format!("{}-{id}.log", safe_name(&node.id)));
+            (id, log)
+        }
+        None => {
+            let job = StageJob { stage: node.id.clone(), key: Some(key.clone()), upstream, force };
+            submit(pipeline, cache, config, logs, node, &job, &[])?
+        }
+    };
     let state = "PENDING".to_owned();
-    if let Some(id) = adopt {
-        let log = logs.join(format!("{}-{id}.log", safe_name(&node.id)));
-        let (job, adopted) = (id, true);
-        return Ok(Start::Submitted(Box::new(Submitted {
-            node: index,
-            job,
-            key,
-            material,
-            log,
-            state,
-            adopted,
-        })));
-    }
-    let job = StageJob { stage: node.id.clone(), key: Some(key.clone()), upstream, force };
-    let (job, log) = submit(pipeline, cache, config, logs, node, &job, &[])?;
-    let adopted = false;
-    Ok(Start::Submitted(Box::new(Submitted {
-        node: index,
-        job,
-        key,
-        material,
-        log,
-        state,
-        adopted,
-    })))
+    let submitted = Submitted { node: index, job, key, material, log, state, adopted };
+    Ok(Start::Submitted(Box::new(submitted)))
 }
 
 /// A stage whose upstream entries are all known: reused, or to compute under its key.
