@@ -1,6 +1,8 @@
 //! `brainpipe`: run, plan and inspect fMRI decoding pipelines; run one stage alone; check the
 //! LibTorch runtime.
 
+mod slurm_cli;
+
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -13,7 +15,8 @@ use brainpipe_core::{
     run_standalone, split_input_key, write_file_atomic,
 };
 use brainpipe_pipeline::{
-    Cache, InputSource, Pipeline, Reason, Registry, RunOptions, gc, plan, run,
+    Cache, Executor, ExecutorKind, InputSource, Pipeline, Reason, Registry, RunOptions, gc, plan,
+    run_on,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{Map, Value, json};
@@ -53,6 +56,14 @@ enum Command {
         /// Stages run at once (default: number of cores).
         #[arg(short, long)]
         jobs: Option<usize>,
+        /// Where stages run: `local` or `slurm` (default: the pipeline's `executor:` block, else
+        /// local). See docs/SLURM.md.
+        #[arg(long, value_name = "KIND")]
+        executor: Option<ExecutorKind>,
+        /// With the slurm executor: submit every stage to compute at once, each job after its
+        /// upstream jobs, and return; `brainpipe status` shows the jobs, a later `run` resumes.
+        #[arg(long)]
+        detach: bool,
     },
     /// Show, per stage, whether it is cached or will run, and why.
     Plan {
@@ -128,6 +139,9 @@ enum Command {
         #[arg(long, env = "BRAINPIPE_CACHE", default_value = ".brainpipe")]
         cache: PathBuf,
     },
+    /// Compute one planned stage of a pipeline into its cache: what a Slurm job runs.
+    #[command(hide = true)]
+    StageJob(slurm_cli::StageJobArgs),
 }
 
 #[derive(Args)]
@@ -332,8 +346,12 @@ fn stop_children_on_signals() {
             libc::SIGTERM => "SIGTERM",
             _ => "SIGHUP",
         };
+        let jobs = match stopped.jobs {
+            0 => String::new(),
+            n => format!("cancelled {n} Slurm job(s), "),
+        };
         eprintln!(
-            "interrupted by {name}: ended {} running command(s) and removed {} unfinished stage director{}",
+            "interrupted by {name}: {jobs}ended {} running command(s) and removed {} unfinished stage director{}",
             stopped.commands,
             stopped.temp_dirs,
             if stopped.temp_dirs == 1 { "y" } else { "ies" }
@@ -383,7 +401,9 @@ fn init_logging(verbose: u8, format: LogFormat) {
 
 fn dispatch(command: Command) -> Result<()> {
     match command {
-        Command::Run { target, force, jobs } => cmd_run(&target, force, jobs),
+        Command::Run { target, force, jobs, executor, detach } => {
+            cmd_run(&target, force, jobs, executor, detach)
+        }
         Command::Plan { target, force, json } => cmd_plan(&target, &force, json),
         Command::Dag { target, dot } => cmd_dag(&target, dot),
         Command::Status { target } => cmd_status(&target),
@@ -398,10 +418,17 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Stage { name, inputs, params, out } => cmd_stage(&name, &inputs, &params, &out),
         Command::Stages { json } => cmd_stages(json),
         Command::Doctor { cache } => cmd_doctor(&cache),
+        Command::StageJob(args) => slurm_cli::cmd_stage_job(&args),
     }
 }
 
-fn cmd_run(target: &PipelineArgs, force: Vec<String>, jobs: Option<usize>) -> Result<()> {
+fn cmd_run(
+    target: &PipelineArgs,
+    force: Vec<String>,
+    jobs: Option<usize>,
+    executor: Option<ExecutorKind>,
+    detach: bool,
+) -> Result<()> {
     let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
     let jobs = jobs.unwrap_or(cores).max(1);
     let Stages { registry, tools } = stages((cores / jobs).max(1));
@@ -413,7 +440,12 @@ fn cmd_run(target: &PipelineArgs, force: Vec<String>, jobs: Option<usize>) -> Re
         ..RunOptions::default()
     };
     options.jobs = jobs;
-    let outcomes = run(&pipeline, &cache, &options)?;
+    let program = std::env::current_exe().context("the brainpipe executable, for Slurm jobs")?;
+    let executor = Executor::choose(executor, &pipeline, program, &target.overrides);
+    if detach {
+        return slurm_cli::run_detached(&pipeline, &cache, &options, &executor);
+    }
+    let outcomes = run_on(&pipeline, &cache, &options, &executor)?;
     let width = outcomes.iter().map(|o| o.id.len()).max().unwrap_or(5);
     let stage_width = outcomes.iter().map(|o| o.manifest.stage.len()).max().unwrap_or(5);
     for outcome in &outcomes {
@@ -536,6 +568,7 @@ fn cmd_status(target: &PipelineArgs) -> Result<()> {
             }
         }
     }
+    slurm_cli::print_detached_jobs(&pipeline, &cache)?;
     Ok(())
 }
 
@@ -702,6 +735,7 @@ fn cmd_doctor(cache: &Path) -> Result<()> {
     let size =
         if cache.exists() { human_bytes(disk_size(cache)) } else { "(not created yet)".to_owned() };
     let cache = std::path::absolute(cache).unwrap_or_else(|_| cache.to_path_buf());
+    slurm_cli::print_slurm_report();
     let Some(worker) = worker_path() else {
         println!("cache          {}  {size}", cache.display());
         bail!(

@@ -53,12 +53,15 @@ pub struct Shutdown {
     pub commands: usize,
     /// Temporary directories of unfinished stages that were removed.
     pub temp_dirs: usize,
+    /// Slurm jobs this process submitted that were cancelled.
+    pub jobs: usize,
 }
 
-/// Ends every registered command's process group (SIGTERM, then SIGKILL after a grace period)
-/// and removes every registered temporary directory. For the driver's signal handling; safe to
+/// Cancels the Slurm jobs this process submitted, ends every registered command's process group
+/// (SIGTERM, then SIGKILL after a grace period) and removes every registered temporary directory. For the driver's signal handling; safe to
 /// call from any thread, while stages still run.
 pub fn shutdown() -> Shutdown {
+    let jobs = crate::executor::cancel_submitted_jobs();
     let groups: Vec<i32> =
         GROUPS.lock().unwrap_or_else(|e| e.into_inner()).iter().copied().collect();
     for &pgid in &groups {
@@ -85,5 +88,5 @@ pub fn shutdown() -> Shutdown {
             removed += 1;
         }
     }
-    Shutdown { commands: groups.len(), temp_dirs: removed }
+    Shutdown { commands: groups.len(), temp_dirs: removed, jobs }
 }

@@ -174,6 +174,10 @@ pub struct Pipeline {
     pub dir: PathBuf,
     /// Nodes in execution order.
     pub nodes: Vec<Node>,
+    /// The pipeline's `executor:` block, if it has one.
+    pub executor: Option<crate::executor::ExecutorSpec>,
+    /// The `resources:` of the stages that declare them, by stage id.
+    pub resources: BTreeMap<String, crate::executor::Resources>,
     /// The text the pipeline was read from, to locate its stages on demand.
     text: Arc<str>,
 }
@@ -255,11 +259,14 @@ impl Resolver<'_> {
         }
         self.check_references(&nodes)?;
         let nodes = self.order(nodes)?;
+        let resources = stages.into_iter().filter_map(|(id, s)| Some((id, s.resources?))).collect();
         Ok(Pipeline {
             name: spec.name,
             file: self.file.to_path_buf(),
             dir: self.dir.to_path_buf(),
             nodes,
+            executor: spec.executor,
+            resources,
             text: Arc::from(self.text),
         })
     }

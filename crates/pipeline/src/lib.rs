@@ -26,6 +26,7 @@
 mod cache;
 mod children;
 mod error;
+mod executor;
 mod gc;
 mod graph;
 mod plan;
@@ -36,6 +37,11 @@ mod verify;
 pub use cache::{Cache, EntryState, KeyMaterial, StageRecord};
 pub use children::{Shutdown, shutdown};
 pub use error::RunError;
+pub use executor::{
+    DEFAULT_MAX_JOBS, DEFAULT_POLL_SECONDS, Detached, DetachedJob, Executor, ExecutorKind,
+    ExecutorSpec, Partition, Resources, SlurmConfig, SlurmReport, SlurmValue, StageJob,
+    detached_jobs, run_on, run_stage_job, slurm_report, submit_detached,
+};
 pub use gc::{GcReport, gc};
 pub use graph::{
     InputSource, Node, NodeKind, Pipeline, Registry, fill_placeholders, parse_value, placeholders,

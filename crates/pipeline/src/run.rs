@@ -31,6 +31,8 @@ pub struct RunOptions {
     pub progress: bool,
     /// Tool versions recorded in manifests (`brainpipe`, `libtorch`).
     pub tools: BTreeMap<String, String>,
+    /// The Slurm job this process computes in, recorded in manifests as `notes.slurm_job_id`.
+    pub slurm_job_id: Option<String>,
 }
 
 impl Default for RunOptions {
@@ -40,6 +42,7 @@ impl Default for RunOptions {
             force: Vec::new(),
             progress: false,
             tools: BTreeMap::from([("brainpipe".to_owned(), env!("CARGO_PKG_VERSION").to_owned())]),
+            slurm_job_id: None,
         }
     }
 }
@@ -181,7 +184,7 @@ fn progress_bar(pipeline: &Pipeline, enabled: bool) -> indicatif::ProgressBar {
     bar
 }
 
-fn execute(
+pub(crate) fn execute(
     pipeline: &Pipeline,
     cache: &Cache,
     options: &RunOptions,
@@ -263,7 +266,7 @@ fn compute(
         stage: node.stage_name().to_owned(),
         message,
     };
-    let notes = match &node.kind {
+    let mut notes = match &node.kind {
         NodeKind::Builtin { stage } => {
             let mut ctx = Context::new(inputs.clone(), stage.outputs(), temp.0.clone())
                 .with_progress(options.progress);
@@ -275,6 +278,9 @@ fn compute(
             serde_json::Map::new()
         }
     };
+    if let Some(job) = &options.slurm_job_id {
+        notes.insert("slurm_job_id".to_owned(), Value::from(job.as_str()));
+    }
     let finished = SystemTime::now();
     let mut outputs = BTreeMap::new();
     let mut output_files: Vec<(PathBuf, ContentHash)> = Vec::new();
@@ -581,7 +587,7 @@ fn tee_stderr(
 }
 
 /// Single-quotes `s` for `sh`.
-fn shell_quote(s: &str) -> String {
+pub(crate) fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 

@@ -22,6 +22,9 @@ pub struct PipelineSpec {
     pub name: String,
     /// Stages by id, in file order.
     pub stages: StageMap,
+    /// Where stages run (`local` or `slurm`) and how batch jobs are submitted.
+    #[serde(default)]
+    pub executor: Option<crate::executor::ExecutorSpec>,
 }
 
 /// Stages by id in file order; a repeated id is an error.
@@ -51,6 +54,9 @@ pub struct StageSpec {
     /// For `run:` stages: files whose content goes into the cache key (scripts, configs).
     #[serde(default)]
     pub deps: Vec<String>,
+    /// What the stage's batch job asks the cluster for; not part of the cache key.
+    #[serde(default)]
+    pub resources: Option<crate::executor::Resources>,
 }
 
 /// Inputs in file order: `(key, reference)`, where a list's elements have keys `port#0`,

@@ -1,0 +1,151 @@
+//! `brainpipe run --executor slurm --detach`: the whole remaining DAG submitted at once, each
+//! stage's job after its upstream jobs (`afterok`), and the driver gone. The jobs are recorded in
+//! the cache so that `brainpipe status` can show their states; a later `run` resumes from whatever
+//! landed.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use brainpipe_core::{Manifest, write_file_atomic};
+use serde::{Deserialize, Serialize};
+
+use super::SlurmConfig;
+use super::job::StageJob;
+use super::slurm::{JobState, Reuse, classify, forget_all, reuse, squeue, submit};
+use crate::cache::{Cache, safe_name};
+use crate::error::RunError;
+use crate::graph::Pipeline;
+use crate::plan::forced_set;
+use crate::run::{RunOptions, StageOutcome, bookkeeping};
+
+/// What a detached run left behind.
+#[derive(Clone, Debug)]
+pub struct Detached {
+    /// Stages whose entries were reused, in pipeline order.
+    pub cached: Vec<StageOutcome>,
+    /// The job of every other stage, in pipeline order.
+    pub jobs: Vec<DetachedJob>,
+    /// Where the jobs are recorded.
+    pub record: PathBuf,
+}
+
+/// One stage's job in a detached run, and (from [`detached_jobs`]) its state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DetachedJob {
+    /// Stage id.
+    pub stage: String,
+    /// Slurm job id.
+    pub job: String,
+    /// `PENDING`, `RUNNING`, `COMPLETED`, `FAILED`, `CANCELLED`, …, or `UNKNOWN` once Slurm no
+    /// longer lists the job; empty when only submitted.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub state: String,
+    /// Slurm's reason (`Dependency`, `DependencyNeverSatisfied`, `NonZeroExitCode`, …).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+}
+
+/// The record of a pipeline's last detached run.
+#[derive(Serialize, Deserialize)]
+struct Record {
+    submitted: String,
+    jobs: Vec<DetachedJob>,
+}
+
+fn record_path(cache: &Cache, pipeline: &Pipeline) -> PathBuf {
+    cache.root().join("slurm").join(safe_name(&pipeline.name)).join("detached.json")
+}
+
+/// Submits every stage of `pipeline` that has no intact entry as one Slurm job, after the jobs
+/// of its upstream stages (`--dependency=afterok:…`, `--kill-on-invalid-dep=yes`: a failure
+/// cancels everything downstream of it), records them and returns without waiting.
+pub fn submit_detached(
+    pipeline: &Pipeline,
+    cache: &Cache,
+    options: &RunOptions,
+    config: &SlurmConfig,
+) -> Result<Detached, RunError> {
+    let forced = forced_set(pipeline, &options.force)?;
+    cache.check_owner(&pipeline.name, &pipeline.file, false)?;
+    bookkeeping(cache.check_owner(&pipeline.name, &pipeline.file, true), true)?;
+    let logs = cache.root().join("slurm").join(safe_name(&pipeline.name));
+    let mut done: BTreeMap<String, Manifest> = BTreeMap::new();
+    let mut job_of: BTreeMap<&str, String> = BTreeMap::new();
+    let mut cached = Vec::new();
+    let mut jobs = Vec::new();
+    for node in &pipeline.nodes {
+        let force = forced.contains(&node.id);
+        let after: Vec<String> =
+            node.upstream().iter().filter_map(|u| job_of.get(u).cloned()).collect();
+        let job = if after.is_empty() {
+            match reuse(pipeline, cache, node, &done, force)? {
+                Reuse::Cached(outcome) => {
+                    done.insert(node.id.clone(), outcome.manifest.clone());
+                    cached.push(*outcome);
+                    continue;
+                }
+                Reuse::Compute { key, upstream, .. } => {
+                    StageJob { stage: node.id.clone(), key: Some(key), upstream, force }
+                }
+            }
+        } else {
+            // Its key hashes upstream outputs that do not exist yet: the job plans it.
+            StageJob { stage: node.id.clone(), key: None, upstream: BTreeMap::new(), force }
+        };
+        let (id, _) = submit(pipeline, cache, config, &logs, node, &job, &after)?;
+        tracing::info!(stage = %node.id, job = %id, "submitted");
+        job_of.insert(node.id.as_str(), id.clone());
+        jobs.push(DetachedJob {
+            stage: node.id.clone(),
+            job: id,
+            state: String::new(),
+            reason: String::new(),
+        });
+    }
+    let record = record_path(cache, pipeline);
+    let text = serde_json::to_vec_pretty(&Record {
+        submitted: brainpipe_core::rfc3339_utc(std::time::SystemTime::now()),
+        jobs: jobs.clone(),
+    })
+    .map_err(|source| brainpipe_core::Error::Json { path: record.clone(), source })?;
+    write_file_atomic(&record, &text)?;
+    bookkeeping(cache.save_index(), jobs.is_empty())?;
+    // Submitted to outlive this process: an exit from here on must not cancel them.
+    forget_all();
+    Ok(Detached { cached, jobs, record })
+}
+
+/// The jobs of `pipeline`'s last detached run in `cache`, with their states as Slurm lists them
+/// now, and when they were submitted; `None` if it never ran detached.
+pub fn detached_jobs(
+    pipeline: &Pipeline,
+    cache: &Cache,
+) -> Result<Option<(String, Vec<DetachedJob>)>, RunError> {
+    let path = record_path(cache, pipeline);
+    let Ok(bytes) = std::fs::read(&path) else { return Ok(None) };
+    let record: Record = serde_json::from_slice(&bytes)
+        .map_err(|source| brainpipe_core::Error::Json { path: path.clone(), source })?;
+    let ids: Vec<&str> = record.jobs.iter().map(|j| j.job.as_str()).collect();
+    let states = if ids.is_empty() { BTreeMap::new() } else { squeue(&ids).unwrap_or_default() };
+    let jobs = record
+        .jobs
+        .iter()
+        .map(|job| {
+            let (state, reason) = states
+                .get(&job.job)
+                .cloned()
+                .unwrap_or_else(|| ("UNKNOWN".to_owned(), String::new()));
+            DetachedJob { state, reason, ..job.clone() }
+        })
+        .collect();
+    Ok(Some((record.submitted, jobs)))
+}
+
+/// Stage id → job of `pipeline`'s last detached run that Slurm lists as queued or running.
+pub(super) fn active_jobs(pipeline: &Pipeline, cache: &Cache) -> BTreeMap<String, String> {
+    let Ok(Some((_, jobs))) = detached_jobs(pipeline, cache) else { return BTreeMap::new() };
+    jobs.into_iter()
+        .filter(|job| matches!(classify(&job.state), JobState::Active))
+        .map(|job| (job.stage, job.job))
+        .collect()
+}

@@ -1,0 +1,134 @@
+//! The CLI's Slurm side: `brainpipe stage-job`, the command a Slurm job runs (it computes one
+//! stage the driver planned into the shared cache, through the same code as a local run, and
+//! records the job id); `run --detach`; and the Slurm lines of `status` and `doctor`.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Result, anyhow, bail};
+use brainpipe_core::ContentHash;
+use brainpipe_pipeline::{
+    Cache, Executor, Pipeline, RunOptions, StageJob, detached_jobs, run_stage_job, submit_detached,
+};
+use clap::Args;
+
+use crate::{PipelineArgs, Stages, stages};
+
+/// The arguments [`StageJob::args`] writes.
+#[derive(Args)]
+pub(crate) struct StageJobArgs {
+    #[command(flatten)]
+    target: PipelineArgs,
+    /// The stage id.
+    #[arg(long)]
+    stage: String,
+    /// The cache key the driver planned for it (absent: planned here from the cache).
+    #[arg(long)]
+    key: Option<String>,
+    /// An upstream stage's key, as id=key; repeatable.
+    #[arg(long, value_name = "ID=KEY")]
+    upstream: Vec<String>,
+    /// Recompute even if an entry exists.
+    #[arg(long)]
+    force: bool,
+}
+
+pub(crate) fn cmd_stage_job(args: &StageJobArgs) -> Result<()> {
+    let mut upstream = BTreeMap::new();
+    for item in &args.upstream {
+        let (id, key) =
+            item.split_once('=').ok_or_else(|| anyhow!("--upstream {item}: expected id=key"))?;
+        upstream.insert(id.to_owned(), ContentHash::from_hex(key));
+    }
+    let job = StageJob {
+        stage: args.stage.clone(),
+        key: args.key.clone().map(ContentHash::from_hex),
+        upstream,
+        force: args.force,
+    };
+    // The job's CPUs: what Slurm granted (`--cpus-per-task`), else what this process may use.
+    let cpus = std::env::var("SLURM_CPUS_PER_TASK")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map(usize::from).unwrap_or(1));
+    let Stages { registry, tools } = stages(cpus);
+    let (pipeline, cache) = args.target.load(&registry)?;
+    let options = RunOptions {
+        jobs: 1,
+        tools,
+        slurm_job_id: std::env::var("SLURM_JOB_ID").ok(),
+        ..RunOptions::default()
+    };
+    let outcome = run_stage_job(&pipeline, &cache, &options, &job)?;
+    let state = if outcome.cached { "cached" } else { "ran" };
+    println!("{} {state} {}", outcome.id, outcome.dir.display());
+    Ok(())
+}
+
+/// `brainpipe doctor`'s Slurm lines: reachable or not (which is no error: Slurm is optional),
+/// and the partitions `brainpipe run --executor slurm` could submit to.
+pub(crate) fn print_slurm_report() {
+    match brainpipe_pipeline::slurm_report() {
+        Err(why) => println!("slurm          not reachable: {why}"),
+        Ok(report) => {
+            println!("slurm          {}", report.version);
+            for p in &report.partitions {
+                println!(
+                    "  {:<12} {}{}, {} node(s) {}, {} CPUs, {} MB, gres {}",
+                    p.name,
+                    p.availability,
+                    if p.default { " (default)" } else { "" },
+                    p.nodes,
+                    p.state,
+                    p.cpus,
+                    p.memory_mb,
+                    p.gres
+                );
+            }
+        }
+    }
+}
+
+/// `brainpipe run --executor slurm --detach`: submits, prints the jobs, returns.
+pub(crate) fn run_detached(
+    pipeline: &Pipeline,
+    cache: &Cache,
+    options: &RunOptions,
+    executor: &Executor,
+) -> Result<()> {
+    let Executor::Slurm(config) = executor else {
+        bail!(
+            "--detach needs the slurm executor (--executor slurm, or `executor: {{ kind: slurm }}`)"
+        );
+    };
+    let detached = submit_detached(pipeline, cache, options, config)?;
+    let width = pipeline.nodes.iter().map(|n| n.id.len()).max().unwrap_or(5);
+    for outcome in &detached.cached {
+        let key = &outcome.manifest.key;
+        println!("{:<width$}  cached     {}", outcome.id, key.get(..12).unwrap_or(key));
+    }
+    for job in &detached.jobs {
+        println!("{:<width$}  submitted  job {}", job.stage, job.job);
+    }
+    println!(
+        "{} job(s) submitted; `brainpipe status {}` shows them; jobs recorded in {}",
+        detached.jobs.len(),
+        pipeline.file.display(),
+        detached.record.display()
+    );
+    Ok(())
+}
+
+/// `brainpipe status`'s lines for the jobs of the last detached run, if any.
+pub(crate) fn print_detached_jobs(pipeline: &Pipeline, cache: &Cache) -> Result<()> {
+    let Some((submitted, jobs)) = detached_jobs(pipeline, cache)? else { return Ok(()) };
+    println!("slurm jobs of the detached run submitted {submitted}:");
+    let width = jobs.iter().map(|j| j.stage.len()).max().unwrap_or(5);
+    for job in &jobs {
+        let reason = match job.reason.as_str() {
+            "" | "None" => String::new(),
+            reason => format!("  ({reason})"),
+        };
+        println!("  {:<width$}  job {:<8} {}{reason}", job.stage, job.job, job.state);
+    }
+    Ok(())
+}
