@@ -71,7 +71,9 @@ pub struct TrainReport {
     pub log_every: usize,
     /// Trainable parameters.
     pub parameters: i64,
-    /// Wall-clock seconds of the loop.
+    /// Wall-clock seconds of the loop: the stage notes it in the manifest, and it is left out of
+    /// `training.json` so that the artifact's bytes are the same on every run.
+    #[serde(skip)]
     pub seconds: f64,
     /// Training images.
     pub images: usize,

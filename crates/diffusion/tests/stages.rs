@@ -122,6 +122,7 @@ fn train_then_decode_writes_pngs_and_the_reconstructions_table_deterministically
         serde_json::from_str(&std::fs::read_to_string(model.join("training.json")).expect("log"))
             .expect("json");
     assert_eq!(log["report"]["images"], 6, "the train split only");
+    assert!(log["report"].get("seconds").is_none(), "no wall time in an artifact");
 
     // Runs a and b: the same batch size, byte-identical. Run c: another batch size, which changes
     // LibTorch's CPU kernels' summation order (last-bit differences the sampling loop amplifies),
