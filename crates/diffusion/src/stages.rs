@@ -265,26 +265,30 @@ fn embedding_rows(
     Ok((out_rows, out_values, dim))
 }
 
-/// The prediction rows to decode: those of the first `subjects` subjects (0: all), each
-/// (model, subject, stimulus)'s repeats averaged into one row when `average` (its trial and fold
-/// are the first presentation's; rows keep the table's order of first appearance).
+/// The prediction rows to decode: those of the first `subjects` subjects (0: all) and, of those,
+/// of the first `max_stimuli` stimuli by name (0: all), each (model, subject, stimulus)'s repeats
+/// averaged into one row when `average` (its trial and fold are the first presentation's; rows
+/// keep the table's order of first appearance).
 pub fn select_predictions(
     rows: Vec<DecodeRow>,
     values: &[f32],
     dim: usize,
     average: bool,
     subjects: usize,
+    max_stimuli: usize,
 ) -> (Vec<DecodeRow>, Vec<f32>, usize) {
+    let first = |n: usize| if n == 0 { usize::MAX } else { n };
     let names: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.subject.as_str()).collect();
-    let kept: std::collections::BTreeSet<String> = names
-        .into_iter()
-        .take(if subjects == 0 { usize::MAX } else { subjects })
-        .map(str::to_owned)
-        .collect();
+    let kept: std::collections::BTreeSet<String> =
+        names.into_iter().take(first(subjects)).map(str::to_owned).collect();
+    let stimuli: std::collections::BTreeSet<&str> =
+        rows.iter().filter(|r| kept.contains(&r.subject)).map(|r| r.stimulus.as_str()).collect();
+    let shown: std::collections::BTreeSet<String> =
+        stimuli.into_iter().take(first(max_stimuli)).map(str::to_owned).collect();
     let mut groups: Vec<(DecodeRow, Vec<f64>, usize)> = Vec::new();
     let mut index: BTreeMap<(String, String, String), usize> = BTreeMap::new();
     for (i, row) in rows.into_iter().enumerate() {
-        if !kept.contains(&row.subject) {
+        if !kept.contains(&row.subject) || !shown.contains(&row.stimulus) {
             continue;
         }
         let v = &values[i * dim..(i + 1) * dim];
@@ -318,6 +322,35 @@ pub fn select_predictions(
     (out_rows, out_values, dim)
 }
 
+/// The prediction rows whose stimulus is an image of `split` in the stimuli table (`all`: every
+/// image), matched by path or by file name (scans name images by file name).
+fn in_split(
+    stimuli: &Path,
+    split: &str,
+    rows: Vec<DecodeRow>,
+    values: &[f32],
+    dim: usize,
+) -> Result<(Vec<DecodeRow>, Vec<f32>)> {
+    let mut names = std::collections::HashSet::new();
+    for s in read_stimulus_images(stimuli)? {
+        if split == "all" || s.split == split {
+            names.insert(brainpipe_artifacts::image_file_name(&s.image));
+            names.insert(s.image);
+        }
+    }
+    if names.is_empty() {
+        return Err(DiffusionError::table(stimuli, format!("no image of split `{split}`")));
+    }
+    let (mut kept, mut kept_values) = (Vec::new(), Vec::new());
+    for (i, row) in rows.into_iter().enumerate() {
+        if names.contains(&row.stimulus) {
+            kept_values.extend_from_slice(&values[i * dim..(i + 1) * dim]);
+            kept.push(row);
+        }
+    }
+    Ok((kept, kept_values))
+}
+
 impl Stage for Decode {
     type Params = DecodeParams;
     const NAME: &'static str = "diffusion.decode";
@@ -348,7 +381,7 @@ impl Stage for Decode {
             Port::input(
                 "stimuli",
                 ArtifactKind::table(brainpipe_artifacts::STIMULI),
-                "with embeddings: which images belong to `split`",
+                "which images belong to `split` (with embeddings: required; with predictions: only those stimuli are decoded)",
             )
             .optional(),
         ]
@@ -395,7 +428,11 @@ impl Stage for Decode {
                     rows.extend(r);
                     values.extend(v);
                 }
-                select_predictions(rows, &values, dim, p.average_repeats, p.subjects)
+                if let Some(stimuli) = ctx.optional_input("stimuli") {
+                    (rows, values) = in_split(stimuli, &p.split, rows, &values, dim)?;
+                }
+                let (a, s) = (p.average_repeats, p.subjects);
+                select_predictions(rows, &values, dim, a, s, p.max_stimuli)
             }
             (true, Some(embeddings)) => {
                 let stimuli = ctx.input("stimuli").map_err(|_| {

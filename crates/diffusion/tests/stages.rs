@@ -276,7 +276,7 @@ fn predictions_are_averaged_over_repeats_per_model_subject_and_stimulus() {
         row("base", "s2", 0, "a.png"),
     ];
     let values = [1.0f32, 10.0, 2.0, 20.0, 5.0, 50.0, 3.0, 30.0, 7.0, 70.0];
-    let (out, v, dim) = select_predictions(rows.clone(), &values, 2, true, 0);
+    let (out, v, dim) = select_predictions(rows.clone(), &values, 2, true, 0, 0);
     assert_eq!(dim, 2);
     let names: Vec<(&str, &str, i32)> =
         out.iter().map(|r| (r.model.as_str(), r.subject.as_str(), r.trial)).collect();
@@ -285,9 +285,68 @@ fn predictions_are_averaged_over_repeats_per_model_subject_and_stimulus() {
         [("ridge", "s2", 0), ("ridge", "s1", 0), ("ridge", "s2", 1), ("base", "s2", 0)]
     );
     assert_eq!(v, [2.0, 20.0, 2.0, 20.0, 5.0, 50.0, 7.0, 70.0], "ridge/s2/a = mean of 1 and 3");
-    let (out, v, _) = select_predictions(rows.clone(), &values, 2, false, 1);
+    let (out, v, _) = select_predictions(rows.clone(), &values, 2, false, 1, 0);
     assert_eq!(out.len(), 1, "only the first subject by name (s1), every presentation");
     assert_eq!(v, [2.0, 20.0]);
-    let (out, _, _) = select_predictions(rows, &values, 2, false, 0);
+    let (out, _, _) = select_predictions(rows.clone(), &values, 2, false, 0, 0);
     assert_eq!(out.len(), 5);
+    // The first stimulus by name (a.png) of the first subject by name (s2 has a and b; s1 only a).
+    let (out, v, _) = select_predictions(rows.clone(), &values, 2, true, 0, 1);
+    let kept: Vec<(&str, &str)> =
+        out.iter().map(|r| (r.subject.as_str(), r.stimulus.as_str())).collect();
+    assert_eq!(kept, [("s2", "a.png"), ("s1", "a.png"), ("s2", "a.png")], "b.png left out");
+    assert_eq!(v, [2.0, 20.0, 2.0, 20.0, 7.0, 70.0]);
+    let (out, _, _) = select_predictions(rows, &values, 2, true, 1, 8);
+    assert_eq!(out.len(), 1, "s1's one stimulus: fewer than 8 is all of them");
+}
+
+#[test]
+fn predictions_decode_only_the_split_and_the_first_stimuli_of_the_first_subjects() {
+    use brainpipe_artifacts::{Predictions, write_predictions};
+    let dir = tempfile::tempdir().expect("tempdir");
+    study(dir.path());
+    let model = dir.path().join("train");
+    train(dir.path(), &model);
+    // Two held-out subjects; s1's scans name images by file name (as events do), s2's by path.
+    // img-00000 is a training image: with `stimuli`, `split: test` leaves it out.
+    let shown = [("s1", "img-00007.png"), ("s1", "img-00006.png"), ("s1", "img-00000.png")];
+    let shown = shown.iter().copied().chain([("s2", "images/img-00006.png")]);
+    let mut p = Predictions { embedding_dim: 4, ..Predictions::default() };
+    for (trial, (subject, stimulus)) in shown.enumerate() {
+        p.model.push("ridge".into());
+        p.subject.push(subject.into());
+        p.trial.push(trial as i32);
+        p.stimulus.push(stimulus.into());
+        p.paradigm.push("image".into());
+        p.fold.push(0);
+        p.class.push(-1);
+        p.embedding.extend([0.5, -0.5, 0.25, 0.5]);
+    }
+    let table = dir.path().join("predictions.parquet");
+    write_predictions(&table, &p).expect("predictions");
+    let decode = |params: Value, out: &str| {
+        let inputs = [
+            ("model", model.join("decoder")),
+            ("predictions", table.clone()),
+            ("stimuli", dir.path().join("stimuli.parquet")),
+        ];
+        let out = dir.path().join(out);
+        run(&Decode, &inputs, params, &out).expect("diffusion.decode");
+        let rows = read_reconstructions(&out.join("reconstructions.parquet")).expect("table");
+        rows.into_iter().map(|r| (r.subject, r.stimulus)).collect::<Vec<_>>()
+    };
+    let all = decode(json!({"steps": 2, "device": "cpu"}), "all");
+    let pair = |s: &str, t: &str| (s.to_owned(), t.to_owned());
+    assert_eq!(
+        all,
+        [
+            pair("s1", "img-00007.png"),
+            pair("s1", "img-00006.png"),
+            pair("s2", "images/img-00006.png")
+        ],
+        "the training image is not decoded"
+    );
+    let gallery =
+        decode(json!({"steps": 2, "device": "cpu", "subjects": 1, "max_stimuli": 1}), "g");
+    assert_eq!(gallery, [pair("s1", "img-00006.png")], "s1's first test image by name");
 }

@@ -58,6 +58,16 @@ brainpipe_core::params! {
         #[serde(skip_serializing_if = "is_one")]
         pub rare_weight: f64 = 1.0,
     }
+    validate = check_params;
+}
+
+/// The ranges of [`SyntheticParams::check`], for `brainpipe plan` (one line, naming the param).
+fn check_params(p: &SyntheticParams) -> std::result::Result<(), String> {
+    match p.check() {
+        Err(IngestError::Params(message)) => Err(message),
+        Err(other) => Err(other.to_string()),
+        Ok(()) => Ok(()),
+    }
 }
 
 fn is_one(v: &f64) -> bool {
@@ -65,8 +75,9 @@ fn is_one(v: &f64) -> bool {
 }
 
 impl SyntheticParams {
-    /// Checks ranges that serde cannot (the mask resolution is checked where the mask is made).
-    pub fn validate(&self) -> Result<()> {
+    /// Checks ranges that serde cannot (the mask resolution is checked where the mask is made);
+    /// `brainpipe plan` runs it through the params' `validate`.
+    pub fn check(&self) -> Result<()> {
         let fail = |m: String| Err(IngestError::Params(m));
         let unit = |name: &str, v: f64| {
             (0.0..=1.0)

@@ -138,7 +138,7 @@ struct Trial {
 }
 
 fn generate(ctx: &mut Context, params: &SyntheticParams) -> Result<Summary, StageError> {
-    params.validate()?;
+    params.check()?;
     let grid = mni_mask(params.resolution_mm)?;
     let brain = grid.brain_voxels();
     let rois = params.rois as usize;

@@ -3,7 +3,7 @@
 use brainpipe_core::{DeviceChoice, Precision};
 use serde::{Deserialize, Serialize};
 
-use crate::{at_least, in_range, threads};
+use crate::{at_least, threads};
 
 /// What the decoder's network predicts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -13,6 +13,10 @@ pub enum PredictionType {
     Epsilon,
     /// v = √ᾱ·ε − √(1−ᾱ)·x₀ (Salimans & Ho 2022).
     VPrediction,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// The samplers `diffusion.decode`'s `scheduler` may name (empty: the model's own).
@@ -72,7 +76,8 @@ brainpipe_core::params! {
     pub struct DecodeParams {
         /// With `embeddings` instead of `predictions`: decode each image's `own` embedding (rows of model `truth`) or another image's (`shuffled`).
         pub source: EmbeddingSource = EmbeddingSource::Own,
-        /// With `embeddings`: which images of the stimuli table (`test`; `all`).
+        /// Which images of the stimuli table (`test`; `all`): with `embeddings`, the images decoded;
+        /// with `predictions` and a `stimuli` input, the stimuli whose predictions are decoded.
         pub split: String = "test".to_owned(),
         /// Denoising steps (DDIM with trailing spacing: 10 draw the in-pipeline decoder's images as well as 25, measured in docs/DIFFUSION.md).
         pub steps: usize = 10,
@@ -84,6 +89,11 @@ brainpipe_core::params! {
         pub average_repeats: bool = true,
         /// With `predictions`: decode only the first N held-out subjects (by name; 0: all), a CPU budget knob.
         pub subjects: usize = 0,
+        /// With `predictions`: decode only the first N stimuli by name (0: all) — with `subjects: 1`
+        /// and `split: test`, exactly the report's gallery (its first 8 test images of the first
+        /// held-out subject). With `predictions` and `stimuli`, only stimuli of `split` are decoded.
+        #[serde(skip_serializing_if = "is_zero")]
+        pub max_stimuli: usize = 0,
         /// Seed of every row's initial noise (each row's own seed is derived from it and the row).
         pub seed: u64 = 0,
         /// Rows per denoising batch (results do not depend on it).
@@ -130,7 +140,9 @@ fn check_train(p: &TrainParams) -> Result<(), String> {
     if !(p.learning_rate > 0.0 && p.learning_rate.is_finite()) {
         return Err(format!("`learning_rate` must be positive, got {}", p.learning_rate));
     }
-    in_range("condition_dropout", p.condition_dropout, 0.0, 1.0)?;
+    if !(p.condition_dropout.is_finite() && (0.0..1.0).contains(&p.condition_dropout)) {
+        return Err(format!("`condition_dropout` must be in [0, 1), got {}", p.condition_dropout));
+    }
     if p.num_train_timesteps < 2 {
         return Err(format!(
             "`num_train_timesteps` must be at least 2, got {}",
