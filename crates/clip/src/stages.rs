@@ -61,13 +61,6 @@ fn image_paths(
         .collect()
 }
 
-/// Sets LibTorch's CPU threads when a stage's `threads` param asks for a number.
-pub(crate) fn set_threads(threads: i32) {
-    if threads > 0 {
-        tch::set_num_threads(threads);
-    }
-}
-
 /// `clip.embed`: CLIP embeddings of every image and caption of a stimuli table.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Embed;
@@ -122,7 +115,7 @@ impl Stage for Embed {
         let table = table.to_path_buf();
         let stimuli = read_stimuli(&table)?;
         let model = ctx.input("model")?.to_path_buf();
-        set_threads(p.threads);
+        brainpipe_tensor::apply_threads_param(p.threads);
         let embedder = load_embedder(ctx, &model, p.device, p.precision)?;
         let images = image_paths(&stimuli, ctx.optional_input("images"), &table)?;
         let files: Vec<PathBuf> = images.iter().map(|(_, path)| path.clone()).collect();
@@ -197,7 +190,7 @@ fn embed_reconstructions(
         }
     }
     let model = ctx.input("model")?.to_path_buf();
-    set_threads(p.threads);
+    brainpipe_tensor::apply_threads_param(p.threads);
     let embedder = load_embedder(ctx, &model, p.device, p.precision)?;
     let values = embedder.embed_files(&files, p.batch_size)?;
     let out: Vec<EmbeddingRow> = rows
@@ -252,7 +245,7 @@ impl Stage for Augment {
         let table = ctx.input("stimuli")?.to_path_buf();
         let stimuli = read_stimuli(&table)?;
         let model = ctx.input("model")?.to_path_buf();
-        set_threads(p.threads);
+        brainpipe_tensor::apply_threads_param(p.threads);
         let embedder = load_embedder(ctx, &model, p.device, p.precision)?;
         let augmentation = Augmentation {
             flip_probability: p.flip_probability,

@@ -302,7 +302,7 @@ impl Stage for Train {
     }
 
     fn run(&self, ctx: &mut Context, p: &TrainParams) -> Result<(), StageError> {
-        crate::stages::set_threads(p.threads);
+        brainpipe_tensor::apply_threads_param(p.threads);
         let config = ClipConfig::preset(&p.preset).ok_or_else(|| {
             ClipError::Params(format!(
                 "unknown preset `{}` (known: {})",

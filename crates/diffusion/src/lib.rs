@@ -66,7 +66,8 @@ pub use stages::{
 };
 pub use tables::{
     DecodeRow, ImageEmbeddings, Reconstruction, StimulusImage, read_image_embeddings,
-    read_predictions, read_reconstructions, read_stimulus_images, write_reconstructions,
+    read_predictions, read_reconstructions, read_split_images, read_stimulus_images,
+    write_reconstructions,
 };
 pub use train::{
     DECODER_SCHEMA, TrainOptions, TrainReport, condition_tokens, decoder_config, decoder_scheduler,

@@ -14,7 +14,7 @@ use crate::images::{read_png, write_png};
 use crate::pipeline::{DiffusionPipeline, SampleOptions, denoise};
 use crate::scheduler::SchedulerKind;
 use crate::tables::{
-    DecodeRow, Reconstruction, read_image_embeddings, read_predictions, read_stimulus_images,
+    DecodeRow, Reconstruction, read_image_embeddings, read_predictions, read_split_images,
     write_reconstructions,
 };
 use crate::train::{TrainOptions, condition_tokens, save_decoder, train_decoder};
@@ -37,11 +37,8 @@ fn training_set(
     embeddings: &Path,
     split: &str,
 ) -> Result<(Tensor, Tensor, Vec<String>)> {
-    let wanted: BTreeMap<i32, String> = read_stimulus_images(stimuli)?
-        .into_iter()
-        .filter(|s| split == "all" || s.split == split)
-        .map(|s| (s.id, s.image))
-        .collect();
+    let wanted: BTreeMap<i32, String> =
+        read_split_images(stimuli, split)?.into_iter().map(|s| (s.id, s.image)).collect();
     let (rows, values, dim) = read_image_embeddings(embeddings)?;
     let mut pictures = Vec::new();
     let mut conditions = Vec::new();
@@ -73,13 +70,6 @@ fn training_set(
     let n = pictures.len() as i64;
     let embeddings = Tensor::from_slice(&conditions).view([n, dim as i64]);
     Ok((Tensor::stack(&pictures, 0), embeddings, names))
-}
-
-/// Sets LibTorch's CPU threads when a stage's `threads` param asks for a number.
-fn set_threads(threads: i32) {
-    if threads > 0 {
-        tch::set_num_threads(threads);
-    }
 }
 
 /// `images` (`[N, 3, S, S]`) area-averaged down to `size` (0 or `S`: unchanged).
@@ -145,7 +135,7 @@ impl Stage for Train {
             )
             .into());
         }
-        set_threads(p.threads);
+        brainpipe_tensor::apply_threads_param(p.threads);
         let device = p.device.resolve()?;
         ctx.note("device", device_name(device));
         let stimuli = ctx.input("stimuli")?.to_path_buf();
@@ -223,11 +213,8 @@ fn embedding_rows(
     split: &str,
     source: EmbeddingSource,
 ) -> Result<(Vec<DecodeRow>, Vec<f32>, usize)> {
-    let wanted: BTreeMap<i32, String> = read_stimulus_images(stimuli)?
-        .into_iter()
-        .filter(|s| split == "all" || s.split == split)
-        .map(|s| (s.id, s.image))
-        .collect();
+    let wanted: BTreeMap<i32, String> =
+        read_split_images(stimuli, split)?.into_iter().map(|s| (s.id, s.image)).collect();
     let (rows, values, dim) = read_image_embeddings(embeddings)?;
     let picked: Vec<usize> = rows
         .iter()
@@ -332,11 +319,9 @@ fn in_split(
     dim: usize,
 ) -> Result<(Vec<DecodeRow>, Vec<f32>)> {
     let mut names = std::collections::HashSet::new();
-    for s in read_stimulus_images(stimuli)? {
-        if split == "all" || s.split == split {
-            names.insert(brainpipe_artifacts::image_file_name(&s.image));
-            names.insert(s.image);
-        }
+    for s in read_split_images(stimuli, split)? {
+        names.insert(brainpipe_artifacts::image_file_name(&s.image));
+        names.insert(s.image);
     }
     if names.is_empty() {
         return Err(DiffusionError::table(stimuli, format!("no image of split `{split}`")));
@@ -448,7 +433,7 @@ impl Stage for Decode {
                 ));
             }
         };
-        set_threads(p.threads);
+        brainpipe_tensor::apply_threads_param(p.threads);
         let device = p.device.resolve()?;
         ctx.note("device", device_name(device));
         ctx.note("precision", p.precision);

@@ -29,6 +29,13 @@ pub fn read_stimulus_images(path: &Path) -> Result<Vec<StimulusImage>> {
         .collect())
 }
 
+/// The images of a stimuli table in `split` (`all`: every image).
+pub fn read_split_images(path: &Path, split: &str) -> Result<Vec<StimulusImage>> {
+    let mut images = read_stimulus_images(path)?;
+    images.retain(|s| split == "all" || s.split == split);
+    Ok(images)
+}
+
 /// Image rows of an embeddings table: (stimulus id, image path) per row, the row-major
 /// embeddings and their width.
 pub type ImageEmbeddings = (Vec<(i32, String)>, Vec<f32>, usize);

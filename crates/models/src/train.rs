@@ -81,9 +81,7 @@ impl Stage for Train {
     fn run(&self, ctx: &mut Context, p: &TrainParams) -> Result<(), StageError> {
         let device = p.device.resolve()?;
         ctx.set_device(device_name(device));
-        if p.threads > 0 {
-            tch::set_num_threads(p.threads);
-        }
+        brainpipe_tensor::apply_threads_param(p.threads);
         let data =
             Dataset::read(ctx.input("features")?, ctx.input("targets")?, &p.stimulus_column)?;
         let rois = match (p.model, ctx.optional_input("rois")) {

@@ -91,6 +91,15 @@ pub fn set_cpu_threads(threads: i32) {
     tch::set_num_threads(threads.max(1));
 }
 
+/// Applies a stage's `threads` param: a positive count sets LibTorch's CPU threads (float
+/// reductions split by thread count, so a fixed count gives the same CPU bytes whatever `--jobs`
+/// gives the worker); 0 keeps the worker's share of the cores.
+pub fn apply_threads_param(threads: i32) {
+    if threads > 0 {
+        tch::set_num_threads(threads);
+    }
+}
+
 /// LibTorch's global TF32 switches (`torch.backends.cuda.matmul.allow_tf32` and
 /// `torch.backends.cudnn.allow_tf32` in Python), which tch does not expose.
 ///
