@@ -1,6 +1,6 @@
 //! Brain2Word's losses, each a mean over the batch.
 
-pub use brainpipe_params::models::LossKind;
+pub use brainpipe_params::models::{LossKind, RegressionForm};
 use tch::{Kind, Tensor};
 
 /// Guards cosine similarities against zero vectors.
@@ -25,6 +25,24 @@ pub fn regression_loss(prediction: &Tensor, target: &Tensor) -> Tensor {
     (others - own).mean(Kind::Float)
 }
 
+/// The plain CosineProximity loss `−cos(t_i, p_i)`, averaged over the batch (no negatives).
+pub fn cosine_proximity_loss(prediction: &Tensor, target: &Tensor) -> Tensor {
+    let cos = (unit_rows(target) * unit_rows(prediction)).sum_dim_intlist(
+        [1i64].as_slice(),
+        false,
+        Kind::Float,
+    );
+    -cos.mean(Kind::Float)
+}
+
+/// The regression loss of `form`.
+pub fn regression_loss_of(form: RegressionForm, prediction: &Tensor, target: &Tensor) -> Tensor {
+    match form {
+        RegressionForm::BatchNegatives => regression_loss(prediction, target),
+        RegressionForm::Cosine => cosine_proximity_loss(prediction, target),
+    }
+}
+
 /// Cross-entropy of `logits` against class indices.
 pub fn classification_loss(logits: &Tensor, classes: &Tensor) -> Tensor {
     logits.cross_entropy_for_logits(classes)
@@ -32,12 +50,7 @@ pub fn classification_loss(logits: &Tensor, classes: &Tensor) -> Tensor {
 
 /// The autoencoder's reconstruction loss `−cos(x, x̂)`, averaged over the batch.
 pub fn reconstruction_loss(input: &Tensor, reconstruction: &Tensor) -> Tensor {
-    let cos = (unit_rows(input) * unit_rows(reconstruction)).sum_dim_intlist(
-        [1i64].as_slice(),
-        false,
-        Kind::Float,
-    );
-    -cos.mean(Kind::Float)
+    cosine_proximity_loss(reconstruction, input)
 }
 
 /// Mean regularisation: the regression loss (same batch-negatives form) between a hidden

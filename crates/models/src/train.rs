@@ -22,7 +22,8 @@ use crate::cv::{CrossValidation, Fold, folds};
 use crate::data::{Dataset, read_roi_blocks, training_inputs};
 use crate::error::{ModelsError, Result};
 use crate::losses::{
-    LossKind, classification_loss, mean_regularisation_loss, reconstruction_loss, regression_loss,
+    LossKind, RegressionForm, classification_loss, mean_regularisation_loss, reconstruction_loss,
+    regression_loss_of,
 };
 use crate::net::{LEAKY_SLOPE, ModelKind, Net, NetConfig, PrecisionExt};
 use crate::schedule::{ENCODER_PREFIX, Phase, Plan, phases};
@@ -490,6 +491,8 @@ struct LossWeights {
     reconstruction: f64,
     /// Whether the reconstruction term is computed at all (off while the encoder is frozen).
     use_reconstruction: bool,
+    /// The regression loss's form.
+    form: RegressionForm,
 }
 
 impl LossWeights {
@@ -504,6 +507,7 @@ impl LossWeights {
             classification,
             reconstruction: p.reconstruction_weight,
             use_reconstruction: true,
+            form: p.regression_form,
         }
     }
 
@@ -527,6 +531,7 @@ impl LossWeights {
                 classification: 0.0,
                 reconstruction: 1.0,
                 use_reconstruction: true,
+                form: self.form,
             }
         } else {
             LossWeights { reconstruction: 0.0, ..*self }
@@ -547,7 +552,7 @@ fn task_losses(
     encoder_train: bool,
 ) -> (crate::net::Outputs, Tensor, [Option<Tensor>; 3]) {
     let out = net.forward_with(x, train, encoder_train);
-    let reg = (w.regression > 0.0).then(|| regression_loss(&out.embedding, t));
+    let reg = (w.regression > 0.0).then(|| regression_loss_of(w.form, &out.embedding, t));
     let cls = (w.classification > 0.0).then(|| classification_loss(&out.logits, c));
     let rec = out
         .reconstruction

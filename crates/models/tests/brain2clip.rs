@@ -236,3 +236,36 @@ fn schedules_and_augmentation_are_deterministic_on_the_cpu() {
     }
     assert!(runs[0] == runs[1], "reruns differ");
 }
+
+#[test]
+fn the_plain_cosine_regression_loss_trains_and_differs_from_batch_negatives() {
+    let _turn = one_at_a_time();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let study = common::write_study(dir.path(), 2, 20, 8, 0.5);
+    let mut predictions = Vec::new();
+    for form in ["batch_negatives", "cosine"] {
+        let mut p = params("joint");
+        p["regression_form"] = json!(form);
+        p["epochs"] = json!(20);
+        let out = dir.path().join(form);
+        run_standalone(&Train, &ins(&study), &p, &out, &BTreeMap::new()).expect("train");
+        let records = read_training(&out.join("training.parquet")).expect("training");
+        if form == "cosine" {
+            // It learns: per fold, the mean plain loss of the last five epochs is below that of
+            // the first five.
+            for fold in 0..2 {
+                let losses: Vec<f64> = records
+                    .iter()
+                    .filter(|r| r.fold == fold)
+                    .map(|r| r.train_regression.expect("regression term"))
+                    .collect();
+                assert!(losses.len() >= 10, "fold {fold}: {losses:?}");
+                let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+                let (first, last) = (mean(&losses[..5]), mean(&losses[losses.len() - 5..]));
+                assert!(last < first && last > -1.0, "fold {fold}: {first} → {last}");
+            }
+        }
+        predictions.push(std::fs::read(out.join("predictions.parquet")).expect("predictions"));
+    }
+    assert!(predictions[0] != predictions[1], "the form changes what is learnt");
+}

@@ -7,7 +7,8 @@
 use std::process::Command;
 
 use brainpipe_models::losses::{
-    classification_loss, mean_regularisation_loss, reconstruction_loss, regression_loss,
+    RegressionForm, classification_loss, cosine_proximity_loss, mean_regularisation_loss,
+    reconstruction_loss, regression_loss, regression_loss_of,
 };
 use brainpipe_models::net::{roi_layer_apply, roi_layer_check};
 use tch::Tensor;
@@ -28,7 +29,8 @@ def regression(p, t):
 z = L - L.max(1, keepdims=True)
 ce = np.mean(-(z[np.arange(len(C)), C] - np.log(np.exp(z).sum(1))))
 rec = np.mean([-cos(X[i], R[i]) for i in range(len(X))])
-print(json.dumps({"regression": regression(P, T), "classification": ce, "reconstruction": rec,
+print(json.dumps({"regression": regression(P, T), "cosine": np.mean([-cos(T[i], P[i]) for i in range(len(P))]),
+                  "classification": ce, "reconstruction": rec,
                   "mean_reg": regression(H, M)}))
 "#;
 
@@ -64,6 +66,9 @@ fn losses_match_numpy_reference() {
     let classes: Vec<i64> = (0..b as i64).map(|i| (i * 3) % c as i64).collect();
     let ours = [
         ("regression", regression_loss(&t(&p, 6), &t(&tg, 6))),
+        ("regression", regression_loss_of(RegressionForm::BatchNegatives, &t(&p, 6), &t(&tg, 6))),
+        ("cosine", cosine_proximity_loss(&t(&p, 6), &t(&tg, 6))),
+        ("cosine", regression_loss_of(RegressionForm::Cosine, &t(&p, 6), &t(&tg, 6))),
         ("classification", classification_loss(&t(&logits, 6), &Tensor::from_slice(&classes))),
         ("reconstruction", reconstruction_loss(&t(&x, 6), &t(&xr, 6))),
         ("mean_reg", mean_regularisation_loss(&t(&hid, 6), &t(&m, 6))),

@@ -62,6 +62,26 @@ impl Schedule {
     }
 }
 
+/// The form of the regression loss (`models.train`'s `regression_form`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegressionForm {
+    /// Brain2Word's `−cos(t_i, p_i) + mean_k cos(t_i, p_{i−k})`: every other sample of the batch
+    /// is a negative, which keeps predictions from collapsing onto the mean target.
+    #[default]
+    BatchNegatives,
+    /// The plain CosineProximity `−cos(t_i, p_i)` (Keras' loss, which the Brain2CLIP seed names).
+    Cosine,
+}
+
+impl RegressionForm {
+    /// Whether this is the default (defaults are not written into model files or cache keys, so
+    /// models trained before the param existed keep their bytes).
+    pub fn is_batch_negatives(&self) -> bool {
+        *self == RegressionForm::BatchNegatives
+    }
+}
+
 /// Which Brain2Word network.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -145,6 +165,10 @@ brainpipe_core::params! {
         /// Task loss: `regression` (Brain2Word's batch-negatives cosine), `classification`
         /// (cross-entropy) or `combined` (weighted sum; the seed's improvement on top-1).
         pub loss: LossKind = LossKind::Combined,
+        /// Form of the regression loss: `batch_negatives` (Brain2Word's, the default) or `cosine`
+        /// (the plain −cos(t, p), CosineProximity as the Brain2CLIP seed names it).
+        #[serde(skip_serializing_if = "RegressionForm::is_batch_negatives")]
+        pub regression_form: RegressionForm = RegressionForm::BatchNegatives,
         /// Weight of the regression loss in `combined` (not stated in the paper; 1).
         pub regression_weight: f64 = 1.0,
         /// Weight of the classification loss in `combined` (not stated in the paper; 1).

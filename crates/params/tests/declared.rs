@@ -49,3 +49,16 @@ fn clip_and_models_params_are_checked_too() {
     let ok = check(&json!({"model": "autoencoder", "schedule": "pretrain_then_joint"}));
     assert!(ok.is_ok(), "{ok:?}");
 }
+
+#[test]
+fn the_regression_form_is_declared_and_left_out_of_keys_at_its_default() {
+    let check = canonical("models.train").expect("declared");
+    let default = check(&json!({})).expect("defaults");
+    assert!(default.get("regression_form").is_none(), "default left out: {default}");
+    let explicit = check(&json!({"regression_form": "batch_negatives"})).expect("explicit");
+    assert_eq!(explicit, default, "the default spelled out keys the same");
+    let cosine = check(&json!({"regression_form": "cosine"})).expect("cosine");
+    assert_eq!(cosine["regression_form"], "cosine");
+    let err = refused("models.train", json!({"regression_form": "cosin"}));
+    assert!(err.contains("unknown variant `cosin`"), "{err}");
+}
