@@ -379,6 +379,77 @@ fn the_pereira_pipeline_runs_end_to_end_on_pereira_format_files() {
     }
 }
 
+#[test]
+fn the_bold5000_pipeline_runs_end_to_end_on_bold5000_format_files() {
+    // The shipped pipeline as it stands, on three subjects in the BOLD5000 2.0 layout (nibabel
+    // betas, presentation lists with `rep_`, COCO captions, JPEG stimuli in COCO/Scene/ImageNet
+    // folders, .npy ROI masks of different sizes per subject) and a tiny random CLIP in Hugging
+    // Face layout; only the networks are shrunk so the run takes seconds.
+    let Some(python) = brainpipe_core::reference_python(
+        "the_bold5000_pipeline_runs_end_to_end_on_bold5000_format_files",
+    ) else {
+        return;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let script = root.join("crates/ingest/tests/bold5000_fixture.py");
+    let status = Command::new(&python).arg(&script).arg(&data).status().expect("python");
+    assert!(status.success(), "fixture script failed");
+    let clip = data.join("clip-vit-base-patch32");
+    fs::create_dir_all(&clip).expect("mkdir");
+    for file in ["config.json", "model.safetensors"] {
+        fs::copy(root.join("tests/fixtures/clip/tiny").join(file), clip.join(file)).expect("copy");
+    }
+    fs::create_dir_all(dir.path().join("pipelines")).expect("mkdir");
+    let yaml = fs::read_to_string(root.join("pipelines/brain2clip-bold5000.yaml")).expect("yaml");
+    write(&dir.path().join("pipelines"), "brain2clip-bold5000.yaml", &yaml);
+    let mut args = vec!["run".to_owned(), "pipelines/brain2clip-bold5000.yaml".to_owned()];
+    for net in ["base", "variation1", "variation2", "variation3"] {
+        for set in [
+            format!("{net}.epochs=3"),
+            format!("{net}.hidden=[16,8]"),
+            format!("{net}.batch_size=16"),
+            format!("{net}.threads=1"),
+        ] {
+            args.extend(["--set".to_owned(), set]);
+        }
+    }
+    for net in ["variation1", "variation2"] {
+        args.extend(["--set".to_owned(), format!("{net}.pretrain_epochs=2")]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run_in(dir.path(), &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let runs = dir.path().join("pipelines/.brainpipe/runs/brain2clip-bold5000");
+    // The split: the 8 images a subject saw four times are the test images, although every
+    // subject saw every image; the 7 images without COCO captions have no caption target.
+    let check = r#"
+import sys, pyarrow.parquet as pq
+runs = sys.argv[1]
+s = pq.read_table(f"{runs}/scans/stimuli.parquet").to_pydict()
+test = sorted(i for i, split in zip(s["image"], s["split"]) if split == "test")
+assert len(s["image"]) == 51 and len(test) == 8, (len(s["image"]), test)
+assert all(i.startswith("COCO/") for i in test), test
+t = pq.read_table(f"{runs}/targets/targets.parquet").to_pydict()
+assert len(t["stimulus"]) == 44 and all(i.startswith("COCO/") for i in t["stimulus"]), t["stimulus"]
+m = pq.read_table(f"{runs}/metrics/metrics.parquet").to_pydict()
+rows = {(a, b, c, d): v for a, b, c, d, v in zip(m["model"], m["subject"], m["paradigm"], m["metric"], m["value"])}
+for model in ["ridge", "base", "variation1", "variation2", "variation3"]:
+    for subject in ["CSI1", "CSI2", "CSI3"]:
+        assert rows[(model, subject, "averaged", "trials")] == 8, (model, subject)
+        assert rows[(model, subject, "single", "trials")] == 32, (model, subject)
+    assert abs(rows[(model, "all", "averaged", "chance_top1")] - 1 / 8) < 1e-12, model
+"#;
+    let out = Command::new(&python).args(["-c", check]).arg(&runs).output().expect("python");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = fs::read_to_string(runs.join("report/report.html")).expect("report");
+    for model in ["ridge", "base", "variation1", "variation2", "variation3"] {
+        assert!(report.contains(&format!("<th>{model}</th>")), "{model} in the gallery");
+    }
+    assert!(report.contains("data:image/jpeg;base64,"), "the gallery shows the JPEG stimuli");
+}
+
 /// Every file under `dir` except manifests and logs, by path relative to `dir`, with its bytes.
 fn artifact_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();

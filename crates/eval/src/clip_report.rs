@@ -74,17 +74,24 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
-/// An inline `<img>` of a PNG (`images/img-00000.png` resolves against the images directory's
-/// parent or the directory itself); a placeholder when it cannot be read.
+/// An inline `<img>` of a PNG or JPEG (`images/img-00000.png` resolves against the images
+/// directory's parent, `COCO/x.jpg` inside it, else by file name); a placeholder when it cannot
+/// be read.
 fn thumbnail(images: Option<&Path>, name: &str, title: &str) -> String {
     let file = images.and_then(|dir| {
-        let candidates =
-            [dir.parent().map(|p| p.join(name)), Path::new(name).file_name().map(|f| dir.join(f))];
+        // As the stimuli table names it: relative to the folder above the images directory
+        // (the synthetic study's `images/…`), inside it (BOLD5000's `COCO/…`), or by file name.
+        let candidates = [
+            dir.parent().map(|p| p.join(name)),
+            Some(dir.join(name)),
+            Path::new(name).file_name().map(|f| dir.join(f)),
+        ];
         candidates.into_iter().flatten().find(|p| p.is_file())
     });
     match file.and_then(|f| std::fs::read(f).ok()) {
         Some(bytes) => format!(
-            "<img src=\"data:image/png;base64,{}\" width=\"64\" height=\"64\" alt=\"{t}\" title=\"{t}\">",
+            "<img src=\"data:{};base64,{}\" width=\"64\" height=\"64\" alt=\"{t}\" title=\"{t}\">",
+            if bytes.starts_with(&[0xff, 0xd8, 0xff]) { "image/jpeg" } else { "image/png" },
             base64(&bytes),
             t = esc(title)
         ),
@@ -426,6 +433,22 @@ pub fn read(metrics: &Path, trials: Option<&Path>, images: Option<&Path>) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thumbnails_resolve_bold5000_subfolders_and_name_jpeg_as_jpeg() {
+        let dir = std::env::temp_dir().join(format!("bp-thumb-{}", std::process::id()));
+        let images = dir.join("Presented_Stimuli");
+        std::fs::create_dir_all(images.join("COCO")).expect("mkdir");
+        std::fs::write(images.join("COCO/a.jpg"), [0xff, 0xd8, 0xff, 0xe0]).expect("jpeg");
+        std::fs::write(images.join("b.png"), [0x89, b'P', b'N', b'G']).expect("png");
+        let jpeg = thumbnail(Some(&images), "COCO/a.jpg", "a");
+        assert!(jpeg.starts_with("<img src=\"data:image/jpeg;base64,/9j/4A==\""), "{jpeg}");
+        let png = thumbnail(Some(&images), "Scene/b.png", "b");
+        assert!(png.starts_with("<img src=\"data:image/png;base64,"), "by file name: {png}");
+        let missing = thumbnail(Some(&images), "COCO/c.jpg", "c");
+        assert_eq!(missing, "<span title=\"c\">c</span>");
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
 
     #[test]
     fn base64_matches_rfc_4648_vectors() {

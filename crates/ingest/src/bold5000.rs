@@ -33,7 +33,7 @@ pub struct IngestBold5000;
 impl Stage for IngestBold5000 {
     type Params = Bold5000Params;
     const NAME: &'static str = "ingest.bold5000";
-    const VERSION: u32 = 3;
+    const VERSION: u32 = 4;
     const SUMMARY: &'static str =
         "BOLD5000 2.0 GLMsingle betas + presentation lists (+ COCO captions) → scans + stimuli";
 
@@ -88,7 +88,7 @@ impl Stage for IngestBold5000 {
                 "stimuli",
                 "stimuli.parquet",
                 ArtifactKind::table(brainpipe_artifacts::STIMULI),
-                "one row per image shown: image, split (train: shown once, test: repeated), COCO captions",
+                "one row per image shown: image, split (train: shown once to each subject, test: repeated to one), COCO captions",
             ),
         ]
     }
@@ -123,9 +123,19 @@ impl Stage for IngestBold5000 {
         if let Some(rois) = &rois {
             ctx.note("rois", &rois.names);
         }
+        // An image is a test image when one subject saw it more than once (BOLD5000's repeated
+        // images, `rep_` on the repeats); every subject sees most images once, so counting
+        // presentations over subjects would make every image a test image.
+        let mut per_subject: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+        for (subject, files) in &by_subject {
+            for line in files.iter().flat_map(|f| sessions[&f.path].iter().flatten()) {
+                *per_subject.entry((subject.as_str(), strip_rep(line))).or_default() += 1;
+            }
+        }
         let mut shown: BTreeMap<String, usize> = BTreeMap::new();
-        for line in sessions.values().flatten().flatten() {
-            *shown.entry(strip_rep(line).to_owned()).or_default() += 1;
+        for ((_, image), count) in per_subject {
+            let most = shown.entry(image.to_owned()).or_default();
+            *most = (*most).max(count);
         }
         let captions = ctx.optional_input("captions").map(read_coco_captions).transpose()?;
         let images = ctx.optional_input("images").map(index_images).transpose()?;

@@ -21,6 +21,19 @@
 //! let targets = brainpipe_targets::select_captions(&rows, &values, 2, TargetSource::Caption);
 //! assert_eq!(targets[0].caption_index, Some(1));
 //! assert_eq!(targets[0].target, vec![0.9, 0.1]);
+//!
+//! // An image without captions (BOLD5000's Scene and ImageNet images): no caption target, but
+//! // its own embedding when the target is the image.
+//! let mut lone = row(EmbeddingKind::Image, None);
+//! lone.stimulus_id = 1;
+//! let rows = [rows[0].clone(), rows[1].clone(), rows[2].clone(), lone];
+//! let values = [1.0, 0.0, 0.0, 1.0, 0.9, 0.1, 0.5, 0.5];
+//! let captions = brainpipe_targets::select_captions(&rows, &values, 2, TargetSource::Caption);
+//! assert_eq!(captions.len(), 1);
+//! let images = brainpipe_targets::select_captions(&rows, &values, 2, TargetSource::Image);
+//! assert_eq!(images.len(), 2);
+//! assert_eq!((images[1].class, images[1].caption_index), (1, None));
+//! assert_eq!(images[1].target, vec![0.5, 0.5]);
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
@@ -47,7 +60,7 @@ pub struct SelectCaptions;
 impl Stage for SelectCaptions {
     type Params = SelectParams;
     const NAME: &'static str = "clip.select_captions";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const SUMMARY: &'static str =
         "Per image, the caption whose CLIP embedding is closest to the image's";
 
@@ -82,7 +95,11 @@ impl Stage for SelectCaptions {
         let (rows, values, dim) = read_embeddings(&path)?;
         let targets = select_captions(&rows, &values, dim, p.target);
         if targets.is_empty() {
-            return Err(Error::schema(&path, "no image with captions to select from").into());
+            let what = match p.target {
+                TargetSource::Caption => "no image with captions to select from",
+                TargetSource::Image => "no image embedding to take as target",
+            };
+            return Err(Error::schema(&path, what).into());
         }
         ctx.note("images", targets.len());
         if let Some(stimuli) = ctx.optional_input("stimuli").map(Path::to_path_buf) {
@@ -98,7 +115,8 @@ impl Stage for SelectCaptions {
 }
 
 /// Per stimulus with an image and captions: the caption closest to the image; the target is the
-/// caption's embedding or the image's own (`source`).
+/// caption's embedding or the image's own (`source`). With `source` image, images without
+/// captions get their own embedding as target (no caption); with `source` caption they have none.
 pub fn select_captions(
     rows: &[EmbeddingRow],
     values: &[f32],
@@ -114,7 +132,18 @@ pub fn select_captions(
         .enumerate()
         .filter(|(_, r)| r.kind == EmbeddingKind::Image)
         .filter_map(|(i, r)| {
-            let candidates = captions.get(&r.stimulus_id)?;
+            let Some(candidates) = captions.get(&r.stimulus_id) else {
+                // An image without captions (BOLD5000's Scene and ImageNet images) has a target
+                // only when the target is the image itself.
+                return (source == TargetSource::Image).then(|| Target {
+                    stimulus: r.stimulus.clone(),
+                    class: r.stimulus_id,
+                    target: row(i).to_vec(),
+                    caption: None,
+                    caption_index: None,
+                    similarity: None,
+                });
+            };
             let stacked: Vec<f32> =
                 candidates.iter().flat_map(|&c| row(c).iter().copied()).collect();
             let (best, similarity) = closest(row(i), &stacked)?;
