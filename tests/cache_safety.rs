@@ -190,6 +190,41 @@ fn a_signal_to_the_driver_alone_ends_every_command_it_started() {
     }
 }
 
+#[test]
+fn a_driver_killed_outright_leaves_no_command_running() {
+    // Issue 15.5: SIGKILL of the driver left what a `run:` command had started (the kernel ended
+    // its `sh` alone). Here `sh` runs a second `sh`, which runs `sleep`: two levels below.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pidfile = dir.path().join("sleeper.pid");
+    let pipeline = format!(
+        "name: long\nstages:\n  nap:\n    run: \"sh -c 'sleep 300 & echo $! > {}; wait'; true\"\n    outputs: [o]\n",
+        pidfile.display()
+    );
+    fs::write(dir.path().join("p.yaml"), pipeline).expect("pipeline");
+    let mut driver = Command::new(env!("CARGO_BIN_EXE_brainpipe"))
+        .current_dir(dir.path())
+        .env_remove("BRAINPIPE_CACHE")
+        .args(["run", "p.yaml"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("driver");
+    let started = std::time::Instant::now();
+    let sleeper: u32 = loop {
+        if let Some(pid) = fs::read_to_string(&pidfile).ok().and_then(|t| t.trim().parse().ok()) {
+            break pid;
+        }
+        assert!(started.elapsed().as_secs() < 30, "the command never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    driver.kill().expect("SIGKILL");
+    driver.wait().expect("reaped");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !gone(sleeper) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(gone(sleeper), "the command's grandchild {sleeper} outlived a SIGKILLed driver");
+}
+
 /// Signal numbers on Linux (the test crate does not link libc).
 mod libc_signal {
     pub const SIGINT: i32 = 2;

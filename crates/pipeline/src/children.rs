@@ -6,6 +6,13 @@
 //! half-written temporary directory may stay behind. Each command runs in its own process group
 //! (so one `killpg` reaches its whole tree), registered here while it runs; [`shutdown`] ends
 //! them all and removes the registered directories.
+//!
+//! A driver killed outright (SIGKILL, the OOM killer, a crash) runs no code: the kernel ends the
+//! command's `sh` (PR_SET_PDEATHSIG), but not what `sh` started. For that each command gets a
+//! [`Watchdog`]: a small `sh` outside the command's group that blocks reading a pipe whose only
+//! writer is the driver. When the driver dies the pipe reaches end-of-file and the watchdog kills
+//! the command's whole process group; when the command ends normally the driver kills the
+//! watchdog first, so a reused group id is never signalled.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -33,6 +40,54 @@ impl GroupGuard {
 impl Drop for GroupGuard {
     fn drop(&mut self) {
         GROUPS.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.0);
+    }
+}
+
+/// The watchdog's script: wait for the driver's end of the pipe to close, then kill group `$1`.
+const WATCHDOG: &str = "read _ignored; kill -KILL -\"$1\" 2>/dev/null";
+
+/// Kills a command's process group if the driver dies without ending it (see the module docs).
+pub(crate) struct Watchdog {
+    child: Option<std::process::Child>,
+    pipe: Option<std::io::PipeWriter>,
+}
+
+impl Watchdog {
+    /// Watches the process group `pgid`. A watchdog that cannot start is logged, not fatal: the
+    /// command then runs as it did before watchdogs existed.
+    pub(crate) fn start(pgid: u32) -> Self {
+        use std::os::unix::process::CommandExt;
+        let spawned = std::io::pipe().and_then(|(reader, writer)| {
+            let child = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(WATCHDOG)
+                .arg("brainpipe-watchdog")
+                .arg(pgid.to_string())
+                .stdin(reader)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .process_group(0)
+                .spawn()?;
+            Ok((child, writer))
+        });
+        match spawned {
+            Ok((child, pipe)) => Watchdog { child: Some(child), pipe: Some(pipe) },
+            Err(e) => {
+                tracing::warn!(pgid, error = %e, "no watchdog for the command");
+                Watchdog { child: None, pipe: None }
+            }
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        // The watchdog goes before the pipe closes, so it never signals a group that is gone.
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.pipe.take();
     }
 }
 

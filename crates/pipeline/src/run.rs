@@ -541,13 +541,16 @@ fn run_external(
     // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of ours.
     unsafe {
         command.pre_exec(|| {
-            // A driver killed outright (SIGKILL) cannot end the group; the kernel ends `sh`.
+            // A driver killed outright (SIGKILL) cannot end the group: the kernel ends `sh`,
+            // the watchdog below what `sh` started.
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             Ok(())
         });
     }
     let mut child = command.spawn().map_err(|e| format!("cannot start `sh`: {e}"))?;
     let _group = crate::children::GroupGuard::new(child.id());
+    // Dropped (killed) before `_group`: see crate::children.
+    let _watchdog = crate::children::Watchdog::start(child.id());
     let stderr = child.stderr.take().expect("stderr was piped");
     let tee = std::thread::spawn(move || tee_stderr(stderr, stderr_log));
     let status = child.wait().map_err(|e| format!("waiting for `sh`: {e}"))?;
