@@ -588,6 +588,15 @@ fn cmd_gc(files: &[PathBuf], cache: Option<&Path>, dry_run: bool) -> Result<()> 
     for key in &report.entries {
         println!("  {key}");
     }
+    if !report.other_hosts.is_empty() {
+        println!(
+            "kept {} temp dirs of other hosts (runs there may be alive; remove them when none is)",
+            report.other_hosts.len()
+        );
+        for dir in &report.other_hosts {
+            println!("  {}", dir.display());
+        }
+    }
     Ok(())
 }
 

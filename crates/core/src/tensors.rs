@@ -241,7 +241,11 @@ pub fn read_safetensors(path: &Path) -> Result<SafetensorsFile> {
             .map_err(|_| corrupt(format!("tensor `{name}` has no valid shape")))?;
         let [begin, end]: [usize; 2] = serde_json::from_value(info["data_offsets"].clone())
             .map_err(|_| corrupt(format!("tensor `{name}` has no valid data_offsets")))?;
-        let expected = shape.iter().product::<usize>() * dtype.size();
+        // A shape whose byte size overflows cannot match any offsets (and must not wrap).
+        let expected = shape
+            .iter()
+            .try_fold(dtype.size(), |n, &d| n.checked_mul(d))
+            .ok_or_else(|| corrupt(format!("tensor `{name}`: shape {shape:?} overflows")))?;
         if begin > end || end > data.len() || end - begin != expected {
             return Err(corrupt(format!(
                 "tensor `{name}` offsets [{begin}, {end}) disagree with shape {shape:?} or the file size"
@@ -256,6 +260,21 @@ pub fn read_safetensors(path: &Path) -> Result<SafetensorsFile> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shape_whose_size_overflows_is_refused_not_wrapped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("huge.safetensors");
+        // 2^32 · 2^32 · 4 bytes wraps to 0 in usize: it must not match the empty data range.
+        let header =
+            br#"{"w":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0]}}"#;
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header);
+        std::fs::write(&path, bytes).expect("write");
+        let err = read_safetensors(&path).expect_err("refused").to_string();
+        assert!(err.contains("overflows") && err.contains("huge.safetensors"), "{err}");
+        assert!(!err.contains('\n'), "one line: {err}");
+    }
 
     #[test]
     fn round_trip_keeps_values_and_config_and_is_deterministic() {

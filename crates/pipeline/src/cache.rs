@@ -4,7 +4,7 @@
 //! Layout under the cache root:
 //! ```text
 //! entries/<key>/           read-only: the outputs and manifest.json
-//! tmp/<key>.<pid>.<nanos>/ a run in progress; renamed to entries/<key> only on success
+//! tmp/<key>.<pid>.<nanos>.<host>/ a run in progress; renamed to entries/<key> only on success
 //! locks/<key>.lock         held (flock) while one process computes <key>
 //! index.json               external input hashes by (path, size, mtime, inode)
 //! state/<pipeline>/<id>.json  what stage <id> of <pipeline> last resolved to
@@ -200,14 +200,20 @@ impl Cache {
         Ok(to)
     }
 
-    /// A fresh temporary directory for computing `key`.
+    /// A fresh temporary directory for computing `key`: `tmp/<key>.<pid>.<nanos>.<host>`, so that
+    /// `gc` on one node of a cluster can tell a live run of its own (the PID exists) from one of
+    /// another node (which it leaves alone).
     pub fn temp_dir(&self, key: &ContentHash) -> Result<PathBuf, RunError> {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
-        let dir =
-            self.root.join("tmp").join(format!("{}.{}.{nanos}", key.as_str(), std::process::id()));
+        let dir = self.root.join("tmp").join(format!(
+            "{}.{}.{nanos}.{}",
+            key.as_str(),
+            std::process::id(),
+            host_name()
+        ));
         fs::create_dir_all(&dir).at(&dir)?;
         Ok(dir)
     }
@@ -465,4 +471,18 @@ mod tests {
         fs::write(&file, b"two!").expect("rewrite");
         assert_eq!(reopened.hash_input(&file).expect("hash"), ContentHash::of_bytes(b"two!"));
     }
+}
+
+/// This machine's host name, reduced to `[A-Za-z0-9_-]` (a temporary directory's name part);
+/// `unknown-host` when it cannot be read.
+pub(crate) fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `buf.len()` bytes into our buffer.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let name: String = String::from_utf8_lossy(&buf[..end])
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect();
+    if rc != 0 || name.is_empty() { "unknown-host".to_owned() } else { name }
 }

@@ -20,10 +20,13 @@ pub struct GcReport {
     pub temp_dirs: Vec<PathBuf>,
     /// Bytes freed.
     pub bytes: u64,
+    /// Temporary directories of other hosts (a cluster's other nodes), left alone: whether
+    /// their run still lives cannot be told from here.
+    pub other_hosts: Vec<PathBuf>,
 }
 
-/// Removes every entry that none of `pipelines` resolves to, and temporary directories whose
-/// process is gone.
+/// Removes every entry that none of `pipelines` resolves to, and temporary directories of this
+/// host whose process is gone (other hosts' are listed in [`GcReport::other_hosts`], kept).
 pub fn gc(pipelines: &[Pipeline], cache: &Cache, dry_run: bool) -> Result<GcReport, RunError> {
     let mut keep: BTreeSet<ContentHash> = BTreeSet::new();
     for pipeline in pipelines {
@@ -44,9 +47,18 @@ pub fn gc(pipelines: &[Pipeline], cache: &Cache, dry_run: bool) -> Result<GcRepo
         report.entries.push(key);
     }
     let tmp = cache.root().join("tmp");
+    let this_host = crate::cache::host_name();
     for entry in fs::read_dir(&tmp).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let pid: Option<u32> = name.split('.').nth(1).and_then(|p| p.parse().ok());
+        let mut parts = name.split('.');
+        let pid: Option<u32> = parts.nth(1).and_then(|p| p.parse().ok());
+        // `<key>.<pid>.<nanos>.<host>`; names without a host are from before hosts were written.
+        let host = parts.nth(1);
+        if host.is_some_and(|h| h != this_host) {
+            // Another node's run: its PID means nothing here, so it is left alone.
+            report.other_hosts.push(entry.path());
+            continue;
+        }
         let alive = pid.is_some_and(|pid| PathBuf::from(format!("/proc/{pid}")).exists());
         if alive {
             continue;

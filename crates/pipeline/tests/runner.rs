@@ -3,7 +3,7 @@
 use std::fs;
 use std::sync::Arc;
 
-use brainpipe_core::{ArtifactKind, Context, Port, Stage, StageError};
+use brainpipe_core::{ArtifactKind, ContentHash, Context, Port, Stage, StageError};
 use brainpipe_pipeline::{Cache, Pipeline, Reason, Registry, RunOptions, gc, plan, run};
 
 brainpipe_core::params! {
@@ -274,6 +274,33 @@ fn gc_keeps_referenced_entries_only() {
     let report = gc(std::slice::from_ref(&pipeline), &w.cache, false).expect("gc");
     assert_eq!(report.entries.len(), 2);
     assert!(plan(&pipeline, &w.cache, &[]).expect("plan").iter().all(|p| p.cached));
+}
+
+#[test]
+fn gc_removes_dead_temp_dirs_of_this_host_and_keeps_other_hosts() {
+    let w = world();
+    let pipeline = Pipeline::load(&w.file, &registry_v::<1>(), &[]).expect("load");
+    run_all(&pipeline, &w.cache);
+    let tmp = w.cache.root().join("tmp");
+    // What this host's temp dirs are named like: key.pid.nanos.host.
+    let key = ContentHash::of_bytes(b"gc-temp");
+    let live = w.cache.temp_dir(&key).expect("temp dir");
+    let name = live.file_name().and_then(|n| n.to_str()).expect("utf-8").to_owned();
+    let host = name.rsplit('.').next().expect("host part").to_owned();
+    assert!(!host.is_empty() && name.split('.').count() == 4, "{name}");
+    let dead_pid = 999_999_999u32; // above pid_max: no such process
+    let dead_here = tmp.join(format!("{}.{dead_pid}.1.{host}", key.as_str()));
+    let dead_legacy = tmp.join(format!("{}.{dead_pid}.2", key.as_str()));
+    let elsewhere = tmp.join(format!("{}.{dead_pid}.3.some-other-node", key.as_str()));
+    for d in [&dead_here, &dead_legacy, &elsewhere] {
+        fs::create_dir_all(d).expect("mkdir");
+    }
+    let report = gc(std::slice::from_ref(&pipeline), &w.cache, false).expect("gc");
+    assert!(live.exists(), "this process's own temp dir stays");
+    assert!(!dead_here.exists() && !dead_legacy.exists(), "dead runs of this host go");
+    assert!(elsewhere.exists(), "another node's run may be alive: kept");
+    assert_eq!(report.other_hosts, vec![elsewhere]);
+    assert_eq!(report.temp_dirs.len(), 2);
 }
 
 /// Concatenates the files of its list input `parts`, in order.
