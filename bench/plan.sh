@@ -7,7 +7,9 @@
 # stage that does not exist; 100k stages followed by a YAML syntax error. Each is timed with
 # /usr/bin/time -v (elapsed seconds, max RSS). Targets: 10k < 1 s, 100k < 15 s, memory linear.
 # Usage: bench/plan.sh [BIN]   (BIN: a release build, `cargo build --release --bin brainpipe`)
-# SIZES="1000 10000 100000" overrides the valid sizes.
+# SIZES="1000 10000 100000" overrides the valid sizes. RUN_SIZES="1000 3000" also *runs* valid
+# pipelines of those sizes on a fresh cache (every stage a `sh -c` with its watchdog: the
+# scheduler's and the cache's cost per stage; issue 15.4's linear scheduler), timed alike.
 set -euo pipefail
 BIN=${1:-${CARGO_TARGET_DIR:-$HOME/.cache/brainpipe/target}/release/brainpipe}
 SIZES=${SIZES:-1000 10000 100000}
@@ -73,6 +75,22 @@ for n in $SIZES; do
   measure "valid-$n" "valid-$n.yaml" 0
   head -1 "valid-$n.out" | grep -q "$n stages, 0 cached, $n to run" \
     || { echo "FAIL: valid-$n: $(head -1 "valid-$n.out")"; exit 1; }
+done
+
+# Runs: every stage executes (sh, cksum, an entry and its manifest), -j 2.
+for n in ${RUN_SIZES:-}; do
+  gen "$n" valid > "run-$n.yaml"
+  set +e
+  /usr/bin/time -v -o "run-$n.time" "$BIN" run "run-$n.yaml" --cache "$WORK/cache-run-$n" -j 2 \
+    > "run-$n.out" 2> "run-$n.err"
+  rc=$?
+  set -e
+  [ "$rc" = 0 ] || { echo "FAIL: run-$n exited $rc"; tail -3 "run-$n.err"; exit 1; }
+  ran=$(grep -c ' ran ' "run-$n.out" || true)
+  [ "$ran" = "$n" ] || { echo "FAIL: run-$n: $ran of $n stages ran"; exit 1; }
+  secs=$(awk -F': ' '/Elapsed \(wall clock\)/ { n = split($2, t, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + t[i]; printf "%.2f", s }' "run-$n.time")
+  kb=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "run-$n.time")
+  echo "run-$n $n $secs $kb" >> results
 done
 
 # Every key known: run 1k stages once, then plan (each entry's manifest and outputs checked).

@@ -22,7 +22,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORPUS = os.path.join(ROOT, "fuzz", "corpus")
 AFFINE = np.array([[-2.0, 0, 0, 90], [0, 2.0, 0, -126], [0, 0, 2.0, -72], [0, 0, 0, 1]])
 rng = np.random.default_rng(15)
-seeds = {"nifti_header": {}, "nifti_stream": {}, "npy": {}}
+seeds = {"nifti_header": {}, "nifti_stream": {}, "npy": {}, "mat": {}, "safetensors": {},
+         "events_tsv": {}, "pipeline_yaml": {}}
 
 
 def gz(data):
@@ -152,6 +153,100 @@ N["bad-zero-width.npy"] = raw_npy("{'descr': '<f0', 'fortran_order': False, 'sha
 N["bad-huge-width.npy"] = raw_npy("{'descr': '<i18446744073709551615', 'fortran_order': False, 'shape': (2,), }", b"")
 N["bad-non-ascii-descr.npy"] = raw_npy("{'descr': '\u00e9<f4', 'fortran_order': False, 'shape': (1,), }", b"\0" * 4)
 N["bad-no-shape.npy"] = raw_npy("{'descr': '<f4', 'fortran_order': False}", b"\0" * 4)
+
+# MAT v5: as scipy writes them (plain and compressed elements; Pereira's layout, BOLD5000's ROI
+# masks), then hostile ones.
+import json
+import scipy.io
+
+M = seeds["mat"]
+
+
+def mat(variables, compress):
+    out = io.BytesIO()
+    scipy.io.savemat(out, variables, do_compression=compress)
+    return out.getvalue()
+
+
+pereira = {"words": np.array(["apple ", "bird  ", "house "]), "data": rng.normal(size=(3, 4))}
+M["pereira.mat"] = mat(pereira, False)
+M["pereira-compressed.mat"] = mat(pereira, True)
+M["roi-logical.mat"] = mat({"LHPPA": np.arange(24).reshape(2, 3, 4) % 3 == 0}, True)
+M["cell-struct.mat"] = mat({"c": np.array([[1.0, "ab"]], dtype=object),
+                            "s": {"a": np.int16(3), "b": np.array([[1, 2], [3, 4]], np.uint8)}}, False)
+M["empty.mat"] = mat({"e": np.zeros((0, 3))}, False)
+good = M["pereira.mat"]
+M["bad-truncated.mat"] = good[: len(good) // 2]
+M["bad-header-only.mat"] = good[:128]
+M["bad-huge-element.mat"] = good[:132] + struct.pack("<I", 0xFFFFFFF0) + good[136:]
+M["bad-v73.mat"] = good[:124] + b"\x00\x02IM" + good[128:]
+
+# safetensors: as the format writes them (a JSON header sorted by key, raw little-endian data),
+# the shapes brainpipe's models use, then hostile ones.
+S = seeds["safetensors"]
+
+
+def safetensors(tensors, metadata=None):
+    header, data = {}, b""
+    if metadata is not None:
+        header["__metadata__"] = metadata
+    for name, array in tensors.items():
+        raw = array.tobytes()
+        dtype = {"float32": "F32", "float64": "F64", "float16": "F16", "int64": "I64"}[array.dtype.name]
+        header[name] = {"dtype": dtype, "shape": list(array.shape), "data_offsets": [len(data), len(data) + len(raw)]}
+        data += raw
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    return struct.pack("<Q", len(text)) + text + data
+
+
+config = {"brainpipe.schema": "brain2word-model/1", "config": json.dumps({"model": "base", "hidden": [4, 2]})}
+S["model.safetensors"] = safetensors({"w": rng.normal(size=(2, 3)).astype("<f4"),
+                                      "b": np.arange(3, dtype="<f8")}, config)
+S["no-metadata.safetensors"] = safetensors({"x": np.zeros((0,), "<f4")})
+S["f16.safetensors"] = safetensors({"h": np.ones((2, 2), "<f2")})
+S["bad-header-length.safetensors"] = struct.pack("<Q", 1 << 40) + b"{}"
+S["bad-not-object.safetensors"] = struct.pack("<Q", 2) + b"[]"
+S["bad-offsets.safetensors"] = safetensors({"w": np.zeros(4, "<f4")}).replace(b"[0,16]", b"[8,4]")
+S["bad-overflowing-shape.safetensors"] = (lambda t: struct.pack("<Q", len(t)) + t)(
+    b'{"w":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0]}}')
+S["bad-metadata-type.safetensors"] = (lambda t: struct.pack("<Q", len(t)) + t)(b'{"__metadata__":{"k":1}}')
+
+# BIDS events.tsv: as ingest.nifti reads them, then hostile ones.
+E = seeds["events_tsv"]
+E["bids.tsv"] = b"onset\tduration\ttrial_type\tparadigm\n0\t2\tapple\tsentence\n2.5\t2\tbird\tpicture\n"
+E["trial-column.tsv"] = b"trial\ttrial_type\n1\timg-00001.png\n0\timg-00000.png\n"
+E["crlf-unicode.tsv"] = "onset\ttrial_type\r\n0\t\u00e9l\u00e8ve \U0001f9e0\r\n".encode()
+E["bad-empty.tsv"] = b""
+E["bad-no-stimulus.tsv"] = b"onset\tduration\n0\t1\n"
+E["bad-ragged.tsv"] = b"onset\ttrial_type\n0\n1\ta\tb\n"
+E["bad-onset.tsv"] = b"onset\ttrial_type\nNaN\ta\n-inf\tb\nx\tc\n"
+
+# Pipelines: the shipped ones (their `uses:` stages are unknown to an empty registry: errors
+# with file:line:col), run-only pipelines of every shape, then hostile YAML.
+P = seeds["pipeline_yaml"]
+for name in sorted(os.listdir(os.path.join(ROOT, "pipelines"))):
+    if name.endswith(".yaml"):
+        with open(os.path.join(ROOT, "pipelines", name), "rb") as f:
+            P[name] = f.read()
+P["diamond.yaml"] = b"""name: diamond
+stages:
+  a: { run: "echo a > {outputs.o}", outputs: [o] }
+  b: { run: "cat {inputs.x} > {outputs.o}", inputs: { x: a.o }, outputs: [o] }
+  c: { run: "cat {inputs.x} > {outputs.o}", inputs: { x: a.o }, outputs: [o], with: { k: "{params.k}" } }
+  d: { run: "cat {inputs.parts} > {outputs.o} # {params.n}", inputs: { parts: [b.o, c.o] }, outputs: [o], with: { n: 3 } }
+"""
+P["anchors.yaml"] = b"""name: anchors
+defaults: &d { outputs: [o] }
+stages:
+  a: { <<: *d, run: "true" }
+  b: { <<: *d, run: "true {inputs.x}", inputs: { x: a.o } }
+"""
+P["bad-cycle.yaml"] = b"name: c\nstages:\n  a: { run: x, inputs: { i: b.o }, outputs: [o] }\n  b: { run: x, inputs: { i: a.o }, outputs: [o] }\n"
+P["bad-self.yaml"] = b"name: s\nstages:\n  a: { run: x, inputs: { i: a.o }, outputs: [o] }\n"
+P["bad-laughs.yaml"] = b"a: &a [x, x]\nb: &b [*a, *a, *a]\nc: &c [*b, *b, *b]\nname: *c\n"
+P["bad-nesting.yaml"] = b"name: n\nstages: " + b"[" * 200 + b"]" * 200 + b"\n"
+P["bad-unclosed.yaml"] = b"name: u\nstages:\n  a: { run: \"true\", outputs: [o]\n"
+P["bad-duplicate.yaml"] = b"name: d\nstages:\n  a: { run: x, outputs: [o] }\n  a: { run: y, outputs: [o] }\n"
 
 total = 0
 for target, files in seeds.items():

@@ -118,7 +118,7 @@ pub fn parse_mat(bytes: &[u8]) -> std::result::Result<BTreeMap<String, MatValue>
         let (kind, data, next) = element(rest)?;
         rest = next;
         let (name, value) = match kind {
-            MI_MATRIX => matrix(data)?,
+            MI_MATRIX => matrix(data, 0)?,
             MI_COMPRESSED => {
                 let mut inflated = Vec::new();
                 ZlibDecoder::new(data)
@@ -128,7 +128,7 @@ pub fn parse_mat(bytes: &[u8]) -> std::result::Result<BTreeMap<String, MatValue>
                 if inner != MI_MATRIX {
                     continue;
                 }
-                matrix(inner_data)?
+                matrix(inner_data, 0)?
             }
             _ => continue,
         };
@@ -186,8 +186,17 @@ fn numbers(kind: u32, d: &[u8]) -> std::result::Result<Vec<f64>, String> {
     })
 }
 
-/// A miMATRIX element's name and value.
-fn matrix(d: &[u8]) -> std::result::Result<(String, MatValue), String> {
+/// Cells and structs nested deeper than this are refused (each level recurses).
+const MAX_DEPTH: usize = 64;
+
+/// Zero-field structs hold no data to bound their element count: at most this many.
+const MAX_EMPTY_STRUCTS: usize = 1 << 20;
+
+/// A miMATRIX element's name and value, `depth` levels inside cells and structs.
+fn matrix(d: &[u8], depth: usize) -> std::result::Result<(String, MatValue), String> {
+    if depth > MAX_DEPTH {
+        return Err(format!("cells or structs nested more than {MAX_DEPTH} deep"));
+    }
     if d.is_empty() {
         return Ok((String::new(), MatValue::Numeric { dims: vec![0, 0], data: Vec::new() }));
     }
@@ -200,18 +209,30 @@ fn matrix(d: &[u8]) -> std::result::Result<(String, MatValue), String> {
     let (_, dims_bytes, rest) = element(rest)?;
     let dims: Vec<usize> =
         numbers(MI_INT32, dims_bytes)?.into_iter().map(|v| v.max(0.0) as usize).collect();
-    let count: usize = dims.iter().product();
     let (_, name_bytes, mut rest) = element(rest)?;
     let name = String::from_utf8_lossy(name_bytes).into_owned();
+    // Sizes are claims: each is checked against the bytes that must hold it before anything is
+    // allocated or looped over.
+    let count = dims
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| format!("`{name}` has dims {dims:?}, whose product overflows"))?;
     let value = match class {
         MX_CELL => {
+            // Every element has at least an 8-byte tag.
+            if count > rest.len() / 8 {
+                return Err(format!(
+                    "cell `{name}` claims {count} elements in {} bytes (truncated?)",
+                    rest.len()
+                ));
+            }
             let mut items = Vec::with_capacity(count);
             for _ in 0..count {
                 let (kind, data, next) = element(rest)?;
                 if kind != MI_MATRIX {
                     return Err(format!("cell `{name}` holds a non-matrix element"));
                 }
-                items.push(matrix(data)?.1);
+                items.push(matrix(data, depth + 1)?.1);
                 rest = next;
             }
             MatValue::Cell { dims, items }
@@ -229,6 +250,18 @@ fn matrix(d: &[u8]) -> std::result::Result<(String, MatValue), String> {
                     .map(|c| String::from_utf8_lossy(c).trim_end_matches('\0').to_owned())
                     .collect()
             };
+            let fits = if fields.is_empty() {
+                count <= MAX_EMPTY_STRUCTS
+            } else {
+                count.checked_mul(fields.len()).is_some_and(|n| n <= rest.len() / 8)
+            };
+            if !fits {
+                return Err(format!(
+                    "struct `{name}` claims {count} elements of {} fields in {} bytes (truncated?)",
+                    fields.len(),
+                    rest.len()
+                ));
+            }
             let mut items = Vec::with_capacity(count);
             for _ in 0..count {
                 let mut item = BTreeMap::new();
@@ -237,7 +270,7 @@ fn matrix(d: &[u8]) -> std::result::Result<(String, MatValue), String> {
                     if kind != MI_MATRIX {
                         return Err(format!("struct `{name}` field `{field}` is not a matrix"));
                     }
-                    item.insert(field.clone(), matrix(data)?.1);
+                    item.insert(field.clone(), matrix(data, depth + 1)?.1);
                     rest = next;
                 }
                 items.push(item);
@@ -247,6 +280,12 @@ fn matrix(d: &[u8]) -> std::result::Result<(String, MatValue), String> {
         MX_CHAR => {
             let (kind, data, _) = element(rest)?;
             let units = numbers(kind, data)?;
+            if units.len() < count {
+                return Err(format!(
+                    "char `{name}` has {} characters for dims {dims:?}",
+                    units.len()
+                ));
+            }
             let (rows_n, cols) =
                 (dims.first().copied().unwrap_or(0), dims.get(1).copied().unwrap_or(0));
             let text: Vec<String> = if kind == MI_UTF8 {
@@ -287,4 +326,69 @@ fn matrix(d: &[u8]) -> std::result::Result<(String, MatValue), String> {
         other => return Err(format!("`{name}` has unsupported array class {other}")),
     };
     Ok((name, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A MAT-file of one matrix element holding `body` (flags, dims, name, then the class's data).
+    fn file(body: &[u8]) -> Vec<u8> {
+        let mut out = b"MATLAB 5.0 MAT-file".to_vec();
+        out.resize(124, b' ');
+        out.extend_from_slice(&[0x00, 0x01, b'I', b'M']);
+        out.extend_from_slice(&MI_MATRIX.to_le_bytes());
+        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        out.extend_from_slice(body);
+        out
+    }
+
+    fn tagged(kind: u32, data: &[u8]) -> Vec<u8> {
+        let mut out = kind.to_le_bytes().to_vec();
+        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(8) * 8, 0);
+        out
+    }
+
+    fn header(class: u8, dims: &[i32], name: &str) -> Vec<u8> {
+        let mut out = tagged(MI_UINT32, &[class, 0, 0, 0, 0, 0, 0, 0]);
+        let dims: Vec<u8> = dims.iter().flat_map(|d| d.to_le_bytes()).collect();
+        out.extend(tagged(MI_INT32, &dims));
+        out.extend(tagged(MI_INT8, name.as_bytes()));
+        out
+    }
+
+    #[test]
+    fn claims_larger_than_the_file_are_refused_before_allocating() {
+        // Found by fuzz/fuzz_targets/mat.rs: a cell array claiming ~1.5e12 elements made the
+        // reader ask for 12 TB and abort.
+        let cell = file(&header(MX_CELL, &[1_200_000, 1_300_000], "c"));
+        let err = parse_mat(&cell).expect_err("refused");
+        assert!(err.contains("cell `c` claims 1560000000000 elements"), "{err}");
+        let mut body = header(MX_STRUCT, &[2_000_000, 1], "s");
+        body.extend(tagged(MI_INT32, &4i32.to_le_bytes()));
+        body.extend(tagged(MI_INT8, b"abc\0"));
+        let err = parse_mat(&file(&body)).expect_err("refused");
+        assert!(err.contains("struct `s` claims 2000000 elements of 1 fields"), "{err}");
+        let mut body = header(MX_CHAR, &[100_000, 100_000], "t");
+        body.extend(tagged(MI_UINT16, &[b'a', 0]));
+        let err = parse_mat(&file(&body)).expect_err("refused");
+        assert!(err.contains("char `t` has 1 characters"), "{err}");
+        let overflow = file(&header(MX_CELL, &[i32::MAX, i32::MAX, i32::MAX, i32::MAX], "o"));
+        let err = parse_mat(&overflow).expect_err("refused");
+        assert!(err.contains("product overflows"), "{err}");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_recursed_without_bound() {
+        let mut inner = header(6, &[0, 0], "x");
+        for _ in 0..(MAX_DEPTH + 2) {
+            let mut cell = header(MX_CELL, &[1, 1], "");
+            cell.extend(tagged(MI_MATRIX, &inner));
+            inner = cell;
+        }
+        let err = parse_mat(&file(&inner)).expect_err("refused");
+        assert!(err.contains("nested more than 64 deep"), "{err}");
+    }
 }

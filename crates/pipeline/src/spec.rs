@@ -94,11 +94,21 @@ pub struct SpecError {
 
 impl fmt::Display for SpecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Messages quote the file's text (a misspelt key, a value): control characters in it
+        // are escaped, so the error stays one line whatever the file holds.
+        let message: String = self
+            .message
+            .chars()
+            .flat_map(|c| {
+                let escaped = c.is_control().then(|| c.escape_default().collect::<String>());
+                escaped.unwrap_or_else(|| c.to_string()).chars().collect::<Vec<_>>()
+            })
+            .collect();
         match self.location {
             Some(loc) => {
-                write!(f, "{}:{}:{}: {}", self.file.display(), loc.line, loc.column, self.message)
+                write!(f, "{}:{}:{}: {}", self.file.display(), loc.line, loc.column, message)
             }
-            None => write!(f, "{}: {}", self.file.display(), self.message),
+            None => write!(f, "{}: {}", self.file.display(), message),
         }
     }
 }
@@ -331,6 +341,16 @@ mod tests {
     use super::*;
 
     const TEXT: &str = "name: demo\nstages:\n  a: { run: \"touch {outputs.x}\", outputs: [x] }\n  b:\n    run: cat {inputs.i}\n    inputs:\n      i: a.x\n    outputs: [y, z]\n";
+
+    #[test]
+    fn errors_quoting_control_characters_stay_one_line() {
+        // Found by fuzz/fuzz_targets/pipeline_yaml.rs: a misspelt key holding carriage returns
+        // came back verbatim in serde's "unknown field" message.
+        let text = "name: d\nstages:\n  a: { run: x, \"outp\\r\\nuts\": [o] }\n";
+        let err = parse_located(Path::new("p.yaml"), text).expect_err("unknown field").to_string();
+        assert!(!err.contains('\n') && !err.contains('\r'), "{err:?}");
+        assert!(err.contains("`outp\\r\\nuts`"), "escaped: {err}");
+    }
 
     #[test]
     fn parses_flow_and_block_styles() {
