@@ -11,7 +11,9 @@
 //!   model directory's `vocab.json` + `merges.txt`.
 //! - [`Preprocessor`] / [`RgbImage`]: `CLIPImageProcessor`'s resize, crop and normalisation.
 //! - [`Embedder`]: batched image and text embedding on a device, fp32 or bf16.
-//! - Stages ([`stages`]): `clip.embed`, `clip.augment`, `clip.train`; their table
+//! - [`FeatureExtractor`] / [`NetworkPreprocessing`]: a user's TorchScript network (AlexNet,
+//!   Inception… exported with torch.jit) on images preprocessed as MindEye's 2-way identification.
+//! - Stages ([`stages`]): `clip.embed`, `clip.augment`, `clip.train`, `clip.extract`; their table
 //!   (`embeddings/1`) is in docs/ARTIFACTS.md. `clip.words` and `clip.select_captions` need no
 //!   LibTorch: they are in brainpipe-targets and run in the driver.
 //!
@@ -32,6 +34,7 @@ mod augment;
 mod config;
 mod embedder;
 mod error;
+mod extract;
 mod image;
 mod model;
 mod stages;
@@ -52,6 +55,7 @@ pub use train::{
 
 pub use config::{Activation, ClipConfig, TextConfig, VisionConfig};
 pub use error::{ClipError, Result};
+pub use extract::{Extract, ExtractParams, FeatureExtractor, NetworkPreprocessing};
 pub use image::{CLIP_MEAN, CLIP_STD, Preprocessor, RgbImage};
 pub use model::{
     CLIP_SCHEMA, CONFIG_FILE, ClipModel, LoadedClip, PREPROCESSOR_FILE, WEIGHTS_FILE, model_dir,
@@ -63,5 +67,5 @@ pub use tokenizer::{
 
 /// Every stage of this crate, for the CLI and pipelines to register.
 pub fn stages() -> Vec<Arc<dyn DynStage>> {
-    vec![Arc::new(Embed), Arc::new(Augment), Arc::new(Train)]
+    vec![Arc::new(Embed), Arc::new(Augment), Arc::new(Train), Arc::new(Extract)]
 }
