@@ -13,6 +13,8 @@
 //! - [`Embedder`]: batched image and text embedding on a device, fp32 or bf16.
 //! - [`FeatureExtractor`] / [`NetworkPreprocessing`]: a user's TorchScript network (AlexNet,
 //!   Inception… exported with torch.jit) on images preprocessed as MindEye's 2-way identification.
+//! - [`ssim_batch`], [`pixcorr_batch`], [`pair_metrics_batch`]: eval.images' PixCorr and SSIM on
+//!   LibTorch, for large batches on a GPU.
 //! - Stages ([`stages`]): `clip.embed`, `clip.augment`, `clip.train`, `clip.extract`; their table
 //!   (`embeddings/1`) is in docs/ARTIFACTS.md. `clip.words` and `clip.select_captions` need no
 //!   LibTorch: they are in brainpipe-targets and run in the driver.
@@ -36,6 +38,7 @@ mod embedder;
 mod error;
 mod extract;
 mod image;
+mod image_metrics;
 mod model;
 mod stages;
 mod tokenizer;
@@ -57,6 +60,10 @@ pub use config::{Activation, ClipConfig, TextConfig, VisionConfig};
 pub use error::{ClipError, Result};
 pub use extract::{Extract, ExtractParams, FeatureExtractor, NetworkPreprocessing};
 pub use image::{CLIP_MEAN, CLIP_STD, Preprocessor, RgbImage};
+pub use image_metrics::{
+    PairMetricsBatch, RGB2GRAY, SsimWindow, gray_batch, pair_metrics_batch, pixcorr_batch,
+    resize_square, ssim_batch,
+};
 pub use model::{
     CLIP_SCHEMA, CONFIG_FILE, ClipModel, LoadedClip, PREPROCESSOR_FILE, WEIGHTS_FILE, model_dir,
 };
