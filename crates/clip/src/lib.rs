@@ -15,7 +15,8 @@
 //!   Inception… exported with torch.jit) on images preprocessed as MindEye's 2-way identification.
 //! - [`ssim_batch`], [`pixcorr_batch`], [`pair_metrics_batch`]: eval.images' PixCorr and SSIM on
 //!   LibTorch, for large batches on a GPU.
-//! - Stages ([`stages`]): `clip.embed`, `clip.augment`, `clip.train`, `clip.extract`; their table
+//! - Stages ([`stages`]): `clip.embed`, `clip.augment`, `clip.train`, `clip.extract`,
+//!   `clip.pixel_metrics`; their table
 //!   (`embeddings/1`) is in docs/ARTIFACTS.md. `clip.words` and `clip.select_captions` need no
 //!   LibTorch: they are in brainpipe-targets and run in the driver.
 //!
@@ -40,6 +41,7 @@ mod extract;
 mod image;
 mod image_metrics;
 mod model;
+mod pixel_metrics;
 mod stages;
 mod tokenizer;
 mod train;
@@ -59,6 +61,7 @@ pub use train::{
 pub use config::{Activation, ClipConfig, TextConfig, VisionConfig};
 pub use error::{ClipError, Result};
 pub use extract::{Extract, ExtractParams, FeatureExtractor, NetworkPreprocessing};
+pub use pixel_metrics::{PixelMetrics, PixelMetricsParams};
 pub use image::{CLIP_MEAN, CLIP_STD, Preprocessor, RgbImage};
 pub use image_metrics::{
     PairMetricsBatch, RGB2GRAY, SsimWindow, gray_batch, pair_metrics_batch, pixcorr_batch,
@@ -74,5 +77,5 @@ pub use tokenizer::{
 
 /// Every stage of this crate, for the CLI and pipelines to register.
 pub fn stages() -> Vec<Arc<dyn DynStage>> {
-    vec![Arc::new(Embed), Arc::new(Augment), Arc::new(Train), Arc::new(Extract)]
+    vec![Arc::new(Embed), Arc::new(Augment), Arc::new(Train), Arc::new(Extract), Arc::new(PixelMetrics)]
 }

@@ -3,7 +3,8 @@
 //! its `make_fixtures.py`): small random conv nets shaped like AlexNet's first blocks, returning a
 //! tensor, a tuple or a dict, on eval's fixture photographs with MindEye's preprocessing; bad
 //! modules as one-line errors naming the file; and the stage end to end into eval.images with two
-//! named feature sets.
+//! named feature sets. Also `clip.pixel_metrics` (PixCorr and SSIM on LibTorch) feeding
+//! eval.images the values it computes itself.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,7 +15,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use brainpipe_artifacts::{
     Reconstruction, STIMULI, read_embeddings, write_reconstructions,
 };
-use brainpipe_clip::{Extract, FeatureExtractor, NetworkPreprocessing};
+use brainpipe_clip::{Extract, FeatureExtractor, NetworkPreprocessing, PixelMetrics};
 use brainpipe_core::{run_standalone, write_table};
 use brainpipe_eval::images::{Images, images_section, read_image_metrics, two_way};
 use serde_json::{Value, json};
@@ -291,4 +292,56 @@ fn extract_then_eval_images_scores_two_named_feature_sets() {
     )
     .expect_err("missing module");
     assert!(err.contains("nope.pt") && !err.contains('\n'), "{err}");
+}
+
+#[test]
+fn pixel_metrics_stage_gives_eval_images_its_own_values() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let (stimuli, images, reconstructions) = world(root);
+    let gpu_side = root.join("pixel");
+    let inputs = [
+        ("reconstructions", reconstructions.as_path()),
+        ("stimuli", stimuli.as_path()),
+        ("images", images.as_path()),
+    ];
+    run(&PixelMetrics, &inputs, json!({"size": 64, "device": "cpu", "batch_size": 3}), &gpu_side)
+        .expect("clip.pixel_metrics");
+    let table = gpu_side.join("pixel_metrics.parquet");
+    let own = root.join("own");
+    run(&Images, &inputs, json!({"size": 64}), &own).expect("eval.images on the CPU");
+    let given = root.join("given");
+    let mut with_table = inputs.to_vec();
+    with_table.push(("pixel_metrics", table.as_path()));
+    run(&Images, &with_table, json!({"size": 64}), &given).expect("eval.images with the table");
+    let (a, b) = (
+        read_image_metrics(&own.join("image_metrics.parquet")).expect("own"),
+        read_image_metrics(&given.join("image_metrics.parquet")).expect("given"),
+    );
+    assert_eq!(a.len(), b.len());
+    let mut compared = 0;
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!((&x.model, x.trial, &x.metric), (&y.model, y.trial, &y.metric));
+        if x.trial >= 0 && ["pixcorr", "ssim_gaussian", "ssim_uniform7"].contains(&x.metric.as_str()) {
+            assert!((x.value - y.value).abs() <= 1e-6, "{} {}: {} vs {}", x.metric, x.trial, x.value, y.value);
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 3 * RECON.len());
+
+    // A table that lacks a pair is an error naming it, not a silent recomputation.
+    let other = root.join("other");
+    std::fs::create_dir_all(&other).expect("mkdir");
+    let partial = other.join("pixel_metrics.parquet");
+    let rows = read_image_metrics(&table).expect("rows");
+    brainpipe_artifacts::write_image_metrics(&partial, &rows[3..]).expect("partial");
+    with_table.pop();
+    with_table.push(("pixel_metrics", partial.as_path()));
+    let err = run(&Images, &with_table, json!({"size": 64}), &root.join("e")).expect_err("missing");
+    assert!(err.contains("pixel_metrics.parquet") && err.contains("no `pixcorr` of model `ridge`"), "{err}");
+
+    // 16-bit PNGs are left to eval's CPU path, with the file named.
+    std::fs::copy(image("camera16.png"), root.join("decode/images/ridge/sub-01_trial1.png")).expect("copy");
+    let err = run(&PixelMetrics, &inputs, json!({"device": "cpu"}), &root.join("e2")).expect_err("16-bit");
+    assert!(err.contains("sub-01_trial1.png") && err.contains("16-bit"), "{err}");
 }

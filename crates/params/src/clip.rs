@@ -64,6 +64,25 @@ brainpipe_core::params! {
     validate = check_extract;
 }
 
+brainpipe_core::params! {
+    /// Params of `clip.pixel_metrics`: eval.images' PixCorr and SSIM on LibTorch, for large
+    /// batches on a GPU (always in `f64`, within rounding of eval's CPU kernel).
+    pub struct PixelMetricsParams {
+        /// Side both images are resized to (MindEye: 425), as eval.images' `size`.
+        pub size: u32 = 425,
+        /// torchvision's `antialias` flag of that bilinear resize, as eval.images' `antialias`.
+        pub antialias: bool = true,
+        /// Pairs per batch on the device (each pair at 425² takes ≈ 30 MB of device memory).
+        pub batch_size: usize = 64,
+        /// `auto` (CUDA when present), `cpu`, `cuda`, `cuda:N`. On a CPU eval.images' own kernel
+        /// is faster (docs/BENCHMARKS.md); this stage is for GPUs.
+        pub device: DeviceChoice = DeviceChoice::Auto,
+        /// CPU threads for LibTorch (0: the worker's share of the cores).
+        pub threads: i32 = 0,
+    }
+    validate = check_pixel_metrics;
+}
+
 /// What `clip.select_captions` writes as each image's regression target.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -177,6 +196,13 @@ fn check_extract(p: &ExtractParams) -> Result<(), String> {
         return Err(format!("`crop` {} is larger than `size` {}", p.crop, p.size));
     }
     Ok(())
+}
+
+fn check_pixel_metrics(p: &PixelMetricsParams) -> Result<(), String> {
+    threads(p.threads)?;
+    at_least("batch_size", p.batch_size, 1)?;
+    // The Gaussian SSIM window is 11 pixels wide.
+    at_least("size", p.size as usize, 11)
 }
 
 fn check_augment(p: &AugmentParams) -> Result<(), String> {

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use super::image::{RgbImage, read_png};
 use super::tables::{
-    ImageMetricRow, Reconstruction, read_image_features, read_reconstructions,
+    ImageMetricRow, Reconstruction, read_image_features, read_image_metrics, read_reconstructions,
     read_stimulus_images, write_image_metrics,
 };
 use super::{pair_metrics, resize_bilinear, two_way};
@@ -75,6 +75,7 @@ impl Stage for Images {
             Port::input("stimuli", ArtifactKind::table(brainpipe_artifacts::STIMULI), "the study's stimuli.parquet: stimulus name → seen image path").optional(),
             Port::input("images", ArtifactKind::Directory, "the seen images (the study's images directory)"),
             Port::input("reconstruction_features", ArtifactKind::table(brainpipe_artifacts::EMBEDDINGS), "image features of the reconstructions (clip.embed or clip.extract run on them; rows matched on `image`), one table per feature set named in `feature_names`").optional().many(),
+            Port::input("pixel_metrics", ArtifactKind::table(brainpipe_artifacts::IMAGE_METRICS), "PixCorr and SSIM per pair computed elsewhere (clip.pixel_metrics on a GPU, same `size` and `antialias`), used instead of computing them here; rows matched on the reconstructions table's model, subject and trial").optional(),
             Port::input("seen_features", ArtifactKind::table(brainpipe_artifacts::EMBEDDINGS), "image features of the study (clip.embed or clip.extract run on it; rows matched on `stimulus`), in the order of `reconstruction_features`").optional().many(),
         ]
     }
@@ -111,12 +112,13 @@ impl Stage for Images {
             let mut pairs = Vec::new();
             for table in &tables {
                 for mut r in read_reconstructions(table)? {
+                    let table_model = r.model.clone();
                     if !params.model.is_empty() {
                         r.model.clone_from(&params.model);
                     }
                     let recon = resolve_reconstruction(&r.image, table, recon_dir.as_deref())?;
                     let seen = resolve_seen(&r.stimulus, stimuli.as_ref(), &seen_dir, table)?;
-                    pairs.push(Pair { rec: r, recon, seen });
+                    pairs.push(Pair { rec: r, table_model, recon, seen });
                 }
             }
             pairs
@@ -131,7 +133,11 @@ impl Stage for Images {
             antialias: params.antialias,
             pixel_features: params.pixel_features as usize,
         };
-        let (rows, notes) = evaluate(&pairs, &options, &features)?;
+        let pixel = match ctx.optional_input("pixel_metrics") {
+            Some(path) => Some(PixelMetrics::read(path)?),
+            None => None,
+        };
+        let (rows, notes) = evaluate(&pairs, &options, &features, pixel.as_ref())?;
         for (k, v) in notes {
             ctx.note(k, v);
         }
@@ -144,6 +150,8 @@ impl Stage for Images {
 /// One (reconstruction, seen image) pair with both files resolved.
 struct Pair {
     rec: Reconstruction,
+    /// The model as the reconstructions table names it (before the `model` param renames it).
+    table_model: String,
     recon: PathBuf,
     seen: PathBuf,
 }
@@ -177,6 +185,7 @@ fn directory_pairs(dir: &Path, seen_dir: &Path, model: &str) -> Result<Vec<Pair>
             ));
         }
         pairs.push(Pair {
+            table_model: model.to_owned(),
             rec: Reconstruction {
                 model: model.to_owned(),
                 subject: ALL.to_owned(),
@@ -354,6 +363,47 @@ impl Features {
     }
 }
 
+/// PixCorr and SSIM per pair computed upstream (`clip.pixel_metrics`), by (model as the
+/// reconstructions table names it, subject, trial).
+struct PixelMetrics {
+    path: PathBuf,
+    values: HashMap<(String, String, i32), [Option<f64>; 3]>,
+}
+
+impl PixelMetrics {
+    const METRICS: [&'static str; 3] = ["pixcorr", "ssim_gaussian", "ssim_uniform7"];
+
+    fn read(path: &Path) -> Result<PixelMetrics> {
+        let mut values: HashMap<(String, String, i32), [Option<f64>; 3]> = HashMap::new();
+        for r in read_image_metrics(path)?.into_iter().filter(|r| r.trial >= 0) {
+            if let Some(k) = Self::METRICS.iter().position(|m| *m == r.metric) {
+                values.entry((r.model, r.subject, r.trial)).or_default()[k] = Some(r.value);
+            }
+        }
+        Ok(PixelMetrics { path: path.to_path_buf(), values })
+    }
+
+    fn of(&self, pair: &Pair) -> Result<super::PairMetrics> {
+        let key = (pair.table_model.clone(), pair.rec.subject.clone(), pair.rec.trial);
+        let found = self.values.get(&key).copied().unwrap_or_default();
+        let get = |k: usize| {
+            found[k].ok_or_else(|| {
+                EvalError::data(
+                    &self.path,
+                    format!(
+                        "no `{}` of model `{}`, subject `{}`, trial {}",
+                        Self::METRICS[k],
+                        key.0,
+                        key.1,
+                        key.2
+                    ),
+                )
+            })
+        };
+        Ok(super::PairMetrics { pixcorr: get(0)?, ssim_gaussian: get(1)?, ssim_uniform7: get(2)? })
+    }
+}
+
 /// Manifest notes: (key, value).
 type Notes = Vec<(String, f64)>;
 
@@ -362,6 +412,7 @@ fn evaluate(
     pairs: &[Pair],
     options: &Options,
     features: &[Features],
+    pixel: Option<&PixelMetrics>,
 ) -> Result<(Vec<ImageMetricRow>, Notes)> {
     if options.size < 11 {
         return Err(EvalError::data(
@@ -381,7 +432,10 @@ fn evaluate(
         .map(|pair| {
             let recon = read_png(&pair.recon)?;
             let s = &seen[&pair.seen];
-            let m = pair_metrics(s, &recon, options.size, options.antialias);
+            let m = match pixel {
+                Some(table) => table.of(pair)?,
+                None => pair_metrics(s, &recon, options.size, options.antialias),
+            };
             let (fs, fr) = if p > 0 {
                 (resize_bilinear(s, p, p, true).pixels, resize_bilinear(&recon, p, p, true).pixels)
             } else {
