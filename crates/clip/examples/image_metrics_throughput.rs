@@ -1,7 +1,9 @@
 //! Throughput of eval.images' pixel metrics on batches of 425 × 425 pairs (MindEye's size): the
 //! LibTorch path (`brainpipe_clip::pair_metrics_batch`, `ssim_batch`) on a device in f64 or f32,
 //! against eval's own CPU kernel (`brainpipe_eval::images`, one pair per thread over all cores).
-//! Prints one JSON line per measurement (`pairs_per_s`). Used by `bench/gpu_image_metrics.sh`.
+//! Prints one JSON line per measurement (`pairs_per_s`) and one correctness check (the `f64`
+//! values of the first pairs against eval's kernel, failing above 1e-6). Used by
+//! `bench/gpu_image_metrics.sh`.
 //!
 //! `image_metrics_throughput [--device cpu|cuda|auto] [--pairs 64] [--iters 5] [--kinds f64,f32] [--eval-cpu true]`
 use std::time::Instant;
@@ -50,6 +52,42 @@ fn report(implementation: &str, device: &str, kind: &str, what: &str, pairs: i64
     );
 }
 
+/// The first pairs' `f64` values against eval's CPU kernel on the same pixels: prints the largest
+/// difference and fails above 1e-6 (the tolerance), so a device run checks correctness too.
+fn check_against_eval(
+    seen: &Tensor,
+    recon: &Tensor,
+    ours: &brainpipe_clip::PairMetricsBatch,
+    device: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let n = SIDE as usize;
+    let mut worst = 0f64;
+    for i in 0..ours.pixcorr.len().min(4) {
+        let hwc = |t: &Tensor| -> Result<Vec<f64>, tch::TchError> {
+            Vec::<f64>::try_from(&t.get(i as i64).permute([1, 2, 0]).contiguous().view([-1]))
+        };
+        let (a, b) = (hwc(seen)?, hwc(recon)?);
+        let gray = |v: &[f64]| -> Vec<f64> {
+            v.chunks_exact(3).map(|p| 0.2125 * p[0] + 0.7154 * p[1] + 0.0721 * p[2]).collect()
+        };
+        let (ga, gb) = (gray(&a), gray(&b));
+        for (theirs, mine) in [
+            (pearson(&a, &b), ours.pixcorr[i]),
+            (ssim(&gb, &ga, n, n, SsimVariant::Gaussian)?, ours.ssim_gaussian[i]),
+            (ssim(&gb, &ga, n, n, SsimVariant::Uniform7)?, ours.ssim_uniform7[i]),
+        ] {
+            worst = worst.max((theirs - mine).abs());
+        }
+    }
+    println!(
+        "{{\"check\": \"tch f64 on {device} vs eval's CPU kernel\", \"max_abs_diff\": {worst:e}}}"
+    );
+    if worst.is_nan() || worst > 1e-6 {
+        return Err(format!("{device}: LibTorch metrics differ from eval's by {worst}").into());
+    }
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let device = DeviceChoice::parse(&arg(&args, "--device", "auto"))?.resolve()?;
@@ -74,10 +112,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let _ = tch::no_grad(|| ssim_batch(&gr, &gs, SsimWindow::Gaussian)).expect("ssim");
         });
         report("tch", &name, kind_name, "ssim_gaussian", pairs, t);
+        if kind == Kind::Double {
+            check_against_eval(&seen, &recon, &pair_metrics_batch(&s, &r)?, &name)?;
+        }
         // With the upload of the f64 pixels from the host (what a stage pays per batch).
         if device != Device::Cpu {
             let t = fastest(iters, device, || {
-                let (s, r) = (seen.to_device(device).to_kind(kind), recon.to_device(device).to_kind(kind));
+                let (s, r) =
+                    (seen.to_device(device).to_kind(kind), recon.to_device(device).to_kind(kind));
                 let _ = pair_metrics_batch(&s, &r).expect("metrics");
             });
             report("tch+upload", &name, kind_name, "pixcorr+ssim_gaussian+ssim_uniform7", pairs, t);

@@ -219,7 +219,10 @@ impl FeatureExtractor {
                 return Ok(items.into_iter().nth(index).expect("index checked against the length"));
             }
             (other, key) => {
-                return Err(bad(format!("returns {}: `output` {key:?} picks nothing", type_name(&other))));
+                return Err(bad(format!(
+                    "returns {}: `output` {key:?} picks nothing",
+                    type_name(&other)
+                )));
             }
         };
         match picked {
@@ -384,7 +387,8 @@ mod tests {
             first_line(&interpreter),
             "Given groups=1, expected input to have 1 channels, but got 3 channels instead"
         );
-        let plain = tch::TchError::Torch("PytorchStreamReader failed\nException raised from".into());
+        let plain =
+            tch::TchError::Torch("PytorchStreamReader failed\nException raised from".into());
         assert_eq!(first_line(&plain), "PytorchStreamReader failed");
     }
 
@@ -401,7 +405,10 @@ mod tests {
         assert_eq!(p.resized_size(425, 425), (256, 256));
         assert_eq!(p.resized_size(480, 640), (256, 341));
         assert_eq!(p.resized_size(640, 480), (341, 256));
-        assert_eq!(NetworkPreprocessing { square: true, ..p.clone() }.resized_size(480, 640), (256, 256));
+        assert_eq!(
+            NetworkPreprocessing { square: true, ..p.clone() }.resized_size(480, 640),
+            (256, 256)
+        );
         assert_eq!(NetworkPreprocessing { size: 0, ..p }.resized_size(480, 640), (480, 640));
     }
 }

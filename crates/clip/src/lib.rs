@@ -61,7 +61,6 @@ pub use train::{
 pub use config::{Activation, ClipConfig, TextConfig, VisionConfig};
 pub use error::{ClipError, Result};
 pub use extract::{Extract, ExtractParams, FeatureExtractor, NetworkPreprocessing};
-pub use pixel_metrics::{PixelMetrics, PixelMetricsParams};
 pub use image::{CLIP_MEAN, CLIP_STD, Preprocessor, RgbImage};
 pub use image_metrics::{
     PairMetricsBatch, RGB2GRAY, SsimWindow, gray_batch, pair_metrics_batch, pixcorr_batch,
@@ -70,6 +69,7 @@ pub use image_metrics::{
 pub use model::{
     CLIP_SCHEMA, CONFIG_FILE, ClipModel, LoadedClip, PREPROCESSOR_FILE, WEIGHTS_FILE, model_dir,
 };
+pub use pixel_metrics::{PixelMetrics, PixelMetricsParams};
 pub use tokenizer::{
     CONTEXT_LENGTH, END_OF_TEXT, MERGES_FILE, SPECIAL_TOKENS_FILE, START_OF_TEXT,
     TOKENIZER_CONFIG_FILE, Tokenizer, VOCAB_FILE, VOCAB_SIZE,
@@ -77,5 +77,11 @@ pub use tokenizer::{
 
 /// Every stage of this crate, for the CLI and pipelines to register.
 pub fn stages() -> Vec<Arc<dyn DynStage>> {
-    vec![Arc::new(Embed), Arc::new(Augment), Arc::new(Train), Arc::new(Extract), Arc::new(PixelMetrics)]
+    vec![
+        Arc::new(Embed),
+        Arc::new(Augment),
+        Arc::new(Train),
+        Arc::new(Extract),
+        Arc::new(PixelMetrics),
+    ]
 }

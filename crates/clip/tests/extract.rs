@@ -12,9 +12,7 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
-use brainpipe_artifacts::{
-    Reconstruction, STIMULI, read_embeddings, write_reconstructions,
-};
+use brainpipe_artifacts::{Reconstruction, STIMULI, read_embeddings, write_reconstructions};
 use brainpipe_clip::{Extract, FeatureExtractor, NetworkPreprocessing, PixelMetrics};
 use brainpipe_core::{run_standalone, write_table};
 use brainpipe_eval::images::{Images, images_section, read_image_metrics, two_way};
@@ -44,7 +42,8 @@ fn f32s(path: &Path) -> Vec<f32> {
 }
 
 fn three(v: &Value) -> [f32; 3] {
-    let a: Vec<f32> = v.as_array().expect("array").iter().map(|x| x.as_f64().expect("num") as f32).collect();
+    let a: Vec<f32> =
+        v.as_array().expect("array").iter().map(|x| x.as_f64().expect("num") as f32).collect();
     a.try_into().expect("three values")
 }
 
@@ -109,7 +108,11 @@ fn failure(module: &Path, output: &str) -> String {
 
 fn one_line_naming(err: &str, file: &Path, needles: &[&str]) {
     assert!(!err.contains('\n'), "not one line: {err}");
-    assert!(err.starts_with(&file.display().to_string()), "does not name {}: {err}", file.display());
+    assert!(
+        err.starts_with(&file.display().to_string()),
+        "does not name {}: {err}",
+        file.display()
+    );
     for n in needles {
         assert!(err.contains(n), "lacks {n:?}: {err}");
     }
@@ -126,16 +129,25 @@ fn bad_modules_and_images_are_one_line_errors_naming_the_file() {
     let not_tensor = fixtures().join("not_tensor.pt");
     one_line_naming(&failure(&not_tensor, ""), &not_tensor, &["returns an int, not a tensor"]);
     let gray = fixtures().join("gray_only.pt");
-    one_line_naming(&failure(&gray, ""), &gray, &["forward on a [1, 3, 36, 36] batch failed", "channels"]);
+    one_line_naming(
+        &failure(&gray, ""),
+        &gray,
+        &["forward on a [1, 3, 36, 36] batch failed", "channels"],
+    );
     let dict = fixtures().join("tiny_dict.pt");
-    one_line_naming(&failure(&dict, "features.4"), &dict, &["no key `features.4`", "features.2", "features.5"]);
+    one_line_naming(
+        &failure(&dict, "features.4"),
+        &dict,
+        &["no key `features.4`", "features.2", "features.5"],
+    );
     one_line_naming(&failure(&dict, ""), &dict, &["returns a dict, not a tensor"]);
     let tuple = fixtures().join("tiny_tuple.pt");
     one_line_naming(&failure(&tuple, "2"), &tuple, &["not an index into its 2 outputs"]);
     // An unreadable image names the image.
     let bad_png = dir.path().join("bad.png");
     std::fs::write(&bad_png, b"\x89PNG\r\n\x1a\nbroken").expect("write");
-    let x = FeatureExtractor::load(&fixtures().join("tiny_tensor.pt"), "", Device::Cpu).expect("load");
+    let x =
+        FeatureExtractor::load(&fixtures().join("tiny_tensor.pt"), "", Device::Cpu).expect("load");
     let pre = preprocessing(&expected()["cases"][0]);
     let err = x.extract_files(&[bad_png.clone()], &pre, 4).expect_err("corrupt png").to_string();
     one_line_naming(&err, &bad_png, &["corrupt PNG"]);
@@ -220,10 +232,16 @@ fn extract_then_eval_images_scores_two_named_feature_sets() {
     let model = fixtures().join("tiny_dict.pt");
     let mut tables = Vec::new();
     for (layer, output) in [("tiny2", "features.2"), ("tiny5", "features.5")] {
-        let params = json!({"output": output, "size": 40, "crop": 36, "device": "cpu", "threads": 1});
+        let params =
+            json!({"output": output, "size": 40, "crop": 36, "device": "cpu", "threads": 1});
         let seen = root.join(format!("{layer}_seen"));
-        run(&Extract, &[("stimuli", &stimuli), ("images", &images), ("model", &model)], params.clone(), &seen)
-            .expect("extract on the study");
+        run(
+            &Extract,
+            &[("stimuli", &stimuli), ("images", &images), ("model", &model)],
+            params.clone(),
+            &seen,
+        )
+        .expect("extract on the study");
         let recon = root.join(format!("{layer}_recon"));
         run(&Extract, &[("reconstructions", &reconstructions), ("model", &model)], params, &recon)
             .expect("extract on the reconstructions");
@@ -273,11 +291,17 @@ fn extract_then_eval_images_scores_two_named_feature_sets() {
     assert!(section.contains("tiny2 2-way ↑") && section.contains("tiny5 2-way ↑"), "{section}");
 
     // Feature sets must come in named pairs.
-    let err = run(&Images, &inputs, json!({"size": 64, "feature_names": ["tiny2"]}), &root.join("e1"))
-        .expect_err("one name for two sets");
+    let err =
+        run(&Images, &inputs, json!({"size": 64, "feature_names": ["tiny2"]}), &root.join("e1"))
+            .expect_err("one name for two sets");
     assert!(err.contains("2 feature sets but 1 `feature_names`"), "{err}");
-    let err = run(&Images, &inputs[..6], json!({"size": 64, "feature_names": ["a", "b"]}), &root.join("e2"))
-        .expect_err("unpaired");
+    let err = run(
+        &Images,
+        &inputs[..6],
+        json!({"size": 64, "feature_names": ["a", "b"]}),
+        &root.join("e2"),
+    )
+    .expect_err("unpaired");
     assert!(err.contains("2 `reconstruction_features` tables but 1 `seen_features`"), "{err}");
     let err = run(&Images, &inputs, json!({"feature_names": ["a", "a"]}), &root.join("e3"))
         .expect_err("twice");
@@ -322,8 +346,17 @@ fn pixel_metrics_stage_gives_eval_images_its_own_values() {
     let mut compared = 0;
     for (x, y) in a.iter().zip(&b) {
         assert_eq!((&x.model, x.trial, &x.metric), (&y.model, y.trial, &y.metric));
-        if x.trial >= 0 && ["pixcorr", "ssim_gaussian", "ssim_uniform7"].contains(&x.metric.as_str()) {
-            assert!((x.value - y.value).abs() <= 1e-6, "{} {}: {} vs {}", x.metric, x.trial, x.value, y.value);
+        if x.trial >= 0
+            && ["pixcorr", "ssim_gaussian", "ssim_uniform7"].contains(&x.metric.as_str())
+        {
+            assert!(
+                (x.value - y.value).abs() <= 1e-6,
+                "{} {}: {} vs {}",
+                x.metric,
+                x.trial,
+                x.value,
+                y.value
+            );
             compared += 1;
         }
     }
@@ -338,10 +371,34 @@ fn pixel_metrics_stage_gives_eval_images_its_own_values() {
     with_table.pop();
     with_table.push(("pixel_metrics", partial.as_path()));
     let err = run(&Images, &with_table, json!({"size": 64}), &root.join("e")).expect_err("missing");
-    assert!(err.contains("pixel_metrics.parquet") && err.contains("no `pixcorr` of model `ridge`"), "{err}");
+    assert!(
+        err.contains("pixel_metrics.parquet") && err.contains("no `pixcorr` of model `ridge`"),
+        "{err}"
+    );
 
     // 16-bit PNGs are left to eval's CPU path, with the file named.
-    std::fs::copy(image("camera16.png"), root.join("decode/images/ridge/sub-01_trial1.png")).expect("copy");
-    let err = run(&PixelMetrics, &inputs, json!({"device": "cpu"}), &root.join("e2")).expect_err("16-bit");
+    std::fs::copy(image("camera16.png"), root.join("decode/images/ridge/sub-01_trial1.png"))
+        .expect("copy");
+    let err = run(&PixelMetrics, &inputs, json!({"device": "cpu"}), &root.join("e2"))
+        .expect_err("16-bit");
     assert!(err.contains("sub-01_trial1.png") && err.contains("16-bit"), "{err}");
+}
+
+#[test]
+fn extract_params_are_checked_before_the_worker_starts() {
+    let check = brainpipe_params::canonical("clip.extract").expect("declared");
+    assert!(check(&json!({})).is_ok(), "the defaults (MindEye's AlexNet preprocessing)");
+    for (params, needle) in [
+        (json!({"mean": [0.5, 0.5]}), "`mean` must be three finite numbers"),
+        (json!({"std": [0.2, 0.0, 0.2]}), "`std` must be positive"),
+        (json!({"size": 224, "crop": 256}), "`crop` 256 is larger than `size` 224"),
+        (json!({"size": 0, "square": true}), "`square` needs a `size`"),
+        (json!({"batch_size": 0}), "`batch_size` must be at least 1"),
+    ] {
+        let err = check(&params).expect_err("refused");
+        assert!(err.contains(needle), "{params}: {err}");
+    }
+    let pixel = brainpipe_params::canonical("clip.pixel_metrics").expect("declared");
+    assert!(pixel(&json!({})).is_ok());
+    assert!(pixel(&json!({"size": 7})).expect_err("small").contains("`size` must be at least 11"));
 }

@@ -48,7 +48,8 @@ fn pair_metrics_match_eval_through_resize_and_gray() {
             for (a, b) in PAIRS {
                 let (ia, ib) = (read_png(&fixture(a)).expect(a), read_png(&fixture(b)).expect(b));
                 let to = |i: &RgbImage| {
-                    resize_square(&chw(i).to_device(device), size as i64, antialias).expect("resize")
+                    resize_square(&chw(i).to_device(device), size as i64, antialias)
+                        .expect("resize")
                 };
                 seen.push(to(&ia));
                 recon.push(to(&ib));
@@ -71,7 +72,11 @@ fn pair_metrics_match_eval_through_resize_and_gray() {
                     }
                     let d = (ours - theirs).abs();
                     worst = worst.max(d);
-                    assert!(d <= TOLERANCE, "{device:?} {size} aa={antialias} {:?} {what}: {ours} vs {theirs}", PAIRS[k]);
+                    assert!(
+                        d <= TOLERANCE,
+                        "{device:?} {size} aa={antialias} {:?} {what}: {ours} vs {theirs}",
+                        PAIRS[k]
+                    );
                 }
             }
             println!("{device:?} size {size} antialias {antialias}: max |tch − eval| = {worst:e}");
@@ -85,9 +90,10 @@ fn ssim_on_raw_gray_images_matches_eval_and_rejects_bad_shapes() {
     let gray = |n: &str| rgb2gray(&read_png(&fixture(n)).expect(n));
     let (a, b) = (gray("astronaut.png"), gray("scene_b.png"));
     let t = |v: &[f64], h: i64, w: i64| Tensor::from_slice(v).view([1, h, w]);
-    for (window, variant) in
-        [(SsimWindow::Gaussian, SsimVariant::Gaussian), (SsimWindow::Uniform7, SsimVariant::Uniform7)]
-    {
+    for (window, variant) in [
+        (SsimWindow::Gaussian, SsimVariant::Gaussian),
+        (SsimWindow::Uniform7, SsimVariant::Uniform7),
+    ] {
         let ours = f64::try_from(ssim_batch(&t(&a, 64, 64), &t(&b, 64, 64), window).expect("ssim"))
             .expect("scalar");
         let theirs = ssim(&a, &b, 64, 64, variant).expect("eval");
@@ -98,7 +104,8 @@ fn ssim_on_raw_gray_images_matches_eval_and_rejects_bad_shapes() {
     let ours = ssim_batch(&t(&tiny, 7, 7), &t(&flipped, 7, 7), SsimWindow::Uniform7).expect("7×7");
     let theirs = ssim(&tiny, &flipped, 7, 7, SsimVariant::Uniform7).expect("eval 7×7");
     assert!((f64::try_from(ours).expect("scalar") - theirs).abs() <= 1e-12);
-    let err = ssim_batch(&t(&tiny, 7, 7), &t(&tiny, 7, 7), SsimWindow::Gaussian).expect_err("small");
+    let err =
+        ssim_batch(&t(&tiny, 7, 7), &t(&tiny, 7, 7), SsimWindow::Gaussian).expect_err("small");
     assert!(err.to_string().contains("smaller than the 11×11 SSIM window"), "{err}");
     let other = Tensor::zeros([1, 8, 7], (Kind::Double, Device::Cpu));
     let err = ssim_batch(&t(&tiny, 7, 7), &other, SsimWindow::Uniform7).expect_err("shapes");
