@@ -149,7 +149,10 @@ fn bad_modules_and_images_are_one_line_errors_naming_the_file() {
     let x =
         FeatureExtractor::load(&fixtures().join("tiny_tensor.pt"), "", Device::Cpu).expect("load");
     let pre = preprocessing(&expected()["cases"][0]);
-    let err = x.extract_files(&[bad_png.clone()], &pre, 4).expect_err("corrupt png").to_string();
+    let err = x
+        .extract_files(std::slice::from_ref(&bad_png), &pre, 4)
+        .expect_err("corrupt png")
+        .to_string();
     one_line_naming(&err, &bad_png, &["corrupt PNG"]);
     // Images of different shapes without a crop cannot be stacked: the odd one is named.
     let no_crop = NetworkPreprocessing { crop: 0, ..pre };
