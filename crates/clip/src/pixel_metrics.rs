@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use brainpipe_artifacts::{
-    IMAGE_METRICS, ImageMetricRow, RECONSTRUCTIONS, Reconstruction, image_file_name,
-    read_reconstructions, read_stimuli, resolve_image, write_image_metrics,
+    IMAGE_METRICS, ImageMetricRow, RECONSTRUCTIONS, Reconstruction, image_file_name, read_stimuli,
+    resolve_image, write_image_metrics,
 };
 use brainpipe_core::{ArtifactKind, Context, IoContext, Port, Stage, StageError};
 use brainpipe_tensor::{ResolveDevice, device_name};
@@ -19,7 +19,7 @@ pub use brainpipe_params::clip::PixelMetricsParams;
 use crate::error::{ClipError, Result};
 use crate::image::RgbImage;
 use crate::image_metrics::{pair_metrics_batch, resize_square};
-use crate::stages::{IMAGES_DOC, STIMULI_DOC};
+use crate::stages::{IMAGES_DOC, STIMULI_DOC, reconstruction_files};
 
 /// `clip.pixel_metrics`: PixCorr and SSIM of reconstructions on LibTorch.
 #[derive(Clone, Copy, Debug, Default)]
@@ -66,30 +66,19 @@ impl Stage for PixelMetrics {
             }
         }
         let mut pairs: Vec<(Reconstruction, PathBuf, PathBuf)> = Vec::new();
-        for table in ctx.input_list("reconstructions") {
-            let dir = table.parent().map_or_else(|| PathBuf::from("images"), |f| f.join("images"));
-            for r in read_reconstructions(table)? {
-                let recon = dir.join(&r.image);
-                if !recon.is_file() {
-                    return Err(ClipError::table(
-                        table,
-                        format!("reconstruction `{}` not found in {}", r.image, dir.display()),
-                    )
-                    .into());
-                }
-                let seen = seen_of.get(&r.stimulus).ok_or_else(|| {
-                    ClipError::table(
-                        table,
-                        format!(
-                            "stimulus `{}` has no image in {}",
-                            r.stimulus,
-                            stimuli_table.display()
-                        ),
-                    )
-                })?;
-                let seen = resolve_image(seen, images_dir.as_deref(), &stimuli_table)?;
-                pairs.push((r, recon, seen));
-            }
+        for (r, recon) in reconstruction_files(&ctx.input_list("reconstructions"))? {
+            let seen = seen_of.get(&r.stimulus).ok_or_else(|| {
+                ClipError::table(
+                    &recon,
+                    format!(
+                        "stimulus `{}` has no image in {}",
+                        r.stimulus,
+                        stimuli_table.display()
+                    ),
+                )
+            })?;
+            let seen = resolve_image(seen, images_dir.as_deref(), &stimuli_table)?;
+            pairs.push((r, recon, seen));
         }
         if pairs.is_empty() {
             return Err(StageError::msg("clip.pixel_metrics: no reconstructions in the inputs"));

@@ -15,8 +15,8 @@ use crate::error::{ClipError, Result};
 use crate::image::RgbImage;
 use crate::model::model_dir;
 use brainpipe_artifacts::{
-    EmbeddingKind, EmbeddingRow, Stimulus, read_reconstructions, read_stimuli, resolve_image,
-    write_embeddings,
+    EmbeddingKind, EmbeddingRow, Reconstruction, Stimulus, read_reconstructions, read_stimuli,
+    resolve_image, write_embeddings,
 };
 
 pub(crate) const STIMULI_DOC: &str =
@@ -177,9 +177,31 @@ fn embed_reconstructions(
 pub(crate) fn reconstruction_images(
     tables: &[PathBuf],
 ) -> Result<(Vec<EmbeddingRow>, Vec<PathBuf>)> {
-    let mut rows = Vec::new();
-    let mut files = Vec::new();
+    Ok(reconstruction_files(tables)?
+        .into_iter()
+        .map(|(r, file)| {
+            let row = EmbeddingRow {
+                stimulus: r.stimulus,
+                stimulus_id: r.trial,
+                kind: EmbeddingKind::Image,
+                caption_index: None,
+                caption: None,
+                augmentation: None,
+                image: Some(r.image),
+            };
+            (row, file)
+        })
+        .unzip())
+}
+
+/// Every row of diffusion.decode's `tables` with its PNG, which must exist in the `images/`
+/// beside its table.
+pub(crate) fn reconstruction_files<P: AsRef<Path>>(
+    tables: &[P],
+) -> Result<Vec<(Reconstruction, PathBuf)>> {
+    let mut out = Vec::new();
     for table in tables {
+        let table = table.as_ref();
         let dir = table.parent().map_or_else(|| PathBuf::from("images"), |f| f.join("images"));
         for r in read_reconstructions(table)? {
             let file = dir.join(&r.image);
@@ -189,19 +211,10 @@ pub(crate) fn reconstruction_images(
                     format!("reconstruction `{}` not found in {}", r.image, dir.display()),
                 ));
             }
-            files.push(file);
-            rows.push(EmbeddingRow {
-                stimulus: r.stimulus,
-                stimulus_id: r.trial,
-                kind: EmbeddingKind::Image,
-                caption_index: None,
-                caption: None,
-                augmentation: None,
-                image: Some(r.image),
-            });
+            out.push((r, file));
         }
     }
-    Ok((rows, files))
+    Ok(out)
 }
 
 /// The `kind = image` embedding rows of a study's stimuli table and their image files, in the
