@@ -19,6 +19,7 @@ use tch::{CModule, Device, IValue, Kind, Tensor};
 
 pub use brainpipe_params::clip::ExtractParams;
 
+use crate::alexnet::AlexNetFeatures;
 use crate::error::{ClipError, Result};
 use crate::image::RgbImage;
 use crate::stages::{IMAGES_DOC, STIMULI_DOC, reconstruction_images, study_images};
@@ -95,9 +96,18 @@ impl NetworkPreprocessing {
     }
 }
 
-/// A user's TorchScript network, loaded on a device, and which of its outputs to keep.
+/// What computes the features.
+enum Network {
+    /// A user's TorchScript module.
+    TorchScript(CModule),
+    /// torchvision's AlexNet features from a safetensors state dict.
+    AlexNet(AlexNetFeatures),
+}
+
+/// A user's network (TorchScript, or AlexNet weights), loaded on a device, and which of its
+/// outputs to keep.
 pub struct FeatureExtractor {
-    module: CModule,
+    network: Network,
     path: PathBuf,
     output: String,
     device: Device,
@@ -147,7 +157,26 @@ impl FeatureExtractor {
             ClipError::module(path, format!("cannot be loaded: {}", first_line(&e)))
         })?;
         module.set_eval();
-        Ok(FeatureExtractor { module, path: path.to_path_buf(), output: output.to_owned(), device })
+        Ok(FeatureExtractor {
+            network: Network::TorchScript(module),
+            path: path.to_path_buf(),
+            output: output.to_owned(),
+            device,
+        })
+    }
+
+    /// Loads the safetensors state dict `path` of torchvision's `AlexNet.features` (any widths)
+    /// onto `device`, keeping layer `output` (`features.N`; empty: the whole block).
+    pub fn load_alexnet(path: &Path, output: &str, device: Device) -> Result<Self> {
+        if !path.is_file() {
+            return Err(ClipError::module(path, "no such file"));
+        }
+        Ok(FeatureExtractor {
+            network: Network::AlexNet(AlexNetFeatures::load(path, output, device)?),
+            path: path.to_path_buf(),
+            output: output.to_owned(),
+            device,
+        })
     }
 
     /// The device it computes on.
@@ -159,14 +188,23 @@ impl FeatureExtractor {
     /// `n × dim` `f32` on the CPU.
     pub fn features(&self, batch: &Tensor) -> Result<Tensor> {
         let n = batch.size()[0];
-        let input = IValue::Tensor(batch.to_device(self.device));
-        let out = tch::no_grad(|| self.module.forward_is(&[input])).map_err(|e| {
+        let input = batch.to_device(self.device);
+        let failed = |e: tch::TchError| {
             ClipError::module(
                 &self.path,
                 format!("forward on a {:?} batch failed: {}", batch.size(), first_line(&e)),
             )
-        })?;
-        let tensor = self.select(out)?;
+        };
+        let tensor = match &self.network {
+            Network::TorchScript(module) => {
+                let out = tch::no_grad(|| module.forward_is(&[IValue::Tensor(input)]));
+                self.select(out.map_err(failed)?)?
+            }
+            Network::AlexNet(net) => tch::no_grad(|| net.forward(&input)).map_err(|e| match e {
+                ClipError::Torch(e) => failed(e),
+                other => other,
+            })?,
+        };
         if tensor.dim() == 0 || tensor.size()[0] != n {
             return Err(ClipError::module(
                 &self.path,
@@ -308,7 +346,8 @@ impl Stage for Extract {
                 "model",
                 ArtifactKind::File,
                 "a TorchScript module (torch.jit.trace / torch.jit.script, saved with .save) taking \
-                 an n × 3 × h × w float batch",
+                 an n × 3 × h × w float batch; with `architecture: alexnet`, a safetensors state \
+                 dict of torchvision's AlexNet.features",
             ),
         ]
     }
@@ -346,7 +385,10 @@ impl Stage for Extract {
         brainpipe_tensor::apply_threads_param(p.threads);
         let device = p.device.resolve().map_err(ClipError::from)?;
         ctx.set_device(device_name(device));
-        let extractor = FeatureExtractor::load(&model, &p.output, device)?;
+        let extractor = match p.architecture.as_str() {
+            "alexnet" => FeatureExtractor::load_alexnet(&model, &p.output, device)?,
+            _ => FeatureExtractor::load(&model, &p.output, device)?,
+        };
         let (values, dim) = extractor.extract_files(&files, &p.preprocessing(), p.batch_size)?;
         ctx.note("images", rows.len());
         ctx.note("dim", dim);

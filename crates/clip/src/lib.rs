@@ -33,6 +33,7 @@
 //! assert_eq!(text.size(), vec![1, 64]);
 //! ```
 
+mod alexnet;
 mod augment;
 mod config;
 mod embedder;

@@ -71,9 +71,13 @@ fn features_match_torch_on_fixture_photographs() {
     for case in e["cases"].as_array().expect("cases") {
         let name = case["case"].as_str().expect("case");
         let module = fixtures().join(case["module"].as_str().expect("module"));
-        let extractor =
-            FeatureExtractor::load(&module, case["output"].as_str().expect("output"), Device::Cpu)
-                .expect("module loads");
+        let output = case["output"].as_str().expect("output");
+        let extractor = if module.extension().is_some_and(|e| e == "safetensors") {
+            FeatureExtractor::load_alexnet(&module, output, Device::Cpu)
+        } else {
+            FeatureExtractor::load(&module, output, Device::Cpu)
+        }
+        .expect("module loads");
         // Batches of 2 (the last one short): batching must not change a row.
         let (ours, dim) =
             extractor.extract_files(&files, &preprocessing(case), 2).expect("features");
@@ -143,6 +147,41 @@ fn bad_modules_and_images_are_one_line_errors_naming_the_file() {
     one_line_naming(&failure(&dict, ""), &dict, &["returns a dict, not a tensor"]);
     let tuple = fixtures().join("tiny_tuple.pt");
     one_line_naming(&failure(&tuple, "2"), &tuple, &["not an index into its 2 outputs"]);
+    // AlexNet weights: a layer out of range, a TorchScript file given as weights, a state dict
+    // with a wrong shape.
+    let alex = fixtures().join("alexnet_tiny.safetensors");
+    let err = FeatureExtractor::load_alexnet(&alex, "features.13", Device::Cpu)
+        .map(|_| ())
+        .expect_err("layer")
+        .to_string();
+    one_line_naming(&err, &alex, &["not a layer of AlexNet's features"]);
+    let tensor_pt = fixtures().join("tiny_tensor.pt");
+    let err = FeatureExtractor::load_alexnet(&tensor_pt, "", Device::Cpu)
+        .map(|_| ())
+        .expect_err("zip")
+        .to_string();
+    one_line_naming(&err, &tensor_pt, &["not a readable safetensors file"]);
+    let mut named = tch::Tensor::read_safetensors(&alex).expect("read");
+    named.retain(|(n, _)| n != "features.8.bias");
+    for (n, t) in named.iter_mut() {
+        if n == "features.3.weight" {
+            *t = t.narrow(1, 0, 2).contiguous();
+        }
+    }
+    let broken = dir.path().join("broken.safetensors");
+    tch::Tensor::write_safetensors(&named, &broken).expect("write");
+    let err = FeatureExtractor::load_alexnet(&broken, "", Device::Cpu)
+        .map(|_| ())
+        .expect_err("broken")
+        .to_string();
+    one_line_naming(
+        &err,
+        &broken,
+        &[
+            "features.3.weight is [6, 2, 5, 5], expected [_, 4, 5, 5]",
+            "features.8.weight and .bias missing",
+        ],
+    );
     // An unreadable image names the image.
     let bad_png = dir.path().join("bad.png");
     std::fs::write(&bad_png, b"\x89PNG\r\n\x1a\nbroken").expect("write");
@@ -309,6 +348,18 @@ fn extract_then_eval_images_scores_two_named_feature_sets() {
     let err = run(&Images, &inputs, json!({"feature_names": ["a", "a"]}), &root.join("e3"))
         .expect_err("twice");
     assert!(err.contains("`a` twice"), "{err}");
+    // AlexNet weights as safetensors through the stage: AlexNet(2)'s layer of the tiny net.
+    let alex_out = root.join("alex");
+    run(
+        &Extract,
+        &[("stimuli", &stimuli), ("images", &images), ("model", &fixtures().join("alexnet_tiny.safetensors"))],
+        json!({"architecture": "alexnet", "output": "features.4", "size": 72, "crop": 68, "device": "cpu"}),
+        &alex_out,
+    )
+    .expect("extract with alexnet weights");
+    let (rows, _, dim) =
+        read_embeddings(&alex_out.join("features.parquet")).expect("alexnet features");
+    assert_eq!((rows.len(), dim), (SEEN.len(), 6 * 7 * 7));
     // The extractor's bad inputs through the stage: a missing module names it.
     let missing = root.join("nope.pt");
     let err = run(
@@ -397,6 +448,7 @@ fn extract_params_are_checked_before_the_worker_starts() {
         (json!({"size": 224, "crop": 256}), "`crop` 256 is larger than `size` 224"),
         (json!({"size": 0, "square": true}), "`square` needs a `size`"),
         (json!({"batch_size": 0}), "`batch_size` must be at least 1"),
+        (json!({"architecture": "vgg"}), "`architecture`: unknown `vgg`"),
     ] {
         let err = check(&params).expect_err("refused");
         assert!(err.contains(needle), "{params}: {err}");

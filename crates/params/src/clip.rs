@@ -34,8 +34,13 @@ brainpipe_core::params! {
     /// Params of `clip.extract`: a TorchScript network's features of images, preprocessed as
     /// MindEye's `two_way_identification` does (the defaults are its AlexNet column's).
     pub struct ExtractParams {
-        /// Which output of the module: empty for a module that returns one tensor; a key of a
-        /// returned dict (`features.4`); an index into a returned tuple or list (`0`).
+        /// What `model` is: empty for a TorchScript module; `alexnet` for a safetensors state
+        /// dict of torchvision's `AlexNet.features` (`features.0.weight`…, any widths).
+        pub architecture: String = String::new(),
+        /// Which output: for TorchScript, empty when the module returns one tensor, a key of a
+        /// returned dict (`features.4`), or an index into a returned tuple or list (`0`); for
+        /// `alexnet`, the layer `features.N` to stop after (MindEye: `features.4` for AlexNet(2),
+        /// `features.11` for AlexNet(5)), empty for the whole block.
         pub output: String = String::new(),
         /// Bilinear resize (torchvision `Resize(size)` on float tensors): the shorter side becomes
         /// `size`, the longer `int(size · long / short)`; 0 keeps the size. MindEye: 256
@@ -178,8 +183,18 @@ fn check_embed(p: &EmbedParams) -> Result<(), String> {
     at_least("batch_size", p.batch_size, 1)
 }
 
+/// The architectures `clip.extract` builds from safetensors weights (besides TorchScript).
+pub const EXTRACT_ARCHITECTURES: [&str; 1] = ["alexnet"];
+
 fn check_extract(p: &ExtractParams) -> Result<(), String> {
     threads(p.threads)?;
+    if !p.architecture.is_empty() && !EXTRACT_ARCHITECTURES.contains(&p.architecture.as_str()) {
+        return Err(format!(
+            "`architecture`: unknown `{}` (empty for TorchScript, or: {})",
+            p.architecture,
+            EXTRACT_ARCHITECTURES.join(", ")
+        ));
+    }
     at_least("batch_size", p.batch_size, 1)?;
     for (name, values) in [("mean", &p.mean), ("std", &p.std)] {
         if values.len() != 3 || values.iter().any(|v| !v.is_finite()) {
