@@ -1,7 +1,8 @@
 //! Features of images from a user's TorchScript network, for the 2-way identification columns of
 //! the field's reconstruction table (MindEye's AlexNet(2), AlexNet(5), Inception, EfficientNet,
 //! SwAV): torchvision's weights cannot be downloaded here, so the network is whatever module the
-//! user exported, e.g. `torch.jit.trace(alexnet(weights=...).features[:5], x)`.
+//! user exported, e.g. `torch.jit.trace(alexnet(weights=...).features[:5], x)`, or AlexNet's
+//! weights as a safetensors state dict (`alexnet.rs`).
 //!
 //! The preprocessing is MindEye's `two_way_identification` (MindEye1 `Reconstruction_Metrics.py`):
 //! RGB scaled to `[0, 1]` in `f32` (`ToTensor`), torchvision's `Resize(size, BILINEAR)` on the

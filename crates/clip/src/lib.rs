@@ -12,7 +12,8 @@
 //! - [`Preprocessor`] / [`RgbImage`]: `CLIPImageProcessor`'s resize, crop and normalisation.
 //! - [`Embedder`]: batched image and text embedding on a device, fp32 or bf16.
 //! - [`FeatureExtractor`] / [`NetworkPreprocessing`]: a user's TorchScript network (AlexNet,
-//!   Inception… exported with torch.jit) on images preprocessed as MindEye's 2-way identification.
+//!   Inception… exported with torch.jit; or AlexNet weights as safetensors) on images preprocessed
+//!   as MindEye's 2-way identification.
 //! - [`ssim_batch`], [`pixcorr_batch`], [`pair_metrics_batch`]: eval.images' PixCorr and SSIM on
 //!   LibTorch, for large batches on a GPU.
 //! - Stages ([`stages`]): `clip.embed`, `clip.augment`, `clip.train`, `clip.extract`,
