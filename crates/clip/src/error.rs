@@ -28,6 +28,14 @@ pub enum ClipError {
         /// Every problem found, joined.
         message: String,
     },
+    /// A TorchScript feature extractor that cannot be loaded or run, or whose output is unusable.
+    #[error("{}: TorchScript module: {message}", path.display())]
+    Module {
+        /// The module file.
+        path: PathBuf,
+        /// What is wrong (LibTorch's message cut to its first line).
+        message: String,
+    },
     /// A tokenizer file (`vocab.json`, `merges.txt`) that is missing or malformed.
     #[error("{}: tokenizer: {message}", path.display())]
     Tokenizer {
@@ -67,6 +75,11 @@ impl ClipError {
     /// A [`ClipError::Config`] for `path`.
     pub(crate) fn config(path: impl AsRef<Path>, message: impl Into<String>) -> Self {
         ClipError::Config { path: path.as_ref().to_path_buf(), message: message.into() }
+    }
+
+    /// A [`ClipError::Module`] for `path`.
+    pub(crate) fn module(path: impl AsRef<Path>, message: impl Into<String>) -> Self {
+        ClipError::Module { path: path.as_ref().to_path_buf(), message: message.into() }
     }
 
     /// A [`ClipError::Tokenizer`] for `path`.

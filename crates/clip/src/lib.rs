@@ -11,7 +11,13 @@
 //!   model directory's `vocab.json` + `merges.txt`.
 //! - [`Preprocessor`] / [`RgbImage`]: `CLIPImageProcessor`'s resize, crop and normalisation.
 //! - [`Embedder`]: batched image and text embedding on a device, fp32 or bf16.
-//! - Stages ([`stages`]): `clip.embed`, `clip.augment`, `clip.train`; their table
+//! - [`FeatureExtractor`] / [`NetworkPreprocessing`]: a user's TorchScript network (AlexNet,
+//!   Inception… exported with torch.jit; or AlexNet weights as safetensors) on images preprocessed
+//!   as MindEye's 2-way identification.
+//! - [`ssim_batch`], [`pixcorr_batch`], [`pair_metrics_batch`]: eval.images' PixCorr and SSIM on
+//!   LibTorch, for large batches on a GPU.
+//! - Stages ([`stages`]): `clip.embed`, `clip.augment`, `clip.train`, `clip.extract`,
+//!   `clip.pixel_metrics`; their table
 //!   (`embeddings/1`) is in docs/ARTIFACTS.md. `clip.words` and `clip.select_captions` need no
 //!   LibTorch: they are in brainpipe-targets and run in the driver.
 //!
@@ -28,12 +34,16 @@
 //! assert_eq!(text.size(), vec![1, 64]);
 //! ```
 
+mod alexnet;
 mod augment;
 mod config;
 mod embedder;
 mod error;
+mod extract;
 mod image;
+mod image_metrics;
 mod model;
+mod pixel_metrics;
 mod stages;
 mod tokenizer;
 mod train;
@@ -52,10 +62,16 @@ pub use train::{
 
 pub use config::{Activation, ClipConfig, TextConfig, VisionConfig};
 pub use error::{ClipError, Result};
+pub use extract::{Extract, ExtractParams, FeatureExtractor, NetworkPreprocessing};
 pub use image::{CLIP_MEAN, CLIP_STD, Preprocessor, RgbImage};
+pub use image_metrics::{
+    PairMetricsBatch, RGB2GRAY, SsimWindow, gray_batch, pair_metrics_batch, pixcorr_batch,
+    resize_square, ssim_batch,
+};
 pub use model::{
     CLIP_SCHEMA, CONFIG_FILE, ClipModel, LoadedClip, PREPROCESSOR_FILE, WEIGHTS_FILE, model_dir,
 };
+pub use pixel_metrics::{PixelMetrics, PixelMetricsParams};
 pub use tokenizer::{
     CONTEXT_LENGTH, END_OF_TEXT, MERGES_FILE, SPECIAL_TOKENS_FILE, START_OF_TEXT,
     TOKENIZER_CONFIG_FILE, Tokenizer, VOCAB_FILE, VOCAB_SIZE,
@@ -63,5 +79,11 @@ pub use tokenizer::{
 
 /// Every stage of this crate, for the CLI and pipelines to register.
 pub fn stages() -> Vec<Arc<dyn DynStage>> {
-    vec![Arc::new(Embed), Arc::new(Augment), Arc::new(Train)]
+    vec![
+        Arc::new(Embed),
+        Arc::new(Augment),
+        Arc::new(Train),
+        Arc::new(Extract),
+        Arc::new(PixelMetrics),
+    ]
 }

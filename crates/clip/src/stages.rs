@@ -15,13 +15,13 @@ use crate::error::{ClipError, Result};
 use crate::image::RgbImage;
 use crate::model::model_dir;
 use brainpipe_artifacts::{
-    EmbeddingKind, EmbeddingRow, Stimulus, read_reconstructions, read_stimuli, resolve_image,
-    write_embeddings,
+    EmbeddingKind, EmbeddingRow, Reconstruction, Stimulus, read_reconstructions, read_stimuli,
+    resolve_image, write_embeddings,
 };
 
-const STIMULI_DOC: &str =
+pub(crate) const STIMULI_DOC: &str =
     "stimuli table (ingest.synthetic or a real study): images and captions, or words";
-const IMAGES_DOC: &str =
+pub(crate) const IMAGES_DOC: &str =
     "the study's images directory; image paths in the stimuli table resolve against it";
 const MODEL_DOC: &str = "a Hugging Face CLIP directory (config.json + model.safetensors; its vocab.json + merges.txt \
      tokenize when present), e.g. clip.train's model";
@@ -128,18 +128,7 @@ impl Stage for Embed {
         let texts: Vec<&str> = captions.iter().map(|c| c.2).collect();
         let caption_embeddings = embedder.embed_texts(&texts, p.batch_size)?;
         let mut rows = Vec::with_capacity(images.len() + captions.len());
-        for (i, _) in &images {
-            let s = &stimuli[*i];
-            rows.push(EmbeddingRow {
-                stimulus: s.name(),
-                stimulus_id: s.id,
-                kind: EmbeddingKind::Image,
-                caption_index: None,
-                caption: None,
-                augmentation: None,
-                image: s.image.clone(),
-            });
-        }
+        rows.extend(images.iter().map(|(i, _)| image_row(&stimuli[*i])));
         for (i, j, text) in &captions {
             let s = &stimuli[*i];
             rows.push(EmbeddingRow {
@@ -172,9 +161,47 @@ fn embed_reconstructions(
     tables: &[PathBuf],
     p: &EmbedParams,
 ) -> Result<(), StageError> {
-    let mut rows = Vec::new();
-    let mut files = Vec::new();
+    let (out, files) = reconstruction_images(tables)?;
+    let model = ctx.input("model")?.to_path_buf();
+    brainpipe_tensor::apply_threads_param(p.threads);
+    let embedder = load_embedder(ctx, &model, p.device, p.precision)?;
+    let values = embedder.embed_files(&files, p.batch_size)?;
+    ctx.note("images", out.len());
+    write_embeddings(&ctx.output("embeddings"), &out, values, embedder.dim())?;
+    Ok(())
+}
+
+/// The reconstructions of diffusion.decode's `tables` (their PNGs in the `images/` beside each
+/// table) as `kind = image` embedding rows — `stimulus` the seen image, `image` the PNG's path as
+/// the table gives it — and the PNG files, in the same order.
+pub(crate) fn reconstruction_images(
+    tables: &[PathBuf],
+) -> Result<(Vec<EmbeddingRow>, Vec<PathBuf>)> {
+    Ok(reconstruction_files(tables)?
+        .into_iter()
+        .map(|(r, file)| {
+            let row = EmbeddingRow {
+                stimulus: r.stimulus,
+                stimulus_id: r.trial,
+                kind: EmbeddingKind::Image,
+                caption_index: None,
+                caption: None,
+                augmentation: None,
+                image: Some(r.image),
+            };
+            (row, file)
+        })
+        .unzip())
+}
+
+/// Every row of diffusion.decode's `tables` with its PNG, which must exist in the `images/`
+/// beside its table.
+pub(crate) fn reconstruction_files<P: AsRef<Path>>(
+    tables: &[P],
+) -> Result<Vec<(Reconstruction, PathBuf)>> {
+    let mut out = Vec::new();
     for table in tables {
+        let table = table.as_ref();
         let dir = table.parent().map_or_else(|| PathBuf::from("images"), |f| f.join("images"));
         for r in read_reconstructions(table)? {
             let file = dir.join(&r.image);
@@ -182,32 +209,37 @@ fn embed_reconstructions(
                 return Err(ClipError::table(
                     table,
                     format!("reconstruction `{}` not found in {}", r.image, dir.display()),
-                )
-                .into());
+                ));
             }
-            files.push(file);
-            rows.push(r);
+            out.push((r, file));
         }
     }
-    let model = ctx.input("model")?.to_path_buf();
-    brainpipe_tensor::apply_threads_param(p.threads);
-    let embedder = load_embedder(ctx, &model, p.device, p.precision)?;
-    let values = embedder.embed_files(&files, p.batch_size)?;
-    let out: Vec<EmbeddingRow> = rows
-        .iter()
-        .map(|r| EmbeddingRow {
-            stimulus: r.stimulus.clone(),
-            stimulus_id: r.trial,
-            kind: EmbeddingKind::Image,
-            caption_index: None,
-            caption: None,
-            augmentation: None,
-            image: Some(r.image.clone()),
-        })
-        .collect();
-    ctx.note("images", out.len());
-    write_embeddings(&ctx.output("embeddings"), &out, values, embedder.dim())?;
-    Ok(())
+    Ok(out)
+}
+
+/// The `kind = image` embedding rows of a study's stimuli table and their image files, in the
+/// same order (every image must exist).
+pub(crate) fn study_images(
+    table: &Path,
+    images_dir: Option<&Path>,
+) -> Result<(Vec<EmbeddingRow>, Vec<PathBuf>)> {
+    let stimuli = read_stimuli(table)?;
+    let paths = image_paths(&stimuli, images_dir, table)?;
+    let rows = paths.iter().map(|(i, _)| image_row(&stimuli[*i])).collect();
+    Ok((rows, paths.into_iter().map(|(_, p)| p).collect()))
+}
+
+/// The `kind = image` embedding row of stimulus `s`.
+fn image_row(s: &Stimulus) -> EmbeddingRow {
+    EmbeddingRow {
+        stimulus: s.name(),
+        stimulus_id: s.id,
+        kind: EmbeddingKind::Image,
+        caption_index: None,
+        caption: None,
+        augmentation: None,
+        image: s.image.clone(),
+    }
 }
 
 /// `clip.augment`: augmented copies of every image and their embeddings.

@@ -24,6 +24,70 @@ brainpipe_core::params! {
     validate = check_embed;
 }
 
+/// ImageNet's per-channel mean (torchvision's `Normalize` for its pretrained networks; MindEye's
+/// AlexNet, Inception, EfficientNet and SwAV columns).
+pub const IMAGENET_MEAN: [f64; 3] = [0.485, 0.456, 0.406];
+/// ImageNet's per-channel standard deviation.
+pub const IMAGENET_STD: [f64; 3] = [0.229, 0.224, 0.225];
+
+brainpipe_core::params! {
+    /// Params of `clip.extract`: a TorchScript network's features of images, preprocessed as
+    /// MindEye's `two_way_identification` does (the defaults are its AlexNet column's).
+    pub struct ExtractParams {
+        /// What `model` is: empty for a TorchScript module; `alexnet` for a safetensors state
+        /// dict of torchvision's `AlexNet.features` (`features.0.weight`…, any widths).
+        pub architecture: String = String::new(),
+        /// Which output: for TorchScript, empty when the module returns one tensor, a key of a
+        /// returned dict (`features.4`), or an index into a returned tuple or list (`0`); for
+        /// `alexnet`, the layer `features.N` to stop after (MindEye: `features.4` for AlexNet(2),
+        /// `features.11` for AlexNet(5)), empty for the whole block.
+        pub output: String = String::new(),
+        /// Bilinear resize (torchvision `Resize(size)` on float tensors): the shorter side becomes
+        /// `size`, the longer `int(size · long / short)`; 0 keeps the size. MindEye: 256
+        /// (AlexNet), 342 (Inception), 224 (CLIP, SwAV), 255 (EfficientNet).
+        pub size: u32 = 256,
+        /// Resize both sides to `size` (torchvision `Resize((size, size))`; Brain-Diffuser resizes
+        /// to 224 × 224).
+        pub square: bool = false,
+        /// Side of the centre crop taken after resizing (torchvision `CenterCrop`); 0: none, as
+        /// MindEye.
+        pub crop: u32 = 0,
+        /// torchvision's `antialias` flag of the resize (`true`: torchvision ≥ 0.17's default).
+        pub antialias: bool = true,
+        /// Per-channel mean subtracted from the `[0, 1]` RGB values (ImageNet's by default).
+        pub mean: Vec<f64> = IMAGENET_MEAN.to_vec(),
+        /// Per-channel standard deviation the values are divided by (ImageNet's by default).
+        pub std: Vec<f64> = IMAGENET_STD.to_vec(),
+        /// Images per forward pass.
+        pub batch_size: usize = 64,
+        /// `auto` (CUDA when present), `cpu`, `cuda`, `cuda:N`.
+        pub device: DeviceChoice = DeviceChoice::Auto,
+        /// CPU threads for LibTorch (0: the worker's share of the cores). Float reductions split
+        /// by thread count, so 1 makes CPU bytes the same whatever `--jobs` gives the worker.
+        pub threads: i32 = 0,
+    }
+    validate = check_extract;
+}
+
+brainpipe_core::params! {
+    /// Params of `clip.pixel_metrics`: eval.images' PixCorr and SSIM on LibTorch, for large
+    /// batches on a GPU (always in `f64`, within rounding of eval's CPU kernel).
+    pub struct PixelMetricsParams {
+        /// Side both images are resized to (MindEye: 425), as eval.images' `size`.
+        pub size: u32 = 425,
+        /// torchvision's `antialias` flag of that bilinear resize, as eval.images' `antialias`.
+        pub antialias: bool = true,
+        /// Pairs per batch on the device (each pair at 425² takes ≈ 30 MB of device memory).
+        pub batch_size: usize = 64,
+        /// `auto` (CUDA when present), `cpu`, `cuda`, `cuda:N`. On a CPU eval.images' own kernel
+        /// is faster (docs/BENCHMARKS.md); this stage is for GPUs.
+        pub device: DeviceChoice = DeviceChoice::Auto,
+        /// CPU threads for LibTorch (0: the worker's share of the cores).
+        pub threads: i32 = 0,
+    }
+    validate = check_pixel_metrics;
+}
+
 /// What `clip.select_captions` writes as each image's regression target.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -117,6 +181,43 @@ brainpipe_core::params! {
 fn check_embed(p: &EmbedParams) -> Result<(), String> {
     threads(p.threads)?;
     at_least("batch_size", p.batch_size, 1)
+}
+
+/// The architectures `clip.extract` builds from safetensors weights (besides TorchScript).
+pub const EXTRACT_ARCHITECTURES: [&str; 1] = ["alexnet"];
+
+fn check_extract(p: &ExtractParams) -> Result<(), String> {
+    threads(p.threads)?;
+    if !p.architecture.is_empty() && !EXTRACT_ARCHITECTURES.contains(&p.architecture.as_str()) {
+        return Err(format!(
+            "`architecture`: unknown `{}` (empty for TorchScript, or: {})",
+            p.architecture,
+            EXTRACT_ARCHITECTURES.join(", ")
+        ));
+    }
+    at_least("batch_size", p.batch_size, 1)?;
+    for (name, values) in [("mean", &p.mean), ("std", &p.std)] {
+        if values.len() != 3 || values.iter().any(|v| !v.is_finite()) {
+            return Err(format!("`{name}` must be three finite numbers (R, G, B), got {values:?}"));
+        }
+    }
+    if p.std.iter().any(|&v| v <= 0.0) {
+        return Err(format!("`std` must be positive, got {:?}", p.std));
+    }
+    if p.square && p.size == 0 {
+        return Err("`square` needs a `size`".to_owned());
+    }
+    if p.size > 0 && p.crop > p.size {
+        return Err(format!("`crop` {} is larger than `size` {}", p.crop, p.size));
+    }
+    Ok(())
+}
+
+fn check_pixel_metrics(p: &PixelMetricsParams) -> Result<(), String> {
+    threads(p.threads)?;
+    at_least("batch_size", p.batch_size, 1)?;
+    // The Gaussian SSIM window is 11 pixels wide.
+    at_least("size", p.size as usize, 11)
 }
 
 fn check_augment(p: &AugmentParams) -> Result<(), String> {

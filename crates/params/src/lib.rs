@@ -24,8 +24,10 @@ pub mod models;
 pub type Canonical = fn(&Value) -> Result<Value, String>;
 
 /// The worker stages whose params are declared here, with their canonicaliser.
-pub const DECLARED: [(&str, Canonical); 9] = [
+pub const DECLARED: [(&str, Canonical); 11] = [
     ("clip.embed", canonical_params::<clip::EmbedParams>),
+    ("clip.extract", canonical_params::<clip::ExtractParams>),
+    ("clip.pixel_metrics", canonical_params::<clip::PixelMetricsParams>),
     ("clip.select_captions", canonical_params::<clip::SelectParams>),
     ("clip.augment", canonical_params::<clip::AugmentParams>),
     ("clip.train", canonical_params::<clip::TrainParams>),

@@ -27,6 +27,10 @@ fn heading(metric: &str) -> String {
         "2way_pixels" => "pixels 2-way ↑".to_owned(),
         m => match m.strip_prefix("2way_") {
             Some("clip") => "CLIP 2-way ↑".to_owned(),
+            // MindEye's column names for the feature sets docs/IMAGES.md suggests.
+            Some("alexnet2") => "AlexNet(2) 2-way ↑".to_owned(),
+            Some("alexnet5") => "AlexNet(5) 2-way ↑".to_owned(),
+            Some("inception") => "Inception 2-way ↑".to_owned(),
             Some(f) => format!("{} 2-way ↑", esc(f)),
             None => esc(m),
         },
@@ -227,7 +231,7 @@ mod tests {
         let mut rows = Vec::new();
         for (model, base) in [("truth", 0.8), ("ridge", 0.3)] {
             for trial in 0..4 {
-                for metric in ["pixcorr", "ssim_gaussian", "2way_clip"] {
+                for metric in ["pixcorr", "ssim_gaussian", "2way_clip", "2way_alexnet5"] {
                     rows.push(ImageMetricRow {
                         model: model.into(),
                         subject: "sub-01".into(),
@@ -251,9 +255,17 @@ mod tests {
             });
         }
         let h = images_section(&rows);
-        for needle in
-            ["PixCorr ↑", "SSIM ↑", "CLIP 2-way ↑", "chance", "50.0 %", "<svg", "0.315", "81.5 %"]
-        {
+        for needle in [
+            "PixCorr ↑",
+            "SSIM ↑",
+            "CLIP 2-way ↑",
+            "AlexNet(5) 2-way ↑",
+            "chance",
+            "50.0 %",
+            "<svg",
+            "0.315",
+            "81.5 %",
+        ] {
             assert!(h.contains(needle), "section lacks {needle}: {h}");
         }
         // The ceiling row comes after the model's.

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use super::image::{RgbImage, read_png};
 use super::tables::{
-    ImageMetricRow, Reconstruction, read_image_features, read_reconstructions,
+    ImageMetricRow, Reconstruction, read_image_features, read_image_metrics, read_reconstructions,
     read_stimulus_images, write_image_metrics,
 };
 use super::{pair_metrics, resize_bilinear, two_way};
@@ -29,12 +29,34 @@ brainpipe_core::params! {
         /// Side of the raw-pixel features of the `2way_pixels` baseline (bilinear, antialiased,
         /// flattened RGB); 0 leaves the baseline out.
         pub pixel_features: u32 = 64,
-        /// Name of the feature-based 2-way metric computed from the `*_features` inputs
-        /// (`2way_<name>`).
-        pub features_name: String = "clip".to_owned(),
+        /// Names of the feature sets given as `reconstruction_features` / `seen_features` (list
+        /// inputs paired by position), one per pair of tables in the same order: each gives the
+        /// 2-way metric `2way_<name>` (`clip`, `alexnet2`, `alexnet5`, `inception`…).
+        pub feature_names: Vec<String> = vec!["clip".to_owned()],
         /// Model name: required for plain directories, overrides the table's `model` otherwise.
         pub model: String = String::new(),
     }
+    validate = check_params;
+}
+
+/// Feature-set names become metric names (`2way_<name>`): distinct, not the pixel baseline's,
+/// letters, digits, `_`, `-` and `.` only.
+fn check_params(p: &ImagesParams) -> std::result::Result<(), String> {
+    for (i, name) in p.feature_names.iter().enumerate() {
+        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+        if name.is_empty() || !name.chars().all(allowed) {
+            return Err(format!(
+                "`feature_names`: {name:?} is not a name (letters, digits, `_`, `-`, `.`)"
+            ));
+        }
+        if name == "pixels" {
+            return Err("`feature_names`: `pixels` is the raw-pixel baseline's name".to_owned());
+        }
+        if p.feature_names[..i].contains(name) {
+            return Err(format!("`feature_names`: `{name}` twice"));
+        }
+    }
+    Ok(())
 }
 
 /// `eval.images`: reconstructions + seen images → `image_metrics.parquet`.
@@ -52,8 +74,9 @@ impl Stage for Images {
             Port::input("reconstruction_images", ArtifactKind::Directory, "the decoder's images/ directory (table mode, where the table's own folder does not hold it), or a plain directory of PNGs paired with `images` by file name").optional(),
             Port::input("stimuli", ArtifactKind::table(brainpipe_artifacts::STIMULI), "the study's stimuli.parquet: stimulus name → seen image path").optional(),
             Port::input("images", ArtifactKind::Directory, "the seen images (the study's images directory)"),
-            Port::input("reconstruction_features", ArtifactKind::table(brainpipe_artifacts::EMBEDDINGS), "embeddings.parquet of clip.embed run on the reconstructions (rows matched on `image`)").optional(),
-            Port::input("seen_features", ArtifactKind::table(brainpipe_artifacts::EMBEDDINGS), "embeddings.parquet of clip.embed run on the study (rows matched on `stimulus`)").optional(),
+            Port::input("reconstruction_features", ArtifactKind::table(brainpipe_artifacts::EMBEDDINGS), "image features of the reconstructions (clip.embed or clip.extract run on them; rows matched on `image`), one table per feature set named in `feature_names`").optional().many(),
+            Port::input("pixel_metrics", ArtifactKind::table(brainpipe_artifacts::IMAGE_METRICS), "PixCorr and SSIM per pair computed elsewhere (clip.pixel_metrics on a GPU, same `size` and `antialias`), used instead of computing them here; rows matched on the reconstructions table's model, subject and trial").optional(),
+            Port::input("seen_features", ArtifactKind::table(brainpipe_artifacts::EMBEDDINGS), "image features of the study (clip.embed or clip.extract run on it; rows matched on `stimulus`), in the order of `reconstruction_features`").optional().many(),
         ]
     }
 
@@ -89,35 +112,32 @@ impl Stage for Images {
             let mut pairs = Vec::new();
             for table in &tables {
                 for mut r in read_reconstructions(table)? {
+                    let table_model = r.model.clone();
                     if !params.model.is_empty() {
                         r.model.clone_from(&params.model);
                     }
                     let recon = resolve_reconstruction(&r.image, table, recon_dir.as_deref())?;
                     let seen = resolve_seen(&r.stimulus, stimuli.as_ref(), &seen_dir, table)?;
-                    pairs.push(Pair { rec: r, recon, seen });
+                    pairs.push(Pair { rec: r, table_model, recon, seen });
                 }
             }
             pairs
         };
-        let features = match (
-            ctx.optional_input("reconstruction_features"),
-            ctx.optional_input("seen_features"),
-        ) {
-            (Some(r), Some(s)) => Some(Features::read(r, s)?),
-            (None, None) => None,
-            _ => {
-                return Err(StageError::msg(
-                    "give both `reconstruction_features` and `seen_features`, or neither",
-                ));
-            }
-        };
+        let features = feature_sets(
+            &ctx.input_list("reconstruction_features"),
+            &ctx.input_list("seen_features"),
+            &params.feature_names,
+        )?;
         let options = Options {
             size: params.size as usize,
             antialias: params.antialias,
             pixel_features: params.pixel_features as usize,
-            features_name: params.features_name.clone(),
         };
-        let (rows, notes) = evaluate(&pairs, &options, features.as_ref())?;
+        let pixel = match ctx.optional_input("pixel_metrics") {
+            Some(path) => Some(PixelMetrics::read(path)?),
+            None => None,
+        };
+        let (rows, notes) = evaluate(&pairs, &options, &features, pixel.as_ref())?;
         for (k, v) in notes {
             ctx.note(k, v);
         }
@@ -130,6 +150,8 @@ impl Stage for Images {
 /// One (reconstruction, seen image) pair with both files resolved.
 struct Pair {
     rec: Reconstruction,
+    /// The model as the reconstructions table names it (before the `model` param renames it).
+    table_model: String,
     recon: PathBuf,
     seen: PathBuf,
 }
@@ -139,7 +161,6 @@ struct Options {
     size: usize,
     antialias: bool,
     pixel_features: usize,
-    features_name: String,
 }
 
 /// PNGs of `dir` (sorted by name), each paired with the same file name in `seen_dir`.
@@ -164,6 +185,7 @@ fn directory_pairs(dir: &Path, seen_dir: &Path, model: &str) -> Result<Vec<Pair>
             ));
         }
         pairs.push(Pair {
+            table_model: model.to_owned(),
             rec: Reconstruction {
                 model: model.to_owned(),
                 subject: ALL.to_owned(),
@@ -246,9 +268,37 @@ fn resolve_seen(
     first_file(candidates, &format!("seen image of stimulus `{stimulus}`"))
 }
 
+/// The named feature sets of the `reconstruction_features` and `seen_features` list inputs,
+/// paired by position with `names`.
+fn feature_sets(
+    recon: &[&Path],
+    seen: &[&Path],
+    names: &[String],
+) -> Result<Vec<Features>, StageError> {
+    if recon.len() != seen.len() {
+        return Err(StageError::msg(format!(
+            "{} `reconstruction_features` tables but {} `seen_features`: give them in pairs",
+            recon.len(),
+            seen.len()
+        )));
+    }
+    if !recon.is_empty() && recon.len() != names.len() {
+        return Err(StageError::msg(format!(
+            "{} feature sets but {} `feature_names` ({}): name each pair of tables, in order",
+            recon.len(),
+            names.len(),
+            names.join(", ")
+        )));
+    }
+    let read = |((r, s), name): ((&&Path, &&Path), &String)| Features::read(name, r, s);
+    Ok(recon.iter().zip(seen).zip(names).map(read).collect::<Result<_>>()?)
+}
+
 /// Precomputed image features of reconstructions (by image path and file name) and of the seen
 /// images (by stimulus).
 struct Features {
+    /// The metric: `2way_<name>`.
+    metric: String,
     dim: usize,
     recon: HashMap<String, Vec<f64>>,
     seen: HashMap<String, Vec<f64>>,
@@ -257,7 +307,7 @@ struct Features {
 }
 
 impl Features {
-    fn read(recon_path: &Path, seen_path: &Path) -> Result<Features> {
+    fn read(name: &str, recon_path: &Path, seen_path: &Path) -> Result<Features> {
         let (r, rdim) = read_image_features(recon_path)?;
         let (s, sdim) = read_image_features(seen_path)?;
         if rdim != sdim {
@@ -284,6 +334,7 @@ impl Features {
             seen.insert(stimulus, v);
         }
         Ok(Features {
+            metric: format!("2way_{name}"),
             dim: rdim,
             recon,
             seen,
@@ -312,6 +363,47 @@ impl Features {
     }
 }
 
+/// PixCorr and SSIM per pair computed upstream (`clip.pixel_metrics`), by (model as the
+/// reconstructions table names it, subject, trial).
+struct PixelMetrics {
+    path: PathBuf,
+    values: HashMap<(String, String, i32), [Option<f64>; 3]>,
+}
+
+impl PixelMetrics {
+    const METRICS: [&'static str; 3] = ["pixcorr", "ssim_gaussian", "ssim_uniform7"];
+
+    fn read(path: &Path) -> Result<PixelMetrics> {
+        let mut values: HashMap<(String, String, i32), [Option<f64>; 3]> = HashMap::new();
+        for r in read_image_metrics(path)?.into_iter().filter(|r| r.trial >= 0) {
+            if let Some(k) = Self::METRICS.iter().position(|m| *m == r.metric) {
+                values.entry((r.model, r.subject, r.trial)).or_default()[k] = Some(r.value);
+            }
+        }
+        Ok(PixelMetrics { path: path.to_path_buf(), values })
+    }
+
+    fn of(&self, pair: &Pair) -> Result<super::PairMetrics> {
+        let key = (pair.table_model.clone(), pair.rec.subject.clone(), pair.rec.trial);
+        let found = self.values.get(&key).copied().unwrap_or_default();
+        let get = |k: usize| {
+            found[k].ok_or_else(|| {
+                EvalError::data(
+                    &self.path,
+                    format!(
+                        "no `{}` of model `{}`, subject `{}`, trial {}",
+                        Self::METRICS[k],
+                        key.0,
+                        key.1,
+                        key.2
+                    ),
+                )
+            })
+        };
+        Ok(super::PairMetrics { pixcorr: get(0)?, ssim_gaussian: get(1)?, ssim_uniform7: get(2)? })
+    }
+}
+
 /// Manifest notes: (key, value).
 type Notes = Vec<(String, f64)>;
 
@@ -319,7 +411,8 @@ type Notes = Vec<(String, f64)>;
 fn evaluate(
     pairs: &[Pair],
     options: &Options,
-    features: Option<&Features>,
+    features: &[Features],
+    pixel: Option<&PixelMetrics>,
 ) -> Result<(Vec<ImageMetricRow>, Notes)> {
     if options.size < 11 {
         return Err(EvalError::data(
@@ -339,7 +432,10 @@ fn evaluate(
         .map(|pair| {
             let recon = read_png(&pair.recon)?;
             let s = &seen[&pair.seen];
-            let m = pair_metrics(s, &recon, options.size, options.antialias);
+            let m = match pixel {
+                Some(table) => table.of(pair)?,
+                None => pair_metrics(s, &recon, options.size, options.antialias),
+            };
             let (fs, fr) = if p > 0 {
                 (resize_bilinear(s, p, p, true).pixels, resize_bilinear(&recon, p, p, true).pixels)
             } else {
@@ -372,7 +468,6 @@ fn evaluate(
     if too_small > 0 {
         notes.push(("two_way_groups_skipped".to_owned(), too_small as f64));
     }
-    let feature_metric = format!("2way_{}", options.features_name);
     for members in groups.values().filter(|g| g.len() >= 2) {
         if p > 0 {
             let reals: Vec<f64> = members.iter().flat_map(|&i| per_pair[i].1.clone()).collect();
@@ -381,7 +476,7 @@ fn evaluate(
                 rows.push(row(&pairs[i], "2way_pixels", v));
             }
         }
-        if let Some(f) = features {
+        for f in features {
             let (mut reals, mut preds) = (Vec::new(), Vec::new());
             for &i in members {
                 let (s, r) = f.of(&pairs[i])?;
@@ -389,7 +484,7 @@ fn evaluate(
                 preds.extend_from_slice(r);
             }
             for (&i, v) in members.iter().zip(two_way(&reals, &preds, f.dim)) {
-                rows.push(row(&pairs[i], &feature_metric, v));
+                rows.push(row(&pairs[i], &f.metric, v));
             }
         }
     }
