@@ -429,6 +429,20 @@ impl HashIndex {
     }
 }
 
+/// This machine's host name, reduced to `[A-Za-z0-9_-]` (a temporary directory's name part);
+/// `unknown-host` when it cannot be read.
+pub(crate) fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `buf.len()` bytes into our buffer.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let name: String = String::from_utf8_lossy(&buf[..end])
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect();
+    if rc != 0 || name.is_empty() { "unknown-host".to_owned() } else { name }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -471,18 +485,4 @@ mod tests {
         fs::write(&file, b"two!").expect("rewrite");
         assert_eq!(reopened.hash_input(&file).expect("hash"), ContentHash::of_bytes(b"two!"));
     }
-}
-
-/// This machine's host name, reduced to `[A-Za-z0-9_-]` (a temporary directory's name part);
-/// `unknown-host` when it cannot be read.
-pub(crate) fn host_name() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most `buf.len()` bytes into our buffer.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    let name: String = String::from_utf8_lossy(&buf[..end])
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
-        .collect();
-    if rc != 0 || name.is_empty() { "unknown-host".to_owned() } else { name }
 }
