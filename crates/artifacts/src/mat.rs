@@ -103,6 +103,11 @@ pub fn read_mat(path: &Path) -> Result<BTreeMap<String, MatValue>> {
 
 /// Parses MAT-file bytes.
 pub fn parse_mat(bytes: &[u8]) -> std::result::Result<BTreeMap<String, MatValue>, String> {
+    // Messages quote variable and field names from the file: one line whatever they hold.
+    parse_variables(bytes).map_err(|message| brainpipe_core::one_line(&message))
+}
+
+fn parse_variables(bytes: &[u8]) -> std::result::Result<BTreeMap<String, MatValue>, String> {
     if bytes.len() >= 8 && bytes[..8] == [0x89, b'H', b'D', b'F', 0x0d, 0x0a, 0x1a, 0x0a] {
         return Err("a v7.3 (HDF5) MAT-file: re-save it with `save(..., '-v7')`".to_owned());
     }
@@ -378,6 +383,10 @@ mod tests {
         let overflow = file(&header(MX_CELL, &[i32::MAX, i32::MAX, i32::MAX, i32::MAX], "o"));
         let err = parse_mat(&overflow).expect_err("refused");
         assert!(err.contains("product overflows"), "{err}");
+        // Found by the fuzzer next: a name holding a newline made the error two lines.
+        let named = file(&header(MX_CELL, &[i32::MAX, i32::MAX, i32::MAX, i32::MAX], "a\nb"));
+        let err = parse_mat(&named).expect_err("refused");
+        assert!(err.contains("`a\\nb`") && !err.contains('\n'), "{err:?}");
     }
 
     #[test]

@@ -82,3 +82,22 @@ impl<T> IoContext<T> for std::io::Result<T> {
         self.map_err(|source| Error::io(path, source))
     }
 }
+
+/// `text` with its control characters escaped (`\n` → `\\n`, …): error messages quote what a file
+/// holds (a key, a variable name), and must stay one line whatever that is.
+///
+/// ```
+/// assert_eq!(brainpipe_core::one_line("a\r\nb\tc"), "a\\r\\nb\\tc");
+/// assert_eq!(brainpipe_core::one_line("élève 🧠"), "élève 🧠");
+/// ```
+pub fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

@@ -48,7 +48,7 @@ mod vector;
 
 pub use atomic::{AtomicDir, make_read_only, make_writable, remove_tree, write_file_atomic};
 pub use compute::{DeviceChoice, Precision, UnknownDevice};
-pub use error::{Error, IoContext, Result};
+pub use error::{Error, IoContext, Result, one_line};
 pub use hash::{ContentHash, disk_size, hash_file, hash_path, hash_tree};
 pub use manifest::{
     InputRecord, MANIFEST_FILE, MANIFEST_FORMAT, Manifest, OutputRecord, host_name, rfc3339_utc,

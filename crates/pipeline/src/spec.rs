@@ -96,14 +96,7 @@ impl fmt::Display for SpecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Messages quote the file's text (a misspelt key, a value): control characters in it
         // are escaped, so the error stays one line whatever the file holds.
-        let message: String = self
-            .message
-            .chars()
-            .flat_map(|c| {
-                let escaped = c.is_control().then(|| c.escape_default().collect::<String>());
-                escaped.unwrap_or_else(|| c.to_string()).chars().collect::<Vec<_>>()
-            })
-            .collect();
+        let message = brainpipe_core::one_line(&self.message);
         match self.location {
             Some(loc) => {
                 write!(f, "{}:{}:{}: {}", self.file.display(), loc.line, loc.column, message)
