@@ -119,11 +119,12 @@ fn parse_variables(bytes: &[u8]) -> std::result::Result<BTreeMap<String, MatValu
     }
     let mut variables = BTreeMap::new();
     let mut rest = &bytes[128..];
+    let mut budget = bytes.len().saturating_mul(ELEMENTS_PER_BYTE).saturating_add(1 << 16);
     while rest.len() >= 8 {
         let (kind, data, next) = element(rest)?;
         rest = next;
         let (name, value) = match kind {
-            MI_MATRIX => matrix(data, 0)?,
+            MI_MATRIX => matrix(data, 0, &mut budget)?,
             MI_COMPRESSED => {
                 let mut inflated = Vec::new();
                 ZlibDecoder::new(data)
@@ -133,7 +134,7 @@ fn parse_variables(bytes: &[u8]) -> std::result::Result<BTreeMap<String, MatValu
                 if inner != MI_MATRIX {
                     continue;
                 }
-                matrix(inner_data, 0)?
+                matrix(inner_data, 0, &mut budget)?
             }
             _ => continue,
         };
@@ -194,11 +195,28 @@ fn numbers(kind: u32, d: &[u8]) -> std::result::Result<Vec<f64>, String> {
 /// Cells and structs nested deeper than this are refused (each level recurses).
 const MAX_DEPTH: usize = 64;
 
-/// Zero-field structs hold no data to bound their element count: at most this many.
-const MAX_EMPTY_STRUCTS: usize = 1 << 20;
+/// Elements of cells and structs a file may create, per byte of the file, plus a constant:
+/// zero-field structs hold no data that bounds their count, and nesting multiplies counts, so
+/// the whole parse shares one budget.
+const ELEMENTS_PER_BYTE: usize = 4;
 
-/// A miMATRIX element's name and value, `depth` levels inside cells and structs.
-fn matrix(d: &[u8], depth: usize) -> std::result::Result<(String, MatValue), String> {
+/// Takes `count` elements of array `name` from the parse's element budget.
+fn charge(budget: &mut usize, count: usize, name: &str) -> std::result::Result<(), String> {
+    *budget = budget.checked_sub(count).ok_or_else(|| {
+        format!(
+            "`{name}`: more cell and struct elements (or char rows) than a file of this size can describe"
+        )
+    })?;
+    Ok(())
+}
+
+/// A miMATRIX element's name and value, `depth` levels inside cells and structs, taking its
+/// elements from `budget`.
+fn matrix(
+    d: &[u8],
+    depth: usize,
+    budget: &mut usize,
+) -> std::result::Result<(String, MatValue), String> {
     if depth > MAX_DEPTH {
         return Err(format!("cells or structs nested more than {MAX_DEPTH} deep"));
     }
@@ -231,13 +249,14 @@ fn matrix(d: &[u8], depth: usize) -> std::result::Result<(String, MatValue), Str
                     rest.len()
                 ));
             }
+            charge(budget, count, &name)?;
             let mut items = Vec::with_capacity(count);
             for _ in 0..count {
                 let (kind, data, next) = element(rest)?;
                 if kind != MI_MATRIX {
                     return Err(format!("cell `{name}` holds a non-matrix element"));
                 }
-                items.push(matrix(data, depth + 1)?.1);
+                items.push(matrix(data, depth + 1, budget)?.1);
                 rest = next;
             }
             MatValue::Cell { dims, items }
@@ -255,11 +274,8 @@ fn matrix(d: &[u8], depth: usize) -> std::result::Result<(String, MatValue), Str
                     .map(|c| String::from_utf8_lossy(c).trim_end_matches('\0').to_owned())
                     .collect()
             };
-            let fits = if fields.is_empty() {
-                count <= MAX_EMPTY_STRUCTS
-            } else {
-                count.checked_mul(fields.len()).is_some_and(|n| n <= rest.len() / 8)
-            };
+            let fits = fields.is_empty()
+                || count.checked_mul(fields.len()).is_some_and(|n| n <= rest.len() / 8);
             if !fits {
                 return Err(format!(
                     "struct `{name}` claims {count} elements of {} fields in {} bytes (truncated?)",
@@ -267,6 +283,7 @@ fn matrix(d: &[u8], depth: usize) -> std::result::Result<(String, MatValue), Str
                     rest.len()
                 ));
             }
+            charge(budget, count, &name)?;
             let mut items = Vec::with_capacity(count);
             for _ in 0..count {
                 let mut item = BTreeMap::new();
@@ -275,7 +292,7 @@ fn matrix(d: &[u8], depth: usize) -> std::result::Result<(String, MatValue), Str
                     if kind != MI_MATRIX {
                         return Err(format!("struct `{name}` field `{field}` is not a matrix"));
                     }
-                    item.insert(field.clone(), matrix(data, depth + 1)?.1);
+                    item.insert(field.clone(), matrix(data, depth + 1, budget)?.1);
                     rest = next;
                 }
                 items.push(item);
@@ -285,14 +302,17 @@ fn matrix(d: &[u8], depth: usize) -> std::result::Result<(String, MatValue), Str
         MX_CHAR => {
             let (kind, data, _) = element(rest)?;
             let units = numbers(kind, data)?;
-            if units.len() < count {
+            let (rows_n, cols) =
+                (dims.first().copied().unwrap_or(0), dims.get(1).copied().unwrap_or(0));
+            // The rows are read as rows × columns units (a third dim of 0 must not hide them).
+            if rows_n.checked_mul(cols).is_none_or(|n| n > units.len()) || units.len() < count {
                 return Err(format!(
                     "char `{name}` has {} characters for dims {dims:?}",
                     units.len()
                 ));
             }
-            let (rows_n, cols) =
-                (dims.first().copied().unwrap_or(0), dims.get(1).copied().unwrap_or(0));
+            // Rows of zero columns hold no data that bounds their number.
+            charge(budget, rows_n, &name)?;
             let text: Vec<String> = if kind == MI_UTF8 {
                 // UTF-8 data are bytes; decode per row from the column-major byte matrix.
                 (0..rows_n)
@@ -371,6 +391,12 @@ mod tests {
         let cell = file(&header(MX_CELL, &[1_200_000, 1_300_000], "c"));
         let err = parse_mat(&cell).expect_err("refused");
         assert!(err.contains("cell `c` claims 1560000000000 elements"), "{err}");
+        // Zero-field structs hold nothing that bounds their count: the element budget does.
+        let mut body = header(MX_STRUCT, &[100_000, 100], "e");
+        body.extend(tagged(MI_INT32, &4i32.to_le_bytes()));
+        body.extend(tagged(MI_INT8, b""));
+        let err = parse_mat(&file(&body)).expect_err("budget");
+        assert!(err.contains("`e`: more cell and struct elements"), "{err}");
         let mut body = header(MX_STRUCT, &[2_000_000, 1], "s");
         body.extend(tagged(MI_INT32, &4i32.to_le_bytes()));
         body.extend(tagged(MI_INT8, b"abc\0"));
@@ -380,6 +406,16 @@ mod tests {
         body.extend(tagged(MI_UINT16, &[b'a', 0]));
         let err = parse_mat(&file(&body)).expect_err("refused");
         assert!(err.contains("char `t` has 1 characters"), "{err}");
+        // Found by the fuzzer (a 10 s timeout): rows × columns of 10¹² with a third dim of 0.
+        let mut body = header(MX_CHAR, &[1_000_000, 1_000_000, 0], "z");
+        body.extend(tagged(MI_UINT16, &[]));
+        let err = parse_mat(&file(&body)).expect_err("refused");
+        assert!(err.contains("char `z` has 0 characters"), "{err}");
+        // And again (a timeout): 2³¹ rows of zero columns.
+        let mut body = header(MX_CHAR, &[i32::MAX, 0], "r");
+        body.extend(tagged(MI_UINT16, &[]));
+        let err = parse_mat(&file(&body)).expect_err("refused");
+        assert!(err.contains("`r`: more cell and struct elements"), "{err}");
         let overflow = file(&header(MX_CELL, &[i32::MAX, i32::MAX, i32::MAX, i32::MAX], "o"));
         let err = parse_mat(&overflow).expect_err("refused");
         assert!(err.contains("product overflows"), "{err}");
