@@ -58,7 +58,16 @@ pub(crate) fn cmd_stage_job(args: &StageJobArgs) -> Result<()> {
         slurm_job_id: std::env::var("SLURM_JOB_ID").ok(),
         ..RunOptions::default()
     };
-    let outcome = run_stage_job(&pipeline, &cache, &options, &job)?;
+    let outcome = match run_stage_job(&pipeline, &cache, &options, &job) {
+        Ok(outcome) => outcome,
+        // A failed `run:` command: the job exits with the command's own status, so that
+        // Slurm's ExitCode (and the driver's report of it) is the command's, not ours.
+        Err(e) if e.exit_code().is_some_and(|code| (1..=255).contains(&code)) => {
+            eprintln!("error: {e}");
+            std::process::exit(e.exit_code().unwrap_or(1));
+        }
+        Err(e) => return Err(e.into()),
+    };
     let state = if outcome.cached { "cached" } else { "ran" };
     println!("{} {state} {}", outcome.id, outcome.dir.display());
     Ok(())

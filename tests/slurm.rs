@@ -245,7 +245,8 @@ fn a_failing_stage_fails_the_run_with_its_exit_code_and_log_tail() {
     assert_eq!(state, "FAILED");
     for expected in [
         "stage `bad` (run) failed".to_owned(),
-        format!("Slurm job {id} FAILED (NonZeroExitCode), exit code 1"),
+        // The job exits with the command's own status (3), not brainpipe's 1.
+        format!("Slurm job {id} FAILED (NonZeroExitCode), exit code 3"),
         format!("bad-{id}.log"),
         "command exited with exit status: 3: boom".to_owned(),
     ] {

@@ -301,6 +301,7 @@ fn compute(
     let fail = |message: String| RunError::Stage {
         id: node.id.clone(),
         stage: node.stage_name().to_owned(),
+        exit_code: None,
         message,
     };
     let mut notes = match &node.kind {
@@ -311,7 +312,14 @@ fn compute(
             ctx.notes().clone()
         }
         NodeKind::External { command, outputs, .. } => {
-            run_external(pipeline, node, command, outputs, &inputs, &temp.0).map_err(fail)?;
+            run_external(pipeline, node, command, outputs, &inputs, &temp.0).map_err(
+                |(message, exit_code)| RunError::Stage {
+                    id: node.id.clone(),
+                    stage: node.stage_name().to_owned(),
+                    message,
+                    exit_code,
+                },
+            )?;
             serde_json::Map::new()
         }
     };
@@ -429,6 +437,7 @@ fn check_inputs(
             return Err(RunError::Stage {
                 id: node.id.clone(),
                 stage: node.stage_name().to_owned(),
+                exit_code: None,
                 message: format!(
                     "input `{port}` ({}) changed while the run was planned: it hashes to {}, the key was computed from {}; run again",
                     path.display(),
@@ -495,7 +504,7 @@ fn run_external(
     outputs: &[String],
     inputs: &BTreeMap<String, PathBuf>,
     out_dir: &Path,
-) -> Result<(), String> {
+) -> Result<(), (String, Option<i32>)> {
     let line = fill_placeholders(command, |placeholder| {
         let quoted = |text: String| Some(shell_quote(&text));
         match placeholder.split_once('.') {
@@ -524,8 +533,10 @@ fn run_external(
             _ => None,
         }
     });
-    let stdout = fs::File::create(out_dir.join("stdout.log")).map_err(|e| e.to_string())?;
-    let stderr_log = fs::File::create(out_dir.join("stderr.log")).map_err(|e| e.to_string())?;
+    let setup = |e: String| (e, None);
+    let stdout = fs::File::create(out_dir.join("stdout.log")).map_err(|e| setup(e.to_string()))?;
+    let stderr_log =
+        fs::File::create(out_dir.join("stderr.log")).map_err(|e| setup(e.to_string()))?;
     tracing::debug!(stage = %node.id, command = %line, "external command");
     let mut command = Command::new("sh");
     command
@@ -547,13 +558,13 @@ fn run_external(
             Ok(())
         });
     }
-    let mut child = command.spawn().map_err(|e| format!("cannot start `sh`: {e}"))?;
+    let mut child = command.spawn().map_err(|e| setup(format!("cannot start `sh`: {e}")))?;
     let _group = crate::children::GroupGuard::new(child.id());
     // Dropped (killed) before `_group`: see crate::children.
     let _watchdog = crate::children::Watchdog::start(child.id());
     let stderr = child.stderr.take().expect("stderr was piped");
     let tee = std::thread::spawn(move || tee_stderr(stderr, stderr_log));
-    let status = child.wait().map_err(|e| format!("waiting for `sh`: {e}"))?;
+    let status = child.wait().map_err(|e| setup(format!("waiting for `sh`: {e}")))?;
     let (last, log_error) = tee.join().unwrap_or_default();
     if status.success() {
         return Ok(());
@@ -566,7 +577,12 @@ fn run_external(
     if let Some(error) = log_error {
         message.push_str(&format!(" (stderr.log incomplete: {error})"));
     }
-    Err(message)
+    // As a shell reports it: the status, or 128 + the signal that ended the command.
+    let code = status.code().or_else(|| {
+        use std::os::unix::process::ExitStatusExt;
+        status.signal().map(|signal| 128 + signal)
+    });
+    Err((message, code))
 }
 
 /// Lines of a failed command's stderr its error message carries.

@@ -301,6 +301,7 @@ pub(super) fn submit(
     let id = sbatch(&args, &script).map_err(|message| RunError::Stage {
         id: node.id.clone(),
         stage: node.stage_name().to_owned(),
+        exit_code: None,
         message: format!("sbatch failed: {message}"),
     })?;
     let log = logs.join(format!("{}-{id}.log", safe_name(&node.id)));
@@ -419,6 +420,7 @@ fn finished(
             return Err(RunError::Stage {
                 id: node.id.clone(),
                 stage: node.stage_name().to_owned(),
+                exit_code: None,
                 message: format!(
                     "Slurm job {} {what}, but no entry {} appeared in {}{}",
                     job.job,
@@ -468,6 +470,7 @@ fn failure(node: &Node, job: &Submitted, reason: &str) -> RunError {
     RunError::Stage {
         id: node.id.clone(),
         stage: node.stage_name().to_owned(),
+        exit_code: None,
         message: format!(
             "Slurm job {} {}{reason}{exit}{}",
             job.job,
