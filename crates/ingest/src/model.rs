@@ -397,6 +397,52 @@ mod tests {
     }
 
     #[test]
+    fn nonlinear_units_are_standardised_distinct_per_roi_and_reproducible() {
+        let (stimuli, dims) = (60, 8);
+        let mut x = vec![0.0f32; stimuli * dims];
+        fill_normal(&mut stream(2, "t", 0, 0), &mut x);
+        let features = zscore_columns(&x, dims);
+        let (layers, tables) = HiddenLayers::draw(5, 3, &features, dims);
+        let units = NONLINEAR_HIDDEN_UNITS;
+        assert_eq!(tables.len(), 3);
+        assert_eq!(layers.weights.len(), 3 * units * dims);
+        for table in &tables {
+            let (mean, sd) = column_moments(table, units);
+            assert!(
+                mean.iter().all(|m| m.abs() < 1e-5) && sd.iter().all(|s| (s - 1.0).abs() < 1e-4)
+            );
+        }
+        assert_ne!(tables[0], tables[1], "two ROIs share one random layer");
+        // The units are not linear in the stimulus: the best linear fit from the 8 dimensions
+        // leaves most of a unit's variance (at the nonlinear world's input gain).
+        let unexplained = |t: &[f32], u: usize| {
+            let y: Vec<f64> = (0..stimuli).map(|s| f64::from(t[s * units + u])).collect();
+            let mut residual = y.clone();
+            // Gram–Schmidt over the (z-scored) stimulus columns.
+            let mut basis: Vec<Vec<f64>> = Vec::new();
+            for j in 0..dims {
+                let mut c: Vec<f64> =
+                    (0..stimuli).map(|s| f64::from(features[s * dims + j])).collect();
+                for b in &basis {
+                    let d: f64 = c.iter().zip(b).map(|(a, b)| a * b).sum();
+                    c.iter_mut().zip(b).for_each(|(a, b)| *a -= d * b);
+                }
+                let n = c.iter().map(|a| a * a).sum::<f64>().sqrt();
+                c.iter_mut().for_each(|a| *a /= n);
+                let d: f64 = residual.iter().zip(&c).map(|(a, b)| a * b).sum();
+                residual.iter_mut().zip(&c).for_each(|(a, b)| *a -= d * b);
+                basis.push(c);
+            }
+            residual.iter().map(|r| r * r).sum::<f64>() / y.iter().map(|v| v * v).sum::<f64>()
+        };
+        let mean_unexplained =
+            (0..units).map(|u| unexplained(&tables[0], u)).sum::<f64>() / units as f64;
+        assert!(mean_unexplained > 0.5, "units are mostly linear: {mean_unexplained}");
+        let (again, tables_again) = HiddenLayers::draw(5, 3, &features, dims);
+        assert_eq!((again.bias, tables_again), (layers.bias, tables));
+    }
+
+    #[test]
     fn strengths_have_mean_square_one() {
         let s = roi_strengths(4, 100);
         let ms = s.iter().map(|v| v * v).sum::<f64>() / 100.0;
