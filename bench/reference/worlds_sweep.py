@@ -16,7 +16,10 @@ roi_stability`) with the pipeline's ranking (cosine after centring on the mean t
               pipeline does (Glorot uniform of each block's own fan-in/fan-out, as Keras) or as
               brain2word_sweep.py did (PyTorch's default for the whole masked layer: ~10× smaller)
 
-usage: worlds_sweep.py RUN_DIR [--columns 200]   (with $BRAINPIPE_REF_PYTHON; one thread)
+usage: worlds_sweep.py RUN_DIR [--columns 200] [--folds N] [--quick]
+       (with $BRAINPIPE_REF_PYTHON; one thread). --folds N: only the first N held-out subjects
+       (a study with many subjects); --quick: ridge, base, template and the softmax network only.
+       RUN_DIR may also be a run of a pipeline with only the data stages (study … targets).
 """
 
 import argparse
@@ -29,7 +32,15 @@ import torch
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from brain2word_sweep import load, regression_loss, ridge, select, stability  # noqa: E402
+from brain2word_sweep import load, regression_loss, select, stability  # noqa: E402
+
+
+def ridge(a, y, b, alpha):
+    """Ridge in the primal (columns ≪ scans): the same fit as brain2word_sweep.ridge's dual."""
+    am, ym = a.mean(0), y.mean(0)
+    ac = a - am
+    coef = np.linalg.solve(ac.T @ ac + alpha * np.eye(ac.shape[1]), ac.T @ (y - ym))
+    return (b - am) @ coef + ym
 
 
 def ranks_top(sim, word):
@@ -94,12 +105,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run")
     ap.add_argument("--columns", type=int, default=200)
+    ap.add_argument("--folds", type=int, default=0)
+    ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(1)
     x, subject, word, targets, roi_of, n_rois = load(args.run)
     words, mean = targets.shape[0], targets.mean(0)
     folds = []
-    for s in np.unique(subject):
+    held_out = np.unique(subject)
+    for s in held_out[: args.folds] if args.folds else held_out:
         train, test = subject != s, subject == s
         others = [u for u in np.unique(subject) if u != s]
         cols = select(stability(x, subject, word, others, words), roi_of, n_rois, "roi", args.columns)
@@ -115,7 +129,7 @@ def main():
 
     for alpha in [1e3, 1e4]:
         report(f"ridge alpha={alpha:g}", vector(lambda a, b, w, alpha=alpha: ridge(a, targets[w], b, alpha)))
-    for epochs in [20, 60]:
+    for epochs in [20] if args.quick else [20, 60]:
         report(f"base, regression, {epochs} epochs",
                vector(lambda a, b, w, e=epochs: net(a, targets[w] - mean, b, w, words, epochs=e) + mean))
 
@@ -129,6 +143,8 @@ def main():
     report("template (per-word mean pattern, Pearson)", template)
     report("classifier: base network, softmax head, 20 epochs",
            lambda tr, te, c: net(x[tr][:, c], targets[word[tr]], x[te][:, c], word[tr], words, head="classes"))
+    if args.quick:
+        return
     report("classifier: linear softmax, 20 epochs",
            lambda tr, te, c: net(x[tr][:, c], targets[word[tr]], x[te][:, c], word[tr], words, head="classes", hidden=()))
 
