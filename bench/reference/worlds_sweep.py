@@ -10,8 +10,9 @@ roi_stability`) with the pipeline's ranking (cosine after centring on the mean t
   base        Brain2Word's base network (brain2word_sweep.py's), 20 and 60 epochs
   template    no learning of a map at all: the mean training pattern of each word, ranked by
               Pearson correlation with the test scan (the oracle's rule with estimated templates)
-  classifier  the base network with a 180-way softmax head only (cross-entropy), ranked by logits;
-              and a linear softmax classifier (the same without hidden layers)
+  classifier  the base network with a 180-way softmax head only (cross-entropy), ranked by logits,
+              reading the 200-unit layer or (as models.train) the 50-d embedding layer; and a
+              linear softmax classifier (the same without hidden layers)
   roi         the ROI model's first layer (one block per ROI, ⌈size/2⌉ units) initialised as the
               pipeline does (Glorot uniform of each block's own fan-in/fan-out, as Keras) or as
               brain2word_sweep.py did (PyTorch's default for the whole masked layer: ~10× smaller)
@@ -58,8 +59,10 @@ def cosine_sim(pred, targets):
 
 
 def net(a, y, b, word_train, classes, *, head="regression", hidden=(2000, 200), dropout=0.4,
-        epochs=20, roi=None, seed=0):
-    """Brain2Word's base (or ROI) network; `head` regression (vector out) or classes (logits out)."""
+        epochs=20, roi=None, seed=0, behind_embedding=False):
+    """Brain2Word's base (or ROI) network; `head` regression (vector out) or classes (logits out).
+    `behind_embedding`: the classes read the embedding-width layer through LeakyReLU, BN and
+    dropout, as models.train's classification head does (crates/models/src/net.rs)."""
     torch.manual_seed(seed)
     a_t, b_t = torch.tensor(a, dtype=torch.float32), torch.tensor(b, dtype=torch.float32)
     y_t, w_t = torch.tensor(y, dtype=torch.float32), torch.tensor(word_train)
@@ -80,6 +83,9 @@ def net(a, y, b, word_train, classes, *, head="regression", hidden=(2000, 200), 
     for h in hidden:
         layers += [nn.Linear(width, h), nn.LeakyReLU(0.3), bn(h), nn.Dropout(dropout)]
         width = h
+    if behind_embedding:
+        layers += [nn.Linear(width, y.shape[1]), nn.LeakyReLU(0.3), bn(y.shape[1]), nn.Dropout(dropout)]
+        width = y.shape[1]
     out = y.shape[1] if head == "regression" else classes
     model = nn.Sequential(*layers, nn.Linear(width, out))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, amsgrad=True)
@@ -145,6 +151,9 @@ def main():
            lambda tr, te, c: net(x[tr][:, c], targets[word[tr]], x[te][:, c], word[tr], words, head="classes"))
     if args.quick:
         return
+    report("classifier behind the 50-d embedding (models.train's head), 20 epochs",
+           lambda tr, te, c: net(x[tr][:, c], targets[word[tr]], x[te][:, c], word[tr], words, head="classes",
+                                 behind_embedding=True))
     report("classifier: linear softmax, 20 epochs",
            lambda tr, te, c: net(x[tr][:, c], targets[word[tr]], x[te][:, c], word[tr], words, head="classes", hidden=()))
 
