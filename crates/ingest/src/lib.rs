@@ -46,7 +46,7 @@ use brainpipe_core::DynStage;
 pub use bold5000::{Bold5000Params, IngestBold5000};
 pub use error::{IngestError, Result};
 pub use events::{Event, read_events};
-pub use params::{SyntheticParams, World};
+pub use params::{EncodingKind, SyntheticParams, World};
 pub use pereira::{IngestPereira, PereiraParams};
 pub use scans::{IngestNifti, NiftiParams, ScansWriter, TrialInfo, VoxelGrid};
 pub use study::{PEREIRA_PARADIGMS, Synthetic};

@@ -15,11 +15,29 @@ pub enum World {
     Images,
 }
 
+/// How informative ROIs respond to the stimulus vector (docs/SYNTHETIC.md, "Responses").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EncodingKind {
+    /// Every informative voxel is a weighted sum of the stimulus dimensions: a linear decoder is
+    /// near the best possible one.
+    #[default]
+    Linear,
+    /// Each informative ROI passes the stimulus through its own fixed random two-layer network
+    /// (shared by all subjects); its voxels are weighted sums of that network's hidden units.
+    Nonlinear,
+}
+
 brainpipe_core::params! {
     /// Parameters of `ingest.synthetic` (see docs/SYNTHETIC.md for the generative model).
     pub struct SyntheticParams {
         /// `words` (Brain2Word: 180 Pereira concepts × 3 paradigms) or `images` (Brain2CLIP scenes).
         pub paradigm: World = World::Words,
+        /// `linear` (default: responses linear in the stimulus vector) or `nonlinear` (each
+        /// informative ROI responds through a fixed random two-layer network shared by all
+        /// subjects; a world where nonlinear decoders have something to find).
+        #[serde(skip_serializing_if = "is_linear")]
+        pub encoding: EncodingKind = EncodingKind::Linear,
         /// Number of subjects (Pereira et al. 2018 scanned 15; BOLD5000 4).
         pub subjects: u32 = 4,
         /// Seed of every random stream; the same seed gives byte-identical files.
@@ -68,6 +86,12 @@ fn check_params(p: &SyntheticParams) -> std::result::Result<(), String> {
         Err(other) => Err(other.to_string()),
         Ok(()) => Ok(()),
     }
+}
+
+/// The linear world is left out of the serialised params, so its studies keep their bytes (and
+/// their cache keys) from before the parameter existed.
+fn is_linear(kind: &EncodingKind) -> bool {
+    *kind == EncodingKind::Linear
 }
 
 fn is_one(v: &f64) -> bool {

@@ -20,7 +20,7 @@ use crate::images::{CAPTIONS_PER_IMAGE, Scene, described_scene, write_png};
 use crate::model::{self, Encoding, EncodingSpec, NoiseSpec, Scores, score_block, trial_volume};
 use crate::nifti::mni_options;
 use crate::noise::Smoother;
-use crate::params::{SyntheticParams, World};
+use crate::params::{EncodingKind, SyntheticParams, World};
 use crate::rng::{shuffle, stream};
 use crate::timeseries::{self, TRIAL_DURATION_S, schedule};
 use crate::vectors::{DEFAULT_VECTORS_NAME, default_vectors, load_vectors};
@@ -175,6 +175,7 @@ fn generate(ctx: &mut Context, params: &SyntheticParams) -> Result<Summary, Stag
         snr: params.snr,
         features: model::zscore_columns(&stimuli.vectors, stimuli.dim),
         dims: stimuli.dim,
+        kind: params.encoding,
         conditions: conditions.len(),
         grid_smoother: smoother.as_ref(),
         grid_len: grid.len(),
@@ -256,7 +257,11 @@ fn generate(ctx: &mut Context, params: &SyntheticParams) -> Result<Summary, Stag
 /// `amplitude` [K] (a), `gains` [conditions] (g, as the signal uses them, f32) and `offsets`
 /// [conditions, K] (o at the informative voxels). With the stimulus vectors z-scored per
 /// dimension (x̃), the oracle's predicted pattern is `g · a · (W · x̃)` and a trial's observed one
-/// its volume at `grid_index` less `offsets`.
+/// its volume at `grid_index` less `offsets`. Nonlinear world (config `encoding: nonlinear`):
+/// `weights` is [K, units] and also `hidden_roi` [K] (i64, the voxel's informative-ROI index),
+/// `hidden_weights` [rois, units, dims] (A), `hidden_bias`, `hidden_mean`, `hidden_sd` [rois,
+/// units]; the predicted pattern is `g · a · (W · h)` with `h = (φ(A · x̃ + b) − mean) / sd` of the
+/// voxel's ROI.
 fn write_encoding(
     path: &Path,
     encoding: &Encoding,
@@ -272,7 +277,7 @@ fn write_encoding(
         .iter()
         .flat_map(|o| encoding.informative.iter().map(move |&v| o[v]))
         .collect();
-    let tensors = [
+    let mut tensors = vec![
         NamedTensor {
             name: "grid_index".into(),
             dtype: Dtype::I64,
@@ -284,7 +289,28 @@ fn write_encoding(
         NamedTensor::f32("gains", vec![conditions.len()], &gains),
         NamedTensor::f32("offsets", vec![conditions.len(), k], &offsets),
     ];
-    let config = json!({"conditions": conditions, "dims": encoding.dims, "informative_voxels": k});
+    let mut config =
+        json!({"conditions": conditions, "dims": encoding.dims, "informative_voxels": k});
+    if let Some(hidden) = &encoding.hidden {
+        let (rois, units) = (encoding.tables.len(), model::NONLINEAR_HIDDEN_UNITS);
+        let vector_dims = hidden.weights.len() / (rois * units).max(1);
+        let roi_of_voxel: Vec<u8> =
+            encoding.table_of_voxel.iter().flat_map(|&t| (t as i64).to_le_bytes()).collect();
+        tensors.extend([
+            NamedTensor {
+                name: "hidden_roi".into(),
+                dtype: Dtype::I64,
+                shape: vec![k],
+                data: roi_of_voxel,
+            },
+            NamedTensor::f32("hidden_weights", vec![rois, units, vector_dims], &hidden.weights),
+            NamedTensor::f32("hidden_bias", vec![rois, units], &hidden.bias),
+            NamedTensor::f32("hidden_mean", vec![rois, units], &hidden.mean),
+            NamedTensor::f32("hidden_sd", vec![rois, units], &hidden.sd),
+        ]);
+        config["encoding"] = json!("nonlinear");
+        config["nonlinearity"] = json!(model::NONLINEARITY_NAME);
+    }
     write_safetensors(path, &tensors, ENCODING_SCHEMA, &config)?;
     Ok(())
 }
@@ -665,23 +691,29 @@ fn study_json(
         .zip(strengths)
         .map(|(&roi, &s)| json!({"roi": roi, "strength": s, "amplitude": params.snr.sqrt() * s, "voxels": sizes[(roi - 1) as usize]}))
         .collect();
+    let mut constants = json!({
+        "roi_strength_log_sd": model::ROI_STRENGTH_LOG_SD,
+        "paradigm_gain_log_sd": model::PARADIGM_GAIN_LOG_SD,
+        "paradigm_offset_sd": model::PARADIGM_OFFSET_SD,
+        "noise_sd": 1.0,
+        "trial_duration_s": TRIAL_DURATION_S,
+        "iti_range_s": [timeseries::ITI_RANGE_S.0, timeseries::ITI_RANGE_S.1],
+        "baseline": timeseries::BASELINE,
+        "drift_sd": timeseries::DRIFT_SD,
+        "temporal_noise_sd": timeseries::TEMPORAL_NOISE_SD,
+        "captions_per_image": CAPTIONS_PER_IMAGE,
+    });
+    if params.encoding == EncodingKind::Nonlinear {
+        constants["nonlinear_hidden_units"] = json!(model::NONLINEAR_HIDDEN_UNITS);
+        constants["nonlinear_input_gain"] = json!(model::NONLINEAR_INPUT_GAIN);
+        constants["nonlinearity"] = json!(model::NONLINEARITY_NAME);
+    }
     json!({
         "format": "brainpipe.synthetic-study/1",
         "stage": Synthetic::NAME,
         "stage_version": Synthetic::VERSION,
         "params": params,
-        "constants": {
-            "roi_strength_log_sd": model::ROI_STRENGTH_LOG_SD,
-            "paradigm_gain_log_sd": model::PARADIGM_GAIN_LOG_SD,
-            "paradigm_offset_sd": model::PARADIGM_OFFSET_SD,
-            "noise_sd": 1.0,
-            "trial_duration_s": TRIAL_DURATION_S,
-            "iti_range_s": [timeseries::ITI_RANGE_S.0, timeseries::ITI_RANGE_S.1],
-            "baseline": timeseries::BASELINE,
-            "drift_sd": timeseries::DRIFT_SD,
-            "temporal_noise_sd": timeseries::TEMPORAL_NOISE_SD,
-            "captions_per_image": CAPTIONS_PER_IMAGE,
-        },
+        "constants": constants,
         "stimuli": {"count": stimuli.names.len(), "vector_dim": stimuli.dim, "source": stimuli.source},
         "paradigms": conditions.iter().zip(&encoding.gains).map(|(c, g)| json!({"name": c, "gain": g})).collect::<Vec<_>>(),
         "grid": {

@@ -1,6 +1,7 @@
 """Recomputes ingest.synthetic's oracle ceiling from the study's files alone.
 
-Usage: oracle_from_files.py STUDY_DIR. Reads encoding.safetensors (the true shared encoding),
+Usage: oracle_from_files.py STUDY_DIR. Linear or nonlinear world (encoding.safetensors' config
+says which). Reads encoding.safetensors (the true shared encoding),
 stimuli.parquet, bold/sub-NN_bold.nii.gz with its events, mask.nii.gz, atlas.nii.gz and
 study.json, and decodes every trial of every block as docs/SYNTHETIC.md ("The oracle") defines it:
 the trial's volume at the informative voxels less its paradigm's offsets, correlated (Pearson)
@@ -49,7 +50,19 @@ ids = stimuli.column("id").to_pylist()
 assert ids == list(range(len(ids)))
 split = stimuli.column("split").to_pylist()
 candidates = [s for s in ids if split[s] != "train"]
-base = (W @ Xz[candidates].astype(np.float64).T).T * amplitude  # candidates x K, before the gain
+if config.get("encoding") == "nonlinear":
+    # Each voxel weights its ROI's hidden units h = (cos(A x~ + b) - mean) / sd (docs/SYNTHETIC.md).
+    assert config["nonlinearity"] == "cos", config
+    A, b = enc["hidden_weights"].astype(np.float64), enc["hidden_bias"].astype(np.float64)
+    mu, sd_h = enc["hidden_mean"].astype(np.float64), enc["hidden_sd"].astype(np.float64)
+    raw = np.cos(np.einsum("rud,sd->rsu", A, Xz.astype(np.float64)) + b[:, None, :])
+    # The stored moments are those of the generator's own (f32) hidden units over the stimuli.
+    assert np.allclose(raw.mean(1), mu, atol=1e-4) and np.allclose(raw.std(1), sd_h, rtol=1e-3)
+    hidden = (raw - mu[:, None, :]) / sd_h[:, None, :]  # rois x stimuli x units
+    roi = enc["hidden_roi"]
+    base = np.einsum("ku,kcu->ck", W, hidden[roi][:, candidates, :]) * amplitude
+else:
+    base = (W @ Xz[candidates].astype(np.float64).T).T * amplitude  # candidates x K, before the gain
 
 
 def standardize(a):

@@ -79,6 +79,59 @@ fn same_seed_same_bytes_other_seed_other_study() {
     }
 }
 
+/// The blake3 hash of every file of a study but the manifest, names included.
+fn study_hash(dir: &Path) -> String {
+    let mut all = Vec::new();
+    for (name, bytes) in files(dir) {
+        all.extend(name.to_string_lossy().as_bytes());
+        all.extend(brainpipe_core::ContentHash::of_bytes(&bytes).as_str().as_bytes());
+    }
+    brainpipe_core::ContentHash::of_bytes(&all).to_string()
+}
+
+/// The linear world's bytes are those of the generator before `encoding` existed (checked on
+/// 2026-11-28 by comparing the demo study file by file with one made before the change), whether
+/// `encoding` is left out or set to `linear`; the nonlinear world is another study, also
+/// reproducible, and study.json says which world it is.
+#[test]
+fn linear_world_keeps_its_bytes_and_nonlinear_is_another_study() {
+    const LINEAR_SMALL_STUDY: &str =
+        "ab3634ac7b132f924aa89fd1a7f3e2a3c7b5241840e8b035eeb7c3d60b81a443";
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut params = small(3, "words");
+    params["time_series"] = json!(false);
+    let default = tmp.path().join("default");
+    generate(&default, params.clone(), &BTreeMap::new()).expect("default run");
+    assert_eq!(study_hash(&default), LINEAR_SMALL_STUDY, "the linear world's bytes changed");
+    params["encoding"] = json!("linear");
+    let linear = tmp.path().join("linear");
+    generate(&linear, params.clone(), &BTreeMap::new()).expect("linear run");
+    assert_eq!(study_hash(&linear), LINEAR_SMALL_STUDY);
+    let study: Value =
+        serde_json::from_slice(&std::fs::read(linear.join("study.json")).expect("read"))
+            .expect("json");
+    assert!(study["params"].get("encoding").is_none(), "linear studies keep their study.json");
+
+    params["encoding"] = json!("nonlinear");
+    let (a, b) = (tmp.path().join("nonlinear-a"), tmp.path().join("nonlinear-b"));
+    generate(&a, params.clone(), &BTreeMap::new()).expect("nonlinear run");
+    generate(&b, params, &BTreeMap::new()).expect("nonlinear rerun");
+    assert_eq!(study_hash(&a), study_hash(&b), "the nonlinear world is not reproducible");
+    let (fl, fa) = (files(&linear), files(&a));
+    let bold = Path::new("bold/sub-01_bold.nii.gz");
+    assert_ne!(fl[bold], fa[bold], "nonlinear responses equal the linear ones");
+    // Same brain, atlas and stimuli: only the responses (and what describes them) change.
+    for same in ["atlas.nii.gz", "mask.nii.gz", "stimuli.parquet"] {
+        assert!(fl[Path::new(same)] == fa[Path::new(same)], "{same} differs between worlds");
+    }
+    let study: Value =
+        serde_json::from_slice(&fa[Path::new("study.json")]).expect("nonlinear study.json");
+    assert_eq!(study["params"]["encoding"], "nonlinear");
+    assert_eq!(study["constants"]["nonlinearity"], "cos");
+    let oracle = study["oracle"]["top1"].as_f64().expect("oracle recorded");
+    assert!((0.0..=1.0).contains(&oracle), "{oracle}");
+}
+
 #[test]
 fn bad_params_fail_in_one_line_and_write_nothing() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -88,6 +141,7 @@ fn bad_params_fail_in_one_line_and_write_nothing() {
     let cases: Vec<(Value, Option<&PathBuf>, &str)> = vec![
         (json!({"subjects": 0}), None, "subjects 0"),
         (json!({"paradigm": "movies"}), None, "unknown variant"),
+        (json!({"encoding": "quadratic"}), None, "unknown variant"),
         (json!({"resolution_mm": 5}), None, "multiple of 2 or 3"),
         (json!({"resolution_mm": 24, "rois": 333}), None, "exceeds"),
         (json!({"snr": -1}), None, "snr"),
@@ -253,11 +307,12 @@ fn oracle_ceiling_recomputes_from_the_study_files() {
     let Some(python) = reference_python("oracle recomputation") else { return };
     let tmp = tempfile::tempdir().expect("tempdir");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle_from_files.py");
-    for world in ["words", "images"] {
-        let out = tmp.path().join(world);
+    for (world, encoding) in [("words", "linear"), ("images", "linear"), ("words", "nonlinear")] {
+        let out = tmp.path().join(format!("{world}-{encoding}"));
         let mut params = small(5, world);
         params["time_series"] = json!(false);
         params["test_repeats"] = json!(2);
+        params["encoding"] = json!(encoding);
         generate(&out, params, &BTreeMap::new()).expect("run");
         let output = Command::new(&python).arg(&script).arg(&out).output().expect("python runs");
         let stdout = String::from_utf8_lossy(&output.stdout);

@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""One table of the Brain2Word models on the synthetic worlds (bench/worlds.sh).
+
+usage: worlds_table.py WORLD=RUN_DIR [WORLD=RUN_DIR ...]
+       RUN_DIR: a pipelines/brain2word-worlds.yaml run (its metrics/ and study/ outputs).
+Prints a Markdown table: per world and model, top-1 / top-5 / top-10 / pairwise (means over the
+held-out subjects, eval.words' `subject: all` rows), the classification head's top-1 / top-5 when
+the model was trained with the classification loss, and top-5 as a fraction of the world's oracle (study.json); then the oracle and
+chance. Needs pyarrow (the pinned peers venv, $BRAINPIPE_REF_PYTHON).
+"""
+import json
+import sys
+
+import pyarrow.parquet as pq
+
+
+def pct(v):
+    return "" if v is None else f"{100 * v:.2f} %"
+
+
+def classification_trained(run, model):
+    """Whether `model`'s training used the classification loss (training.parquet of its stage)."""
+    try:
+        rows = pq.read_table(f"{run}/{model}/training.parquet", columns=["train_classification"]).to_pylist()
+    except (FileNotFoundError, OSError):
+        return False
+    return any(r["train_classification"] is not None for r in rows)
+
+
+def main():
+    print("| world | model | top-1 | top-5 | top-10 | pairwise | class top-1 | class top-5 | top-5 / oracle |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for arg in sys.argv[1:]:
+        world, run = arg.split("=", 1)
+        study = json.load(open(f"{run}/study/study.json"))
+        oracle = study["oracle"]
+        rows = pq.read_table(f"{run}/metrics/metrics.parquet").to_pylist()
+        means = {}
+        for r in rows:
+            if r["subject"] == "all" and r["paradigm"] == "all" and r["index"] is None:
+                means.setdefault(r["model"], {})[r["metric"]] = r["value"]
+        for model, m in means.items():
+            if not classification_trained(run, model):
+                # A regression-only network still has an (untrained) classification head.
+                m.pop("class_top1", None)
+                m.pop("class_top5", None)
+            frac = m["top5"] / oracle["top5"]
+            print(f"| {world} | {model} | {pct(m['top1'])} | {pct(m['top5'])} | {pct(m['top10'])} | "
+                  f"{pct(m.get('pairwise'))} | {pct(m.get('class_top1'))} | {pct(m.get('class_top5'))} | {100 * frac:.0f} % |")
+        print(f"| {world} | oracle (study.json) | {pct(oracle['top1'])} | {pct(oracle['top5'])} | | "
+              f"{pct(oracle['pairwise'])} | | | 100 % |")
+    print("| | chance | 0.56 % | 2.78 % | 5.56 % | 50 % | 0.56 % | 2.78 % | |")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
