@@ -141,6 +141,18 @@ fn gone(pid: u32) -> bool {
     }
 }
 
+/// The PID a test command writes into `pidfile` once it has started (at most 30 s).
+fn wait_for_pid(pidfile: &Path) -> u32 {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(pid) = fs::read_to_string(pidfile).ok().and_then(|t| t.trim().parse().ok()) {
+            return pid;
+        }
+        assert!(started.elapsed().as_secs() < 30, "the command never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn a_signal_to_the_driver_alone_ends_every_command_it_started() {
     // Issue 15.5: SIGINT or SIGTERM to the driver's PID left `sh -c …` and its children running.
@@ -159,15 +171,7 @@ fn a_signal_to_the_driver_alone_ends_every_command_it_started() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("driver");
-        let started = std::time::Instant::now();
-        let sleeper: u32 = loop {
-            if let Some(pid) = fs::read_to_string(&pidfile).ok().and_then(|t| t.trim().parse().ok())
-            {
-                break pid;
-            }
-            assert!(started.elapsed().as_secs() < 30, "the command never started");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        };
+        let sleeper = wait_for_pid(&pidfile);
         let killed = Command::new("kill")
             .args([format!("-{signal}"), driver.id().to_string()])
             .status()
@@ -208,14 +212,7 @@ fn a_driver_killed_outright_leaves_no_command_running() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("driver");
-    let started = std::time::Instant::now();
-    let sleeper: u32 = loop {
-        if let Some(pid) = fs::read_to_string(&pidfile).ok().and_then(|t| t.trim().parse().ok()) {
-            break pid;
-        }
-        assert!(started.elapsed().as_secs() < 30, "the command never started");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    let sleeper = wait_for_pid(&pidfile);
     driver.kill().expect("SIGKILL");
     driver.wait().expect("reaped");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);

@@ -78,16 +78,9 @@ fn base64(bytes: &[u8]) -> String {
 /// directory's parent, `COCO/x.jpg` inside it, else by file name); a placeholder when it cannot
 /// be read.
 fn thumbnail(images: Option<&Path>, name: &str, title: &str) -> String {
-    let file = images.and_then(|dir| {
-        // As the stimuli table names it: relative to the folder above the images directory
-        // (the synthetic study's `images/…`), inside it (BOLD5000's `COCO/…`), or by file name.
-        let candidates = [
-            dir.parent().map(|p| p.join(name)),
-            Some(dir.join(name)),
-            Path::new(name).file_name().map(|f| dir.join(f)),
-        ];
-        candidates.into_iter().flatten().find(|p| p.is_file())
-    });
+    // Resolved as every stage resolves a stimuli table's image (brainpipe_artifacts).
+    let file = images
+        .and_then(|dir| brainpipe_artifacts::resolve_image(name, Some(dir), Path::new("")).ok());
     match file.and_then(|f| std::fs::read(f).ok()) {
         Some(bytes) => format!(
             "<img src=\"data:{};base64,{}\" width=\"64\" height=\"64\" alt=\"{t}\" title=\"{t}\">",
