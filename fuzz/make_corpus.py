@@ -23,7 +23,7 @@ CORPUS = os.path.join(ROOT, "fuzz", "corpus")
 AFFINE = np.array([[-2.0, 0, 0, 90], [0, 2.0, 0, -126], [0, 0, 2.0, -72], [0, 0, 0, 1]])
 rng = np.random.default_rng(15)
 seeds = {"nifti_header": {}, "nifti_stream": {}, "npy": {}, "mat": {}, "safetensors": {},
-         "events_tsv": {}, "pipeline_yaml": {}}
+         "events_tsv": {}, "pipeline_yaml": {}, "hf_config": {}, "tokenizer": {}}
 
 
 def gz(data):
@@ -165,7 +165,11 @@ M = seeds["mat"]
 def mat(variables, compress):
     out = io.BytesIO()
     scipy.io.savemat(out, variables, do_compression=compress)
-    return out.getvalue()
+    data = out.getvalue()
+    # The 116-byte text header carries scipy's "Created on: <date>": a fixed one keeps the seeds'
+    # bytes the same on every run.
+    text = b"MATLAB 5.0 MAT-file Platform: posix, Created on: Sat Nov 28 00:00:00 2026"
+    return text.ljust(116) + data[116:]
 
 
 pereira = {"words": np.array(["apple ", "bird  ", "house "]), "data": rng.normal(size=(3, 4))}
@@ -247,6 +251,66 @@ P["bad-laughs.yaml"] = b"a: &a [x, x]\nb: &b [*a, *a, *a]\nc: &c [*b, *b, *b]\nn
 P["bad-nesting.yaml"] = b"name: n\nstages: " + b"[" * 200 + b"]" * 200 + b"\n"
 P["bad-unclosed.yaml"] = b"name: u\nstages:\n  a: { run: \"true\", outputs: [o]\n"
 P["bad-duplicate.yaml"] = b"name: d\nstages:\n  a: { run: x, outputs: [o] }\n  a: { run: y, outputs: [o] }\n"
+
+# Hugging Face CLIP config.json: the tiny test model's (as transformers wrote it), variants, then
+# hostile ones.
+H = seeds["hf_config"]
+with open(os.path.join(ROOT, "tests", "fixtures", "clip", "tiny", "config.json"), "rb") as f:
+    tiny = f.read()
+H["tiny.json"] = tiny
+tiny_json = json.loads(tiny)
+H["quick-gelu.json"] = json.dumps({**tiny_json, "text_config": {**tiny_json["text_config"], "hidden_act": "quick_gelu"}}).encode()
+H["minimal.json"] = b'{"text_config": {}, "vision_config": {}}'
+H["bad-not-object.json"] = b"[1, 2]"
+H["bad-patch.json"] = json.dumps({**tiny_json, "vision_config": {**tiny_json["vision_config"], "patch_size": 7}}).encode()
+H["bad-huge.json"] = json.dumps({**tiny_json, "vision_config": {**tiny_json["vision_config"], "image_size": 1 << 62, "patch_size": 1}}).encode()
+H["bad-negative.json"] = json.dumps({**tiny_json, "projection_dim": -1}).encode()
+H["bad-activation.json"] = json.dumps({**tiny_json, "text_config": {**tiny_json["text_config"], "hidden_act": "sw\nish"}}).encode()
+H["bad-truncated.json"] = tiny[: len(tiny) // 2]
+
+# CLIP tokenizer files: vocab.json NUL merges.txt NUL caption (the target's input), with GPT-2's
+# byte characters as the vocabulary starts (256, the same with </w>), a few merges, the specials.
+T = seeds["tokenizer"]
+
+
+def byte_chars():
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("\xa1"), ord("\xac") + 1)) + list(range(ord("\xae"), ord("\xff") + 1))
+    chars, n = {}, 0
+    for b in range(256):
+        if b in keep:
+            chars[b] = chr(b)
+        else:
+            chars[b] = chr(256 + n)
+            n += 1
+    return [chars[b] for b in range(256)]
+
+
+def tokenizer_seed(merges, extra=(), caption="a photo of a cat", chars="acfhopt"):
+    # A few characters keep the seeds small (a fast fuzzer); bytes without a token become the
+    # unknown token. One seed has every byte character, as CLIP's files do.
+    chars = byte_chars() if chars is None else list(chars)
+    tokens = chars + [c + "</w>" for c in chars]
+    for left, right in merges:
+        tokens.append(left + right)
+    tokens += list(extra) + ["<|startoftext|>", "<|endoftext|>"]
+    vocab = json.dumps({t: i for i, t in enumerate(tokens)}, ensure_ascii=False).encode()
+    text = "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges)
+    return vocab + b"\0" + text.encode() + b"\0" + caption.encode()
+
+
+MERGES_FEW = [("a", "t</w>"), ("c", "at</w>"), ("p", "h"), ("ph", "o"), ("t", "o</w>"), ("pho", "to</w>"), ("o", "f</w>")]
+T["few-merges"] = tokenizer_seed(MERGES_FEW)
+T["all-bytes"] = tokenizer_seed(MERGES_FEW, chars=None)
+T["unicode-caption"] = tokenizer_seed(MERGES_FEW, caption="  \u00c9l\u00e8ve's \U0001f9e0 <|endoftext|>photo\tof 42 cats!!")
+T["no-merges"] = tokenizer_seed([], caption="<|startoftext|>" * 3 + "x" * 300)
+T["no-caption"] = tokenizer_seed(MERGES_FEW).split(b"\0")[0] + b"\0" + tokenizer_seed(MERGES_FEW).split(b"\0")[1]
+T["bad-vocab-only"] = tokenizer_seed(MERGES_FEW).split(b"\0")[0]
+T["bad-missing-special"] = tokenizer_seed(MERGES_FEW).replace(b'"<|endoftext|>"', b'"<|end|>"')
+T["bad-merge-line"] = tokenizer_seed(MERGES_FEW).replace(b"p h\n", b"p  h\n")
+T["bad-merge-unknown"] = tokenizer_seed(MERGES_FEW).replace(b"ph o\n", b"ph zz\n")
+T["bad-id-gap"] = b'{"a": 0, "b": 2}\0#version: 0.2\n\0a'
+T["bad-id-twice"] = b'{"a": 0, "b": 0, "c": 1}\0\0'
+T["bad-not-json"] = b"{\0a b\n\0"
 
 total = 0
 for target, files in seeds.items():

@@ -18,8 +18,9 @@ const STAGES: [&str; 7] = [
 ];
 
 /// Crates that must build without LibTorch (the driver links them).
-const TORCH_FREE: [&str; 8] = [
+const TORCH_FREE: [&str; 9] = [
     "brainpipe-core",
+    "brainpipe-hf",
     "brainpipe-artifacts",
     "brainpipe-params",
     "brainpipe-pipeline",

@@ -66,6 +66,18 @@ pub enum ClipError {
     Artifact(#[from] brainpipe_core::Error),
 }
 
+impl From<brainpipe_hf::HfError> for ClipError {
+    fn from(e: brainpipe_hf::HfError) -> Self {
+        match e {
+            brainpipe_hf::HfError::Config { path, message } => ClipError::Config { path, message },
+            brainpipe_hf::HfError::Tokenizer { path, message } => {
+                ClipError::Tokenizer { path, message }
+            }
+            brainpipe_hf::HfError::Io(e) => ClipError::Artifact(e),
+        }
+    }
+}
+
 impl ClipError {
     /// An [`ClipError::Image`] for `path`.
     pub(crate) fn image(path: impl AsRef<Path>, message: impl Into<String>) -> Self {

@@ -35,8 +35,10 @@
 //! ```
 
 mod alexnet;
+// The config and tokenizer readers live in brainpipe-hf (no LibTorch); `crate::config` and
+// `crate::tokenizer` name them here.
+use brainpipe_hf::{config, tokenizer};
 mod augment;
-mod config;
 mod embedder;
 mod error;
 mod extract;
@@ -45,7 +47,6 @@ mod image_metrics;
 mod model;
 mod pixel_metrics;
 mod stages;
-mod tokenizer;
 mod train;
 
 use std::sync::Arc;

@@ -471,7 +471,8 @@ impl LoadedClip {
             "do_normalize": true, "image_mean": p.mean, "image_std": p.std, "do_convert_rgb": true,
         });
         write_json(&dir.join(PREPROCESSOR_FILE), &preprocessor)?;
-        self.tokenizer.save(dir, self.model.config.text_config.context_length())
+        self.tokenizer.save(dir, self.model.config.text_config.context_length())?;
+        Ok(())
     }
 }
 

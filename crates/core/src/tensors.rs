@@ -204,7 +204,11 @@ impl SafetensorsFile {
 
 /// Reads and validates a safetensors file (header bounds, offsets, types).
 pub fn read_safetensors(path: &Path) -> Result<SafetensorsFile> {
-    let corrupt = |message: String| Error::Safetensors { path: path.to_path_buf(), message };
+    // Names and dtypes are the file's text: control characters in them are escaped (one line).
+    let corrupt = |message: String| Error::Safetensors {
+        path: path.to_path_buf(),
+        message: crate::one_line(&message),
+    };
     let mut file = File::open(path).at(path)?;
     let file_len = file.metadata().at(path)?.len();
     let mut len_bytes = [0u8; 8];
@@ -274,6 +278,26 @@ mod tests {
         let err = read_safetensors(&path).expect_err("refused").to_string();
         assert!(err.contains("overflows") && err.contains("huge.safetensors"), "{err}");
         assert!(!err.contains('\n'), "one line: {err}");
+    }
+
+    #[test]
+    fn names_holding_newlines_give_one_line_errors() {
+        // Found by the safetensors fuzz target: a metadata key with an escaped newline.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("names.safetensors");
+        for header in [
+            br#"{"__metadata__":{"con\nfig":1}}"#.as_slice(),
+            br#"{"w\r\nx":{"dtype":"F\n32","shape":[1],"data_offsets":[0,4]}}"#,
+            br#"{"w\nx":{"dtype":"F32","shape":"?","data_offsets":[0,4]}}"#,
+        ] {
+            let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+            bytes.extend_from_slice(header);
+            bytes.extend_from_slice(&[0; 4]);
+            std::fs::write(&path, bytes).expect("write");
+            let err = read_safetensors(&path).expect_err("refused").to_string();
+            assert!(!err.contains('\n') && !err.contains('\r'), "one line: {err}");
+            assert!(err.contains("names.safetensors") && err.contains(r"\n"), "{err}");
+        }
     }
 
     #[test]

@@ -21,7 +21,8 @@
 //! does neither, and parity with it is what the tests check.
 
 use brainpipe_core::IoContext;
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::fmt::Write as _;
 use std::io::Read;
 use std::path::Path;
@@ -30,7 +31,7 @@ use std::sync::{Arc, OnceLock};
 use regex::Regex;
 use unicode_normalization::UnicodeNormalization;
 
-use crate::error::{ClipError, Result};
+use crate::error::{HfError, Result};
 
 /// The shipped BPE merges (OpenAI CLIP / open_clip, MIT).
 const BPE_VOCAB_GZ: &[u8] = include_bytes!("../../../data/clip/bpe_simple_vocab_16e6.txt.gz");
@@ -71,8 +72,8 @@ pub struct Tokenizer {
     byte_end_ids: [u32; 256],
     /// `<|startoftext|>` and `<|endoftext|>` with their ids, as they are matched in the text.
     specials: [(&'static str, i64); 2],
-    words: Regex,
-    whitespace: Regex,
+    words: &'static Regex,
+    whitespace: &'static Regex,
 }
 
 /// What makes a vocabulary and its merges unusable, by the file that has to change.
@@ -126,7 +127,7 @@ impl Tokenizer {
     }
 
     /// The process-wide built-in tokenizer as a handle a model can hold beside a loaded one.
-    pub(crate) fn shared_handle() -> &'static Arc<Tokenizer> {
+    pub fn shared_handle() -> &'static Arc<Tokenizer> {
         static SHARED: OnceLock<Arc<Tokenizer>> = OnceLock::new();
         SHARED.get_or_init(|| Arc::new(Tokenizer::new()))
     }
@@ -185,8 +186,8 @@ impl Tokenizer {
             byte_ids,
             byte_end_ids,
             specials: [(START_TOKEN, i64::from(start)), (END_TOKEN, i64::from(end))],
-            words: Regex::new(WORD_PATTERN).expect("valid pattern"),
-            whitespace: Regex::new(r"\s+").expect("valid pattern"),
+            words: compiled(&WORDS, WORD_PATTERN),
+            whitespace: compiled(&WHITESPACE, r"\s+"),
         })
     }
 
@@ -198,11 +199,11 @@ impl Tokenizer {
         match (vocab.is_file(), merges.is_file()) {
             (true, true) => Self::from_files(&vocab, &merges).map(Some),
             (false, false) => Ok(None),
-            (true, false) => Err(ClipError::tokenizer(
+            (true, false) => Err(HfError::tokenizer(
                 &merges,
                 format!("missing: {VOCAB_FILE} is there, so the BPE merges must be too"),
             )),
-            (false, true) => Err(ClipError::tokenizer(
+            (false, true) => Err(HfError::tokenizer(
                 &vocab,
                 format!("missing: {MERGES_FILE} is there, so the vocabulary must be too"),
             )),
@@ -216,12 +217,12 @@ impl Tokenizer {
     pub fn from_files(vocab: &Path, merges: &Path) -> Result<Self> {
         let tokens = read_vocab(vocab)?;
         let text = std::fs::read_to_string(merges).at(merges)?;
-        let lines = merge_lines(&text).map_err(|message| ClipError::tokenizer(merges, message))?;
+        let lines = merge_lines(&text).map_err(|message| HfError::tokenizer(merges, message))?;
         let pairs: Vec<(&str, &str)> = lines.iter().map(|&(_, a, b)| (a, b)).collect();
         Self::build(tokens, &pairs).map_err(|invalid| match invalid {
-            Invalid::Vocab(message) => ClipError::tokenizer(vocab, message),
+            Invalid::Vocab(message) => HfError::tokenizer(vocab, message),
             Invalid::Merge(rank, message) => {
-                ClipError::tokenizer(merges, format!("line {}: {message}", lines[rank].0))
+                HfError::tokenizer(merges, format!("line {}: {message}", lines[rank].0))
             }
         })
     }
@@ -277,26 +278,28 @@ impl Tokenizer {
     /// The BPE ids of `text`, without start/end tokens and without truncation.
     pub fn encode(&self, text: &str) -> Vec<i64> {
         let mut ids = Vec::new();
-        let mut rest = text;
-        while !rest.is_empty() {
-            let next = self
-                .specials
-                .iter()
-                .filter_map(|(s, id)| rest.find(s).map(|at| (at, *s, *id)))
-                .min_by_key(|(at, _, _)| *at);
-            match next {
-                Some((at, special, id)) => {
-                    self.encode_plain(&rest[..at], &mut ids);
-                    ids.push(id);
-                    rest = &rest[at + special.len()..];
-                }
-                None => {
-                    self.encode_plain(rest, &mut ids);
-                    rest = "";
+        // Where each special token occurs next, searched again only once passed: one scan of
+        // the text per special (searching both from every occurrence of either was quadratic in
+        // a caption of many `<|endoftext|>`).
+        let find = |special: &str, from: usize| text[from..].find(special).map(|at| at + from);
+        let mut next = self.specials.map(|(special, _)| find(special, 0));
+        let mut done = 0;
+        loop {
+            let first = (0..next.len()).filter_map(|i| next[i].map(|at| (at, i))).min();
+            let Some((at, i)) = first else {
+                self.encode_plain(&text[done..], &mut ids);
+                return ids;
+            };
+            let (special, id) = self.specials[i];
+            self.encode_plain(&text[done..at], &mut ids);
+            ids.push(id);
+            done = at + special.len();
+            for (j, (other, _)) in self.specials.iter().enumerate() {
+                if next[j].is_some_and(|at| at < done) {
+                    next[j] = find(other, done);
                 }
             }
         }
-        ids
     }
 
     fn encode_plain(&self, text: &str, ids: &mut Vec<i64>) {
@@ -312,34 +315,75 @@ impl Tokenizer {
         }
     }
 
-    /// Merges the byte characters of one word by rank, lowest first, left to right.
+    /// Merges the byte characters of one word by rank, lowest first, left to right: the merge
+    /// of lowest rank among the word's adjacent pairs is applied to every occurrence (left to
+    /// right, not overlapping), then the next, as OpenAI's `simple_tokenizer.py` does.
+    ///
+    /// O(n log n) in the word's length: the pairs wait in a heap by (rank, position) over a
+    /// linked list of symbols, and the pairs a merge creates join the heap only once every
+    /// occurrence of that merge is done (so a hostile merges.txt whose later merges rank lower
+    /// is applied in the same order as the reference). Rescanning the word after each merge
+    /// took minutes for a 40,000-character word (found by the tokenizer fuzz target).
     fn bpe(&self, bytes: &[u8]) -> Vec<u32> {
         let Some((&last, init)) = bytes.split_last() else {
             return Vec::new();
         };
-        let mut word: Vec<u32> = init.iter().map(|&b| self.byte_ids[usize::from(b)]).collect();
-        word.push(self.byte_end_ids[usize::from(last)]);
-        while word.len() > 1 {
-            let best = word
-                .windows(2)
-                .filter_map(|pair| {
-                    self.merges.get(&(pair[0], pair[1])).map(|&(rank, _)| (rank, pair[0], pair[1]))
-                })
-                .min();
-            let Some((_, left, right)) = best else { break };
-            let merged = self.merges[&(left, right)].1;
-            let mut next = Vec::with_capacity(word.len());
-            let mut i = 0;
-            while i < word.len() {
-                if i + 1 < word.len() && word[i] == left && word[i + 1] == right {
-                    next.push(merged);
-                    i += 2;
-                } else {
-                    next.push(word[i]);
-                    i += 1;
+        let mut symbols: Vec<u32> = init.iter().map(|&b| self.byte_ids[usize::from(b)]).collect();
+        symbols.push(self.byte_end_ids[usize::from(last)]);
+        let n = symbols.len();
+        // Linked list over positions: a merged-away symbol is unlinked, its position never reused.
+        let mut next: Vec<usize> = (1..=n).collect();
+        let mut prev: Vec<usize> = (0..n).map(|i| i.wrapping_sub(1)).collect();
+        let mut alive = vec![true; n];
+        let rank_of = |left: u32, right: u32| self.merges.get(&(left, right)).map(|&(r, _)| r);
+        let mut heap: BinaryHeap<Reverse<(u32, usize)>> = (0..n.saturating_sub(1))
+            .filter_map(|i| rank_of(symbols[i], symbols[i + 1]).map(|r| Reverse((r, i))))
+            .collect();
+        let mut created = Vec::new();
+        while let Some(&Reverse((rank, _))) = heap.peek() {
+            // Every occurrence of the merge of this rank, left to right.
+            while let Some(&Reverse((r, at))) = heap.peek() {
+                if r != rank {
+                    break;
+                }
+                heap.pop();
+                let right_at = next[at];
+                // Stale: the symbol or its neighbour changed since the pair was queued.
+                if !alive[at] || right_at >= n || rank_of(symbols[at], symbols[right_at]) != Some(r)
+                {
+                    continue;
+                }
+                symbols[at] = self.merges[&(symbols[at], symbols[right_at])].1;
+                alive[right_at] = false;
+                next[at] = next[right_at];
+                if next[at] < n {
+                    prev[next[at]] = at;
+                }
+                created.push(at);
+            }
+            // The pairs the merges made, beside each merged symbol still alive.
+            for at in created.drain(..) {
+                if !alive[at] {
+                    continue;
+                }
+                let before = prev[at];
+                if before < n
+                    && let Some(r) = rank_of(symbols[before], symbols[at])
+                {
+                    heap.push(Reverse((r, before)));
+                }
+                if next[at] < n
+                    && let Some(r) = rank_of(symbols[at], symbols[next[at]])
+                {
+                    heap.push(Reverse((r, at)));
                 }
             }
-            word = next;
+        }
+        let mut word = Vec::with_capacity(n);
+        let mut at = 0;
+        while at < n {
+            word.push(symbols[at]);
+            at = next[at];
         }
         word
     }
@@ -376,7 +420,7 @@ impl Tokenizer {
 fn read_vocab(path: &Path) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(path).at(path)?;
     let map: HashMap<String, u32> = serde_json::from_str(&text)
-        .map_err(|e| ClipError::tokenizer(path, format!("not a JSON object of token → id: {e}")))?;
+        .map_err(|e| HfError::tokenizer(path, format!("not a JSON object of token → id: {e}")))?;
     let mut by_id: Vec<(u32, String)> = map.into_iter().map(|(token, id)| (id, token)).collect();
     by_id.sort_unstable();
     let mut vocab = Vec::with_capacity(by_id.len());
@@ -389,7 +433,7 @@ fn read_vocab(path: &Path) -> Result<Vec<String>> {
                 }
                 _ => format!("no token has id {expected}: the ids must run 0..n−1 without gaps"),
             };
-            return Err(ClipError::tokenizer(path, message));
+            return Err(HfError::tokenizer(path, message));
         }
         vocab.push(token);
     }
@@ -419,6 +463,16 @@ fn merge_lines(text: &str) -> std::result::Result<Vec<(usize, &str, &str)>, Stri
         }
     }
     Ok(merges)
+}
+
+static WORDS: OnceLock<Regex> = OnceLock::new();
+static WHITESPACE: OnceLock<Regex> = OnceLock::new();
+
+/// `pattern` compiled once per process and shared by every tokenizer: compiling CLIP's Unicode
+/// classes costs milliseconds, and each `Regex` value warms its own lazy DFA (a clone starts
+/// cold), which made reading a tokenizer's files and encoding one caption cost about 8 ms.
+fn compiled(cell: &'static OnceLock<Regex>, pattern: &str) -> &'static Regex {
+    cell.get_or_init(|| Regex::new(pattern).expect("valid pattern"))
 }
 
 fn pretty_json(value: &serde_json::Value) -> String {
@@ -458,6 +512,12 @@ mod tests {
         let long = "word ".repeat(200);
         assert_eq!(t.encode_for_model(&long, CONTEXT_LENGTH).len(), CONTEXT_LENGTH);
         assert_eq!(t.encode("A  Photo"), t.encode("a photo"));
+        // Special tokens written in the text, however many and however packed.
+        let a = t.encode("a")[0];
+        let specials = "<|endoftext|>a<|startoftext|><|endoftext|><|endoftext|>".repeat(3);
+        let expected = [END_OF_TEXT, a, START_OF_TEXT, END_OF_TEXT, END_OF_TEXT].repeat(3);
+        assert_eq!(t.encode(&specials), expected);
+        assert!(!t.encode("<|endoftext|").contains(&END_OF_TEXT), "not a special without `>`");
         let (batch, width) = t.batch(&["a", "a photo of a cat"], CONTEXT_LENGTH);
         assert_eq!((batch.len(), width), (14, 7));
         assert_eq!(batch[3..7], [END_OF_TEXT; 4]);
@@ -487,6 +547,75 @@ mod tests {
         err
     }
 
+    /// The merge loop as OpenAI's `simple_tokenizer.py` writes it: find the lowest-ranked pair,
+    /// merge every occurrence, rescan. Quadratic; the reference for [`Tokenizer::bpe`].
+    fn bpe_rescanning(t: &Tokenizer, bytes: &[u8]) -> Vec<u32> {
+        let Some((&last, init)) = bytes.split_last() else {
+            return Vec::new();
+        };
+        let mut word: Vec<u32> = init.iter().map(|&b| t.byte_ids[usize::from(b)]).collect();
+        word.push(t.byte_end_ids[usize::from(last)]);
+        while word.len() > 1 {
+            let best = word
+                .windows(2)
+                .filter_map(|p| t.merges.get(&(p[0], p[1])).map(|&(rank, _)| (rank, p[0], p[1])))
+                .min();
+            let Some((_, left, right)) = best else { break };
+            let merged = t.merges[&(left, right)].1;
+            let mut next = Vec::with_capacity(word.len());
+            let mut i = 0;
+            while i < word.len() {
+                if i + 1 < word.len() && word[i] == left && word[i + 1] == right {
+                    next.push(merged);
+                    i += 2;
+                } else {
+                    next.push(word[i]);
+                    i += 1;
+                }
+            }
+            word = next;
+        }
+        word
+    }
+
+    #[test]
+    fn heap_merging_equals_rescanning() {
+        // Words of CLIP's vocabulary and random ones (bytes from a small alphabet, so merges
+        // apply often), through the built-in merges and through a merges file whose ranks
+        // contradict the order tokens are built in (a later merge ranked first).
+        let built_in = Tokenizer::shared();
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut random = move |below: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % below
+        };
+        let alphabet = b"aabcdeeilnorst' \xc3\xa9";
+        let mut words: Vec<Vec<u8>> = ["photograph", "aaaaaaa", "abababab", "x", "", "élève"]
+            .iter()
+            .map(|w| w.as_bytes().to_vec())
+            .collect();
+        for _ in 0..300 {
+            let len = 1 + random(40) as usize;
+            words
+                .push((0..len).map(|_| alphabet[random(alphabet.len() as u64) as usize]).collect());
+        }
+        let vocab = r#"{"a": 0, "b": 1, "a</w>": 2, "b</w>": 3, "ab": 4, "ba": 5, "aba": 6,
+            "ab</w>": 7, "bab</w>": 8, "abab</w>": 9, "<|startoftext|>": 10, "<|endoftext|>": 11}"#;
+        // `ab a` and `ab ab</w>` use tokens made by later merges; `ba b</w>` ranks below `b a`.
+        let merges = "#version: 0.2\nab a\na b\nab ab</w>\na b</w>\nba b</w>\nb a\naba b</w>\n";
+        let (_dir, hostile) = read_tiny(vocab, merges);
+        let hostile = hostile.expect("valid files").expect("both files");
+        // Every `a b` first (ab ab a</w>); `ab a`, made possible by the first, waits its turn.
+        assert_eq!(hostile.bpe(b"ababa"), [4, 4, 2]);
+        for word in &words {
+            assert_eq!(built_in.bpe(word), bpe_rescanning(built_in, word), "{word:?}");
+            let ab: Vec<u8> = word.iter().map(|b| if b % 2 == 0 { b'a' } else { b'b' }).collect();
+            assert_eq!(hostile.bpe(&ab), bpe_rescanning(&hostile, &ab), "{ab:?}");
+        }
+    }
+
     #[test]
     fn reads_a_tokenizer_from_hugging_face_files() {
         let (_dir, tokenizer) = read_tiny(TINY_VOCAB, TINY_MERGES);
@@ -508,6 +637,10 @@ mod tests {
         assert!(err.contains("id 0 is given to both"), "{err}");
         let err = tiny_error(&TINY_VOCAB.replace("\"b\": 1", "\"b\": 9"), TINY_MERGES, VOCAB_FILE);
         assert!(err.contains("no token has id 1"), "{err}");
+        // Tokens are quoted as the file has them: a newline in one is escaped (one line).
+        let err =
+            tiny_error(&TINY_VOCAB.replace("\"b\": 1", "\"b\\nc\": 0"), TINY_MERGES, VOCAB_FILE);
+        assert!(err.contains(r"b\nc"), "{err}");
         let err =
             tiny_error(&TINY_VOCAB.replace("<|endoftext|>", "<|end|>"), TINY_MERGES, VOCAB_FILE);
         assert!(err.contains("no token `<|endoftext|>`"), "{err}");

@@ -11,7 +11,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::error::{ClipError, Result};
+use crate::error::{HfError, Result};
 
 /// The hidden activation of the MLP blocks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -241,8 +241,8 @@ impl ClipConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).at(path)?;
         let value: Value =
-            serde_json::from_str(&text).map_err(|e| ClipError::config(path, e.to_string()))?;
-        Self::from_json(&value).map_err(|message| ClipError::config(path, message))
+            serde_json::from_str(&text).map_err(|e| HfError::config(path, e.to_string()))?;
+        Self::from_json(&value).map_err(|message| HfError::config(path, message))
     }
 
     /// Parses the JSON of a `CLIPModel` config and checks it.
@@ -313,6 +313,13 @@ impl ClipConfig {
                 v.image_size, v.patch_size
             ));
         }
+        let per_side = v.image_size / v.patch_size;
+        if per_side.checked_mul(per_side).and_then(|n| n.checked_add(1)).is_none() {
+            return Err(format!(
+                "vision_config: {per_side} patches per side (image_size / patch_size) overflow \
+                 the number of positions"
+            ));
+        }
         if t.num_hidden_layers < 0 || v.num_hidden_layers < 0 {
             return Err("num_hidden_layers must not be negative".to_owned());
         }
@@ -345,5 +352,20 @@ mod tests {
         assert!(config.validate().expect_err("patch").contains("patch_size"));
         let bad = json!({"vision_config": {"hidden_act": "relu"}});
         assert!(ClipConfig::from_json(&bad).is_err());
+        // Found by the hf_config fuzz target: (2^62 / 1)^2 + 1 positions overflowed.
+        let huge = json!({"vision_config": {"image_size": 1_i64 << 62, "patch_size": 1}});
+        let err = ClipConfig::from_json(&huge).expect_err("overflow");
+        assert!(err.contains("patches per side"), "{err}");
+    }
+
+    #[test]
+    fn an_error_quoting_the_file_stays_one_line() {
+        // Found by the hf_config fuzz target: serde quotes an unknown variant as written.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.json");
+        std::fs::write(&path, r#"{"text_config": {"hidden_act": "sw\nish"}}"#).expect("write");
+        let err = ClipConfig::from_file(&path).expect_err("unknown activation").to_string();
+        assert!(err.starts_with(&format!("{}: config: ", path.display())), "{err}");
+        assert!(!err.contains('\n') && err.contains(r"sw\nish"), "{err}");
     }
 }
