@@ -86,7 +86,10 @@ impl ClipError {
 
     /// A [`ClipError::Config`] for `path`.
     pub(crate) fn config(path: impl AsRef<Path>, message: impl Into<String>) -> Self {
-        ClipError::Config { path: path.as_ref().to_path_buf(), message: message.into() }
+        ClipError::Config {
+            path: path.as_ref().to_path_buf(),
+            message: brainpipe_core::one_line(&message.into()),
+        }
     }
 
     /// A [`ClipError::Module`] for `path`.
@@ -96,7 +99,10 @@ impl ClipError {
 
     /// A [`ClipError::Tokenizer`] for `path`.
     pub(crate) fn tokenizer(path: impl AsRef<Path>, message: impl Into<String>) -> Self {
-        ClipError::Tokenizer { path: path.as_ref().to_path_buf(), message: message.into() }
+        ClipError::Tokenizer {
+            path: path.as_ref().to_path_buf(),
+            message: brainpipe_core::one_line(&message.into()),
+        }
     }
 
     /// A [`ClipError::Table`] for `path`.

@@ -1,3 +1,4 @@
+use brainpipe_core::one_line;
 use std::path::{Path, PathBuf};
 
 /// Everything that can go wrong in the diffusion crate. Each message is one line and names the
@@ -54,11 +55,12 @@ pub enum DiffusionError {
 }
 
 impl DiffusionError {
+    // Config and weights messages may quote the file's JSON (names, values): escaped to one line.
     pub(crate) fn config(path: &Path, message: impl Into<String>) -> Self {
-        DiffusionError::Config { path: path.to_path_buf(), message: message.into() }
+        DiffusionError::Config { path: path.to_path_buf(), message: one_line(&message.into()) }
     }
     pub(crate) fn weights(path: &Path, message: impl Into<String>) -> Self {
-        DiffusionError::Weights { path: path.to_path_buf(), message: message.into() }
+        DiffusionError::Weights { path: path.to_path_buf(), message: one_line(&message.into()) }
     }
     pub(crate) fn image(path: &Path, message: impl Into<String>) -> Self {
         DiffusionError::Image { path: path.to_path_buf(), message: message.into() }

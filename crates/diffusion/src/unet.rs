@@ -475,3 +475,20 @@ impl UNet2DConditionModel {
         x.apply(&self.conv_norm_out).silu().apply(&self.conv_out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_config_error_quoting_the_file_stays_one_line() {
+        // The class of defect the hf_config fuzz target found in CLIP's config.json: serde quotes
+        // a value as the file wrote it, newlines included.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.json");
+        std::fs::write(&path, r#"{"down_block_types": ["Down\nBlock2D"]}"#).expect("write");
+        let err = UNetConfig::from_file(&path).expect_err("malformed").to_string();
+        assert!(err.starts_with(&format!("{}: ", path.display())), "{err}");
+        assert!(!err.contains('\n'), "one line: {err}");
+    }
+}
