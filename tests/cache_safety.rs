@@ -227,3 +227,39 @@ mod libc_signal {
     pub const SIGINT: i32 = 2;
     pub const SIGTERM: i32 = 15;
 }
+
+#[test]
+fn another_hosts_lock_is_waited_for_then_taken_over_after_its_lease() {
+    // Issue 16: locks hold without flock (O_EXCL files with a heartbeat). A lock left by a node
+    // that died keeps its key for the lease (here 1 s), then the run takes it over.
+    let dir = tempfile::tempdir().expect("tempdir");
+    fs::write(
+        dir.path().join("l.yaml"),
+        "name: l\nstages:\n  a: { run: \"echo a > {outputs.o}\", outputs: [o] }\n",
+    )
+    .expect("pipeline");
+    let out = brainpipe(dir.path(), &["run", "l.yaml", "--cache", ".brainpipe"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let entries: Vec<_> = fs::read_dir(dir.path().join(".brainpipe/entries"))
+        .expect("entries")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(entries.len(), 1);
+    let lock = dir.path().join(format!(".brainpipe/locks/{}.lock", entries[0]));
+    assert!(!lock.exists(), "a finished run leaves no lock");
+    fs::write(&lock, "node17.cluster 4242 99 0\n").expect("a dead node's lock");
+    let started = std::time::Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_brainpipe"))
+        .env_remove("BRAINPIPE_CACHE")
+        .env("BRAINPIPE_LOCK_LEASE_SECONDS", "1")
+        .current_dir(dir.path())
+        .args(["run", "l.yaml", "--cache", ".brainpipe", "--force", "a"])
+        .output()
+        .expect("brainpipe starts");
+    let waited = started.elapsed();
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("took over a stale lock"), "{stderr}");
+    assert!(waited >= std::time::Duration::from_secs(1), "waited for the lease: {waited:?}");
+    assert!(!lock.exists(), "released");
+}

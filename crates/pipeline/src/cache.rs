@@ -5,7 +5,7 @@
 //! ```text
 //! entries/<key>/           read-only: the outputs and manifest.json
 //! tmp/<key>.<pid>.<nanos>.<host>/ a run in progress; renamed to entries/<key> only on success
-//! locks/<key>.lock         held (flock) while one process computes <key>
+//! locks/<key>.lock         exists while one process computes <key> (O_EXCL + heartbeat; lock.rs)
 //! index.json               external input hashes by (path, size, mtime, inode)
 //! state/<pipeline>/<id>.json  what stage <id> of <pipeline> last resolved to
 //! runs/<pipeline>/<id>/<file> symlinks to the outputs of the last run
@@ -218,18 +218,14 @@ impl Cache {
         Ok(dir)
     }
 
-    /// Blocks until this process holds the lock for `key`; dropping the file releases it (the OS
-    /// also releases it when the process dies, so a killed run never wedges the cache).
-    pub fn lock(&self, key: &ContentHash) -> Result<fs::File, RunError> {
+    /// Blocks until this process holds the lock for `key`; dropping the guard releases it. It
+    /// holds across the nodes of a shared file system without `flock`; a lock whose process
+    /// died on this host is taken over at once, one of another host after its lease (60 s, or
+    /// `BRAINPIPE_LOCK_LEASE_SECONDS`) without a heartbeat, so a killed run never wedges the
+    /// cache (see `lock.rs`).
+    pub fn lock(&self, key: &ContentHash) -> Result<crate::KeyLock, RunError> {
         let path = self.root.join("locks").join(format!("{}.lock", key.as_str()));
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .at(&path)?;
-        file.lock().at(&path)?;
-        Ok(file)
+        crate::lock::acquire(&path, lock_lease())
     }
 
     /// Content hash of an external input file or tree, reusing the index when unchanged.
@@ -431,6 +427,15 @@ impl HashIndex {
 
 /// This machine's host name, reduced to `[A-Za-z0-9_-]` (a temporary directory's name part);
 /// `unknown-host` when it cannot be read.
+/// The lease after which another host's unchanged lock is taken over.
+fn lock_lease() -> std::time::Duration {
+    std::env::var("BRAINPIPE_LOCK_LEASE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map_or(crate::DEFAULT_LEASE, std::time::Duration::from_secs_f64)
+}
+
 pub(crate) fn host_name() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: gethostname writes at most `buf.len()` bytes into our buffer.

@@ -29,6 +29,7 @@ mod error;
 mod executor;
 mod gc;
 mod graph;
+mod lock;
 mod plan;
 mod run;
 mod spec;
@@ -46,6 +47,7 @@ pub use gc::{GcReport, gc};
 pub use graph::{
     InputSource, Node, NodeKind, Pipeline, Registry, fill_placeholders, parse_value, placeholders,
 };
+pub use lock::{DEFAULT_LEASE, HEARTBEAT, KeyLock};
 pub use plan::{ParamChange, Reason, StagePlan, plan};
 pub use run::{RunOptions, StageOutcome, run};
 pub use spec::{

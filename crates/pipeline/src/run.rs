@@ -274,7 +274,10 @@ pub(crate) fn execute(
                         dir: cache.entry_dir(&key),
                     }
                 }
-                None => compute(pipeline, cache, options, node, upstream, &material, &key)?,
+                None => {
+                    let planned = Planned { material: &material, key: &key, forced };
+                    compute(pipeline, cache, options, node, upstream, planned)?
+                }
             }
         }
     };
@@ -284,15 +287,23 @@ pub(crate) fn execute(
     Ok(outcome)
 }
 
+/// What a stage to compute resolved to.
+struct Planned<'a> {
+    material: &'a KeyMaterial,
+    key: &'a ContentHash,
+    /// Recomputed on request (`--force`): an existing entry is replaced, not reused.
+    forced: bool,
+}
+
 fn compute(
     pipeline: &Pipeline,
     cache: &Cache,
     options: &RunOptions,
     node: &Node,
     upstream: &BTreeMap<String, Manifest>,
-    material: &KeyMaterial,
-    key: &ContentHash,
+    planned: Planned<'_>,
 ) -> Result<StageOutcome, RunError> {
+    let Planned { material, key, forced } = planned;
     tracing::info!(stage = %node.id, name = node.stage_name(), key = key.short(), "running");
     let temp = TempEntry::new(cache.temp_dir(key)?);
     let inputs = input_paths(cache, node, upstream);
@@ -376,8 +387,19 @@ fn compute(
     manifest.write(&temp.0)?;
     make_read_only(&temp.0)?;
     let entry = cache.entry_dir(key);
+    if !forced && let Some(theirs) = cache.entry(key) {
+        // Committed meanwhile by another run that took our lock over (it judged it stale): the
+        // first entry stands, ours is discarded (dropping `temp` removes it).
+        tracing::warn!(stage = %node.id, key = key.short(), "computed by another run meanwhile");
+        return Ok(StageOutcome {
+            id: node.id.clone(),
+            cached: true,
+            manifest: theirs,
+            dir: entry,
+        });
+    }
     if fs::symlink_metadata(&entry).is_ok() {
-        // Forced recomputation: retire the old entry (we hold its lock).
+        // Forced recomputation, or a damaged entry: retire the old one (we hold its lock).
         let retired = cache.temp_dir(key)?.join("retired");
         fs::rename(&entry, &retired).at(&entry)?;
         remove_tree(retired.parent().unwrap_or(&retired))?;
