@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use brainpipe_core::{Dtype, IoContext, NamedTensor, read_safetensors};
+use brainpipe_core::{Dtype, IoContext, NamedTensor, SafetensorsFile, one_line, read_safetensors};
 use brainpipe_tensor::{save_var_store, weight_mismatches};
 use tch::nn::{self, Init};
 use tch::{Device, Kind, Tensor};
@@ -379,6 +379,71 @@ pub struct LoadedClip {
     pub tokenizer: Arc<Tokenizer>,
 }
 
+/// Checks that every size `config` gives is the size of a tensor in `weights` (by the names
+/// transformers gives them), so that building the model allocates no more than the weights file
+/// holds. A config claiming more (a hostile or mismatched `config.json`) is refused before any
+/// allocation, naming the first tensor that disagrees.
+fn config_backed_by(
+    config: &ClipConfig,
+    weights: &SafetensorsFile,
+) -> std::result::Result<(), String> {
+    let (t, v) = (&config.text_config, &config.vision_config);
+    let expect = |name: &str, shape: &[i64]| -> std::result::Result<(), String> {
+        let found = weights.tensor(name).map(|w| w.shape.clone());
+        let wanted: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
+        match found {
+            Some(found) if found == wanted => Ok(()),
+            Some(found) => {
+                Err(format!("`{name}` is {found:?}, but {CONFIG_FILE} makes it {wanted:?}"))
+            }
+            None => Err(format!("no `{name}`, which {CONFIG_FILE} needs")),
+        }
+    };
+    let layers = |tower: &str, n: i64| -> std::result::Result<(), String> {
+        let prefix = |i: i64| format!("{tower}_model.encoder.layers.{i}.");
+        let last = n - 1;
+        let has = |i: i64| weights.tensors.iter().any(|w| w.name.starts_with(&prefix(i)));
+        if (n > 0 && !has(last)) || has(n) {
+            let found = (0..).take_while(|&i| has(i)).count();
+            return Err(format!(
+                "{found} {tower} encoder layers, but {CONFIG_FILE} gives num_hidden_layers {n}"
+            ));
+        }
+        Ok(())
+    };
+    let patch = v.patch_size;
+    expect("text_model.embeddings.token_embedding.weight", &[t.vocab_size, t.hidden_size])?;
+    expect(
+        "text_model.embeddings.position_embedding.weight",
+        &[t.max_position_embeddings, t.hidden_size],
+    )?;
+    expect(
+        "vision_model.embeddings.patch_embedding.weight",
+        &[v.hidden_size, v.num_channels, patch, patch],
+    )?;
+    expect(
+        "vision_model.embeddings.position_embedding.weight",
+        &[v.num_positions(), v.hidden_size],
+    )?;
+    expect("text_projection.weight", &[config.projection_dim, t.hidden_size])?;
+    expect("visual_projection.weight", &[config.projection_dim, v.hidden_size])?;
+    layers("text", t.num_hidden_layers)?;
+    layers("vision", v.num_hidden_layers)?;
+    if t.num_hidden_layers > 0 {
+        expect(
+            "text_model.encoder.layers.0.mlp.fc1.weight",
+            &[t.intermediate_size, t.hidden_size],
+        )?;
+    }
+    if v.num_hidden_layers > 0 {
+        expect(
+            "vision_model.encoder.layers.0.mlp.fc1.weight",
+            &[v.intermediate_size, v.hidden_size],
+        )?;
+    }
+    Ok(())
+}
+
 impl LoadedClip {
     /// A freshly initialised model on `device`.
     pub fn new(config: &ClipConfig, device: Device) -> Self {
@@ -405,6 +470,14 @@ impl LoadedClip {
             ));
         }
         let config = ClipConfig::from_file(&config_path)?;
+        // The weights are read, and config.json's sizes checked against their shapes, before any
+        // variable is allocated: a config's size claims are backed by the file's bytes.
+        let weights_path = dir.join(WEIGHTS_FILE);
+        let weights = read_safetensors(&weights_path)?;
+        config_backed_by(&config, &weights).map_err(|message| ClipError::Weights {
+            path: weights_path.clone(),
+            message: one_line(&message),
+        })?;
         let mut loaded = LoadedClip::new(&config, device);
         let preprocessor_path = dir.join(PREPROCESSOR_FILE);
         if preprocessor_path.is_file() {
@@ -420,17 +493,21 @@ impl LoadedClip {
             }
             loaded.tokenizer = Arc::new(tokenizer);
         }
-        loaded.load_weights(&dir.join(WEIGHTS_FILE))?;
+        loaded.copy_weights(&weights, &weights_path)?;
         Ok(loaded)
     }
 
     /// Copies the tensors of a safetensors file into the variables, by name.
     pub fn load_weights(&mut self, path: &Path) -> Result<()> {
-        let file = read_safetensors(path)?;
+        self.copy_weights(&read_safetensors(path)?, path)
+    }
+
+    /// Copies the tensors of `file` (read from `path`) into the variables, by name.
+    fn copy_weights(&mut self, file: &SafetensorsFile, path: &Path) -> Result<()> {
         let variables = self.vs.variables();
         let weights_error =
             |message: String| ClipError::Weights { path: path.to_path_buf(), message };
-        let problems = weight_mismatches(&variables, &file, |name| name.ends_with(IGNORED_SUFFIX));
+        let problems = weight_mismatches(&variables, file, |name| name.ends_with(IGNORED_SUFFIX));
         if !problems.is_empty() {
             return Err(weights_error(problems.join(", ")));
         }
