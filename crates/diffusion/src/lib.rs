@@ -75,7 +75,10 @@ pub use train::{
 };
 pub use unet::{PerBlock, UNet2DConditionModel, UNetConfig};
 pub use vae::{AutoencoderKL, DiagonalGaussian, VaeConfig};
-pub use weights::{WEIGHTS_FILE, WEIGHTS_FILE_FP16, load_weights, save_model_dir, weights_file};
+pub use weights::{
+    WEIGHTS_FILE, WEIGHTS_FILE_FP16, copy_weights, load_weights, read_weights, save_model_dir,
+    weights_file,
+};
 
 /// Every stage of this crate, for the worker and pipelines to register.
 pub fn stages() -> Vec<Arc<dyn DynStage>> {

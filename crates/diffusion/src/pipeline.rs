@@ -11,7 +11,7 @@ use crate::error::{DiffusionError, Result};
 use crate::scheduler::{Scheduler, SchedulerConfig, SchedulerKind};
 use crate::unet::{UNet2DConditionModel, UNetConfig};
 use crate::vae::{AutoencoderKL, VaeConfig};
-use crate::weights::{load_weights, weights_file};
+use crate::weights::{copy_weights, read_weights, weights_file};
 use brainpipe_core::IoContext;
 
 /// `model_index.json`.
@@ -170,16 +170,27 @@ impl DiffusionPipeline {
             .unwrap_or(SchedulerKind::Pndm);
         let scheduler =
             SchedulerConfig::from_file(&dir.join("scheduler").join(SCHEDULER_FILE), default_kind)?;
+        // Weights are read and each config's sizes checked against them before any variable is
+        // allocated: a config.json is never trusted for an allocation.
         let unet_config = UNetConfig::from_file(&dir.join("unet").join("config.json"))?;
+        let unet_path = weights_file(&dir.join("unet"))?;
+        let unet_weights = read_weights(&unet_path)?;
+        unet_config.backed_by(&unet_weights).map_err(|m| DiffusionError::weights(&unet_path, m))?;
         let mut unet_vs = nn::VarStore::new(device);
         let unet = UNet2DConditionModel::new(&unet_vs.root(), &unet_config);
-        load_weights(&mut unet_vs, &weights_file(&dir.join("unet"))?)?;
+        copy_weights(&mut unet_vs, &unet_weights, &unet_path)?;
+        drop(unet_weights);
         let mut var_stores = vec![unet_vs];
         let codec = if has_vae {
             let vae_config = VaeConfig::from_file(&dir.join("vae").join("config.json"))?;
+            let vae_path = weights_file(&dir.join("vae"))?;
+            let vae_weights = read_weights(&vae_path)?;
+            vae_config
+                .backed_by(&vae_weights)
+                .map_err(|m| DiffusionError::weights(&vae_path, m))?;
             let mut vae_vs = nn::VarStore::new(device);
             let vae = AutoencoderKL::new(&vae_vs.root(), &vae_config);
-            load_weights(&mut vae_vs, &weights_file(&dir.join("vae"))?)?;
+            copy_weights(&mut vae_vs, &vae_weights, &vae_path)?;
             var_stores.push(vae_vs);
             Codec::Vae(Box::new(vae))
         } else {

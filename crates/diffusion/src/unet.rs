@@ -14,7 +14,9 @@ use crate::layers::{
     Downsample, ResnetBlock2D, ResnetShape, TimestepEmbedding, Transformer2D, TransformerShape,
     Upsample, conv2d, group_norm, timestep_embedding,
 };
+use crate::weights::Backing;
 use brainpipe_core::IoContext;
+use brainpipe_core::SafetensorsFile;
 
 /// An `int` or a per-block list of ints, as diffusers configs write `attention_head_dim`,
 /// `transformer_layers_per_block` and `layers_per_block`.
@@ -247,6 +249,38 @@ impl UNetConfig {
     /// Attention heads of down block `i`.
     pub fn heads(&self, i: usize) -> i64 {
         self.num_attention_heads.as_ref().unwrap_or(&self.attention_head_dim).get(i)
+    }
+
+    /// Checks every size this config gives against the tensors of `weights` (diffusers' names):
+    /// widths, ResNet and transformer counts, channels in and out, the time embedding and the
+    /// cross-attention context; so that building the model allocates no more than the file
+    /// holds. The first disagreement is the error.
+    pub fn backed_by(&self, weights: &SafetensorsFile) -> std::result::Result<(), String> {
+        let ch = &self.block_out_channels;
+        let levels = ch.len();
+        let mut b = Backing::new(weights);
+        b.shape("conv_in.weight", &[ch[0], self.in_channels, 3, 3])
+            .shape("conv_out.weight", &[self.out_channels, ch[0], 3, 3])
+            .shape("time_embedding.linear_1.weight", &[self.time_embed_dim(), ch[0]]);
+        for (i, kind) in self.down_block_types.iter().enumerate() {
+            let down = format!("down_blocks.{i}");
+            let from = ch[i.saturating_sub(1)];
+            let layers = self.layers_per_block.get(i);
+            b.count(&format!("{down}.resnets"), layers, "layers_per_block");
+            b.shape(&format!("{down}.resnets.0.conv1.weight"), &[ch[i], from, 3, 3]);
+            let up = format!("up_blocks.{}", levels - 1 - i);
+            b.count(&format!("{up}.resnets"), layers + 1, "layers_per_block + 1 =");
+            if kind.starts_with("CrossAttn") {
+                let attention = format!("{down}.attentions.0");
+                let blocks = self.transformer_layers_per_block.get(i);
+                b.count(&format!("{attention}.transformer_blocks"), blocks, "transformer layers");
+                b.shape(
+                    &format!("{attention}.transformer_blocks.0.attn2.to_k.weight"),
+                    &[ch[i], self.cross_attention_dim],
+                );
+            }
+        }
+        b.finish()
     }
 
     /// Width of the time embedding (4 × the first level's width).
@@ -490,5 +524,45 @@ mod tests {
         let err = UNetConfig::from_file(&path).expect_err("malformed").to_string();
         assert!(err.starts_with(&format!("{}: ", path.display())), "{err}");
         assert!(!err.contains('\n'), "one line: {err}");
+    }
+
+    /// A two-level UNet small enough to build in a test, and its weights as a file reads them.
+    fn small() -> (UNetConfig, SafetensorsFile, tempfile::TempDir) {
+        let s = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect();
+        let config = UNetConfig {
+            down_block_types: s(&["CrossAttnDownBlock2D", "DownBlock2D"]),
+            up_block_types: s(&["UpBlock2D", "CrossAttnUpBlock2D"]),
+            block_out_channels: vec![8, 16],
+            layers_per_block: PerBlock::One(1),
+            norm_num_groups: 4,
+            cross_attention_dim: 6,
+            attention_head_dim: PerBlock::One(2),
+            ..UNetConfig::default()
+        };
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let _unet = UNet2DConditionModel::new(&vs.root(), &config);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("w.safetensors");
+        brainpipe_tensor::save_var_store(&vs, &path, "test/1", &serde_json::json!({}))
+            .expect("save");
+        let weights = crate::weights::read_weights(&path).expect("read");
+        (config, weights, dir)
+    }
+
+    #[test]
+    fn config_sizes_must_be_the_weights_sizes_before_anything_is_built() {
+        let (config, weights, _dir) = small();
+        config.backed_by(&weights).expect("its own weights back it");
+        let wider = UNetConfig { block_out_channels: vec![8, 16_000_000], ..config.clone() };
+        let err = wider.backed_by(&weights).expect_err("a width the weights lack");
+        assert!(err.contains("down_blocks.1.resnets.0.conv1.weight"), "{err}");
+        let deeper = UNetConfig { layers_per_block: PerBlock::One(1_000_000), ..config.clone() };
+        let err = deeper.backed_by(&weights).expect_err("layers the weights lack");
+        assert!(err.contains("resnets") && err.contains("1000000"), "{err}");
+        let context = UNetConfig { cross_attention_dim: 1 << 40, ..config.clone() };
+        let err = context.backed_by(&weights).expect_err("a context the weights lack");
+        assert!(err.contains("attn2.to_k"), "{err}");
+        let more = UNetConfig { transformer_layers_per_block: PerBlock::One(3), ..config };
+        assert!(more.backed_by(&weights).expect_err("blocks").contains("transformer_blocks"));
     }
 }

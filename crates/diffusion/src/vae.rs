@@ -12,7 +12,9 @@ use crate::error::{DiffusionError, Result};
 use crate::layers::{
     Downsample, ResnetBlock2D, ResnetShape, Upsample, VaeAttention, conv2d, group_norm,
 };
+use crate::weights::Backing;
 use brainpipe_core::IoContext;
+use brainpipe_core::SafetensorsFile;
 
 /// GroupNorm eps everywhere in the VAE (diffusers hard-codes 1e-6 there).
 const VAE_EPS: f64 = 1e-6;
@@ -79,6 +81,30 @@ impl Default for VaeConfig {
 }
 
 impl VaeConfig {
+    /// Checks every size this config gives against the tensors of `weights` (diffusers' names),
+    /// as [`crate::UNetConfig::backed_by`] does: building allocates no more than the file holds.
+    pub fn backed_by(&self, weights: &SafetensorsFile) -> std::result::Result<(), String> {
+        let ch = &self.block_out_channels;
+        let (first, last) = (ch[0], ch[ch.len() - 1]);
+        let latent = self.latent_channels;
+        let mut b = Backing::new(weights);
+        b.shape("encoder.conv_in.weight", &[first, self.in_channels, 3, 3])
+            .shape("encoder.conv_out.weight", &[2 * latent, last, 3, 3])
+            .shape("decoder.conv_in.weight", &[last, latent, 3, 3])
+            .shape("decoder.conv_out.weight", &[self.out_channels, first, 3, 3]);
+        for i in 0..ch.len() {
+            let down = format!("encoder.down_blocks.{i}");
+            b.count(&format!("{down}.resnets"), self.layers_per_block, "layers_per_block");
+            b.shape(
+                &format!("{down}.resnets.0.conv1.weight"),
+                &[ch[i], ch[i.saturating_sub(1)], 3, 3],
+            );
+            let up = format!("decoder.up_blocks.{i}.resnets");
+            b.count(&up, self.layers_per_block + 1, "layers_per_block + 1 =");
+        }
+        b.finish()
+    }
+
     /// Stable Diffusion 1.x's VAE (`vae/config.json` of `runwayml/stable-diffusion-v1-5`).
     pub fn sd15() -> Self {
         VaeConfig {
@@ -360,5 +386,37 @@ impl AutoencoderKL {
             None => latents.shallow_clone(),
         };
         self.decoder.forward(&z)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_sizes_must_be_the_weights_sizes_before_anything_is_built() {
+        let config = VaeConfig {
+            down_block_types: vec!["DownEncoderBlock2D".to_owned(); 2],
+            up_block_types: vec!["UpDecoderBlock2D".to_owned(); 2],
+            block_out_channels: vec![8, 16],
+            norm_num_groups: 4,
+            ..VaeConfig::default()
+        };
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let _vae = AutoencoderKL::new(&vs.root(), &config);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("w.safetensors");
+        brainpipe_tensor::save_var_store(&vs, &path, "test/1", &serde_json::json!({}))
+            .expect("save");
+        let weights = crate::weights::read_weights(&path).expect("read");
+        config.backed_by(&weights).expect("its own weights back it");
+        let wider = VaeConfig { block_out_channels: vec![8, 1 << 30], ..config.clone() };
+        let err = wider.backed_by(&weights).expect_err("a width the weights lack");
+        assert!(err.contains("encoder.conv_out.weight"), "{err}");
+        let latent = VaeConfig { latent_channels: 1 << 40, ..config.clone() };
+        assert!(latent.backed_by(&weights).expect_err("latent").contains("conv_out"));
+        let deeper = VaeConfig { layers_per_block: 500, ..config };
+        let err = deeper.backed_by(&weights).expect_err("layers");
+        assert!(err.contains("encoder.down_blocks.0.resnets") && err.contains("500"), "{err}");
     }
 }

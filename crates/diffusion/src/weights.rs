@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use brainpipe_core::{Dtype, NamedTensor, read_safetensors};
+use brainpipe_core::{Dtype, NamedTensor, SafetensorsFile, read_safetensors};
 use brainpipe_tensor::{save_var_store, weight_mismatches};
 use tch::{Kind, Tensor, nn};
 
@@ -55,12 +55,10 @@ fn kind_of(dtype: Dtype) -> Option<Kind> {
     }
 }
 
-/// Copies the tensors of `path` into `vs`'s variables by name (converted to the variables'
-/// kind). Old VAE attention names are accepted; 1×1-conv shaped attention weights of the oldest
-/// checkpoints are squeezed to the linear shape.
-pub fn load_weights(vs: &mut nn::VarStore, path: &Path) -> Result<()> {
+/// Reads a diffusers safetensors file, old VAE attention names mapped to the new ones (and
+/// 1×1-conv shaped attention weights of the oldest checkpoints squeezed to the linear shape).
+pub fn read_weights(path: &Path) -> Result<SafetensorsFile> {
     let mut file = read_safetensors(path)?;
-    let variables = vs.variables();
     for tensor in &mut file.tensors {
         if let Some(new) = modern_name(&tensor.name) {
             tensor.name = new;
@@ -69,7 +67,19 @@ pub fn load_weights(vs: &mut nn::VarStore, path: &Path) -> Result<()> {
             }
         }
     }
-    let mut problems = weight_mismatches(&variables, &file, |_| false);
+    Ok(file)
+}
+
+/// Copies the tensors of `path` into `vs`'s variables by name (converted to the variables'
+/// kind), as [`read_weights`] reads them.
+pub fn load_weights(vs: &mut nn::VarStore, path: &Path) -> Result<()> {
+    copy_weights(vs, &read_weights(path)?, path)
+}
+
+/// Copies `file` (read from `path` by [`read_weights`]) into `vs`'s variables by name.
+pub fn copy_weights(vs: &mut nn::VarStore, file: &SafetensorsFile, path: &Path) -> Result<()> {
+    let variables = vs.variables();
+    let mut problems = weight_mismatches(&variables, file, |_| false);
     for t in &file.tensors {
         if kind_of(t.dtype).is_none() {
             problems.push(format!("`{}` is {}, expected F32, F16 or BF16", t.name, t.dtype.name()));
@@ -92,6 +102,54 @@ fn copy_into(variables: &HashMap<String, Tensor>, tensors: &[NamedTensor]) -> Re
         }
     });
     Ok(())
+}
+
+/// What a config's sizes must find in the weights before a model is built from it: each size a
+/// config gives is the size of a named tensor, so building allocates no more than the file
+/// holds (a config is never trusted for an allocation).
+pub(crate) struct Backing<'a> {
+    file: &'a SafetensorsFile,
+    problems: Vec<String>,
+}
+
+impl<'a> Backing<'a> {
+    pub(crate) fn new(file: &'a SafetensorsFile) -> Self {
+        Backing { file, problems: Vec::new() }
+    }
+
+    /// `name` must be a tensor of `shape`.
+    pub(crate) fn shape(&mut self, name: &str, shape: &[i64]) -> &mut Self {
+        if self.problems.is_empty() {
+            let wanted: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
+            match self.file.tensor(name) {
+                Some(t) if t.shape == wanted => {}
+                Some(t) => self.problems.push(format!(
+                    "`{name}` is {:?}, but config.json makes it {wanted:?}",
+                    t.shape
+                )),
+                None => self.problems.push(format!("no `{name}`, which config.json needs")),
+            }
+        }
+        self
+    }
+
+    /// `{prefix}.{i}.…` must exist for `i` in `0..count` and not for `count`.
+    pub(crate) fn count(&mut self, prefix: &str, count: i64, what: &str) -> &mut Self {
+        let has = |i: i64| {
+            let start = format!("{prefix}.{i}.");
+            self.file.tensors.iter().any(|t| t.name.starts_with(&start))
+        };
+        if self.problems.is_empty() && ((count > 0 && !has(count - 1)) || has(count)) {
+            let found = (0..).take_while(|&i| has(i)).count();
+            self.problems.push(format!("{found} {prefix}, but config.json gives {what} {count}"));
+        }
+        self
+    }
+
+    /// The first disagreement, if any.
+    pub(crate) fn finish(&self) -> std::result::Result<(), String> {
+        self.problems.first().map_or(Ok(()), |p| Err(p.clone()))
+    }
 }
 
 /// Writes `vs` as a diffusers model folder: `config.json` and
