@@ -11,8 +11,8 @@ use std::sync::{Condvar, Mutex};
 use std::time::SystemTime;
 
 use brainpipe_core::{
-    ContentHash, Context, IoContext, MANIFEST_FORMAT, Manifest, OutputRecord, disk_size, hash_file,
-    hash_tree, host_name, make_read_only, remove_tree, rfc3339_utc, unix_seconds,
+    ContentHash, Context, IoContext, MANIFEST_FORMAT, Manifest, OutputRecord, ShardTask, disk_size,
+    hash_file, hash_tree, host_name, make_read_only, remove_tree, rfc3339_utc, unix_seconds,
 };
 use serde_json::Value;
 
@@ -229,6 +229,28 @@ pub(crate) fn execute(
     upstream: &BTreeMap<String, Manifest>,
     forced: bool,
 ) -> Result<StageOutcome, RunError> {
+    execute_task(pipeline, cache, options, node, upstream, forced, None)
+}
+
+/// The shards a merge job builds a stage's entry from (see `executor::shard`).
+pub(crate) struct MergeShards {
+    /// The shard directories, shard 0 first.
+    pub(crate) dirs: Vec<PathBuf>,
+    /// The Slurm array job that computed them (`notes.slurm_array_job_id`).
+    pub(crate) array: String,
+}
+
+/// [`execute`], computing the entry from `merge`'s shards when given (instead of running the
+/// stage whole): the same lock, temporary directory, manifest and rename.
+pub(crate) fn execute_task(
+    pipeline: &Pipeline,
+    cache: &Cache,
+    options: &RunOptions,
+    node: &Node,
+    upstream: &BTreeMap<String, Manifest>,
+    forced: bool,
+    merge: Option<&MergeShards>,
+) -> Result<StageOutcome, RunError> {
     let (material, unknown) = key_material(node, cache, upstream)?;
     debug_assert!(unknown.is_empty(), "every upstream stage is done before a stage starts");
     let key = material.key();
@@ -274,7 +296,7 @@ pub(crate) fn execute(
                         dir: cache.entry_dir(&key),
                     }
                 }
-                None => compute(pipeline, cache, options, node, upstream, &material, &key)?,
+                None => compute(pipeline, cache, options, node, upstream, &material, &key, merge)?,
             }
         }
     };
@@ -284,6 +306,7 @@ pub(crate) fn execute(
     Ok(outcome)
 }
 
+#[expect(clippy::too_many_arguments, reason = "one call site per way of computing")]
 fn compute(
     pipeline: &Pipeline,
     cache: &Cache,
@@ -292,6 +315,7 @@ fn compute(
     upstream: &BTreeMap<String, Manifest>,
     material: &KeyMaterial,
     key: &ContentHash,
+    merge: Option<&MergeShards>,
 ) -> Result<StageOutcome, RunError> {
     tracing::info!(stage = %node.id, name = node.stage_name(), key = key.short(), "running");
     let temp = TempEntry::new(cache.temp_dir(key)?);
@@ -308,8 +332,15 @@ fn compute(
         NodeKind::Builtin { stage } => {
             let mut ctx = Context::new(inputs.clone(), stage.outputs(), temp.0.clone())
                 .with_progress(options.progress);
-            stage.run_json(&mut ctx, &node.params).map_err(|e| fail(e.to_string()))?;
+            let task = match merge {
+                None => ShardTask::Whole,
+                Some(merge) => ShardTask::Merge(merge.dirs.clone()),
+            };
+            stage.run_task_json(&mut ctx, &node.params, &task).map_err(|e| fail(e.to_string()))?;
             ctx.notes().clone()
+        }
+        NodeKind::External { .. } if merge.is_some() => {
+            return Err(fail("a `run:` command does not split into shards".to_owned()));
         }
         NodeKind::External { command, outputs, .. } => {
             run_external(pipeline, node, command, outputs, &inputs, &temp.0).map_err(
@@ -325,6 +356,9 @@ fn compute(
     };
     if let Some(job) = &options.slurm_job_id {
         notes.insert("slurm_job_id".to_owned(), Value::from(job.as_str()));
+    }
+    if let Some(merge) = merge {
+        notes.insert("slurm_array_job_id".to_owned(), Value::from(merge.array.as_str()));
     }
     let finished = SystemTime::now();
     let mut outputs = BTreeMap::new();
@@ -424,7 +458,7 @@ fn is_read_only(error: &std::io::Error) -> bool {
 /// entry changed since it was checked (or an external file changed since it was hashed) fails
 /// the stage instead of computing from other bytes under the old key. So the hashes the manifest
 /// records are those of what the stage read.
-fn check_inputs(
+pub(crate) fn check_inputs(
     cache: &Cache,
     node: &Node,
     material: &KeyMaterial,
@@ -452,16 +486,16 @@ fn check_inputs(
 
 /// A temporary entry removed unless committed (and registered for the driver's shutdown on a
 /// signal meanwhile).
-struct TempEntry(PathBuf);
+pub(crate) struct TempEntry(pub(crate) PathBuf);
 
 impl TempEntry {
-    fn new(dir: PathBuf) -> Self {
+    pub(crate) fn new(dir: PathBuf) -> Self {
         crate::children::track_temp(&dir);
         TempEntry(dir)
     }
 
     /// Renamed into the cache: nothing to remove.
-    fn committed(self) {
+    pub(crate) fn committed(self) {
         crate::children::forget_temp(&self.0);
         std::mem::forget(self);
     }
@@ -475,7 +509,7 @@ impl Drop for TempEntry {
 }
 
 /// Absolute paths of a node's inputs: upstream entries' output files or external paths.
-fn input_paths(
+pub(crate) fn input_paths(
     cache: &Cache,
     node: &Node,
     upstream: &BTreeMap<String, Manifest>,
