@@ -153,11 +153,11 @@ impl Stage for Train {
     }
 }
 
-/// The stage's inputs: the dataset, the ROI blocks and the augmented targets (as `p` asks).
-fn read_inputs(
-    ctx: &Context,
-    p: &TrainParams,
-) -> Result<(Dataset, Vec<(usize, usize)>, Option<Augmented>), StageError> {
+/// The stage's inputs: the dataset, the ROI blocks and the augmented targets.
+type TrainInputs = (Dataset, Vec<(usize, usize)>, Option<Augmented>);
+
+/// The stage's inputs, as `p` asks for them.
+fn read_inputs(ctx: &Context, p: &TrainParams) -> Result<TrainInputs, StageError> {
     let data = Dataset::read(ctx.input("features")?, ctx.input("targets")?, &p.stimulus_column)?;
     let rois = match (p.model, ctx.optional_input("rois")) {
         (_, Some(path)) => read_roi_blocks(path, data.width)?,

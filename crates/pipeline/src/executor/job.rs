@@ -123,13 +123,16 @@ pub fn run_shard_job(
     )
 }
 
+/// A job's stage, its upstream manifests, its key and what the key was computed from.
+type Resolved<'p> = (&'p Node, BTreeMap<String, Manifest>, ContentHash, KeyMaterial);
+
 /// The job's stage, its upstream manifests, and its key (checked against the driver's) with
 /// what the key was computed from.
 fn resolve<'p>(
     pipeline: &'p Pipeline,
     cache: &Cache,
     job: &StageJob,
-) -> Result<(&'p Node, BTreeMap<String, Manifest>, ContentHash, KeyMaterial), RunError> {
+) -> Result<Resolved<'p>, RunError> {
     let node = pipeline.node(&job.stage).ok_or_else(|| {
         RunError::Usage(format!("no stage `{}` in {}", job.stage, pipeline.file.display()))
     })?;
