@@ -698,3 +698,38 @@ fn a_failed_shard_fails_the_run_cancels_the_merge_and_leaves_no_entry() {
     let shards = cache.join("shards");
     assert_eq!(fs::read_dir(&shards).map(|d| d.count()).unwrap_or(0), 0, "shards removed");
 }
+
+#[test]
+fn ctrl_c_cancels_the_job_array_and_its_merge_and_removes_the_shards() {
+    let test = "ctrl_c_cancels_the_job_array_and_its_merge_and_removes_the_shards";
+    let Some(Setup { _cluster, dir, name }) = sharded_setup(test, "shardint", 400) else {
+        return;
+    };
+    let mut driver = spawn(dir.path(), &["run", "p.yaml"]);
+    wait_for(300, "the first fold to run", || {
+        array_tasks(&name, "base")
+            .iter()
+            .any(|(id, state)| id.ends_with("_0") && state == "RUNNING")
+    });
+    let pid = i32::try_from(driver.id()).expect("pid");
+    // SAFETY: kill(2) with plain integers; the child is alive until we wait for it.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let out = wait_exit(&mut driver, 60);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let tasks = array_tasks(&name, "base");
+    assert!(!tasks.is_empty());
+    for (id, state) in &tasks {
+        assert_eq!(state, "CANCELLED", "{id}: {tasks:?}");
+    }
+    let merges = jobs(&name, "base:merge");
+    assert_eq!(merges.len(), 1, "{merges:?}");
+    assert_eq!(merges[0].1, "CANCELLED", "{merges:?}");
+    let cache = dir.path().join(".brainpipe");
+    assert_eq!(entries(&cache).len(), 5, "every stage but the sharded one");
+    let shards = cache.join("shards");
+    assert_eq!(fs::read_dir(&shards).map(|d| d.count()).unwrap_or(0), 0, "shards removed");
+    wait_for(30, "the cancelled tasks to remove their temporary directories", || {
+        fs::read_dir(cache.join("tmp")).expect("tmp").count() == 0
+    });
+}
