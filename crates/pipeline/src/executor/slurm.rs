@@ -367,6 +367,8 @@ struct Submission<'a> {
     array: Option<usize>,
     /// Appended to the job name (`brainpipe:<pipeline>:<stage><suffix>`).
     name_suffix: &'a str,
+    /// A merge of shards: the stage's resources, but no GPU (it computes nothing on one).
+    merge: bool,
 }
 
 /// Submits the `sbatch` script `script` for `node`; returns the job id.
@@ -404,7 +406,11 @@ fn submit_script(
             args.push(format!("--{flag}={value}"));
         }
     }
-    args.extend(super::Resources::of_stage(pipeline, node, config).sbatch_args());
+    let mut resources = super::Resources::of_stage(pipeline, node, config);
+    if how.merge {
+        resources.gpus = None;
+    }
+    args.extend(resources.sbatch_args());
     args.extend(config.sbatch_args.iter().cloned());
     sbatch(&args, script).map_err(|message| RunError::Stage {
         id: node.id.clone(),
@@ -441,7 +447,7 @@ fn submit_sharded(
         StageJob { shard: Some(ShardRole::Merge { count, array: array.clone() }), ..plain };
     let script = job_script(pipeline, cache, config, &merge_job, "");
     let after = [array.clone()];
-    let how = Submission { after: &after, name_suffix: ":merge", ..Submission::default() };
+    let how = Submission { after: &after, name_suffix: ":merge", merge: true, array: None };
     let merge = submit_script(pipeline, config, logs, node, &script, &how)?;
     tracing::info!(stage = %node.id, array = %array, merge = %merge, shards = count, "submitted shards");
     let log = logs.join(format!("{}-{merge}.log", safe_name(&node.id)));
