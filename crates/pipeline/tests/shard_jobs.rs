@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use brainpipe_core::{ArtifactKind, ContentHash, Context, Port, Stage, StageError};
 use brainpipe_pipeline::{
-    Cache, Pipeline, Registry, RunOptions, ShardRole, StageJob, plan, run, run_shard_job,
+    Cache, Pipeline, Registry, RunOptions, ShardRole, StageJob, gc, plan, run, run_shard_job,
     run_stage_job,
 };
 
@@ -153,6 +153,13 @@ fn shard_jobs_and_their_merge_commit_the_bytes_of_the_whole_stage() {
     let areas = cache.root().join("shards").join(key.as_str());
     assert!(!areas.join("43").exists(), "the merge removes its shards");
     assert!(areas.join("41").join("0000").exists(), "not another array's");
+    // gc removes shards of a stage whose entry exists, and keeps those of one that has none.
+    let unmerged = cache.root().join("shards").join("ab".repeat(32)).join("45");
+    fs::create_dir_all(unmerged.join("0000")).expect("shard dir");
+    let report = gc(std::slice::from_ref(&pipeline), &cache, false).expect("gc");
+    assert_eq!(report.temp_dirs, [areas.join("41")]);
+    assert_eq!(report.shard_areas, [unmerged.clone()]);
+    assert!(!areas.exists() && unmerged.exists());
     // Shards of a stage already cached compute nothing.
     let cached = shard(1, "44").expect("cached");
     assert_eq!(cached, cache.entry_dir(&key));
