@@ -158,7 +158,7 @@ fn shard_jobs_and_their_merge_commit_the_bytes_of_the_whole_stage() {
     fs::create_dir_all(unmerged.join("0000")).expect("shard dir");
     let report = gc(std::slice::from_ref(&pipeline), &cache, false).expect("gc");
     assert_eq!(report.temp_dirs, [areas.join("41")]);
-    assert_eq!(report.shard_areas, [unmerged.clone()]);
+    assert_eq!(report.shard_areas, std::slice::from_ref(&unmerged));
     assert!(!areas.exists() && unmerged.exists());
     // Shards of a stage already cached compute nothing.
     let cached = shard(1, "44").expect("cached");
