@@ -327,6 +327,7 @@ executor:
   sbatch_args: [--constraint=avx2]
   max_jobs: 3
   poll_seconds: 0.5
+  shards: true
 stages:
   a:
     run: \"echo a > {outputs.o}\"
@@ -348,6 +349,7 @@ stages:
         assert_eq!(config.partition.as_deref(), Some("debug"));
         assert_eq!(config.max_jobs, 3);
         assert_eq!(config.poll, Duration::from_millis(500));
+        assert!(config.shards);
         let a = pipeline.resources["a"].or(&config.defaults);
         assert_eq!(
             a.sbatch_args(),
@@ -359,8 +361,10 @@ stages:
     }
 
     #[test]
-    fn resources_are_not_part_of_the_cache_key() {
-        let plain = PIPELINE.replace("    resources: { mem: 500, gpus: 1 }\n", "");
+    fn resources_and_shards_are_not_part_of_the_cache_key() {
+        let plain = PIPELINE
+            .replace("    resources: { mem: 500, gpus: 1 }\n", "")
+            .replace("  shards: true\n", "");
         let dir = tempfile::tempdir().expect("tempdir");
         let cache = Cache::open(dir.path()).expect("cache");
         let keys = |text: &str| -> Vec<_> {
@@ -380,7 +384,7 @@ stages:
             Pipeline::from_text(std::path::Path::new("p.yaml"), &text, &Registry::new(), &[])
                 .err()
                 .expect("unknown field");
-        assert_eq!(error.location.map(|l| l.line), Some(13), "{error}");
+        assert_eq!(error.location.map(|l| l.line), Some(14), "{error}");
         assert!(error.message.contains("unknown field `gpu`"), "{error}");
     }
 }
