@@ -448,7 +448,16 @@ fn submit_sharded(
     let script = job_script(pipeline, cache, config, &merge_job, "");
     let after = [array.clone()];
     let how = Submission { after: &after, name_suffix: ":merge", merge: true, array: None };
-    let merge = submit_script(pipeline, config, logs, node, &script, &how)?;
+    let merge = match submit_script(pipeline, config, logs, node, &script, &how) {
+        Ok(merge) => merge,
+        Err(e) => {
+            // Shards nobody would merge: cancelled, and their folder removed.
+            cancel_jobs(std::slice::from_ref(&array));
+            super::shard::remove_area(&area);
+            super::shard::forget_area(&area);
+            return Err(e);
+        }
+    };
     tracing::info!(stage = %node.id, array = %array, merge = %merge, shards = count, "submitted shards");
     let log = logs.join(format!("{}-{merge}.log", safe_name(&node.id)));
     Ok((merge, log, ArrayJob { id: array, count, area, logs: logs.to_path_buf() }))
