@@ -597,6 +597,15 @@ fn cmd_gc(files: &[PathBuf], cache: Option<&Path>, dry_run: bool) -> Result<()> 
             println!("  {}", dir.display());
         }
     }
+    if !report.shard_areas.is_empty() {
+        println!(
+            "kept {} shard folders of stages not merged yet (their Slurm jobs may run; remove them when none does)",
+            report.shard_areas.len()
+        );
+        for dir in &report.shard_areas {
+            println!("  {}", dir.display());
+        }
+    }
     Ok(())
 }
 

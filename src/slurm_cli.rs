@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use anyhow::{Result, anyhow, bail};
 use brainpipe_core::ContentHash;
 use brainpipe_pipeline::{
-    Cache, Executor, Pipeline, RunOptions, StageJob, detached_jobs, run_stage_job, submit_detached,
+    Cache, Executor, Pipeline, RunOptions, ShardRole, StageJob, detached_jobs, run_shard_job,
+    run_stage_job, submit_detached,
 };
 use clap::Args;
 
@@ -30,6 +31,18 @@ pub(crate) struct StageJobArgs {
     /// Recompute even if an entry exists.
     #[arg(long)]
     force: bool,
+    /// The stage runs in this many shards (a job array's tasks and a merge job).
+    #[arg(long, value_name = "N")]
+    shards: Option<usize>,
+    /// Compute this shard (0-based; a task of the array job `--array`).
+    #[arg(long, value_name = "K", requires = "shards", conflicts_with = "merge")]
+    shard: Option<usize>,
+    /// Build the stage's entry from the shards of the array job `--array`.
+    #[arg(long, requires = "shards")]
+    merge: bool,
+    /// The array job whose tasks compute the shards.
+    #[arg(long, value_name = "JOB")]
+    array: Option<String>,
 }
 
 pub(crate) fn cmd_stage_job(args: &StageJobArgs) -> Result<()> {
@@ -39,11 +52,28 @@ pub(crate) fn cmd_stage_job(args: &StageJobArgs) -> Result<()> {
             item.split_once('=').ok_or_else(|| anyhow!("--upstream {item}: expected id=key"))?;
         upstream.insert(id.to_owned(), ContentHash::from_hex(key));
     }
+    let shard = match (args.shards, args.shard, args.merge, &args.array) {
+        (None, None, false, None) => None,
+        (Some(count), Some(index), false, Some(array)) if index < count => {
+            Some(ShardRole::Shard { index, count, array: array.clone() })
+        }
+        (Some(count), None, true, Some(array)) => {
+            Some(ShardRole::Merge { count, array: array.clone() })
+        }
+        _ => bail!(
+            "--shards N goes with --shard K (K < N) or --merge, and with --array JOB: got --shards {:?} --shard {:?} --merge {} --array {:?}",
+            args.shards,
+            args.shard,
+            args.merge,
+            args.array
+        ),
+    };
     let job = StageJob {
         stage: args.stage.clone(),
         key: args.key.clone().map(ContentHash::from_hex),
         upstream,
         force: args.force,
+        shard,
     };
     // The job's CPUs: what Slurm granted (`--cpus-per-task`), else what this process may use.
     let cpus = std::env::var("SLURM_CPUS_PER_TASK")
@@ -58,6 +88,11 @@ pub(crate) fn cmd_stage_job(args: &StageJobArgs) -> Result<()> {
         slurm_job_id: std::env::var("SLURM_JOB_ID").ok(),
         ..RunOptions::default()
     };
+    if matches!(job.shard, Some(ShardRole::Shard { .. })) {
+        let dir = run_shard_job(&pipeline, &cache, &options, &job)?;
+        println!("{} shard {}", job.stage, dir.display());
+        return Ok(());
+    }
     let outcome = match run_stage_job(&pipeline, &cache, &options, &job) {
         Ok(outcome) => outcome,
         // A failed `run:` command: the job exits with the command's own status, so that

@@ -579,3 +579,157 @@ fn without_slurm_commands_the_run_says_so() {
     assert!(stderr.contains("cannot run `sbatch`"), "{stderr}");
     assert!(stderr.contains("is Slurm installed and on PATH?"), "{stderr}");
 }
+
+/// The words study up to `models.train` (four folds: two subjects, two folds each), its folds
+/// sharded on Slurm (`shards: true`); `{epochs}` and `{patience}` size the training.
+const SHARDED: &str = r#"  study: { uses: ingest.synthetic, with: { subjects: 2, seed: 3, resolution_mm: 6 } }
+  scans:
+    uses: ingest.nifti
+    inputs: { bold: study.bold, mask: study.mask }
+    with: { stimulus_column: trial_type, paradigm_column: paradigm }
+  features: { uses: features.roi, inputs: { scans: scans.scans, atlas: study.atlas } }
+  padded: { uses: features.template_pad, inputs: { features: features.features } }
+  targets: { uses: clip.words, inputs: { vectors: study.stimuli, stimuli: study.stimuli } }
+  base:
+    uses: models.train
+    inputs: { features: padded.features, targets: targets.targets }
+    with: { hidden: [32, 16], epochs: {epochs}, patience: {patience}, threads: 1, cv: within_subject, folds: 2 }
+    resources: { cpus: 1 }
+"#;
+
+/// `SHARDED` training for `epochs` epochs, with `shards: true` in the executor block.
+fn sharded_setup(test: &str, prefix: &str, epochs: u32) -> Option<Setup> {
+    let stages =
+        SHARDED.replace("{epochs}", &epochs.to_string()).replace("{patience}", &epochs.to_string());
+    let setup = setup(test, prefix, &stages)?;
+    let file = setup.dir.path().join("p.yaml");
+    let written = fs::read_to_string(&file).expect("pipeline");
+    fs::write(&file, written.replace("kind: slurm,", "kind: slurm, shards: true,")).expect("write");
+    Some(setup)
+}
+
+/// Array tasks of `stage` (`<array>_<task>`, state), by task.
+fn array_tasks(pipeline: &str, stage: &str) -> Vec<(String, String)> {
+    let mut tasks: Vec<_> =
+        jobs(pipeline, stage).into_iter().filter(|(id, _)| id.contains('_')).collect();
+    tasks.sort();
+    tasks
+}
+
+#[test]
+fn a_job_array_for_the_folds_of_models_train_merges_into_the_bytes_of_the_unsharded_stage() {
+    let test =
+        "a_job_array_for_the_folds_of_models_train_merges_into_the_bytes_of_the_unsharded_stage";
+    let Some(Setup { _cluster, dir, name }) = sharded_setup(test, "shards", 2) else {
+        return;
+    };
+    let local = run(dir.path(), &["run", "p.yaml", "--executor", "local", "--cache", "local"]);
+    assert!(local.status.success(), "{}", text(&local.stderr));
+    let slurm = run(dir.path(), &["run", "p.yaml", "--cache", "slurm"]);
+    assert!(slurm.status.success(), "{}", text(&slurm.stderr));
+    let (local_cache, slurm_cache) = (dir.path().join("local"), dir.path().join("slurm"));
+    let local_entries = entries(&local_cache);
+    assert_eq!(local_entries.len(), 6, "every stage");
+    assert!(entries(&slurm_cache) == local_entries, "same keys, same bytes");
+    let tasks = array_tasks(&name, "base");
+    assert_eq!(tasks.len(), 4, "one array task per fold: {tasks:?}");
+    let array = tasks[0].0.split('_').next().expect("array id").to_owned();
+    for (k, (id, state)) in tasks.iter().enumerate() {
+        assert_eq!(id, &format!("{array}_{k}"));
+        assert_eq!(state, "COMPLETED");
+        let log = slurm_cache.join("slurm").join(&name).join(format!("base-{id}.log"));
+        assert!(log.is_file(), "the task's log: {}", log.display());
+    }
+    let merges = jobs(&name, "base:merge");
+    assert_eq!(merges.len(), 1, "{merges:?}");
+    assert_eq!(merges[0].1, "COMPLETED");
+    let recorded = manifest(&slurm_cache, &name, "base");
+    assert_eq!(recorded["notes"]["slurm_array_job_id"], array.as_str(), "{recorded}");
+    assert_eq!(recorded["notes"]["slurm_job_id"], merges[0].0.as_str(), "{recorded}");
+    assert_eq!(recorded["notes"]["shards"], 4);
+    let unsharded = manifest(&local_cache, &name, "base");
+    for note in ["folds", "epochs", "scans", "skipped_scans", "selected_columns", "device"] {
+        assert_eq!(recorded["notes"][note], unsharded["notes"][note], "{note}");
+    }
+    let shards = slurm_cache.join("shards");
+    assert_eq!(fs::read_dir(&shards).map(|d| d.count()).unwrap_or(0), 0, "shards removed");
+    assert_eq!(fs::read_dir(slurm_cache.join("tmp")).expect("tmp").count(), 0, "no leftover");
+    // Only models.train shards: the other stages are one job each.
+    assert_eq!(jobs(&name, "study").len(), 1);
+    let again = run(dir.path(), &["run", "p.yaml", "--cache", "slurm"]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert_eq!(text(&again.stdout).matches(" cached ").count(), 6, "{}", text(&again.stdout));
+    assert_eq!(array_tasks(&name, "base").len(), 4, "a cached stage submits nothing");
+}
+
+#[test]
+fn a_failed_shard_fails_the_run_cancels_the_merge_and_leaves_no_entry() {
+    let test = "a_failed_shard_fails_the_run_cancels_the_merge_and_leaves_no_entry";
+    // Long enough that the last folds still wait for the node's CPUs when one is cancelled.
+    let Some(Setup { _cluster, dir, name }) = sharded_setup(test, "shardfail", 400) else {
+        return;
+    };
+    let mut driver = spawn(dir.path(), &["run", "p.yaml"]);
+    wait_for(300, "the first fold to run", || {
+        array_tasks(&name, "base")
+            .iter()
+            .any(|(id, state)| id.ends_with("_0") && state == "RUNNING")
+    });
+    let array = array_tasks(&name, "base")[0].0.split('_').next().expect("array id").to_owned();
+    let victim = format!("{array}_0");
+    let cancelled = Command::new("scancel").arg(&victim).status().expect("scancel");
+    assert!(cancelled.success());
+    let out = wait_exit(&mut driver, 120);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for expected in
+        ["stage `base` (models.train) failed", &format!("Slurm job {victim} (a shard) CANCELLED")]
+    {
+        assert!(stderr.contains(expected), "missing `{expected}` in: {stderr}");
+    }
+    for (id, state) in array_tasks(&name, "base") {
+        assert!(!["PENDING", "RUNNING"].contains(&state.as_str()), "{id} still {state}");
+    }
+    let merges = jobs(&name, "base:merge");
+    assert_eq!(merges.len(), 1, "{merges:?}");
+    assert_eq!(merges[0].1, "CANCELLED", "{merges:?}");
+    let cache = dir.path().join(".brainpipe");
+    assert_eq!(entries(&cache).len(), 5, "every stage but the sharded one");
+    let shards = cache.join("shards");
+    assert_eq!(fs::read_dir(&shards).map(|d| d.count()).unwrap_or(0), 0, "shards removed");
+}
+
+#[test]
+fn ctrl_c_cancels_the_job_array_and_its_merge_and_removes_the_shards() {
+    let test = "ctrl_c_cancels_the_job_array_and_its_merge_and_removes_the_shards";
+    let Some(Setup { _cluster, dir, name }) = sharded_setup(test, "shardint", 400) else {
+        return;
+    };
+    let mut driver = spawn(dir.path(), &["run", "p.yaml"]);
+    wait_for(300, "the first fold to run", || {
+        array_tasks(&name, "base")
+            .iter()
+            .any(|(id, state)| id.ends_with("_0") && state == "RUNNING")
+    });
+    let pid = i32::try_from(driver.id()).expect("pid");
+    // SAFETY: kill(2) with plain integers; the child is alive until we wait for it.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let out = wait_exit(&mut driver, 60);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let tasks = array_tasks(&name, "base");
+    assert!(!tasks.is_empty());
+    for (id, state) in &tasks {
+        assert_eq!(state, "CANCELLED", "{id}: {tasks:?}");
+    }
+    let merges = jobs(&name, "base:merge");
+    assert_eq!(merges.len(), 1, "{merges:?}");
+    assert_eq!(merges[0].1, "CANCELLED", "{merges:?}");
+    let cache = dir.path().join(".brainpipe");
+    assert_eq!(entries(&cache).len(), 5, "every stage but the sharded one");
+    let shards = cache.join("shards");
+    assert_eq!(fs::read_dir(&shards).map(|d| d.count()).unwrap_or(0), 0, "shards removed");
+    wait_for(30, "the cancelled tasks to remove their temporary directories", || {
+        fs::read_dir(cache.join("tmp")).expect("tmp").count() == 0
+    });
+}

@@ -12,8 +12,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use brainpipe_core::{
-    Catalogue, DynStage, StageInfo, WORKER_ERROR_FILE, WORKER_PROTOCOL, WORKER_THREADS_ENV,
-    exec_in_worker,
+    Catalogue, Context, DynStage, ShardTask, StageInfo, WORKER_ERROR_FILE, WORKER_PROTOCOL,
+    WORKER_THREADS_ENV, exec_task_in_worker,
 };
 
 /// Every stage that needs LibTorch.
@@ -31,7 +31,10 @@ fn tools() -> BTreeMap<String, String> {
     ])
 }
 
-const USAGE: &str = "usage: brainpipe-torch catalogue | doctor | exec NAME --out-dir DIR --params JSON [--in PORT=PATH]...
+const USAGE: &str = "usage: brainpipe-torch catalogue | doctor
+       brainpipe-torch exec NAME --out-dir DIR --params JSON [--in PORT=PATH]... [--shard K/N]
+       brainpipe-torch merge NAME --out-dir DIR --params JSON [--in PORT=PATH]... --shard-dir DIR...
+       brainpipe-torch shards NAME --params JSON [--in PORT=PATH]...
 (run by the brainpipe driver; see `brainpipe --help`)";
 
 fn main() -> ExitCode {
@@ -39,7 +42,9 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("catalogue") => catalogue(),
         Some("doctor") => doctor(),
-        Some("exec") => exec(&args[1..]),
+        Some("exec") => exec(&args[1..], false),
+        Some("merge") => exec(&args[1..], true),
+        Some("shards") => shards(&args[1..]),
         Some("--version") => {
             println!(
                 "brainpipe-torch {} (libtorch {})",
@@ -84,40 +89,94 @@ fn die_with_parent() {
     }
 }
 
-fn exec(args: &[String]) -> Result<(), String> {
+/// The arguments of `exec`, `merge` and `shards`.
+struct ExecArgs {
+    stage: Arc<dyn DynStage>,
+    out_dir: Option<PathBuf>,
+    params: serde_json::Value,
+    inputs: BTreeMap<String, PathBuf>,
+    shard: Option<(usize, usize)>,
+    shard_dirs: Vec<PathBuf>,
+}
+
+fn parse(args: &[String]) -> Result<ExecArgs, String> {
+    let name = args.first().ok_or(USAGE)?;
+    let mut parsed = ExecArgs {
+        stage: torch_stages()
+            .into_iter()
+            .find(|s| s.name() == name)
+            .ok_or_else(|| format!("brainpipe-torch has no stage `{name}`"))?,
+        out_dir: None,
+        params: serde_json::Value::Null,
+        inputs: BTreeMap::new(),
+        shard: None,
+        shard_dirs: Vec::new(),
+    };
+    let mut rest = args[1..].iter();
+    while let Some(flag) = rest.next() {
+        let value = rest.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--out-dir" => parsed.out_dir = Some(PathBuf::from(value)),
+            "--params" => {
+                parsed.params =
+                    serde_json::from_str(value).map_err(|e| format!("--params: {e}"))?;
+            }
+            "--in" => {
+                let (port, path) = value.split_once('=').ok_or("--in expects PORT=PATH")?;
+                parsed.inputs.insert(port.to_owned(), PathBuf::from(path));
+            }
+            "--shard" => {
+                let bad = || format!("--shard expects K/N with K < N, got `{value}`");
+                let (k, n) = value.split_once('/').ok_or_else(bad)?;
+                let (k, n) = (k.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
+                if k >= n {
+                    return Err(bad());
+                }
+                parsed.shard = Some((k, n));
+            }
+            "--shard-dir" => parsed.shard_dirs.push(PathBuf::from(value)),
+            other => return Err(format!("unknown flag {other}\n{USAGE}")),
+        }
+    }
+    Ok(parsed)
+}
+
+/// `shards NAME`: prints how many shards the stage's work on these inputs splits into.
+fn shards(args: &[String]) -> Result<(), String> {
+    die_with_parent();
+    let parsed = parse(args)?;
+    let ctx = Context::new(parsed.inputs, parsed.stage.outputs(), PathBuf::new());
+    let count = parsed.stage.shards_json(&ctx, &parsed.params).map_err(|e| e.to_string())?;
+    println!("{count}");
+    Ok(())
+}
+
+/// `exec NAME` (the whole stage, or `--shard K/N`) and `merge NAME` (from `--shard-dir`s).
+fn exec(args: &[String], merge: bool) -> Result<(), String> {
     die_with_parent();
     if let Some(threads) =
         std::env::var(WORKER_THREADS_ENV).ok().and_then(|t| t.parse::<i32>().ok())
     {
         brainpipe_tensor::set_cpu_threads(threads);
     }
-    let name = args.first().ok_or(USAGE)?;
-    let mut out_dir = None;
-    let mut params = serde_json::Value::Null;
-    let mut inputs = BTreeMap::new();
-    let mut rest = args[1..].iter();
-    while let Some(flag) = rest.next() {
-        let value = rest.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--out-dir" => out_dir = Some(PathBuf::from(value)),
-            "--params" => {
-                params = serde_json::from_str(value).map_err(|e| format!("--params: {e}"))?;
-            }
-            "--in" => {
-                let (port, path) = value.split_once('=').ok_or("--in expects PORT=PATH")?;
-                inputs.insert(port.to_owned(), PathBuf::from(path));
-            }
-            other => return Err(format!("unknown flag {other}\n{USAGE}")),
-        }
-    }
-    let out_dir = out_dir.ok_or("--out-dir is required")?;
-    let stages = torch_stages();
-    let stage = stages
-        .iter()
-        .find(|s| s.name() == name)
-        .ok_or_else(|| format!("brainpipe-torch has no stage `{name}`"))?;
+    let parsed = parse(args)?;
+    let out_dir = parsed.out_dir.ok_or("--out-dir is required")?;
+    let task = match (merge, parsed.shard, parsed.shard_dirs.is_empty()) {
+        (false, None, true) => ShardTask::Whole,
+        (false, Some((index, count)), true) => ShardTask::Shard { index, count },
+        (true, None, false) => ShardTask::Merge(parsed.shard_dirs),
+        _ => return Err(format!("--shard goes with exec, --shard-dir with merge\n{USAGE}")),
+    };
     let progress = std::io::stderr().is_terminal();
-    exec_in_worker(stage.as_ref(), inputs, &params, &out_dir, progress).map_err(|e| {
+    exec_task_in_worker(
+        parsed.stage.as_ref(),
+        parsed.inputs,
+        &parsed.params,
+        &out_dir,
+        progress,
+        &task,
+    )
+    .map_err(|e| {
         let message = e.to_string();
         // The driver reads this file: our stderr is the user's terminal, not a pipe.
         let _ = std::fs::write(out_dir.join(WORKER_ERROR_FILE), &message);

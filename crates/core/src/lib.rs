@@ -57,11 +57,11 @@ pub use manifest::{
 pub use reference::reference_python;
 pub use remote::{
     Catalogue, ParamInfo, PortInfo, RemoteStage, StageInfo, WORKER_ERROR_FILE, WORKER_NOTES_FILE,
-    WORKER_PROTOCOL, WORKER_THREADS_ENV, exec_in_worker,
+    WORKER_PROTOCOL, WORKER_THREADS_ENV, exec_in_worker, exec_task_in_worker,
 };
 pub use stage::{
-    ArtifactKind, Context, DynStage, NoParams, ParamDoc, Params, Port, Stage, StageError,
-    canonical_params, input_list, list_input_key, reported_device, split_input_key,
+    ArtifactKind, Context, DynStage, NoParams, ParamDoc, Params, Port, ShardTask, Stage,
+    StageError, canonical_params, input_list, list_input_key, reported_device, split_input_key,
 };
 pub use standalone::{check_inputs, check_outputs, run_standalone};
 pub use table::{

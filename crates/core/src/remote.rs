@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::stage::{ArtifactKind, Context, DynStage, ParamDoc, Port, StageError};
+use crate::stage::{ArtifactKind, Context, DynStage, ParamDoc, Port, ShardTask, StageError};
 
 /// Version of the catalogue and exec protocol between driver and worker.
 pub const WORKER_PROTOCOL: u32 = 1;
@@ -78,6 +78,9 @@ pub struct StageInfo {
     pub outputs: Vec<PortInfo>,
     /// Params in declaration order.
     pub params: Vec<ParamInfo>,
+    /// Whether it splits into shards (`brainpipe-torch shards`, `exec --shard`, `merge`).
+    #[serde(default)]
+    pub shardable: bool,
 }
 
 /// The worker's list of stages.
@@ -118,6 +121,7 @@ impl StageInfo {
                     doc: d.doc,
                 })
                 .collect(),
+            shardable: stage.shardable(),
         }
     }
 }
@@ -259,23 +263,69 @@ impl DynStage for RemoteStage {
     }
 
     fn run_json(&self, ctx: &mut Context, params: &Value) -> Result<(), StageError> {
+        self.run_task_json(ctx, params, &ShardTask::Whole)
+    }
+
+    fn shardable(&self) -> bool {
+        self.info.shardable
+    }
+
+    /// Asks the worker: `brainpipe-torch shards NAME --params JSON --in PORT=PATH…` prints the
+    /// count (it reads the inputs, so it costs a LibTorch start and the read).
+    fn shards_json(&self, ctx: &Context, params: &Value) -> Result<usize, StageError> {
         let mut command = Command::new(&self.worker);
-        command.arg("exec").arg(self.name).arg("--out-dir").arg(ctx.out_dir());
+        command.arg("shards").arg(self.name).arg("--params").arg(params.to_string());
+        self.input_args(&mut command, ctx);
+        let output = command
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| StageError::msg(format!("cannot start {}: {e}", self.worker.display())))?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
+            let message = last.trim().strip_prefix("error: ").unwrap_or(last.trim());
+            return Err(StageError::msg(if message.is_empty() {
+                format!("{} shards exited with {}", self.worker.display(), output.status)
+            } else {
+                message.to_owned()
+            }));
+        }
+        stdout.trim().parse().map_err(|_| {
+            StageError::msg(format!(
+                "{} shards {}: expected a count, got `{}`",
+                self.worker.display(),
+                self.name,
+                stdout.trim()
+            ))
+        })
+    }
+
+    fn run_task_json(
+        &self,
+        ctx: &mut Context,
+        params: &Value,
+        task: &ShardTask,
+    ) -> Result<(), StageError> {
+        let mut command = Command::new(&self.worker);
+        let verb = if matches!(task, ShardTask::Merge(_)) { "merge" } else { "exec" };
+        command.arg(verb).arg(self.name).arg("--out-dir").arg(ctx.out_dir());
         command.arg("--params").arg(params.to_string());
+        match task {
+            ShardTask::Whole => {}
+            ShardTask::Shard { index, count } => {
+                command.arg("--shard").arg(format!("{index}/{count}"));
+            }
+            ShardTask::Merge(shards) => {
+                for dir in shards {
+                    command.arg("--shard-dir").arg(dir);
+                }
+            }
+        }
         if self.threads > 0 {
             command.env(WORKER_THREADS_ENV, self.threads.to_string());
         }
-        for port in &self.inputs {
-            if port.many {
-                // Every artifact of a list input, as `port#i` (a plain `port` would carry one).
-                for (i, path) in ctx.input_list(port.name).into_iter().enumerate() {
-                    let key = crate::stage::list_input_key(port.name, i);
-                    command.arg("--in").arg(format!("{key}={}", path.display()));
-                }
-            } else if let Some(path) = ctx.optional_input(port.name) {
-                command.arg("--in").arg(format!("{}={}", port.name, path.display()));
-            }
-        }
+        self.input_args(&mut command, ctx);
         let status = command
             .stdin(Stdio::null())
             .status()
@@ -296,6 +346,23 @@ impl DynStage for RemoteStage {
             std::fs::remove_file(&notes_path)?;
         }
         Ok(())
+    }
+}
+
+impl RemoteStage {
+    /// `--in PORT=PATH` for each of `ctx`'s inputs (`port#i` for each artifact of a list).
+    fn input_args(&self, command: &mut Command, ctx: &Context) {
+        for port in &self.inputs {
+            if port.many {
+                // Every artifact of a list input, as `port#i` (a plain `port` would carry one).
+                for (i, path) in ctx.input_list(port.name).into_iter().enumerate() {
+                    let key = crate::stage::list_input_key(port.name, i);
+                    command.arg("--in").arg(format!("{key}={}", path.display()));
+                }
+            } else if let Some(path) = ctx.optional_input(port.name) {
+                command.arg("--in").arg(format!("{}={}", port.name, path.display()));
+            }
+        }
     }
 }
 
@@ -325,9 +392,21 @@ pub fn exec_in_worker(
     out_dir: &Path,
     progress: bool,
 ) -> Result<(), StageError> {
+    exec_task_in_worker(stage, inputs, params, out_dir, progress, &ShardTask::Whole)
+}
+
+/// [`exec_in_worker`] for one `task`: the whole stage, one shard, or the merge of shards.
+pub fn exec_task_in_worker(
+    stage: &dyn DynStage,
+    inputs: BTreeMap<String, PathBuf>,
+    params: &Value,
+    out_dir: &Path,
+    progress: bool,
+    task: &ShardTask,
+) -> Result<(), StageError> {
     let mut ctx =
         Context::new(inputs, stage.outputs(), out_dir.to_path_buf()).with_progress(progress);
-    stage.run_json(&mut ctx, params)?;
+    stage.run_task_json(&mut ctx, params, task)?;
     let notes = serde_json::to_vec(ctx.notes())?;
     std::fs::write(out_dir.join(WORKER_NOTES_FILE), notes)?;
     Ok(())
@@ -365,6 +444,7 @@ mod tests {
                     doc: String::new(),
                 },
             ],
+            shardable: false,
         };
         RemoteStage::new(info, Path::new("/nonexistent/brainpipe-torch"))
     }

@@ -474,6 +474,60 @@ pub trait Stage: Send + Sync + 'static {
     fn outputs(&self) -> Vec<Port>;
     /// Reads inputs from `ctx`, writes every output port into `ctx.out_dir()`.
     fn run(&self, ctx: &mut Context, params: &Self::Params) -> Result<(), StageError>;
+
+    /// Whether the stage splits into independent shards ([`Stage::shards`],
+    /// [`Stage::run_shard`], [`Stage::merge_shards`]), e.g. one per cross-validation fold.
+    const SHARDABLE: bool = false;
+
+    /// How many independent shards the work on `ctx`'s inputs under `params` splits into (only
+    /// inputs are read; nothing is written).
+    fn shards(&self, _ctx: &Context, _params: &Self::Params) -> Result<usize, StageError> {
+        Err(not_shardable(Self::NAME))
+    }
+
+    /// Computes shard `index` of `count` into `ctx.out_dir()`, a shard directory: its files are
+    /// for [`Stage::merge_shards`] alone, not the stage's outputs.
+    fn run_shard(
+        &self,
+        _ctx: &mut Context,
+        _params: &Self::Params,
+        _index: usize,
+        _count: usize,
+    ) -> Result<(), StageError> {
+        Err(not_shardable(Self::NAME))
+    }
+
+    /// Writes every output port into `ctx.out_dir()` from the shard directories `shards`
+    /// (shard 0 first): the bytes [`Stage::run`] writes for the same inputs and params.
+    fn merge_shards(
+        &self,
+        _ctx: &mut Context,
+        _params: &Self::Params,
+        _shards: &[PathBuf],
+    ) -> Result<(), StageError> {
+        Err(not_shardable(Self::NAME))
+    }
+}
+
+/// The error of a shard method called on a stage that does not shard.
+fn not_shardable(name: &str) -> StageError {
+    StageError::msg(format!("stage `{name}` does not split into shards"))
+}
+
+/// Which part of a stage's work one process computes (see [`Stage::run_shard`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ShardTask {
+    /// The whole stage: [`Stage::run`].
+    Whole,
+    /// Shard `index` of `count` into a shard directory: [`Stage::run_shard`].
+    Shard {
+        /// 0-based shard.
+        index: usize,
+        /// Shards in all.
+        count: usize,
+    },
+    /// The stage's outputs from these shard directories, shard 0 first: [`Stage::merge_shards`].
+    Merge(Vec<PathBuf>),
 }
 
 /// The object-safe face of a [`Stage`], with params as JSON.
@@ -495,6 +549,26 @@ pub trait DynStage: Send + Sync {
     fn canonical_params(&self, raw: &Value) -> Result<Value, StageError>;
     /// Runs with params given as JSON.
     fn run_json(&self, ctx: &mut Context, params: &Value) -> Result<(), StageError>;
+    /// Whether the stage splits into shards ([`Stage::SHARDABLE`]).
+    fn shardable(&self) -> bool {
+        false
+    }
+    /// [`Stage::shards`] with params given as JSON.
+    fn shards_json(&self, _ctx: &Context, _params: &Value) -> Result<usize, StageError> {
+        Err(not_shardable(self.name()))
+    }
+    /// Runs `task` (the whole stage, one shard, or the merge) with params given as JSON.
+    fn run_task_json(
+        &self,
+        ctx: &mut Context,
+        params: &Value,
+        task: &ShardTask,
+    ) -> Result<(), StageError> {
+        match task {
+            ShardTask::Whole => self.run_json(ctx, params),
+            _ => Err(not_shardable(self.name())),
+        }
+    }
 }
 
 impl<S: Stage> DynStage for S {
@@ -521,11 +595,35 @@ impl<S: Stage> DynStage for S {
             .map_err(|e| StageError::msg(format!("params of `{}`: {e}", S::NAME)))
     }
     fn run_json(&self, ctx: &mut Context, params: &Value) -> Result<(), StageError> {
-        let params: S::Params = serde_json::from_value(params.clone())
-            .map_err(|e| StageError::msg(format!("params of `{}`: {e}", S::NAME)))?;
-        params.validate().map_err(|e| StageError::msg(format!("params of `{}`: {e}", S::NAME)))?;
-        self.run(ctx, &params)
+        self.run(ctx, &typed_params::<S>(params)?)
     }
+    fn shardable(&self) -> bool {
+        S::SHARDABLE
+    }
+    fn shards_json(&self, ctx: &Context, params: &Value) -> Result<usize, StageError> {
+        self.shards(ctx, &typed_params::<S>(params)?)
+    }
+    fn run_task_json(
+        &self,
+        ctx: &mut Context,
+        params: &Value,
+        task: &ShardTask,
+    ) -> Result<(), StageError> {
+        let params = typed_params::<S>(params)?;
+        match task {
+            ShardTask::Whole => self.run(ctx, &params),
+            ShardTask::Shard { index, count } => self.run_shard(ctx, &params, *index, *count),
+            ShardTask::Merge(shards) => self.merge_shards(ctx, &params, shards),
+        }
+    }
+}
+
+/// `params` parsed into `S`'s typed params and validated.
+fn typed_params<S: Stage>(params: &Value) -> Result<S::Params, StageError> {
+    let params: S::Params = serde_json::from_value(params.clone())
+        .map_err(|e| StageError::msg(format!("params of `{}`: {e}", S::NAME)))?;
+    params.validate().map_err(|e| StageError::msg(format!("params of `{}`: {e}", S::NAME)))?;
+    Ok(params)
 }
 
 #[cfg(test)]

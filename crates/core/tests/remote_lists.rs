@@ -37,6 +37,7 @@ fn every_artifact_of_a_list_input_reaches_the_worker() {
         inputs: vec![port("many", "", true, true), port("one", "", false, false)],
         outputs: vec![port("args", "args.txt", true, false)],
         params: Vec::new(),
+        shardable: false,
     };
     let stage = RemoteStage::new(info, &worker);
     let mut inputs = BTreeMap::new();

@@ -31,6 +31,7 @@ mod ridge;
 pub mod schedule;
 pub mod select;
 mod train;
+pub mod train_shards;
 
 pub use augmented::{Augmented, read_augmented};
 pub use data::{Dataset, read_roi_blocks};

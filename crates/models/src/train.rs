@@ -83,45 +83,119 @@ impl Stage for Train {
         let device = p.device.resolve()?;
         ctx.set_device(device_name(device));
         brainpipe_tensor::apply_threads_param(p.threads);
-        let data =
-            Dataset::read(ctx.input("features")?, ctx.input("targets")?, &p.stimulus_column)?;
-        let rois = match (p.model, ctx.optional_input("rois")) {
-            (_, Some(path)) => read_roi_blocks(path, data.width)?,
-            (ModelKind::Roi, None) => {
-                return Err(StageError::msg("model `roi` needs the `rois` input"));
-            }
-            _ => Vec::new(),
-        };
-        let augmented = match (p.augment, ctx.optional_input("augmented")) {
-            (true, Some(path)) => Some(read_augmented(path, data.targets.dim)?),
-            (true, None) => {
-                return Err(StageError::msg("augment: true needs the `augmented` input"));
-            }
-            (false, Some(_)) => {
-                return Err(StageError::msg(
-                    "the `augmented` input is only read with `augment: true`",
-                ));
-            }
-            (false, None) => None,
-        };
+        let (data, rois, augmented) = read_inputs(ctx, p)?;
         let out = TrainOutputs {
             model_dir: ctx.output("model"),
             predictions: ctx.output("predictions"),
             training: ctx.output("training"),
         };
         let summary = train_augmented(&data, &rois, augmented.as_ref(), p, device, &out)?;
-        if p.augment {
-            ctx.note("training_pairs", &summary.training_pairs);
-        }
-        ctx.note("scans", data.len());
-        ctx.note("skipped_scans", data.skipped);
-        ctx.note("folds", summary.folds);
-        ctx.note("epochs", summary.epochs);
-        ctx.note("seconds", summary.seconds);
-        ctx.note("seconds_per_epoch", summary.seconds / summary.epochs.max(1) as f64);
-        ctx.note("selected_columns", &summary.selected);
+        note_summary(ctx, p, &data, &summary);
         Ok(())
     }
+
+    /// One shard per cross-validation fold.
+    const SHARDABLE: bool = true;
+
+    fn shards(&self, ctx: &Context, p: &TrainParams) -> Result<usize, StageError> {
+        let (data, ..) = read_inputs(ctx, p)?;
+        Ok(crate::train_shards::fold_count(&data, p))
+    }
+
+    fn run_shard(
+        &self,
+        ctx: &mut Context,
+        p: &TrainParams,
+        index: usize,
+        count: usize,
+    ) -> Result<(), StageError> {
+        let device = p.device.resolve()?;
+        ctx.set_device(device_name(device));
+        brainpipe_tensor::apply_threads_param(p.threads);
+        let (data, rois, augmented) = read_inputs(ctx, p)?;
+        let dir = ctx.out_dir().to_path_buf();
+        let shard = crate::train_shards::train_shard(
+            &data,
+            &rois,
+            augmented.as_ref(),
+            p,
+            device,
+            (index, count),
+            &dir,
+        )?;
+        ctx.note("fold", shard.fold);
+        ctx.note("epochs", shard.epochs);
+        ctx.note("seconds", shard.seconds);
+        Ok(())
+    }
+
+    fn merge_shards(
+        &self,
+        ctx: &mut Context,
+        p: &TrainParams,
+        shards: &[PathBuf],
+    ) -> Result<(), StageError> {
+        let out = TrainOutputs {
+            model_dir: ctx.output("model"),
+            predictions: ctx.output("predictions"),
+            training: ctx.output("training"),
+        };
+        let merged = crate::train_shards::merge(shards, &out)?;
+        ctx.set_device(merged.device.clone());
+        if p.augment {
+            ctx.note("training_pairs", &merged.summary.training_pairs);
+        }
+        ctx.note("scans", merged.scans);
+        ctx.note("skipped_scans", merged.skipped_scans);
+        note_counts(ctx, &merged.summary);
+        ctx.note("shards", shards.len());
+        Ok(())
+    }
+}
+
+/// The stage's inputs: the dataset, the ROI blocks and the augmented targets.
+type TrainInputs = (Dataset, Vec<(usize, usize)>, Option<Augmented>);
+
+/// The stage's inputs, as `p` asks for them.
+fn read_inputs(ctx: &Context, p: &TrainParams) -> Result<TrainInputs, StageError> {
+    let data = Dataset::read(ctx.input("features")?, ctx.input("targets")?, &p.stimulus_column)?;
+    let rois = match (p.model, ctx.optional_input("rois")) {
+        (_, Some(path)) => read_roi_blocks(path, data.width)?,
+        (ModelKind::Roi, None) => {
+            return Err(StageError::msg("model `roi` needs the `rois` input"));
+        }
+        _ => Vec::new(),
+    };
+    let augmented = match (p.augment, ctx.optional_input("augmented")) {
+        (true, Some(path)) => Some(read_augmented(path, data.targets.dim)?),
+        (true, None) => {
+            return Err(StageError::msg("augment: true needs the `augmented` input"));
+        }
+        (false, Some(_)) => {
+            return Err(StageError::msg("the `augmented` input is only read with `augment: true`"));
+        }
+        (false, None) => None,
+    };
+    Ok((data, rois, augmented))
+}
+
+/// The manifest notes of a training run.
+fn note_summary(ctx: &mut Context, p: &TrainParams, data: &Dataset, summary: &TrainSummary) {
+    if p.augment {
+        ctx.note("training_pairs", &summary.training_pairs);
+    }
+    ctx.note("scans", data.len());
+    ctx.note("skipped_scans", data.skipped);
+    note_counts(ctx, summary);
+}
+
+/// The notes on folds, epochs, time and inputs, in the order a run records them.
+fn note_counts(ctx: &mut Context, summary: &TrainSummary) {
+    ctx.note("folds", summary.folds);
+    ctx.note("epochs", summary.epochs);
+    ctx.note("seconds", summary.seconds);
+    ctx.note("seconds_per_epoch", summary.seconds / summary.epochs.max(1) as f64);
+    ctx.note("selected_columns", &summary.selected);
 }
 
 /// Where `train_all` writes.
@@ -208,6 +282,60 @@ pub fn train_augmented(
     device: Device,
     out: &TrainOutputs,
 ) -> Result<TrainSummary> {
+    let prepared = prepare(data, rois, augmented, p, device)?;
+    let _tf32 = p.precision.activate();
+    let tensors = prepared.tensors(data, augmented)?;
+    std::fs::create_dir_all(&out.model_dir)
+        .map_err(|e| brainpipe_core::Error::io(&out.model_dir, e))?;
+    let started = Instant::now();
+    let mut parts = Vec::new();
+    for fold in &prepared.fold_sets {
+        parts.push(train_one_fold(data, rois, &tensors, &prepared, p, fold, &out.model_dir)?);
+    }
+    let (selected, training_pairs, epochs) = write_outputs(out, parts)?;
+    Ok(TrainSummary {
+        folds: prepared.fold_sets.len(),
+        epochs,
+        seconds: started.elapsed().as_secs_f64(),
+        selected,
+        training_pairs,
+        fold_sets: prepared.fold_sets,
+    })
+}
+
+/// What every fold of a run shares: the network config, the model name and the folds.
+pub(crate) struct Prepared {
+    /// The network of every fold (before input selection).
+    pub(crate) config: NetConfig,
+    /// The model name.
+    pub(crate) name: String,
+    /// The cross-validation folds.
+    pub(crate) fold_sets: Vec<Fold>,
+    device: Device,
+}
+
+impl Prepared {
+    /// Everything on the device once.
+    pub(crate) fn tensors(
+        &self,
+        data: &Dataset,
+        augmented: Option<&Augmented>,
+    ) -> Result<DataTensors> {
+        match augmented {
+            None => DataTensors::new(data, &self.config.target_mean, self.device),
+            Some(a) => DataTensors::with_augmented(data, a, &self.config.target_mean, self.device),
+        }
+    }
+}
+
+/// Checks `p` against the data and computes what every fold shares.
+pub(crate) fn prepare(
+    data: &Dataset,
+    rois: &[(usize, usize)],
+    augmented: Option<&Augmented>,
+    p: &TrainParams,
+    device: Device,
+) -> Result<Prepared> {
     if p.augment != augmented.is_some() {
         return Err(ModelsError::Params(
             "augment: true and the augmented targets go together".into(),
@@ -222,78 +350,100 @@ pub fn train_augmented(
     if config.roi_groups == 0 {
         config.roi_groups = if device.is_cuda() { 1 } else { 8 };
     }
-    let _tf32 = p.precision.activate();
     let name = if p.name.is_empty() { p.model.name().to_owned() } else { p.name.clone() };
     let fold_sets =
         folds(&data.subject, p.cv, p.folds, p.validation, p.validation_fraction, p.seed);
     // Checked before any fold trains.
     phases(p.schedule, config.kind, p.pretrain_epochs, p.epochs)?;
-    let tensors = match augmented {
-        None => DataTensors::new(data, &config.target_mean, device)?,
-        Some(a) => DataTensors::with_augmented(data, a, &config.target_mean, device)?,
+    Ok(Prepared { config, name, fold_sets, device })
+}
+
+/// What one fold contributes to a run's outputs (its model file is written by then).
+pub(crate) struct FoldPart {
+    /// Its test scans' predictions.
+    pub(crate) predictions: Predictions,
+    /// Its epochs.
+    pub(crate) records: Vec<EpochRecord>,
+    /// Its input columns.
+    pub(crate) selected: usize,
+    /// Its (scan, target) training pairs.
+    pub(crate) training_pairs: usize,
+}
+
+/// Trains `fold` (seeded by itself alone, so the same weights whether or not the other folds
+/// train in this process) and writes its `fold-NN.safetensors` into `model_dir`.
+pub(crate) fn train_one_fold(
+    data: &Dataset,
+    rois: &[(usize, usize)],
+    tensors: &DataTensors,
+    prepared: &Prepared,
+    p: &TrainParams,
+    fold: &Fold,
+    model_dir: &Path,
+) -> Result<FoldPart> {
+    let name = &prepared.name;
+    // Leave-one-subject-out must never fit or early-stop on the test subject.
+    let leaks = p.cv == CrossValidation::LeaveOneSubjectOut
+        && fold
+            .train
+            .iter()
+            .chain(&fold.validation)
+            .any(|&i| fold.test_subjects.contains(&data.subject[i]));
+    if leaks {
+        return Err(ModelsError::Params(format!(
+            "fold {}: training scans of the test subject",
+            fold.index
+        )));
+    }
+    // Inputs are chosen on the fold's training scans only.
+    let chosen = select(data, &fold.train, rois, p.select, p.select_columns)?;
+    let (config, tensors) = match &chosen {
+        Some(s) => (prepared.config.restricted(s), tensors.with_columns(&s.columns)),
+        None => (prepared.config.clone(), tensors.shallow_clone()),
     };
-    std::fs::create_dir_all(&out.model_dir)
-        .map_err(|e| brainpipe_core::Error::io(&out.model_dir, e))?;
-    let started = Instant::now();
+    let training_pairs = tensors.training_pairs(&fold.train).len();
+    let mut trained = train_fold(&tensors, &config, p, fold, name)?;
+    if p.refit && !fold.validation.is_empty() {
+        trained = refit(&tensors, &config, p, fold, name, trained)?;
+    }
+    let file = model_dir.join(fold_file(fold.index));
+    let meta = serde_json::json!({
+        "net": config,
+        "model": name,
+        "fold": fold.index,
+        "test_subjects": fold.test_subjects,
+        "params": p,
+    });
+    save_var_store(&trained.vs, &file, MODEL_SCHEMA, &meta)?;
+    let predictions = predict_rows(&trained.net, &tensors, data, &fold.test, fold.index, name)?;
+    Ok(FoldPart { predictions, records: trained.records, selected: config.inputs, training_pairs })
+}
+
+/// The model file of fold `index`.
+pub(crate) fn fold_file(index: usize) -> String {
+    format!("fold-{index:02}.safetensors")
+}
+
+/// Writes the predictions and training tables of `parts` (fold order): the one writer of a
+/// whole run and of a merge of shards, so both give the same bytes. Returns the input columns
+/// and training pairs per fold, and the epochs in all.
+pub(crate) fn write_outputs(
+    out: &TrainOutputs,
+    parts: Vec<FoldPart>,
+) -> Result<(Vec<usize>, Vec<usize>, usize)> {
     let mut predictions = Predictions::default();
     let mut records = Vec::new();
     let mut selected = Vec::new();
     let mut training_pairs = Vec::new();
-    for fold in &fold_sets {
-        // Leave-one-subject-out must never fit or early-stop on the test subject.
-        let leaks = p.cv == CrossValidation::LeaveOneSubjectOut
-            && fold
-                .train
-                .iter()
-                .chain(&fold.validation)
-                .any(|&i| fold.test_subjects.contains(&data.subject[i]));
-        if leaks {
-            return Err(ModelsError::Params(format!(
-                "fold {}: training scans of the test subject",
-                fold.index
-            )));
-        }
-        // Inputs are chosen on the fold's training scans only.
-        let chosen = select(data, &fold.train, rois, p.select, p.select_columns)?;
-        let (config, tensors) = match &chosen {
-            Some(s) => (config.restricted(s), tensors.with_columns(&s.columns)),
-            None => (config.clone(), tensors.shallow_clone()),
-        };
-        selected.push(config.inputs);
-        training_pairs.push(tensors.training_pairs(&fold.train).len());
-        let mut trained = train_fold(&tensors, &config, p, fold, &name)?;
-        if p.refit && !fold.validation.is_empty() {
-            trained = refit(&tensors, &config, p, fold, &name, trained)?;
-        }
-        let file = out.model_dir.join(format!("fold-{:02}.safetensors", fold.index));
-        let meta = serde_json::json!({
-            "net": config,
-            "model": name,
-            "fold": fold.index,
-            "test_subjects": fold.test_subjects,
-            "params": p,
-        });
-        save_var_store(&trained.vs, &file, MODEL_SCHEMA, &meta)?;
-        predictions.extend(predict_rows(
-            &trained.net,
-            &tensors,
-            data,
-            &fold.test,
-            fold.index,
-            &name,
-        )?);
-        records.extend(trained.records);
+    for part in parts {
+        predictions.extend(part.predictions);
+        records.extend(part.records);
+        selected.push(part.selected);
+        training_pairs.push(part.training_pairs);
     }
     write_predictions(&out.predictions, &predictions)?;
     write_training(&out.training, &records)?;
-    Ok(TrainSummary {
-        folds: fold_sets.len(),
-        epochs: records.len(),
-        seconds: started.elapsed().as_secs_f64(),
-        selected,
-        training_pairs,
-        fold_sets,
-    })
+    Ok((selected, training_pairs, records.len()))
 }
 
 /// Everything on the device once: inputs, per-pair targets and classes, candidate targets.

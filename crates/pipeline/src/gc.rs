@@ -23,6 +23,10 @@ pub struct GcReport {
     /// Temporary directories of other hosts (a cluster's other nodes), left alone: whether
     /// their run still lives cannot be told from here.
     pub other_hosts: Vec<PathBuf>,
+    /// Shards of a Slurm job array (`shards/<key>/<array>`) whose stage has no entry, left
+    /// alone: the array's tasks or its merge job may still run. (Those of a stage whose entry
+    /// exists are leftovers, removed and listed in `temp_dirs`.)
+    pub shard_areas: Vec<PathBuf>,
 }
 
 /// Removes every entry that none of `pipelines` resolves to, and temporary directories of this
@@ -69,5 +73,32 @@ pub fn gc(pipelines: &[Pipeline], cache: &Cache, dry_run: bool) -> Result<GcRepo
         }
         report.temp_dirs.push(entry.path());
     }
+    shard_leftovers(cache, dry_run, &mut report)?;
     Ok(report)
+}
+
+/// Removes the shard folders of stages whose entry exists (merged, or computed otherwise) and
+/// lists the others in `report.shard_areas`.
+fn shard_leftovers(cache: &Cache, dry_run: bool, report: &mut GcReport) -> Result<(), RunError> {
+    let shards = cache.root().join("shards");
+    for key_dir in fs::read_dir(&shards).into_iter().flatten().flatten() {
+        let key = ContentHash::from_hex(key_dir.file_name().to_string_lossy().into_owned());
+        let merged = cache.entry(&key).is_some() || report.entries.contains(&key);
+        for area in fs::read_dir(key_dir.path()).into_iter().flatten().flatten() {
+            if !merged {
+                report.shard_areas.push(area.path());
+                continue;
+            }
+            report.bytes += disk_size(&area.path());
+            if !dry_run {
+                remove_tree(&area.path())?;
+            }
+            report.temp_dirs.push(area.path());
+        }
+        if !dry_run {
+            // Only once empty.
+            let _ = fs::remove_dir(key_dir.path());
+        }
+    }
+    Ok(())
 }

@@ -40,8 +40,8 @@ pub use children::{Shutdown, shutdown};
 pub use error::RunError;
 pub use executor::{
     DEFAULT_MAX_JOBS, DEFAULT_POLL_SECONDS, Detached, DetachedJob, Executor, ExecutorKind,
-    ExecutorSpec, Partition, Resources, SlurmConfig, SlurmReport, SlurmValue, StageJob,
-    detached_jobs, run_on, run_stage_job, slurm_report, submit_detached,
+    ExecutorSpec, Partition, Resources, ShardRole, SlurmConfig, SlurmReport, SlurmValue, StageJob,
+    detached_jobs, run_on, run_shard_job, run_stage_job, slurm_report, submit_detached,
 };
 pub use gc::{GcReport, gc};
 pub use graph::{

@@ -11,8 +11,8 @@ use std::sync::{Condvar, Mutex};
 use std::time::SystemTime;
 
 use brainpipe_core::{
-    ContentHash, Context, IoContext, MANIFEST_FORMAT, Manifest, OutputRecord, disk_size, hash_file,
-    hash_tree, host_name, make_read_only, remove_tree, rfc3339_utc, unix_seconds,
+    ContentHash, Context, IoContext, MANIFEST_FORMAT, Manifest, OutputRecord, ShardTask, disk_size,
+    hash_file, hash_tree, host_name, make_read_only, remove_tree, rfc3339_utc, unix_seconds,
 };
 use serde_json::Value;
 
@@ -229,6 +229,28 @@ pub(crate) fn execute(
     upstream: &BTreeMap<String, Manifest>,
     forced: bool,
 ) -> Result<StageOutcome, RunError> {
+    execute_task(pipeline, cache, options, node, upstream, forced, None)
+}
+
+/// The shards a merge job builds a stage's entry from (see `executor::shard`).
+pub(crate) struct MergeShards {
+    /// The shard directories, shard 0 first.
+    pub(crate) dirs: Vec<PathBuf>,
+    /// The Slurm array job that computed them (`notes.slurm_array_job_id`).
+    pub(crate) array: String,
+}
+
+/// [`execute`], computing the entry from `merge`'s shards when given (instead of running the
+/// stage whole): the same lock, temporary directory, manifest and rename.
+pub(crate) fn execute_task(
+    pipeline: &Pipeline,
+    cache: &Cache,
+    options: &RunOptions,
+    node: &Node,
+    upstream: &BTreeMap<String, Manifest>,
+    forced: bool,
+    merge: Option<&MergeShards>,
+) -> Result<StageOutcome, RunError> {
     let (material, unknown) = key_material(node, cache, upstream)?;
     debug_assert!(unknown.is_empty(), "every upstream stage is done before a stage starts");
     let key = material.key();
@@ -276,7 +298,7 @@ pub(crate) fn execute(
                 }
                 None => {
                     let planned = Planned { material: &material, key: &key, forced };
-                    compute(pipeline, cache, options, node, upstream, planned)?
+                    compute(pipeline, cache, options, node, upstream, planned, merge)?
                 }
             }
         }
@@ -302,6 +324,7 @@ fn compute(
     node: &Node,
     upstream: &BTreeMap<String, Manifest>,
     planned: Planned<'_>,
+    merge: Option<&MergeShards>,
 ) -> Result<StageOutcome, RunError> {
     let Planned { material, key, forced } = planned;
     tracing::info!(stage = %node.id, name = node.stage_name(), key = key.short(), "running");
@@ -319,8 +342,15 @@ fn compute(
         NodeKind::Builtin { stage } => {
             let mut ctx = Context::new(inputs.clone(), stage.outputs(), temp.0.clone())
                 .with_progress(options.progress);
-            stage.run_json(&mut ctx, &node.params).map_err(|e| fail(e.to_string()))?;
+            let task = match merge {
+                None => ShardTask::Whole,
+                Some(merge) => ShardTask::Merge(merge.dirs.clone()),
+            };
+            stage.run_task_json(&mut ctx, &node.params, &task).map_err(|e| fail(e.to_string()))?;
             ctx.notes().clone()
+        }
+        NodeKind::External { .. } if merge.is_some() => {
+            return Err(fail("a `run:` command does not split into shards".to_owned()));
         }
         NodeKind::External { command, outputs, .. } => {
             run_external(pipeline, node, command, outputs, &inputs, &temp.0).map_err(
@@ -336,6 +366,9 @@ fn compute(
     };
     if let Some(job) = &options.slurm_job_id {
         notes.insert("slurm_job_id".to_owned(), Value::from(job.as_str()));
+    }
+    if let Some(merge) = merge {
+        notes.insert("slurm_array_job_id".to_owned(), Value::from(merge.array.as_str()));
     }
     let finished = SystemTime::now();
     let mut outputs = BTreeMap::new();
@@ -446,7 +479,7 @@ fn is_read_only(error: &std::io::Error) -> bool {
 /// entry changed since it was checked (or an external file changed since it was hashed) fails
 /// the stage instead of computing from other bytes under the old key. So the hashes the manifest
 /// records are those of what the stage read.
-fn check_inputs(
+pub(crate) fn check_inputs(
     cache: &Cache,
     node: &Node,
     material: &KeyMaterial,
@@ -474,16 +507,16 @@ fn check_inputs(
 
 /// A temporary entry removed unless committed (and registered for the driver's shutdown on a
 /// signal meanwhile).
-struct TempEntry(PathBuf);
+pub(crate) struct TempEntry(pub(crate) PathBuf);
 
 impl TempEntry {
-    fn new(dir: PathBuf) -> Self {
+    pub(crate) fn new(dir: PathBuf) -> Self {
         crate::children::track_temp(&dir);
         TempEntry(dir)
     }
 
     /// Renamed into the cache: nothing to remove.
-    fn committed(self) {
+    pub(crate) fn committed(self) {
         crate::children::forget_temp(&self.0);
         std::mem::forget(self);
     }
@@ -497,7 +530,7 @@ impl Drop for TempEntry {
 }
 
 /// Absolute paths of a node's inputs: upstream entries' output files or external paths.
-fn input_paths(
+pub(crate) fn input_paths(
     cache: &Cache,
     node: &Node,
     upstream: &BTreeMap<String, Manifest>,

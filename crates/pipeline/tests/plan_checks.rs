@@ -111,6 +111,7 @@ fn registry(worker: &Path) -> Registry {
         ],
         outputs: Vec::new(),
         params: Vec::new(),
+        shardable: false,
     };
     let canonical = brainpipe_params::canonical("models.train").expect("declared");
     let mut registry = Registry::new();

@@ -84,13 +84,23 @@ pub fn submit_detached(
                     cached.push(*outcome);
                     continue;
                 }
-                Reuse::Compute { key, upstream, .. } => {
-                    StageJob { stage: node.id.clone(), key: Some(key), upstream, force }
-                }
+                Reuse::Compute { key, upstream, .. } => StageJob {
+                    stage: node.id.clone(),
+                    key: Some(key),
+                    upstream,
+                    force,
+                    shard: None,
+                },
             }
         } else {
             // Its key hashes upstream outputs that do not exist yet: the job plans it.
-            StageJob { stage: node.id.clone(), key: None, upstream: BTreeMap::new(), force }
+            StageJob {
+                stage: node.id.clone(),
+                key: None,
+                upstream: BTreeMap::new(),
+                force,
+                shard: None,
+            }
         };
         let (id, _) = submit(pipeline, cache, config, &logs, node, &job, &after)?;
         tracing::info!(stage = %node.id, job = %id, "submitted");

@@ -1,10 +1,12 @@
 //! One planned stage computed inside a batch job: what `brainpipe stage-job` runs on a node.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 
 use brainpipe_core::{ContentHash, Manifest};
 
-use crate::cache::Cache;
+use super::shard::ShardRole;
+use crate::cache::{Cache, KeyMaterial};
 use crate::error::RunError;
 use crate::graph::{Node, Pipeline};
 use crate::plan::key_material;
@@ -23,6 +25,8 @@ pub struct StageJob {
     pub upstream: BTreeMap<String, ContentHash>,
     /// Recompute even if an entry exists (`--force`).
     pub force: bool,
+    /// One shard of the stage, or the merge of its shards (`None`: the whole stage).
+    pub shard: Option<ShardRole>,
 }
 
 impl StageJob {
@@ -38,6 +42,24 @@ impl StageJob {
         if self.force {
             args.push("--force".to_owned());
         }
+        match &self.shard {
+            None => {}
+            Some(ShardRole::Shard { index, count, array }) => args.extend([
+                "--shards".to_owned(),
+                count.to_string(),
+                "--shard".to_owned(),
+                index.to_string(),
+                "--array".to_owned(),
+                array.clone(),
+            ]),
+            Some(ShardRole::Merge { count, array }) => args.extend([
+                "--shards".to_owned(),
+                count.to_string(),
+                "--merge".to_owned(),
+                "--array".to_owned(),
+                array.clone(),
+            ]),
+        }
         args
     }
 }
@@ -52,6 +74,65 @@ pub fn run_stage_job(
     options: &RunOptions,
     job: &StageJob,
 ) -> Result<StageOutcome, RunError> {
+    let (node, upstream, key, _) = resolve(pipeline, cache, job)?;
+    let outcome = match &job.shard {
+        None => execute(pipeline, cache, options, node, &upstream, job.force)?,
+        Some(ShardRole::Merge { count, array }) => super::shard::merge_shards(
+            pipeline,
+            cache,
+            options,
+            node,
+            &upstream,
+            &key,
+            (*count, array),
+            job.force,
+        )?,
+        Some(ShardRole::Shard { .. }) => {
+            return Err(RunError::Usage(format!(
+                "stage `{}`: a shard job makes no entry (see run_shard_job)",
+                job.stage
+            )));
+        }
+    };
+    bookkeeping(cache.save_index(), outcome.cached)?;
+    Ok(outcome)
+}
+
+/// Computes the one shard `job` names (a task of the stage's job array) into its shard
+/// directory under `<cache>/shards/`, after the same check of the key as [`run_stage_job`];
+/// returns the directory (the entry's, when the stage is already cached).
+pub fn run_shard_job(
+    pipeline: &Pipeline,
+    cache: &Cache,
+    options: &RunOptions,
+    job: &StageJob,
+) -> Result<PathBuf, RunError> {
+    let Some(ShardRole::Shard { index, count, array }) = &job.shard else {
+        return Err(RunError::Usage(format!("stage `{}`: not a shard job", job.stage)));
+    };
+    let (node, upstream, key, material) = resolve(pipeline, cache, job)?;
+    super::shard::compute_shard(
+        cache,
+        options,
+        node,
+        &upstream,
+        (&key, &material),
+        (*index, *count),
+        array,
+        job.force,
+    )
+}
+
+/// A job's stage, its upstream manifests, its key and what the key was computed from.
+type Resolved<'p> = (&'p Node, BTreeMap<String, Manifest>, ContentHash, KeyMaterial);
+
+/// The job's stage, its upstream manifests, and its key (checked against the driver's) with
+/// what the key was computed from.
+fn resolve<'p>(
+    pipeline: &'p Pipeline,
+    cache: &Cache,
+    job: &StageJob,
+) -> Result<Resolved<'p>, RunError> {
     let node = pipeline.node(&job.stage).ok_or_else(|| {
         RunError::Usage(format!("no stage `{}` in {}", job.stage, pipeline.file.display()))
     })?;
@@ -70,9 +151,7 @@ pub fn run_stage_job(
             submitted.short()
         )));
     }
-    let outcome = execute(pipeline, cache, options, node, &upstream, job.force)?;
-    bookkeeping(cache.save_index(), outcome.cached)?;
-    Ok(outcome)
+    Ok((node, upstream, key, material))
 }
 
 /// The upstream manifests under the keys the driver gave.

@@ -12,6 +12,7 @@
 mod detach;
 mod doctor;
 mod job;
+mod shard;
 mod slurm;
 
 use std::fmt;
@@ -27,7 +28,8 @@ use crate::run::{RunOptions, StageOutcome};
 
 pub use detach::{Detached, DetachedJob, detached_jobs, submit_detached};
 pub use doctor::{Partition, SlurmReport, slurm_report};
-pub use job::{StageJob, run_stage_job};
+pub use job::{StageJob, run_shard_job, run_stage_job};
+pub use shard::ShardRole;
 pub(crate) use slurm::cancel_submitted_jobs;
 
 /// The executors a pipeline can run on.
@@ -74,6 +76,7 @@ impl std::str::FromStr for ExecutorKind {
 ///   sbatch_args: ["--constraint=avx2"]
 ///   max_jobs: 50                # jobs queued or running at once
 ///   poll_seconds: 2             # the longest wait between two squeue polls
+///   shards: true                # models.train: one array task per fold, then a merge job
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -108,6 +111,11 @@ pub struct ExecutorSpec {
     /// sooner (0.1 s, doubling up to this).
     #[serde(default)]
     pub poll_seconds: Option<f64>,
+    /// Split stages that shard (`models.train`: one shard per cross-validation fold) into a
+    /// Slurm job array and a merge job (default false). Not part of any cache key: the merged
+    /// entry has the bytes of the unsharded stage.
+    #[serde(default)]
+    pub shards: bool,
 }
 
 /// What a stage's batch job asks for: `resources: { cpus: 4, mem: 16G, gpus: 1, time: "1:00:00" }`.
@@ -232,6 +240,8 @@ pub struct SlurmConfig {
     pub max_jobs: usize,
     /// The longest wait between two `squeue` polls.
     pub poll: Duration,
+    /// Whether stages that shard run as a job array and a merge job.
+    pub shards: bool,
 }
 
 impl SlurmConfig {
@@ -248,6 +258,7 @@ impl SlurmConfig {
             allow_gpus: spec.allow_gpus,
             sbatch_args: spec.sbatch_args.clone(),
             max_jobs: spec.max_jobs.unwrap_or(DEFAULT_MAX_JOBS).max(1),
+            shards: spec.shards,
             poll: Duration::from_secs_f64(if poll.is_finite() {
                 poll.clamp(0.05, 600.0)
             } else {
@@ -316,6 +327,7 @@ executor:
   sbatch_args: [--constraint=avx2]
   max_jobs: 3
   poll_seconds: 0.5
+  shards: true
 stages:
   a:
     run: \"echo a > {outputs.o}\"
@@ -337,6 +349,7 @@ stages:
         assert_eq!(config.partition.as_deref(), Some("debug"));
         assert_eq!(config.max_jobs, 3);
         assert_eq!(config.poll, Duration::from_millis(500));
+        assert!(config.shards);
         let a = pipeline.resources["a"].or(&config.defaults);
         assert_eq!(
             a.sbatch_args(),
@@ -348,8 +361,10 @@ stages:
     }
 
     #[test]
-    fn resources_are_not_part_of_the_cache_key() {
-        let plain = PIPELINE.replace("    resources: { mem: 500, gpus: 1 }\n", "");
+    fn resources_and_shards_are_not_part_of_the_cache_key() {
+        let plain = PIPELINE
+            .replace("    resources: { mem: 500, gpus: 1 }\n", "")
+            .replace("  shards: true\n", "");
         let dir = tempfile::tempdir().expect("tempdir");
         let cache = Cache::open(dir.path()).expect("cache");
         let keys = |text: &str| -> Vec<_> {
@@ -369,7 +384,7 @@ stages:
             Pipeline::from_text(std::path::Path::new("p.yaml"), &text, &Registry::new(), &[])
                 .err()
                 .expect("unknown field");
-        assert_eq!(error.location.map(|l| l.line), Some(13), "{error}");
+        assert_eq!(error.location.map(|l| l.line), Some(14), "{error}");
         assert!(error.message.contains("unknown field `gpu`"), "{error}");
     }
 }

@@ -17,6 +17,7 @@ use brainpipe_core::{ContentHash, IoContext, Manifest};
 
 use super::SlurmConfig;
 use super::job::StageJob;
+use super::shard::ShardRole;
 use crate::cache::{Cache, EntryState, KeyMaterial, StageRecord, safe_name};
 use crate::error::RunError;
 use crate::graph::{Node, Pipeline};
@@ -50,6 +51,20 @@ struct Submitted {
     state: String,
     /// Submitted by an earlier detached run, not by this one (so not ours to cancel).
     adopted: bool,
+    /// For a sharded stage (`job` is then its merge job): the job array computing the shards.
+    array: Option<ArrayJob>,
+}
+
+/// The job array of a sharded stage.
+struct ArrayJob {
+    /// The array job's id (its tasks are `<id>_<index>`).
+    id: String,
+    /// Its tasks.
+    count: usize,
+    /// The folder its shards go to.
+    area: PathBuf,
+    /// Its tasks' logs: `<logs>/<stage>-<id>_<index>.log`.
+    logs: PathBuf,
 }
 
 /// Runs `pipeline` on Slurm (see [`super::run_on`]).
@@ -105,7 +120,13 @@ pub(crate) fn run(
         }
         std::thread::sleep(interval);
         interval = (interval * 2).min(config.poll);
-        let ids: Vec<&str> = in_flight.iter().map(|s| s.job.as_str()).collect();
+        // A sharded stage's merge job and its array (whose tasks squeue lists as `<id>_<k>`).
+        let ids: Vec<&str> = in_flight
+            .iter()
+            .flat_map(|s| {
+                std::iter::once(s.job.as_str()).chain(s.array.as_ref().map(|a| a.id.as_str()))
+            })
+            .collect();
         let states = match squeue(&ids) {
             Ok(states) => {
                 failing_since = None;
@@ -130,6 +151,17 @@ pub(crate) fn run(
         let mut still = Vec::new();
         for mut job in in_flight {
             let node = &pipeline.nodes[job.node];
+            if let Some(array) = &job.array
+                && let Some((task, state, reason)) = failed_task(&states, &array.id)
+            {
+                // The merge cannot run: the array's other tasks and the merge are cancelled,
+                // the shards removed.
+                error.get_or_insert(task_failure(node, array, &task, &state, &reason));
+                cancel_jobs(&[array.id.clone(), job.job.clone()]);
+                super::shard::remove_area(&array.area);
+                super::shard::forget_area(&array.area);
+                continue;
+            }
             let state = states.get(&job.job).map(|(state, _)| state.as_str());
             if let Some(state) = state.filter(|s| *s != job.state) {
                 interval = FIRST_POLL.min(config.poll);
@@ -146,6 +178,10 @@ pub(crate) fn run(
                 Some(JobState::Active) => still.push(job),
                 Some(JobState::Completed) | None => {
                     forget(&job.job);
+                    if let Some(array) = &job.array {
+                        forget(&array.id);
+                        super::shard::forget_area(&array.area);
+                    }
                     match finished(pipeline, cache, node, &job, state.is_some()) {
                         Ok(outcome) => {
                             done.insert(node.id.clone(), outcome.manifest.clone());
@@ -159,7 +195,16 @@ pub(crate) fn run(
                 Some(JobState::Failed) => {
                     forget(&job.job);
                     let reason = states.get(&job.job).map(|(_, r)| r.as_str()).unwrap_or("");
-                    error.get_or_insert(failure(node, &job, reason));
+                    error.get_or_insert(match &job.array {
+                        // The merge was cancelled because a task did not complete: say which.
+                        Some(array) => unlisted_task_failure(node, &job, array, &states, reason),
+                        None => failure(node, &job, reason),
+                    });
+                    if let Some(array) = &job.array {
+                        cancel_jobs(std::slice::from_ref(&array.id));
+                        super::shard::remove_area(&array.area);
+                        super::shard::forget_area(&array.area);
+                    }
                 }
             }
         }
@@ -200,18 +245,50 @@ fn start(
         Reuse::Compute { key, material, upstream } => (key, material, upstream),
     };
     let adopted = adopt.is_some();
-    let (job, log) = match adopt {
-        Some(id) => {
+    let shards = match adopt {
+        Some(_) => None,
+        None if config.shards => {
+            let manifests: BTreeMap<String, Manifest> = node
+                .upstream()
+                .into_iter()
+                .filter_map(|u| done.get(u).map(|m| (u.to_owned(), m.clone())))
+                .collect();
+            super::shard::shard_count(cache, node, &manifests)?.filter(|&n| n >= 2)
+        }
+        None => None,
+    };
+    let mut array = None;
+    let (job, log) = match (adopt, shards) {
+        (Some(id), _) => {
             let log = logs.join(format!("{}-{id}.log", safe_name(&node.id)));
             (id, log)
         }
-        None => {
-            let job = StageJob { stage: node.id.clone(), key: Some(key.clone()), upstream, force };
+        (None, Some(count)) => {
+            let (merge, log, shards) = submit_sharded(
+                pipeline,
+                cache,
+                config,
+                logs,
+                node,
+                (&key, upstream, force),
+                count,
+            )?;
+            array = Some(shards);
+            (merge, log)
+        }
+        (None, None) => {
+            let job = StageJob {
+                stage: node.id.clone(),
+                key: Some(key.clone()),
+                upstream,
+                force,
+                shard: None,
+            };
             submit(pipeline, cache, config, logs, node, &job, &[])?
         }
     };
     let state = "PENDING".to_owned();
-    let submitted = Submitted { node: index, job, key, material, log, state, adopted };
+    let submitted = Submitted { node: index, job, key, material, log, state, adopted, array };
     Ok(Start::Submitted(Box::new(submitted)))
 }
 
@@ -274,18 +351,52 @@ pub(super) fn submit(
     job: &StageJob,
     after: &[String],
 ) -> Result<(String, PathBuf), RunError> {
+    let script = job_script(pipeline, cache, config, job, "");
+    let how = Submission { after, ..Submission::default() };
+    let id = submit_script(pipeline, config, logs, node, &script, &how)?;
+    let log = logs.join(format!("{}-{id}.log", safe_name(&node.id)));
+    Ok((id, log))
+}
+
+/// How one `sbatch` call differs from a plain stage job.
+#[derive(Default)]
+struct Submission<'a> {
+    /// Jobs that must end well first.
+    after: &'a [String],
+    /// A job array of this many tasks.
+    array: Option<usize>,
+    /// Appended to the job name (`brainpipe:<pipeline>:<stage><suffix>`).
+    name_suffix: &'a str,
+    /// A merge of shards: the stage's resources, but no GPU (it computes nothing on one).
+    merge: bool,
+}
+
+/// Submits the `sbatch` script `script` for `node`; returns the job id.
+fn submit_script(
+    pipeline: &Pipeline,
+    config: &SlurmConfig,
+    logs: &Path,
+    node: &Node,
+    script: &str,
+    how: &Submission<'_>,
+) -> Result<String, RunError> {
     fs::create_dir_all(logs).at(logs)?;
-    let log_pattern = logs.join(format!("{}-%j.log", safe_name(&node.id)));
+    // An array task's log is `<stage>-<array>_<task>.log`.
+    let id_pattern = if how.array.is_some() { "%A_%a" } else { "%j" };
+    let log_pattern = logs.join(format!("{}-{id_pattern}.log", safe_name(&node.id)));
     let mut args = vec![
         "--parsable".to_owned(),
-        format!("--job-name=brainpipe:{}:{}", pipeline.name, node.id),
+        format!("--job-name=brainpipe:{}:{}{}", pipeline.name, node.id, how.name_suffix),
         format!("--output={}", log_pattern.display()),
         format!("--chdir={}", pipeline.dir.display()),
     ];
-    if !after.is_empty() {
+    if let Some(count) = how.array {
+        args.push(format!("--array=0-{}", count.saturating_sub(1)));
+    }
+    if !how.after.is_empty() {
         // Without --kill-on-invalid-dep a dependent of a failed job pends forever
         // (`DependencyNeverSatisfied`) on clusters that do not set it for everyone.
-        args.push(format!("--dependency=afterok:{}", after.join(":")));
+        args.push(format!("--dependency=afterok:{}", how.after.join(":")));
         args.push("--kill-on-invalid-dep=yes".to_owned());
     }
     for (flag, value) in
@@ -295,22 +406,72 @@ pub(super) fn submit(
             args.push(format!("--{flag}={value}"));
         }
     }
-    args.extend(super::Resources::of_stage(pipeline, node, config).sbatch_args());
+    let mut resources = super::Resources::of_stage(pipeline, node, config);
+    if how.merge {
+        resources.gpus = None;
+    }
+    args.extend(resources.sbatch_args());
     args.extend(config.sbatch_args.iter().cloned());
-    let script = job_script(pipeline, cache, config, job);
-    let id = sbatch(&args, &script).map_err(|message| RunError::Stage {
+    sbatch(&args, script).map_err(|message| RunError::Stage {
         id: node.id.clone(),
         stage: node.stage_name().to_owned(),
         exit_code: None,
         message: format!("sbatch failed: {message}"),
-    })?;
-    let log = logs.join(format!("{}-{id}.log", safe_name(&node.id)));
-    Ok((id, log))
+    })
+}
+
+/// Submits sharded stage `node` (`key`, its upstream keys, `force`) as a job array of `count`
+/// tasks, one per shard, and a merge job after it. Returns the merge job's id and log, and the
+/// array.
+fn submit_sharded(
+    pipeline: &Pipeline,
+    cache: &Cache,
+    config: &SlurmConfig,
+    logs: &Path,
+    node: &Node,
+    (key, upstream, force): (&ContentHash, BTreeMap<String, ContentHash>, bool),
+    count: usize,
+) -> Result<(String, PathBuf, ArrayJob), RunError> {
+    let plain =
+        StageJob { stage: node.id.clone(), key: Some(key.clone()), upstream, force, shard: None };
+    // Each task learns its shard and the array's id from Slurm's environment.
+    let tail = format!(
+        "--shards {count} --shard \"$SLURM_ARRAY_TASK_ID\" --array \"$SLURM_ARRAY_JOB_ID\""
+    );
+    let script = job_script(pipeline, cache, config, &plain, &tail);
+    let how = Submission { array: Some(count), ..Submission::default() };
+    let array = submit_script(pipeline, config, logs, node, &script, &how)?;
+    let area = super::shard::shard_area(cache, key, &array);
+    super::shard::track_area(&area);
+    let merge_job =
+        StageJob { shard: Some(ShardRole::Merge { count, array: array.clone() }), ..plain };
+    let script = job_script(pipeline, cache, config, &merge_job, "");
+    let after = [array.clone()];
+    let how = Submission { after: &after, name_suffix: ":merge", merge: true, array: None };
+    let merge = match submit_script(pipeline, config, logs, node, &script, &how) {
+        Ok(merge) => merge,
+        Err(e) => {
+            // Shards nobody would merge: cancelled, and their folder removed.
+            cancel_jobs(std::slice::from_ref(&array));
+            super::shard::remove_area(&area);
+            super::shard::forget_area(&area);
+            return Err(e);
+        }
+    };
+    tracing::info!(stage = %node.id, array = %array, merge = %merge, shards = count, "submitted shards");
+    let log = logs.join(format!("{}-{merge}.log", safe_name(&node.id)));
+    Ok((merge, log, ArrayJob { id: array, count, area, logs: logs.to_path_buf() }))
 }
 
 /// The batch script: `brainpipe stage-job` with everything it needs to load the same pipeline
-/// and compute the one stage.
-fn job_script(pipeline: &Pipeline, cache: &Cache, config: &SlurmConfig, job: &StageJob) -> String {
+/// and compute the one stage (`tail`: further shell words, written as they are).
+fn job_script(
+    pipeline: &Pipeline,
+    cache: &Cache,
+    config: &SlurmConfig,
+    job: &StageJob,
+    tail: &str,
+) -> String {
     let mut words = vec![
         config.program.display().to_string(),
         "stage-job".to_owned(),
@@ -322,7 +483,10 @@ fn job_script(pipeline: &Pipeline, cache: &Cache, config: &SlurmConfig, job: &St
         words.extend(["--set".to_owned(), item.clone()]);
     }
     words.extend(job.args());
-    let line: Vec<String> = words.iter().map(|w| shell_quote(w)).collect();
+    let mut line: Vec<String> = words.iter().map(|w| shell_quote(w)).collect();
+    if !tail.is_empty() {
+        line.push(tail.to_owned());
+    }
     format!(
         "#!/bin/sh\n# brainpipe: stage `{}` of pipeline `{}`\nexec {}\n",
         job.stage.replace('\n', " "),
@@ -480,6 +644,82 @@ fn failure(node: &Node, job: &Submitted, reason: &str) -> RunError {
     }
 }
 
+/// The first task of array job `array` that `squeue` lists as failed: its id
+/// (`<array>_<index>`), state and reason. Tasks appear as `12_3`, pending ones together as
+/// `12_[4-7]`.
+fn failed_task(
+    states: &BTreeMap<String, (String, String)>,
+    array: &str,
+) -> Option<(String, String, String)> {
+    let prefix = format!("{array}_");
+    states
+        .iter()
+        .filter(|(id, _)| id.starts_with(&prefix))
+        .find(|(_, (state, _))| matches!(classify(state), JobState::Failed))
+        .map(|(id, (state, reason))| (id.clone(), state.clone(), reason.clone()))
+}
+
+/// The error of a failed array task: as [`failure`], naming the task and its log.
+fn task_failure(node: &Node, array: &ArrayJob, task: &str, state: &str, reason: &str) -> RunError {
+    let exit = exit_code(task).map(|code| format!(", exit code {code}")).unwrap_or_default();
+    let reason =
+        if reason.is_empty() || reason == "None" { String::new() } else { format!(" ({reason})") };
+    let log = array.logs.join(format!("{}-{task}.log", safe_name(&node.id)));
+    RunError::Stage {
+        id: node.id.clone(),
+        stage: node.stage_name().to_owned(),
+        exit_code: None,
+        message: format!("Slurm job {task} (a shard) {state}{reason}{exit}{}", log_excerpt(&log)),
+    }
+}
+
+/// The error of a merge job that failed while no task of its array is listed as failed: a task
+/// cancelled before it started leaves no record in `squeue`, so the missing tasks are named.
+fn unlisted_task_failure(
+    node: &Node,
+    merge: &Submitted,
+    array: &ArrayJob,
+    states: &BTreeMap<String, (String, String)>,
+    reason: &str,
+) -> RunError {
+    let listed = listed_tasks(states, &array.id);
+    let missing: Vec<String> = (0..array.count)
+        .filter(|k| !listed.contains(k))
+        .map(|k| format!("{}_{k}", array.id))
+        .collect();
+    let RunError::Stage { id, stage, exit_code, message } = failure(node, merge, reason) else {
+        unreachable!("failure() is a stage error")
+    };
+    let message = if missing.is_empty() {
+        message
+    } else {
+        format!(
+            "Slurm job {} (a shard) ended before it started (cancelled while pending: Slurm no longer lists it), so merge {message}",
+            missing.join(", ")
+        )
+    };
+    RunError::Stage { id, stage, exit_code, message }
+}
+
+/// The task indices `squeue` lists for array job `array`: `12_3`, and pending ones as
+/// `12_[4-6,9]` (with `%N`, the array's throttle, after the list).
+fn listed_tasks(states: &BTreeMap<String, (String, String)>, array: &str) -> BTreeSet<usize> {
+    let prefix = format!("{array}_");
+    let mut tasks = BTreeSet::new();
+    for id in states.keys() {
+        let Some(rest) = id.strip_prefix(&prefix) else { continue };
+        let rest = rest.trim_start_matches('[');
+        let rest = rest.split(['%', ']']).next().unwrap_or_default();
+        for part in rest.split(',') {
+            let (from, to) = part.split_once('-').unwrap_or((part, part));
+            if let (Ok(from), Ok(to)) = (from.parse::<usize>(), to.parse::<usize>()) {
+                tasks.extend(from..=to.min(from.saturating_add(1_000_000)));
+            }
+        }
+    }
+    tasks
+}
+
 /// `ExitCode=3:0` of `scontrol show job` as `3`, or `0 (signal 15)`.
 fn exit_code(job: &str) -> Option<String> {
     let output = Command::new("scontrol").args(["show", "job", "--oneliner", job]).output().ok()?;
@@ -525,9 +765,21 @@ pub(crate) fn cancel_submitted_jobs() -> usize {
     if jobs.is_empty() {
         return 0;
     }
-    if let Err(e) = Command::new("scancel").args(&jobs).status() {
+    cancel_jobs(&jobs);
+    // The shards of arrays that will not be merged now.
+    super::shard::remove_tracked_areas();
+    jobs.len()
+}
+
+/// Cancels `jobs` (a job array's id cancels all its tasks) and waits until Slurm no longer
+/// lists them as queued or running.
+fn cancel_jobs(jobs: &[String]) {
+    for job in jobs {
+        forget(job);
+    }
+    if let Err(e) = Command::new("scancel").args(jobs).status() {
         tracing::warn!("cannot run `scancel` ({e}): jobs {} may still run", jobs.join(","));
-        return jobs.len();
+        return;
     }
     let ids: Vec<&str> = jobs.iter().map(String::as_str).collect();
     let deadline = Instant::now() + CANCEL_WAIT;
@@ -542,7 +794,6 @@ pub(crate) fn cancel_submitted_jobs() -> usize {
             Ok(_) => std::thread::sleep(Duration::from_millis(100)),
         }
     }
-    jobs.len()
 }
 
 #[cfg(test)]
@@ -568,8 +819,9 @@ mod tests {
             key: Some(ContentHash::from_hex("ab".repeat(32))),
             upstream: BTreeMap::new(),
             force: true,
+            shard: None,
         };
-        let script = job_script(&pipeline, &cache, &config, &job);
+        let script = job_script(&pipeline, &cache, &config, &job, "");
         let last = script.lines().last().expect("a line");
         assert!(script.starts_with("#!/bin/sh\n"), "{script}");
         assert!(last.starts_with("exec '/opt/bp/brainpipe' 'stage-job' '"), "{last}");
@@ -581,6 +833,26 @@ mod tests {
             )),
             "{last}"
         );
+    }
+
+    #[test]
+    fn array_tasks_are_read_from_squeue_ids() {
+        let states: BTreeMap<String, (String, String)> = [
+            ("12_0", "COMPLETED"),
+            ("12_3", "CANCELLED"),
+            ("12_[4-6,9%2]", "PENDING"),
+            ("120_1", "FAILED"),
+            ("13", "PENDING"),
+        ]
+        .into_iter()
+        .map(|(id, state)| (id.to_owned(), (state.to_owned(), "None".to_owned())))
+        .collect();
+        let listed: Vec<usize> = listed_tasks(&states, "12").into_iter().collect();
+        assert_eq!(listed, [0, 3, 4, 5, 6, 9]);
+        let failed = failed_task(&states, "12").expect("a failed task");
+        assert_eq!((failed.0.as_str(), failed.1.as_str()), ("12_3", "CANCELLED"));
+        assert!(failed_task(&states, "13").is_none());
+        assert_eq!(failed_task(&states, "120").map(|f| f.0).as_deref(), Some("120_1"));
     }
 
     #[test]
