@@ -8,7 +8,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use brainpipe_core::{Dtype, IoContext, NamedTensor, SafetensorsFile, one_line, read_safetensors};
+use brainpipe_core::{
+    Dtype, IoContext, NamedTensor, SafetensorsFile, ShapeCheck, one_line, read_safetensors,
+};
 use brainpipe_tensor::{save_var_store, weight_mismatches};
 use tch::nn::{self, Init};
 use tch::{Device, Kind, Tensor};
@@ -388,60 +390,35 @@ fn config_backed_by(
     weights: &SafetensorsFile,
 ) -> std::result::Result<(), String> {
     let (t, v) = (&config.text_config, &config.vision_config);
-    let expect = |name: &str, shape: &[i64]| -> std::result::Result<(), String> {
-        let found = weights.tensor(name).map(|w| w.shape.clone());
-        let wanted: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
-        match found {
-            Some(found) if found == wanted => Ok(()),
-            Some(found) => {
-                Err(format!("`{name}` is {found:?}, but {CONFIG_FILE} makes it {wanted:?}"))
-            }
-            None => Err(format!("no `{name}`, which {CONFIG_FILE} needs")),
-        }
-    };
-    let layers = |tower: &str, n: i64| -> std::result::Result<(), String> {
-        let prefix = |i: i64| format!("{tower}_model.encoder.layers.{i}.");
-        let last = n - 1;
-        let has = |i: i64| weights.tensors.iter().any(|w| w.name.starts_with(&prefix(i)));
-        if (n > 0 && !has(last)) || has(n) {
-            let found = (0..).take_while(|&i| has(i)).count();
-            return Err(format!(
-                "{found} {tower} encoder layers, but {CONFIG_FILE} gives num_hidden_layers {n}"
-            ));
-        }
-        Ok(())
-    };
     let patch = v.patch_size;
-    expect("text_model.embeddings.token_embedding.weight", &[t.vocab_size, t.hidden_size])?;
-    expect(
-        "text_model.embeddings.position_embedding.weight",
-        &[t.max_position_embeddings, t.hidden_size],
-    )?;
-    expect(
-        "vision_model.embeddings.patch_embedding.weight",
-        &[v.hidden_size, v.num_channels, patch, patch],
-    )?;
-    expect(
-        "vision_model.embeddings.position_embedding.weight",
-        &[v.num_positions(), v.hidden_size],
-    )?;
-    expect("text_projection.weight", &[config.projection_dim, t.hidden_size])?;
-    expect("visual_projection.weight", &[config.projection_dim, v.hidden_size])?;
-    layers("text", t.num_hidden_layers)?;
-    layers("vision", v.num_hidden_layers)?;
-    if t.num_hidden_layers > 0 {
-        expect(
-            "text_model.encoder.layers.0.mlp.fc1.weight",
-            &[t.intermediate_size, t.hidden_size],
-        )?;
+    let mut check = ShapeCheck::new(weights, CONFIG_FILE);
+    check
+        .shape("text_model.embeddings.token_embedding.weight", &[t.vocab_size, t.hidden_size])
+        .shape(
+            "text_model.embeddings.position_embedding.weight",
+            &[t.max_position_embeddings, t.hidden_size],
+        )
+        .shape(
+            "vision_model.embeddings.patch_embedding.weight",
+            &[v.hidden_size, v.num_channels, patch, patch],
+        )
+        .shape(
+            "vision_model.embeddings.position_embedding.weight",
+            &[v.num_positions(), v.hidden_size],
+        )
+        .shape("text_projection.weight", &[config.projection_dim, t.hidden_size])
+        .shape("visual_projection.weight", &[config.projection_dim, v.hidden_size]);
+    for (tower, layers, intermediate, hidden) in [
+        ("text", t.num_hidden_layers, t.intermediate_size, t.hidden_size),
+        ("vision", v.num_hidden_layers, v.intermediate_size, v.hidden_size),
+    ] {
+        let prefix = format!("{tower}_model.encoder.layers");
+        check.count(&prefix, layers, &format!("{tower} encoder layers"), "num_hidden_layers");
+        if layers > 0 {
+            check.shape(&format!("{prefix}.0.mlp.fc1.weight"), &[intermediate, hidden]);
+        }
     }
-    if v.num_hidden_layers > 0 {
-        expect(
-            "vision_model.encoder.layers.0.mlp.fc1.weight",
-            &[v.intermediate_size, v.hidden_size],
-        )?;
-    }
-    Ok(())
+    check.finish()
 }
 
 impl LoadedClip {

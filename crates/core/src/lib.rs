@@ -71,6 +71,6 @@ pub use table::{
 };
 pub use tensors::{
     Dtype, NamedTensor, SAFETENSORS_CONFIG_KEY, SAFETENSORS_SCHEMA_KEY, SafetensorsFile,
-    read_safetensors, write_safetensors,
+    ShapeCheck, read_safetensors, write_safetensors,
 };
 pub use vector::{closest, cosine};

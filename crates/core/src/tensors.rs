@@ -202,6 +202,60 @@ impl SafetensorsFile {
     }
 }
 
+/// Checks that the sizes a model's config gives are the shapes of tensors in its weights, before
+/// the model is built: a config is never trusted for an allocation, each size must be backed by
+/// the file's bytes. Collects the first disagreement; later checks are skipped once one failed.
+#[derive(Debug)]
+pub struct ShapeCheck<'a> {
+    file: &'a SafetensorsFile,
+    /// The config's file name, as messages call it (`config.json`).
+    config: &'a str,
+    problem: Option<String>,
+}
+
+impl<'a> ShapeCheck<'a> {
+    /// A check of `config`'s sizes against `file`.
+    pub fn new(file: &'a SafetensorsFile, config: &'a str) -> Self {
+        ShapeCheck { file, config, problem: None }
+    }
+
+    /// The tensor `name` must exist with `shape`.
+    pub fn shape(&mut self, name: &str, shape: &[i64]) -> &mut Self {
+        if self.problem.is_none() {
+            let wanted: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
+            let config = self.config;
+            self.problem = match self.file.tensor(name) {
+                Some(t) if t.shape == wanted => None,
+                Some(t) => {
+                    Some(format!("`{name}` is {:?}, but {config} makes it {wanted:?}", t.shape))
+                }
+                None => Some(format!("no `{name}`, which {config} needs")),
+            };
+        }
+        self
+    }
+
+    /// Tensors named `{prefix}.{i}.…` must exist for `i` in `0..count` and not for `count`:
+    /// `count` is the config's `field`, and the error counts what was found as `things`.
+    pub fn count(&mut self, prefix: &str, count: i64, things: &str, field: &str) -> &mut Self {
+        let has = |i: i64| {
+            let start = format!("{prefix}.{i}.");
+            self.file.tensors.iter().any(|t| t.name.starts_with(&start))
+        };
+        if self.problem.is_none() && ((count > 0 && !has(count - 1)) || has(count)) {
+            let found = (0..).take_while(|&i| has(i)).count();
+            self.problem =
+                Some(format!("{found} {things}, but {} gives {field} {count}", self.config));
+        }
+        self
+    }
+
+    /// The first disagreement, if any.
+    pub fn finish(&self) -> std::result::Result<(), String> {
+        self.problem.clone().map_or(Ok(()), Err)
+    }
+}
+
 /// Reads and validates a safetensors file (header bounds, offsets, types).
 pub fn read_safetensors(path: &Path) -> Result<SafetensorsFile> {
     // Names and dtypes are the file's text: control characters in them are escaped (one line).

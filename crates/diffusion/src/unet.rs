@@ -14,9 +14,8 @@ use crate::layers::{
     Downsample, ResnetBlock2D, ResnetShape, TimestepEmbedding, Transformer2D, TransformerShape,
     Upsample, conv2d, group_norm, timestep_embedding,
 };
-use crate::weights::Backing;
 use brainpipe_core::IoContext;
-use brainpipe_core::SafetensorsFile;
+use brainpipe_core::{SafetensorsFile, ShapeCheck};
 
 /// An `int` or a per-block list of ints, as diffusers configs write `attention_head_dim`,
 /// `transformer_layers_per_block` and `layers_per_block`.
@@ -258,7 +257,7 @@ impl UNetConfig {
     pub fn backed_by(&self, weights: &SafetensorsFile) -> std::result::Result<(), String> {
         let ch = &self.block_out_channels;
         let levels = ch.len();
-        let mut b = Backing::new(weights);
+        let mut b = ShapeCheck::new(weights, "config.json");
         b.shape("conv_in.weight", &[ch[0], self.in_channels, 3, 3])
             .shape("conv_out.weight", &[self.out_channels, ch[0], 3, 3])
             .shape("time_embedding.linear_1.weight", &[self.time_embed_dim(), ch[0]]);
@@ -266,14 +265,17 @@ impl UNetConfig {
             let down = format!("down_blocks.{i}");
             let from = ch[i.saturating_sub(1)];
             let layers = self.layers_per_block.get(i);
-            b.count(&format!("{down}.resnets"), layers, "layers_per_block");
+            let resnets = format!("{down}.resnets");
+            b.count(&resnets, layers, &resnets, "layers_per_block");
             b.shape(&format!("{down}.resnets.0.conv1.weight"), &[ch[i], from, 3, 3]);
             let up = format!("up_blocks.{}", levels - 1 - i);
-            b.count(&format!("{up}.resnets"), layers + 1, "layers_per_block + 1 =");
+            let resnets = format!("{up}.resnets");
+            b.count(&resnets, layers + 1, &resnets, "layers_per_block + 1 =");
             if kind.starts_with("CrossAttn") {
                 let attention = format!("{down}.attentions.0");
                 let blocks = self.transformer_layers_per_block.get(i);
-                b.count(&format!("{attention}.transformer_blocks"), blocks, "transformer layers");
+                let transformers = format!("{attention}.transformer_blocks");
+                b.count(&transformers, blocks, &transformers, "transformer layers");
                 b.shape(
                     &format!("{attention}.transformer_blocks.0.attn2.to_k.weight"),
                     &[ch[i], self.cross_attention_dim],

@@ -12,9 +12,8 @@ use crate::error::{DiffusionError, Result};
 use crate::layers::{
     Downsample, ResnetBlock2D, ResnetShape, Upsample, VaeAttention, conv2d, group_norm,
 };
-use crate::weights::Backing;
 use brainpipe_core::IoContext;
-use brainpipe_core::SafetensorsFile;
+use brainpipe_core::{SafetensorsFile, ShapeCheck};
 
 /// GroupNorm eps everywhere in the VAE (diffusers hard-codes 1e-6 there).
 const VAE_EPS: f64 = 1e-6;
@@ -87,20 +86,21 @@ impl VaeConfig {
         let ch = &self.block_out_channels;
         let (first, last) = (ch[0], ch[ch.len() - 1]);
         let latent = self.latent_channels;
-        let mut b = Backing::new(weights);
+        let mut b = ShapeCheck::new(weights, "config.json");
         b.shape("encoder.conv_in.weight", &[first, self.in_channels, 3, 3])
             .shape("encoder.conv_out.weight", &[2 * latent, last, 3, 3])
             .shape("decoder.conv_in.weight", &[last, latent, 3, 3])
             .shape("decoder.conv_out.weight", &[self.out_channels, first, 3, 3]);
         for i in 0..ch.len() {
             let down = format!("encoder.down_blocks.{i}");
-            b.count(&format!("{down}.resnets"), self.layers_per_block, "layers_per_block");
+            let resnets = format!("{down}.resnets");
+            b.count(&resnets, self.layers_per_block, &resnets, "layers_per_block");
             b.shape(
                 &format!("{down}.resnets.0.conv1.weight"),
                 &[ch[i], ch[i.saturating_sub(1)], 3, 3],
             );
             let up = format!("decoder.up_blocks.{i}.resnets");
-            b.count(&up, self.layers_per_block + 1, "layers_per_block + 1 =");
+            b.count(&up, self.layers_per_block + 1, &up, "layers_per_block + 1 =");
         }
         b.finish()
     }

@@ -104,54 +104,6 @@ fn copy_into(variables: &HashMap<String, Tensor>, tensors: &[NamedTensor]) -> Re
     Ok(())
 }
 
-/// What a config's sizes must find in the weights before a model is built from it: each size a
-/// config gives is the size of a named tensor, so building allocates no more than the file
-/// holds (a config is never trusted for an allocation).
-pub(crate) struct Backing<'a> {
-    file: &'a SafetensorsFile,
-    problems: Vec<String>,
-}
-
-impl<'a> Backing<'a> {
-    pub(crate) fn new(file: &'a SafetensorsFile) -> Self {
-        Backing { file, problems: Vec::new() }
-    }
-
-    /// `name` must be a tensor of `shape`.
-    pub(crate) fn shape(&mut self, name: &str, shape: &[i64]) -> &mut Self {
-        if self.problems.is_empty() {
-            let wanted: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
-            match self.file.tensor(name) {
-                Some(t) if t.shape == wanted => {}
-                Some(t) => self.problems.push(format!(
-                    "`{name}` is {:?}, but config.json makes it {wanted:?}",
-                    t.shape
-                )),
-                None => self.problems.push(format!("no `{name}`, which config.json needs")),
-            }
-        }
-        self
-    }
-
-    /// `{prefix}.{i}.…` must exist for `i` in `0..count` and not for `count`.
-    pub(crate) fn count(&mut self, prefix: &str, count: i64, what: &str) -> &mut Self {
-        let has = |i: i64| {
-            let start = format!("{prefix}.{i}.");
-            self.file.tensors.iter().any(|t| t.name.starts_with(&start))
-        };
-        if self.problems.is_empty() && ((count > 0 && !has(count - 1)) || has(count)) {
-            let found = (0..).take_while(|&i| has(i)).count();
-            self.problems.push(format!("{found} {prefix}, but config.json gives {what} {count}"));
-        }
-        self
-    }
-
-    /// The first disagreement, if any.
-    pub(crate) fn finish(&self) -> std::result::Result<(), String> {
-        self.problems.first().map_or(Ok(()), |p| Err(p.clone()))
-    }
-}
-
 /// Writes `vs` as a diffusers model folder: `config.json` and
 /// `diffusion_pytorch_model.safetensors` (F32, the config also in its metadata).
 pub fn save_model_dir(

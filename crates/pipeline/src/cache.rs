@@ -191,10 +191,7 @@ impl Cache {
         let from = self.entry_dir(key);
         let dir = self.root.join("quarantine");
         fs::create_dir_all(&dir).at(&dir)?;
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
+        let nanos = unix_nanos();
         let to = dir.join(format!("{}.{nanos}", key.as_str()));
         fs::rename(&from, &to).at(&from)?;
         Ok(to)
@@ -204,10 +201,7 @@ impl Cache {
     /// `gc` on one node of a cluster can tell a live run of its own (the PID exists) from one of
     /// another node (which it leaves alone).
     pub fn temp_dir(&self, key: &ContentHash) -> Result<PathBuf, RunError> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
+        let nanos = unix_nanos();
         let dir = self.root.join("tmp").join(format!(
             "{}.{}.{nanos}.{}",
             key.as_str(),
@@ -427,6 +421,25 @@ impl HashIndex {
 
 /// This machine's host name, reduced to `[A-Za-z0-9_-]` (a temporary directory's name part);
 /// `unknown-host` when it cannot be read.
+/// Nanoseconds since the Unix epoch: the part of temporary, quarantine and lock names that keeps
+/// two of one process apart.
+pub(crate) fn unix_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+/// The start time of process `pid` on this host (clock ticks after boot, `/proc/<pid>/stat`
+/// field 22), or `None` when no such process runs: whether a PID named in a temporary directory
+/// or lock file still runs, and whether it is still the same process.
+pub(crate) fn process_start(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count from the last `)`.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
 /// The lease after which another host's unchanged lock is taken over.
 fn lock_lease() -> std::time::Duration {
     std::env::var("BRAINPIPE_LOCK_LEASE_SECONDS")

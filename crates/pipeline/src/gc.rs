@@ -63,7 +63,7 @@ pub fn gc(pipelines: &[Pipeline], cache: &Cache, dry_run: bool) -> Result<GcRepo
             report.other_hosts.push(entry.path());
             continue;
         }
-        let alive = pid.is_some_and(|pid| PathBuf::from(format!("/proc/{pid}")).exists());
+        let alive = pid.is_some_and(|pid| crate::cache::process_start(pid).is_some());
         if alive {
             continue;
         }

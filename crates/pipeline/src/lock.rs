@@ -23,11 +23,11 @@ use std::fs;
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, Once};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use brainpipe_core::IoContext;
 
-use crate::cache::host_name;
+use crate::cache::{host_name, process_start, unix_nanos};
 use crate::error::RunError;
 
 /// How often a held lock's mtime is refreshed.
@@ -87,15 +87,6 @@ impl Owner {
     }
 }
 
-/// The start time of process `pid` (clock ticks after boot, `/proc/<pid>/stat` field 22), or
-/// `None` when no such process runs.
-fn process_start(pid: u32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: count from the last `)`.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
-}
-
 /// What a waiter last saw of a lock file, and since when it has been so.
 struct Seen {
     text: String,
@@ -107,7 +98,7 @@ struct Seen {
 /// another host, or held by a process gone on this one, is taken over.
 pub(crate) fn acquire(path: &Path, lease: Duration) -> Result<KeyLock, RunError> {
     let pid = std::process::id();
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let nanos = unix_nanos();
     let start = process_start(pid).map_or_else(|| "-".to_owned(), |s| s.to_string());
     let owner = format!("{} {pid} {start} {nanos}\n", host_name());
     let mut seen: Option<Seen> = None;
@@ -153,7 +144,7 @@ pub(crate) fn acquire(path: &Path, lease: Duration) -> Result<KeyLock, RunError>
 /// Moves the stale lock file `path` (whose content was `stale`) out of the way. Returns whether
 /// it did; a file that turned out not to be the stale one is put back.
 fn take_over(path: &Path, stale: &str) -> Result<bool, RunError> {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let nanos = unix_nanos();
     let aside =
         path.with_extension(format!("stale.{}.{}.{nanos}", host_name(), std::process::id()));
     match fs::rename(path, &aside) {
