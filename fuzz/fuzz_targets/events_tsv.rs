@@ -5,15 +5,12 @@
 #![no_main]
 
 use std::io::Write;
-use std::sync::OnceLock;
 
 use brainpipe_ingest::read_events;
 use libfuzzer_sys::fuzz_target;
 
-fn scratch() -> &'static std::path::Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().expect("tempdir")).path()
-}
+mod scratch;
+use scratch::scratch;
 
 fuzz_target!(|data: &[u8]| {
     let path = scratch().join("sub-01_task-x_events.tsv");

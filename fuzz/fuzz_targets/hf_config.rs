@@ -5,15 +5,11 @@
 
 #![no_main]
 
-use std::sync::OnceLock;
-
 use brainpipe_hf::ClipConfig;
 use libfuzzer_sys::fuzz_target;
 
-fn scratch() -> &'static std::path::Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().expect("tempdir")).path()
-}
+mod scratch;
+use scratch::scratch;
 
 fuzz_target!(|data: &[u8]| {
     let path = scratch().join("config.json");

@@ -7,21 +7,13 @@
 
 #![no_main]
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::path::Path;
 
 use brainpipe_nifti::{VolumeReader, read_header};
 use libfuzzer_sys::fuzz_target;
 
-/// One directory per fuzzing process (libFuzzer's -jobs/-fork run several).
-fn dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("brainpipe-fuzz-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("fuzz scratch dir");
-        dir
-    })
-}
+mod scratch;
+use scratch::scratch as dir;
 
 fn write(path: &Path, bytes: &[u8]) {
     std::fs::write(path, bytes).expect("write fuzz input");

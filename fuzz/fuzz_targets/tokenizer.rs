@@ -9,15 +9,11 @@
 
 #![no_main]
 
-use std::sync::OnceLock;
-
 use brainpipe_hf::{CONTEXT_LENGTH, MERGES_FILE, Tokenizer, VOCAB_FILE, VOCAB_SIZE};
 use libfuzzer_sys::fuzz_target;
 
-fn scratch() -> &'static std::path::Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().expect("tempdir")).path()
-}
+mod scratch;
+use scratch::scratch;
 
 /// The caption's ids through `tokenizer`, checked against its vocabulary of `size` tokens.
 fn check_encoding(tokenizer: &Tokenizer, size: usize, text: &str) {
