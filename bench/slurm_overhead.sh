@@ -15,19 +15,8 @@ BIN=${1:-$TARGET/release/brainpipe}
 # A release build older than the Slurm executor does not know --executor: take the debug one.
 "$BIN" run --help 2>/dev/null | grep -q -- --executor || BIN=$TARGET/debug/brainpipe
 N=${N:-10}
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/brainpipe-slurm-bench.XXXXXX")
-started=0
-cleanup() {
-  chmod -R u+w "$WORK" 2>/dev/null
-  rm -rf "$WORK"
-  [ $started = 1 ] && bash "$HERE/slurm/stop.sh" >/dev/null 2>&1
-  return 0
-}
-trap cleanup EXIT
-if ! sinfo -h >/dev/null 2>&1; then
-  eval "$(bash "$HERE/slurm/start.sh")"
-  started=1
-fi
+# $WORK, and the throwaway cluster when no Slurm answers.
+source "$HERE/bench/lib/slurm_work.sh" slurm
 cd "$WORK"
 
 pipeline() { # pipeline SHAPE POLL > file

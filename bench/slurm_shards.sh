@@ -16,19 +16,8 @@ HERE=$(cd "$(dirname "$0")/.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$HOME/.cache/brainpipe/target}
 BIN=${1:-$TARGET/debug/brainpipe}
 EPOCHS=${EPOCHS:-150}
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/brainpipe-shards-bench.XXXXXX")
-started=0
-cleanup() {
-  chmod -R u+w "$WORK" 2>/dev/null
-  rm -rf "$WORK"
-  [ $started = 1 ] && bash "$HERE/slurm/stop.sh" >/dev/null 2>&1
-  return 0
-}
-trap cleanup EXIT
-if ! sinfo -h >/dev/null 2>&1; then
-  eval "$(bash "$HERE/slurm/start.sh")"
-  started=1
-fi
+# $WORK, and the throwaway cluster when no Slurm answers.
+source "$HERE/bench/lib/slurm_work.sh" shards
 cd "$WORK"
 cat >p.yaml <<YAML
 name: bench-shards

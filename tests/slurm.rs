@@ -357,9 +357,10 @@ fn a_job_killed_mid_write_leaves_no_complete_looking_entry() {
     assert_eq!(found[0].1, [(PathBuf::from("o"), b"partial\nrest\n".to_vec())]);
 }
 
-/// The words demo at test size (tests/cli.rs `same_pipeline_in_two_caches_writes_the_same_bytes`):
-/// built-in stages and LibTorch worker stages alike.
-const WORDS: &str = r#"  study: { uses: ingest.synthetic, with: { subjects: 2, seed: 3, resolution_mm: 6 } }
+/// The data stages of the words study at test size (two subjects, 6 mm), up to the targets.
+macro_rules! words_data {
+    () => {
+        r#"  study: { uses: ingest.synthetic, with: { subjects: 2, seed: 3, resolution_mm: 6 } }
   scans:
     uses: ingest.nifti
     inputs: { bold: study.bold, mask: study.mask }
@@ -367,7 +368,15 @@ const WORDS: &str = r#"  study: { uses: ingest.synthetic, with: { subjects: 2, s
   features: { uses: features.roi, inputs: { scans: scans.scans, atlas: study.atlas } }
   padded: { uses: features.template_pad, inputs: { features: features.features } }
   targets: { uses: clip.words, inputs: { vectors: study.stimuli, stimuli: study.stimuli } }
-  base:
+"#
+    };
+}
+
+/// The words demo at test size (tests/cli.rs `same_pipeline_in_two_caches_writes_the_same_bytes`):
+/// built-in stages and LibTorch worker stages alike.
+const WORDS: &str = concat!(
+    words_data!(),
+    r#"  base:
     uses: models.train
     inputs: { features: padded.features, targets: targets.targets }
     with: { hidden: [32, 16], epochs: 2, threads: 1, cv: within_subject, folds: 2 }
@@ -380,7 +389,8 @@ const WORDS: &str = r#"  study: { uses: ingest.synthetic, with: { subjects: 2, s
     uses: eval.words
     inputs: { predictions: [ridge.predictions, base.predictions], training: [base.training], targets: targets.targets }
   report: { uses: eval.report, inputs: { metrics: metrics.metrics, study: study.study } }
-"#;
+"#
+);
 
 #[test]
 fn the_words_demo_on_slurm_gives_the_bytes_of_a_local_run() {
@@ -582,20 +592,15 @@ fn without_slurm_commands_the_run_says_so() {
 
 /// The words study up to `models.train` (four folds: two subjects, two folds each), its folds
 /// sharded on Slurm (`shards: true`); `{epochs}` and `{patience}` size the training.
-const SHARDED: &str = r#"  study: { uses: ingest.synthetic, with: { subjects: 2, seed: 3, resolution_mm: 6 } }
-  scans:
-    uses: ingest.nifti
-    inputs: { bold: study.bold, mask: study.mask }
-    with: { stimulus_column: trial_type, paradigm_column: paradigm }
-  features: { uses: features.roi, inputs: { scans: scans.scans, atlas: study.atlas } }
-  padded: { uses: features.template_pad, inputs: { features: features.features } }
-  targets: { uses: clip.words, inputs: { vectors: study.stimuli, stimuli: study.stimuli } }
-  base:
+const SHARDED: &str = concat!(
+    words_data!(),
+    r#"  base:
     uses: models.train
     inputs: { features: padded.features, targets: targets.targets }
     with: { hidden: [32, 16], epochs: {epochs}, patience: {patience}, threads: 1, cv: within_subject, folds: 2 }
     resources: { cpus: 1 }
-"#;
+"#
+);
 
 /// `SHARDED` training for `epochs` epochs, with `shards: true` in the executor block.
 fn sharded_setup(test: &str, prefix: &str, epochs: u32) -> Option<Setup> {
@@ -606,6 +611,27 @@ fn sharded_setup(test: &str, prefix: &str, epochs: u32) -> Option<Setup> {
     let written = fs::read_to_string(&file).expect("pipeline");
     fs::write(&file, written.replace("kind: slurm,", "kind: slurm, shards: true,")).expect("write");
     Some(setup)
+}
+
+/// Waits until the first array task of `base` runs; returns the array's job id.
+fn first_fold_running(pipeline: &str) -> String {
+    wait_for(300, "the first fold to run", || {
+        array_tasks(pipeline, "base")
+            .iter()
+            .any(|(id, state)| id.ends_with("_0") && state == "RUNNING")
+    });
+    array_tasks(pipeline, "base")[0].0.split('_').next().expect("array id").to_owned()
+}
+
+/// After a sharded run was stopped: its merge job cancelled, every stage but `base` in `cache`,
+/// no shard left.
+fn assert_merge_cancelled_and_no_shards(pipeline: &str, cache: &Path) {
+    let merges = jobs(pipeline, "base:merge");
+    assert_eq!(merges.len(), 1, "{merges:?}");
+    assert_eq!(merges[0].1, "CANCELLED", "{merges:?}");
+    assert_eq!(entries(cache).len(), 5, "every stage but the sharded one");
+    let shards = cache.join("shards");
+    assert_eq!(fs::read_dir(&shards).map(|d| d.count()).unwrap_or(0), 0, "shards removed");
 }
 
 /// Array tasks of `stage` (`<array>_<task>`, state), by task.
@@ -670,12 +696,7 @@ fn a_failed_shard_fails_the_run_cancels_the_merge_and_leaves_no_entry() {
         return;
     };
     let mut driver = spawn(dir.path(), &["run", "p.yaml"]);
-    wait_for(300, "the first fold to run", || {
-        array_tasks(&name, "base")
-            .iter()
-            .any(|(id, state)| id.ends_with("_0") && state == "RUNNING")
-    });
-    let array = array_tasks(&name, "base")[0].0.split('_').next().expect("array id").to_owned();
+    let array = first_fold_running(&name);
     let victim = format!("{array}_0");
     let cancelled = Command::new("scancel").arg(&victim).status().expect("scancel");
     assert!(cancelled.success());
@@ -690,13 +711,8 @@ fn a_failed_shard_fails_the_run_cancels_the_merge_and_leaves_no_entry() {
     for (id, state) in array_tasks(&name, "base") {
         assert!(!["PENDING", "RUNNING"].contains(&state.as_str()), "{id} still {state}");
     }
-    let merges = jobs(&name, "base:merge");
-    assert_eq!(merges.len(), 1, "{merges:?}");
-    assert_eq!(merges[0].1, "CANCELLED", "{merges:?}");
     let cache = dir.path().join(".brainpipe");
-    assert_eq!(entries(&cache).len(), 5, "every stage but the sharded one");
-    let shards = cache.join("shards");
-    assert_eq!(fs::read_dir(&shards).map(|d| d.count()).unwrap_or(0), 0, "shards removed");
+    assert_merge_cancelled_and_no_shards(&name, &cache);
 }
 
 #[test]
@@ -706,11 +722,7 @@ fn ctrl_c_cancels_the_job_array_and_its_merge_and_removes_the_shards() {
         return;
     };
     let mut driver = spawn(dir.path(), &["run", "p.yaml"]);
-    wait_for(300, "the first fold to run", || {
-        array_tasks(&name, "base")
-            .iter()
-            .any(|(id, state)| id.ends_with("_0") && state == "RUNNING")
-    });
+    first_fold_running(&name);
     let pid = i32::try_from(driver.id()).expect("pid");
     // SAFETY: kill(2) with plain integers; the child is alive until we wait for it.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
@@ -722,13 +734,8 @@ fn ctrl_c_cancels_the_job_array_and_its_merge_and_removes_the_shards() {
     for (id, state) in &tasks {
         assert_eq!(state, "CANCELLED", "{id}: {tasks:?}");
     }
-    let merges = jobs(&name, "base:merge");
-    assert_eq!(merges.len(), 1, "{merges:?}");
-    assert_eq!(merges[0].1, "CANCELLED", "{merges:?}");
     let cache = dir.path().join(".brainpipe");
-    assert_eq!(entries(&cache).len(), 5, "every stage but the sharded one");
-    let shards = cache.join("shards");
-    assert_eq!(fs::read_dir(&shards).map(|d| d.count()).unwrap_or(0), 0, "shards removed");
+    assert_merge_cancelled_and_no_shards(&name, &cache);
     wait_for(30, "the cancelled tasks to remove their temporary directories", || {
         fs::read_dir(cache.join("tmp")).expect("tmp").count() == 0
     });
