@@ -7,10 +7,11 @@
 # top-k where there is one, top-5 as a fraction of the world's oracle).
 #
 #   bench/worlds.sh [CACHE_DIR]          (default: a fresh temporary cache, removed afterwards)
-#   WORLDS_TWELVE=1 bench/worlds.sh ...  also the 12-subject worlds (pipelines/brain2word-worlds-12.yaml's
-#                                        data, scored by bench/reference/worlds_sweep.py on 4 of the
-#                                        12 folds: ridge, base, template, the softmax network; ~8 min
-#                                        per world more)
+#   WORLDS_TWELVE=1 bench/worlds.sh ...  also the 12-subject worlds (pipelines/brain2word-worlds-12.yaml:
+#                                        ridge, base, classifier and combined with the classification
+#                                        head on the last hidden layer, all 12 folds; the
+#                                        nonlinear world first, then the linear one; about 30–40 min
+#                                        per world on 2 quiet cores)
 #
 # Every network trains on one LibTorch thread (bitwise reproducible on the CPU); stages run one at
 # a time (--jobs 1). About 6 minutes per world on a 2-core VM once built. Needs the release build
@@ -35,12 +36,14 @@ for world in linear nonlinear; do
 done
 "$python" bench/worlds_table.py "${runs[@]}"
 if [[ "${WORLDS_TWELVE:-0}" == 1 ]]; then
-    for world in linear nonlinear; do
-        "$bin" run pipelines/brain2word-worlds-12.yaml --cache "$cache/twelve-$world" --jobs 1 \
+    twelve=()
+    for world in nonlinear linear; do
+        start=$(date +%s)
+        "$bin" run pipelines/brain2word-worlds-12.yaml --cache "$cache/twelve-$world" --jobs 2 \
             --set study.encoding="$world" >&2
-        echo
-        echo "12 subjects, $world world (4 of 12 folds; top-1 / top-5):"
-        OMP_NUM_THREADS=1 "$python" bench/reference/worlds_sweep.py \
-            "$cache/twelve-$world/runs/brain2word-worlds-12" --folds 4 --quick
+        echo "12 subjects, $world: $(( $(date +%s) - start )) s wall" >&2
+        twelve+=("$world-12=$cache/twelve-$world/runs/brain2word-worlds-12")
     done
+    echo
+    "$python" bench/worlds_table.py "${twelve[@]}"
 fi

@@ -9,6 +9,7 @@ the model was trained with the classification loss, and top-5 as a fraction of t
 chance. Needs pyarrow (the pinned peers venv, $BRAINPIPE_REF_PYTHON).
 """
 import json
+import statistics
 import sys
 
 import pyarrow.parquet as pq
@@ -28,7 +29,7 @@ def classification_trained(run, model):
 
 
 def main():
-    print("| world | model | top-1 | top-5 | top-10 | pairwise | class top-1 | class top-5 | top-5 / oracle |")
+    print("| world | model | top-1 | top-5 | top-10 | pairwise | class top-1 | class top-5 | best top-5 / oracle |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for arg in sys.argv[1:]:
         world, run = arg.split("=", 1)
@@ -44,12 +45,38 @@ def main():
                 # A regression-only network still has an (untrained) classification head.
                 m.pop("class_top1", None)
                 m.pop("class_top5", None)
-            frac = m["top5"] / oracle["top5"]
+            # The better of the model's rankings (its classification head's, when trained).
+            frac = max(m["top5"], m.get("class_top5") or 0.0) / oracle["top5"]
             print(f"| {world} | {model} | {pct(m['top1'])} | {pct(m['top5'])} | {pct(m['top10'])} | "
                   f"{pct(m.get('pairwise'))} | {pct(m.get('class_top1'))} | {pct(m.get('class_top5'))} | {100 * frac:.0f} % |")
         print(f"| {world} | oracle (study.json) | {pct(oracle['top1'])} | {pct(oracle['top5'])} | | "
               f"{pct(oracle['pairwise'])} | | | 100 % |")
     print("| | chance | 0.56 % | 2.78 % | 5.56 % | 50 % | 0.56 % | 2.78 % | |")
+    print()
+    print("| world | network (ranking) | top-5 − ridge's top-5, points (mean ± s.d. over held-out subjects) | folds positive |")
+    print("| --- | --- | --- | --- |")
+    for arg in sys.argv[1:]:
+        world, run = arg.split("=", 1)
+        rows = pq.read_table(f"{run}/metrics/metrics.parquet").to_pylist()
+        per = {}
+        for r in rows:
+            if r["subject"] != "all" and r["paradigm"] == "all" and r["index"] is None:
+                per.setdefault(r["model"], {}).setdefault(r["metric"], {})[r["subject"]] = r["value"]
+        ridge = per.get("ridge", {}).get("top5")
+        if not ridge:
+            continue
+        for model, m in per.items():
+            if model == "ridge":
+                continue
+            rankings = [("vector", "top5")]
+            if classification_trained(run, model):
+                rankings.append(("class", "class_top5"))
+            for label, metric in rankings:
+                d = [100 * (m[metric][s] - ridge[s]) for s in sorted(ridge) if s in m.get(metric, {})]
+                if len(d) < 2:
+                    continue
+                print(f"| {world} | {model} ({label}) | {statistics.mean(d):+.2f} ± {statistics.stdev(d):.2f} | "
+                      f"{sum(x > 0 for x in d)} / {len(d)} |")
 
 
 if __name__ == "__main__":

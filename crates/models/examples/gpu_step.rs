@@ -55,6 +55,7 @@ fn config(kind: ModelKind, sizes: &[usize]) -> NetConfig {
         hidden: vec![2000, 200],
         embedding: 300,
         classes: 180,
+        classifier_input: Default::default(),
         slope: LEAKY_SLOPE,
         dropout: DROPOUT,
         rois,

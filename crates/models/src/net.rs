@@ -12,7 +12,7 @@ const BN_EPS: f64 = 1e-3;
 
 /// Number format of the large matmuls (the first layer and the autoencoder's output layer); shared
 /// with the CLIP stages.
-pub use brainpipe_params::models::{DROPOUT, LEAKY_SLOPE, ModelKind, ROI_SCALE};
+pub use brainpipe_params::models::{ClassifierInput, DROPOUT, LEAKY_SLOPE, ModelKind, ROI_SCALE};
 pub use brainpipe_tensor::{Precision, PrecisionExt, Tf32Guard};
 
 /// Everything needed to rebuild a network: stored as `config` in `model.safetensors`.
@@ -36,6 +36,10 @@ pub struct NetConfig {
     pub embedding: usize,
     /// Classes of the classification head (Pereira: 180).
     pub classes: usize,
+    /// What the classification head reads (the default, the embedding, is not written, so
+    /// files from before the choice keep their bytes).
+    #[serde(default, skip_serializing_if = "ClassifierInput::is_embedding")]
+    pub classifier_input: ClassifierInput,
     /// LeakyReLU slope.
     pub slope: f64,
     /// Dropout rate.
@@ -350,7 +354,8 @@ pub struct Net {
     layers: Vec<Dense>,
     norms: Vec<nn::BatchNorm>,
     head: Dense,
-    head_norm: nn::BatchNorm,
+    /// The embedding's LeakyReLU + BN before the classifier (none when it reads the hidden layer).
+    head_norm: Option<nn::BatchNorm>,
     classifier: Dense,
     decoder: Option<Decoder>,
 }
@@ -393,8 +398,15 @@ impl Net {
         }
         let last = *widths.last().unwrap_or(&config.inputs);
         let head = Dense::new(root / "head", last, config.embedding);
-        let head_norm = batch_norm(root / "head_norm", config.embedding);
-        let classifier = Dense::new(root / "classifier", config.embedding, config.classes);
+        let (head_norm, classifier) = match config.classifier_input {
+            ClassifierInput::Embedding => (
+                Some(batch_norm(root / "head_norm", config.embedding)),
+                Dense::new(root / "classifier", config.embedding, config.classes),
+            ),
+            ClassifierInput::Hidden => {
+                (None, Dense::new(root / "classifier", last, config.classes))
+            }
+        };
         let decoder = (config.kind == ModelKind::Autoencoder).then(|| {
             let dec = root / "decoder";
             // Mirror: embedding → widths reversed → input.
@@ -451,8 +463,12 @@ impl Net {
             h = out;
         }
         let embedding = self.head.forward(&h);
-        let (_, c) = self.block(embedding.shallow_clone(), &self.head_norm, train);
-        let logits = self.classifier.forward(&c);
+        let logits = match &self.head_norm {
+            Some(norm) => {
+                self.classifier.forward(&self.block(embedding.shallow_clone(), norm, train).1)
+            }
+            None => self.classifier.forward(&h),
+        };
         let reconstruction = self.decoder.as_ref().map(|dec| {
             let mut z = embedding.shallow_clone();
             for (layer, norm) in dec.layers.iter().zip(&dec.norms) {

@@ -26,8 +26,8 @@ pub struct Ridge;
 impl Stage for Ridge {
     type Params = RidgeParams;
     const NAME: &'static str = "models.ridge";
-    const VERSION: u32 = 2;
-    const SUMMARY: &'static str = "Ridge baseline: closed-form (dual, eigendecomposition, f64) features → target vectors, alpha by inner cross-validation";
+    const VERSION: u32 = 3;
+    const SUMMARY: &'static str = "Ridge baseline: closed-form (one eigendecomposition, dual or primal by shape, f64) features → target vectors, alpha by inner cross-validation";
 
     fn inputs(&self) -> Vec<Port> {
         training_inputs(
@@ -53,6 +53,7 @@ impl Stage for Ridge {
     }
 
     fn run(&self, ctx: &mut Context, p: &RidgeParams) -> Result<(), StageError> {
+        brainpipe_tensor::apply_threads_param(p.threads);
         let device = p.device.resolve()?;
         ctx.set_device(device_name(device));
         if p.alphas.is_empty() || p.alphas.iter().any(|a| !(a.is_finite() && *a > 0.0)) {
@@ -78,36 +79,57 @@ fn rows_tensor(values: &[f32], dim: usize, device: Device) -> Tensor {
     Tensor::from_slice(values).view([-1, dim as i64]).to_kind(Kind::Double).to_device(device)
 }
 
-/// A dual ridge solver over one training set: eigendecomposition of the centred Gram matrix.
-struct Dual {
-    x: Tensor,
+/// A ridge solver over one training set, `n` scans × `p` columns, by one eigendecomposition that
+/// serves every alpha: of the centred Gram matrix `X Xᵀ` (`n × n`, the dual form) when `n ≤ p`,
+/// of `Xᵀ X` (`p × p`, the primal form) when there are more scans than columns. Both give
+/// `W = Xᵀ (X Xᵀ + αI)⁻¹ Y = (Xᵀ X + αI)⁻¹ Xᵀ Y` (checked against each other in the tests).
+struct Solver {
     x_mean: Tensor,
     y_mean: Tensor,
-    q: Tensor,
+    form: Form,
+    /// Eigenvalues (clamped at 0) of the decomposed matrix.
     l: Tensor,
-    qty: Tensor,
+    /// `Qᵀ (Y − ȳ)` (dual) or `Vᵀ Xᵀ (Y − ȳ)` (primal).
+    projected: Tensor,
 }
 
-impl Dual {
-    fn new(x: &Tensor, y: &Tensor) -> Dual {
+enum Form {
+    /// Eigenvectors `Q` of `X Xᵀ` and the centred `X`.
+    Dual { q: Tensor, x: Tensor },
+    /// Eigenvectors `V` of `Xᵀ X`.
+    Primal { v: Tensor },
+}
+
+impl Solver {
+    fn new(x: &Tensor, y: &Tensor) -> Solver {
+        Solver::with_form(x, y, x.size()[0] > x.size()[1])
+    }
+
+    /// The solver in the primal form when `primal`, else the dual.
+    fn with_form(x: &Tensor, y: &Tensor, primal: bool) -> Solver {
         let x_mean = x.mean_dim([0i64].as_slice(), true, Kind::Double);
         let y_mean = y.mean_dim([0i64].as_slice(), true, Kind::Double);
         let xc = x - &x_mean;
-        let gram = xc.mm(&xc.transpose(0, 1));
-        let (l, q) = gram.linalg_eigh("L");
-        let qty = q.transpose(0, 1).mm(&(y - &y_mean));
-        Dual { x: xc, x_mean, y_mean, q, l: l.clamp_min(0.0), qty }
-    }
-
-    /// Dual coefficients `(K + αI)⁻¹ (Y − ȳ)`.
-    fn coefficients(&self, alpha: f64) -> Tensor {
-        let scale = (&self.l + alpha).reciprocal().unsqueeze(1);
-        self.q.mm(&(&self.qty * scale))
+        let yc = y - &y_mean;
+        let (l, form, projected) = if !primal {
+            let (l, q) = xc.mm(&xc.transpose(0, 1)).linalg_eigh("L");
+            let projected = q.transpose(0, 1).mm(&yc);
+            (l, Form::Dual { q, x: xc }, projected)
+        } else {
+            let (l, v) = xc.transpose(0, 1).mm(&xc).linalg_eigh("L");
+            let projected = v.transpose(0, 1).mm(&xc.transpose(0, 1).mm(&yc));
+            (l, Form::Primal { v }, projected)
+        };
+        Solver { x_mean, y_mean, form, l: l.clamp_min(0.0), projected }
     }
 
     /// Primal weights `[inputs, dim]`.
     fn weights(&self, alpha: f64) -> Tensor {
-        self.x.transpose(0, 1).mm(&self.coefficients(alpha))
+        let scaled = &self.projected * (&self.l + alpha).reciprocal().unsqueeze(1);
+        match &self.form {
+            Form::Dual { q, x } => x.transpose(0, 1).mm(&q.mm(&scaled)),
+            Form::Primal { v } => v.mm(&scaled),
+        }
     }
 
     fn predict(&self, x: &Tensor, alpha: f64) -> Tensor {
@@ -141,14 +163,14 @@ fn choose_alpha(
     for f in inner.iter().take(cap) {
         let fit: Vec<usize> = f.train.iter().chain(&f.validation).map(|&k| train[k]).collect();
         let held: Vec<usize> = f.test.iter().map(|&k| train[k]).collect();
-        let dual = Dual::new(
+        let solver = Solver::new(
             &rows_tensor(&data.inputs_of(&fit, columns), width, device),
             &rows_tensor(&data.target_vectors(&fit), data.targets.dim, device),
         );
         let x_held = rows_tensor(&data.inputs_of(&held, columns), width, device);
         let y_held = rows_tensor(&data.target_vectors(&held), data.targets.dim, device);
         for (e, &alpha) in errors.iter_mut().zip(&p.alphas) {
-            *e += (dual.predict(&x_held, alpha) - &y_held)
+            *e += (solver.predict(&x_held, alpha) - &y_held)
                 .square()
                 .sum(Kind::Double)
                 .double_value(&[]);
@@ -186,12 +208,12 @@ fn fit_all(
         fits.selected.push(width);
         let alpha = choose_alpha(data, &train, columns, p, device);
         fits.alphas.push(alpha);
-        let dual = Dual::new(
+        let solver = Solver::new(
             &rows_tensor(&data.inputs_of(&train, columns), width, device),
             &rows_tensor(&data.target_vectors(&train), data.targets.dim, device),
         );
-        let weights = dual.weights(alpha);
-        let bias = &dual.y_mean - dual.x_mean.mm(&weights);
+        let weights = solver.weights(alpha);
+        let bias = &solver.y_mean - solver.x_mean.mm(&weights);
         let x_test = rows_tensor(&data.inputs_of(&fold.test, columns), width, device);
         let pred =
             (x_test.mm(&weights) + &bias).to_kind(Kind::Float).to_device(Device::Cpu).contiguous();
@@ -235,4 +257,40 @@ fn full_width(weight: &[f32], selected: Option<&Selected>, width: usize) -> Vec<
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both forms give the same weights and predictions, with more scans than columns and with
+    /// fewer, at alphas from tiny to large.
+    #[test]
+    fn the_primal_and_dual_forms_agree() {
+        tch::manual_seed(3);
+        for (n, p) in [(90, 12), (12, 40)] {
+            let x = Tensor::randn([n, p], (Kind::Double, Device::Cpu)) * 3.0 + 1.5;
+            let y = Tensor::randn([n, 5], (Kind::Double, Device::Cpu)) - 0.5;
+            let primal = Solver::with_form(&x, &y, true);
+            let dual = Solver::with_form(&x, &y, false);
+            let test = Tensor::randn([7, p], (Kind::Double, Device::Cpu));
+            for alpha in [1e-3, 1.0, 1e2, 1e5] {
+                let diff =
+                    (primal.weights(alpha) - dual.weights(alpha)).abs().max().double_value(&[]);
+                let scale = dual.weights(alpha).abs().max().double_value(&[]);
+                assert!(diff <= 1e-9 * scale.max(1.0), "{n}x{p} alpha {alpha}: {diff} vs {scale}");
+                let pd = (primal.predict(&test, alpha) - dual.predict(&test, alpha)).abs().max();
+                assert!(pd.double_value(&[]) < 1e-8, "{n}x{p} alpha {alpha}");
+            }
+            // Not a vacuous comparison: a different alpha moves the weights.
+            let moved = (primal.weights(1e-3) - primal.weights(1e5)).abs().max().double_value(&[]);
+            assert!(moved > 1e-3, "{moved}");
+        }
+        // The shape picks the form: primal with more scans than columns.
+        let tall = Tensor::randn([30, 4], (Kind::Double, Device::Cpu));
+        let y = Tensor::randn([30, 2], (Kind::Double, Device::Cpu));
+        assert!(matches!(Solver::new(&tall, &y).form, Form::Primal { .. }));
+        let wide = Tensor::randn([4, 30], (Kind::Double, Device::Cpu));
+        assert!(matches!(Solver::new(&wide, &y.narrow(0, 0, 4)).form, Form::Dual { .. }));
+    }
 }

@@ -240,6 +240,7 @@ pub fn net_config(data: &Dataset, rois: &[(usize, usize)], p: &TrainParams) -> R
         hidden: p.hidden.clone(),
         embedding: data.targets.dim,
         classes: data.targets.classes(),
+        classifier_input: p.classifier_input,
         slope: LEAKY_SLOPE,
         dropout: p.dropout,
         rois: if p.model == ModelKind::Roi { rois.to_vec() } else { Vec::new() },

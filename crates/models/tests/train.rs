@@ -278,3 +278,61 @@ fn refit_trains_again_on_the_validation_scans_too() {
     let again = predict_dir(&refit.join("model"), &data, true, tch::Device::Cpu).expect("predict");
     assert_eq!(again.embedding, predictions(&refit).embedding, "reload reproduces the refit");
 }
+
+/// Class top-5 (the classification head's ranking) of a training run's predictions.
+fn class_top5(out: &Path, targets: &Path) -> f64 {
+    let p = read_predictions(&out.join("predictions.parquet")).expect("predictions");
+    let t = read_targets(targets).expect("targets");
+    let s = score_words(&p, &t, Similarity::Cosine, true, &[5], out).expect("scores");
+    s.rows
+        .iter()
+        .find(|r| r.subject == ALL && r.paradigm == ALL && r.metric == "class_top5")
+        .expect("class_top5")
+        .value
+}
+
+#[test]
+fn the_classifier_can_read_the_last_hidden_layer_and_reloads_identically() {
+    let _turn = one_at_a_time();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let study = common::write_study(dir.path(), 3, 20, 8, 0.5);
+    let ins = inputs(&[("features", &study.features), ("targets", &study.targets)]);
+    let mut scores = Vec::new();
+    for input in ["embedding", "hidden"] {
+        let mut params = tiny("base");
+        params["loss"] = json!("classification");
+        params["classifier_input"] = json!(input);
+        let out = dir.path().join(input);
+        run_standalone(&Train, &ins, &params, &out, &BTreeMap::new()).expect("train");
+        let fold = out.join("model/fold-00.safetensors");
+        let file = brainpipe_core::read_safetensors(&fold).expect("fold file");
+        let classifier = file.tensor("classifier.weight").expect("classifier.weight");
+        let norms = file.tensors.iter().filter(|t| t.name.starts_with("head_norm.")).count();
+        let config = file.config(&fold).expect("config").expect("config present");
+        if input == "hidden" {
+            // 20 words, read from the last hidden layer's 24 units; no embedding BN before it.
+            assert_eq!(classifier.shape, vec![20, 24]);
+            assert_eq!(norms, 0, "no head_norm.* when the classifier reads the hidden layer");
+            assert_eq!(config["net"]["classifier_input"], "hidden");
+        } else {
+            assert_eq!(classifier.shape, vec![20, 8]);
+            assert!(norms > 0);
+            // The default is not written, so files from before the choice keep their bytes.
+            assert!(config["net"].get("classifier_input").is_none(), "{}", config["net"]);
+            assert!(config["params"].get("classifier_input").is_none());
+        }
+        let data = Dataset::read(&study.features, &study.targets, "stimulus").expect("data");
+        let again =
+            predict_dir(&out.join("model"), &data, true, tch::Device::Cpu).expect("predict");
+        let before = read_predictions(&out.join("predictions.parquet")).expect("predictions");
+        assert_eq!(again.scores, before.scores, "{input}: reload changes the class scores");
+        scores.push((class_top5(&out, &study.targets), before.scores));
+    }
+    assert_ne!(scores[0].1, scores[1].1, "the two heads give different class scores");
+    // Both heads learn the 20 classes above chance (5 / 20); reading the hidden layer, the
+    // classifier is not squeezed through the 8-dim embedding's dropout.
+    let (embedding, hidden) = (scores[0].0, scores[1].0);
+    eprintln!("class top-5: embedding {embedding}, hidden {hidden}");
+    assert!(embedding > 0.3, "embedding: class top-5 {embedding}");
+    assert!(hidden > 0.5, "hidden: class top-5 {hidden}");
+}

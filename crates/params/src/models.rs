@@ -28,6 +28,10 @@ pub const PATIENCE: u32 = 10;
 /// Default most epochs of the reconstruction pretraining phase.
 pub const PRETRAIN_EPOCHS: u32 = 20;
 
+fn is_zero(n: &i32) -> bool {
+    *n == 0
+}
+
 fn is_default_pretrain_epochs(epochs: &u32) -> bool {
     *epochs == PRETRAIN_EPOCHS
 }
@@ -79,6 +83,27 @@ impl RegressionForm {
     /// models trained before the param existed keep their bytes).
     pub fn is_batch_negatives(&self) -> bool {
         *self == RegressionForm::BatchNegatives
+    }
+}
+
+/// What the classification head reads (`models.train`'s `classifier_input`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClassifierInput {
+    /// The regression head's output through LeakyReLU, batch normalisation and dropout
+    /// (Brain2Word: the classifier sits on top of the predicted word vector).
+    #[default]
+    Embedding,
+    /// The last hidden layer (after its dropout), parallel to the regression head: the class
+    /// logits are not squeezed through the word vector's few dimensions.
+    Hidden,
+}
+
+impl ClassifierInput {
+    /// Whether this is the default (defaults are not written into model files or cache keys, so
+    /// models trained before the param existed keep their bytes).
+    pub fn is_embedding(&self) -> bool {
+        *self == ClassifierInput::Embedding
     }
 }
 
@@ -169,6 +194,11 @@ brainpipe_core::params! {
         /// (the plain −cos(t, p), CosineProximity as the Brain2CLIP seed names it).
         #[serde(skip_serializing_if = "RegressionForm::is_batch_negatives")]
         pub regression_form: RegressionForm = RegressionForm::BatchNegatives,
+        /// What the classification head reads: `embedding` (Brain2Word: the predicted word vector,
+        /// through LeakyReLU, batch normalisation and dropout) or `hidden` (the last hidden layer,
+        /// parallel to the regression head; docs/MODELS.md "The classification head").
+        #[serde(skip_serializing_if = "ClassifierInput::is_embedding")]
+        pub classifier_input: ClassifierInput = ClassifierInput::Embedding,
         /// Weight of the regression loss in `combined` (not stated in the paper; 1).
         pub regression_weight: f64 = 1.0,
         /// Weight of the classification loss in `combined` (not stated in the paper; 1).
@@ -289,6 +319,9 @@ brainpipe_core::params! {
         pub seed: u64 = 7,
         /// `auto`, `cpu`, `cuda`, `cuda:N`.
         pub device: DeviceChoice = DeviceChoice::Auto,
+        /// CPU threads for LibTorch (0: its default).
+        #[serde(skip_serializing_if = "is_zero")]
+        pub threads: i32 = 0,
     }
     validate = check_ridge;
 }

@@ -62,3 +62,20 @@ fn the_regression_form_is_declared_and_left_out_of_keys_at_its_default() {
     let err = refused("models.train", json!({"regression_form": "cosin"}));
     assert!(err.contains("unknown variant `cosin`"), "{err}");
 }
+
+#[test]
+fn the_classifier_input_and_ridge_threads_are_declared_and_left_out_of_keys_at_their_defaults() {
+    let check = canonical("models.train").expect("declared");
+    let default = check(&json!({})).expect("defaults");
+    assert!(default.get("classifier_input").is_none(), "default left out: {default}");
+    let explicit = check(&json!({"classifier_input": "embedding"})).expect("explicit");
+    assert_eq!(explicit, default, "the default spelled out keys the same");
+    let hidden = check(&json!({"classifier_input": "hidden"})).expect("hidden");
+    assert_eq!(hidden["classifier_input"], "hidden");
+    let err = refused("models.train", json!({"classifier_input": "hiden"}));
+    assert!(err.contains("unknown variant `hiden`"), "{err}");
+    let ridge = canonical("models.ridge").expect("declared");
+    let default = ridge(&json!({})).expect("defaults");
+    assert!(default.get("threads").is_none(), "default left out: {default}");
+    assert_eq!(ridge(&json!({"threads": 1})).expect("one thread")["threads"], 1);
+}
