@@ -19,13 +19,51 @@ def pct(v):
     return "" if v is None else f"{100 * v:.2f} %"
 
 
-def classification_trained(run, model):
-    """Whether `model`'s training used the classification loss (training.parquet of its stage)."""
+def trained_with(run, model, loss):
+    """Whether `model`'s training used `loss` (`classification`, `regression`), from the
+    training.parquet of its stage; a model without one (ridge) counts as regression."""
     try:
-        rows = pq.read_table(f"{run}/{model}/training.parquet", columns=["train_classification"]).to_pylist()
+        rows = pq.read_table(f"{run}/{model}/training.parquet", columns=[f"train_{loss}"]).to_pylist()
     except (FileNotFoundError, OSError):
-        return False
-    return any(r["train_classification"] is not None for r in rows)
+        return loss == "regression"
+    return any(r[f"train_{loss}"] is not None for r in rows)
+
+
+def classification_trained(run, model):
+    """Whether `model`'s training used the classification loss."""
+    return trained_with(run, model, "classification")
+
+
+# The paper's claims (and the head's placement), each a paired difference of top-5 over the
+# held-out subjects: (label, model a, its metric, model b, its metric); pairs whose models are not
+# in a run are skipped.
+CLAIMS = [
+    ("combined loss > regression alone: combined − base (vector rankings)", "combined", "top5", "base", "top5"),
+    ("combined loss > regression alone, each model's better-placed head: combined (class) − base", "combined", "class_top5", "base", "top5"),
+    ("ROI > base: roi − base", "roi", "top5", "base", "top5"),
+    ("autoencoder > base: autoencoder − base", "autoencoder", "top5", "base", "top5"),
+    ("mean regularisation > autoencoder: meanreg − autoencoder", "meanreg", "top5", "autoencoder", "top5"),
+    ("classifier on the hidden layer − behind the embedding (class rankings, classification loss)", "classifier_hidden", "class_top5", "classifier", "class_top5"),
+    ("the same, combined loss: combined_hidden − combined (class rankings)", "combined_hidden", "class_top5", "combined", "class_top5"),
+    ("combined loss with the hidden-layer head (class) − base", "combined_hidden", "class_top5", "base", "top5"),
+]
+
+
+def per_subject(run):
+    """{model: {metric: {subject: value}}} of eval.words' per-subject rows (all paradigms)."""
+    per = {}
+    for r in pq.read_table(f"{run}/metrics/metrics.parquet").to_pylist():
+        if r["subject"] != "all" and r["paradigm"] == "all" and r["index"] is None:
+            per.setdefault(r["model"], {}).setdefault(r["metric"], {})[r["subject"]] = r["value"]
+    return per
+
+
+def paired(a, b):
+    """Mean ± s.d. (points) of a − b over the subjects both have, and how many are positive."""
+    d = [100 * (a[s] - b[s]) for s in sorted(b) if s in a]
+    if len(d) < 2:
+        return None
+    return f"{statistics.mean(d):+.2f} ± {statistics.stdev(d):.2f}", f"{sum(x > 0 for x in d)} / {len(d)}"
 
 
 def main():
@@ -57,26 +95,33 @@ def main():
     print("| --- | --- | --- | --- |")
     for arg in sys.argv[1:]:
         world, run = arg.split("=", 1)
-        rows = pq.read_table(f"{run}/metrics/metrics.parquet").to_pylist()
-        per = {}
-        for r in rows:
-            if r["subject"] != "all" and r["paradigm"] == "all" and r["index"] is None:
-                per.setdefault(r["model"], {}).setdefault(r["metric"], {})[r["subject"]] = r["value"]
+        per = per_subject(run)
         ridge = per.get("ridge", {}).get("top5")
         if not ridge:
             continue
         for model, m in per.items():
             if model == "ridge":
                 continue
-            rankings = [("vector", "top5")]
+            # An untrained head is not a ranking: the classification loss alone leaves the
+            # regression head as initialised.
+            rankings = [("vector", "top5")] if trained_with(run, model, "regression") else []
             if classification_trained(run, model):
                 rankings.append(("class", "class_top5"))
             for label, metric in rankings:
-                d = [100 * (m[metric][s] - ridge[s]) for s in sorted(ridge) if s in m.get(metric, {})]
-                if len(d) < 2:
-                    continue
-                print(f"| {world} | {model} ({label}) | {statistics.mean(d):+.2f} ± {statistics.stdev(d):.2f} | "
-                      f"{sum(x > 0 for x in d)} / {len(d)} |")
+                r = paired(m.get(metric, {}), ridge)
+                if r:
+                    print(f"| {world} | {model} ({label}) | {r[0]} | {r[1]} |")
+    print()
+    print("| world | claim | difference of top-5, points (mean ± s.d.) | folds positive |")
+    print("| --- | --- | --- | --- |")
+    for arg in sys.argv[1:]:
+        world, run = arg.split("=", 1)
+        per = per_subject(run)
+        for label, a, ma, b, mb in CLAIMS:
+            if a in per and b in per and (not ma.startswith("class") or classification_trained(run, a)):
+                r = paired(per[a].get(ma, {}), per[b].get(mb, {}))
+                if r:
+                    print(f"| {world} | {label} | {r[0]} | {r[1]} |")
 
 
 if __name__ == "__main__":
