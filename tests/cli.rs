@@ -267,7 +267,10 @@ fn dag_prints_text_and_dot() {
 #[test]
 fn worker_stages_plan_run_and_cache_through_the_driver() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let vectors = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/pereira180_glove6b50d.txt");
+    let vectors = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    )
+    .join("data/pereira180_glove6b50d.txt");
     let file = write(
         dir.path(),
         "p.yaml",
@@ -311,7 +314,9 @@ fn shipped_pipelines_load_with_every_stage_port_and_param_known() {
     // The Pereira pipeline's data are not here: stand-ins at its relative paths let it load, which
     // checks every stage name, input port (list inputs included) and param against the stages.
     let dir = tempfile::tempdir().expect("tempdir");
-    let root = env!("CARGO_MANIFEST_DIR");
+    let root = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    );
     std::fs::create_dir_all(dir.path().join("pipelines")).expect("mkdir");
     std::fs::create_dir_all(dir.path().join("data/pereira")).expect("mkdir");
     std::fs::create_dir_all(dir.path().join("data/brain2word")).expect("mkdir");
@@ -319,8 +324,7 @@ fn shipped_pipelines_load_with_every_stage_port_and_param_known() {
         write(&dir.path().join("data/brain2word"), stand_in, "");
     }
     for name in ["brain2word.yaml", "brain2word-pereira.yaml"] {
-        let text = std::fs::read_to_string(Path::new(root).join("pipelines").join(name))
-            .expect("pipeline");
+        let text = std::fs::read_to_string(root.join("pipelines").join(name)).expect("pipeline");
         write(&dir.path().join("pipelines"), name, &text);
         let out = run_in(dir.path(), &["dag", &format!("pipelines/{name}")]);
         assert!(out.status.success(), "{name}: {}", stderr(&out));
@@ -339,7 +343,9 @@ fn the_pereira_pipeline_runs_end_to_end_on_pereira_format_files() {
     ) else {
         return;
     };
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    );
     let shared = root.join("../shared/data/brain2word");
     if !shared.join("last_dim.npz").exists() {
         eprintln!("skipped: {} is absent", shared.display());
@@ -390,7 +396,9 @@ fn the_bold5000_pipeline_runs_end_to_end_on_bold5000_format_files() {
     ) else {
         return;
     };
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let script = root.join("crates/ingest/tests/bold5000_fixture.py");

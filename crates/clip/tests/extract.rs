@@ -23,12 +23,19 @@ use tch::Device;
 const TOLERANCE: f32 = 1e-5;
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/extract")
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    )
+    .join("tests/fixtures/extract")
 }
 
 /// eval's fixture photographs (8-bit RGB PNGs), which the torch oracle read too.
 fn image(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../eval/tests/fixtures/images").join(name)
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    )
+    .join("../eval/tests/fixtures/images")
+    .join(name)
 }
 
 fn expected() -> Value {

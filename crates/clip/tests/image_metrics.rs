@@ -3,7 +3,7 @@
 //! non-square and 16-bit PNGs): within 1e-6 (the tolerance) in `f64` on the CPU; on CUDA
 //! too when a GPU is present.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use brainpipe_clip::{SsimWindow, pair_metrics_batch, resize_square, ssim_batch};
 use brainpipe_eval::images::{RgbImage, SsimVariant, pair_metrics, read_png, rgb2gray, ssim};
@@ -12,7 +12,11 @@ use tch::{Device, Kind, Tensor};
 const TOLERANCE: f64 = 1e-6;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../eval/tests/fixtures/images").join(name)
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    )
+    .join("../eval/tests/fixtures/images")
+    .join(name)
 }
 
 /// HWC `f64` → a `3 × h × w` tensor.

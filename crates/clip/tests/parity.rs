@@ -19,7 +19,10 @@ const PIXEL_TOLERANCE: f32 = 1e-6;
 const JPEG_PIXEL_TOLERANCE: f32 = 0.05;
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/clip")
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    )
+    .join("../../tests/fixtures/clip")
 }
 
 /// A `.npy` file's shape and little-endian values (`<f4` or `<i8`, C order).

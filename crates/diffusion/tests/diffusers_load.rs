@@ -9,7 +9,7 @@
 //! their last-bit differences are amplified ~1000× by the loop; a wrong layer or coefficient
 //! gives differences of order 1.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use brainpipe_core::{NamedTensor, read_safetensors, write_safetensors};
@@ -81,8 +81,10 @@ fn diffusers_loads_and_samples_the_trained_decoder_as_we_do() {
     ];
     write_safetensors(&inputs, &tensors, "test/1", &serde_json::json!({})).expect("inputs");
     let out = dir.path().join("out.safetensors");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/diffusion/check_diffusers_load.py");
+    let script = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    )
+    .join("../../tests/fixtures/diffusion/check_diffusers_load.py");
     let run = Command::new(&python)
         .arg(&script)
         .arg(&model)

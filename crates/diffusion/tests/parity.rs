@@ -4,7 +4,7 @@
 //! ᾱ exactly, scheduler step sequences, and 10-step guided DDIM and PNDM loops.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use brainpipe_core::{Dtype, read_safetensors};
 use brainpipe_diffusion::{
@@ -15,7 +15,10 @@ use serde_json::Value;
 use tch::{Device, Kind, Tensor};
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/diffusion")
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    )
+    .join("../../tests/fixtures/diffusion")
 }
 
 fn reference() -> HashMap<String, Tensor> {

@@ -234,8 +234,10 @@ fn copy_dir(from: &Path, to: &Path) {
 #[test]
 fn loader_lists_every_missing_unexpected_and_misshaped_weight() {
     use brainpipe_core::{read_safetensors, write_safetensors};
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/diffusion/image_variation");
+    let fixtures = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    )
+    .join("../../tests/fixtures/diffusion/image_variation");
     let dir = tempfile::tempdir().expect("tempdir");
     let copy = dir.path().join("p");
     copy_dir(&fixtures, &copy);

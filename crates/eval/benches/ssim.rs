@@ -14,7 +14,10 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 /// The fixture photographs resized to 425 × 425 and converted to gray, as the metric sees them.
 fn gray_pair() -> (Vec<f64>, Vec<f64>) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images");
+    let dir = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    )
+    .join("tests/fixtures/images");
     let load = |n: &str| {
         let img = read_png(&dir.join(n)).expect("fixture");
         rgb2gray(&resize_bilinear(&img, MINDEYE_SIZE, MINDEYE_SIZE, true))
@@ -44,7 +47,10 @@ fn ssim_425(c: &mut Criterion) {
 }
 
 fn pipeline(c: &mut Criterion) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images");
+    let dir = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    )
+    .join("tests/fixtures/images");
     let seen = read_png(&dir.join("astronaut.png")).expect("fixture");
     let recon = read_png(&dir.join("coffee.png")).expect("fixture");
     let mut group = c.benchmark_group("pair_metrics_425");

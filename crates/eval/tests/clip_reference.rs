@@ -193,7 +193,10 @@ fn eval_clip_equals_numpy_definitions() {
     assert!(rows.iter().any(|r| r.metric.starts_with("confusion.background.")));
 
     let Some(python) = reference_python() else { return };
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clip_reference.py");
+    let script = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    )
+    .join("tests/clip_reference.py");
     let mut cmd = Command::new(&python);
     cmd.arg(&script).arg(&embeddings).arg(&stimuli).args(["6", "5", "11"]).args(&predictions);
     let output = cmd.output().unwrap_or_else(|e| panic!("{python}: {e}"));

@@ -5,7 +5,7 @@
 //! of scikit-image's sample photographs, images-world-like scenes and edge cases (constant image,
 //! 7 × 7 image, non-square 16-bit gray PNG, RGBA PNG).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use brainpipe_eval::images::{
     RgbImage, SsimError, SsimVariant, pair_metrics, pearson, read_png, resize_bilinear, rgb2gray,
@@ -14,7 +14,10 @@ use brainpipe_eval::images::{
 use serde_json::Value;
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images")
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    )
+    .join("tests/fixtures/images")
 }
 
 fn expected() -> Value {

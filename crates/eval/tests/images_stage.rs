@@ -18,7 +18,11 @@ use brainpipe_eval::images::{
 use serde_json::json;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images").join(name)
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    )
+    .join("tests/fixtures/images")
+    .join(name)
 }
 
 fn utf8(values: &[&str]) -> ArrayRef {

@@ -91,7 +91,11 @@ fn reference(script: &str, args: &[&Path]) {
     let Some(python) = brainpipe_core::reference_python("reference") else {
         return;
     };
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ref").join(script);
+    let script = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    )
+    .join("tests/ref")
+    .join(script);
     let output = Command::new(&python).arg(&script).args(args).output().expect("run python");
     assert!(
         output.status.success(),
@@ -244,7 +248,10 @@ fn template_pad_matches_the_numpy_reimplementation() {
 
 #[test]
 fn brain2word_template_gives_65730_columns() {
-    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/brain2word");
+    let shared = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    )
+    .join("../../../shared/data/brain2word");
     let last_dim = shared.join("last_dim.npz");
     if !last_dim.is_file() {
         eprintln!("skipping: {} is absent", last_dim.display());

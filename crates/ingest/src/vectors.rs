@@ -120,15 +120,15 @@ mod tests {
 
     #[test]
     fn reference_mat_file_reads_when_present() {
-        let path = Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/data/brain2word/180_concepts.mat"
-        ));
+        let path = std::path::PathBuf::from(
+            std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+        )
+        .join("../../../shared/data/brain2word/180_concepts.mat");
         if !path.exists() {
             eprintln!("skipped: {} absent", path.display());
             return;
         }
-        let v = load_vectors(path).expect("Pereira .mat");
+        let v = load_vectors(&path).expect("Pereira .mat");
         assert_eq!((v.words.len(), v.dim), (180, 300));
     }
 }

@@ -26,7 +26,10 @@ fn both_meta_layouts_give_scans_with_gordon_rois() {
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("pereira");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pereira_fixture.py");
+    let script = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    )
+    .join("tests/pereira_fixture.py");
     let status = Command::new(python).arg(&script).arg(&data).status().expect("python");
     assert!(status.success(), "fixture script failed");
     let expected: Value =
@@ -94,8 +97,10 @@ fn both_meta_layouts_give_scans_with_gordon_rois() {
 
 #[test]
 fn real_brain2word_vectors_read_through_the_mat_reader() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data/brain2word/180_concepts.mat");
+    let path = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    )
+    .join("../../../shared/data/brain2word/180_concepts.mat");
     if !path.exists() {
         eprintln!("skipped: {} is absent", path.display());
         return;

@@ -286,8 +286,10 @@ vec = pa.FixedSizeListArray.from_arrays(pa.array(data.astype(np.float32).ravel()
 pq.write_table(pa.table({"word": [w.upper() for w in words], "vector": vec}), sys.argv[3], compression="zstd")
 print("ok")
 "#;
-    let shipped =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/pereira180_glove6b50d.txt");
+    let shipped = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    )
+    .join("../../data/pereira180_glove6b50d.txt");
     let (mat, parquet) = (tmp.path().join("v.mat"), tmp.path().join("v.parquet"));
     run_python(&python, script, &[&shipped, &mat, &parquet]);
     let mut studies = Vec::new();
@@ -306,7 +308,10 @@ print("ok")
 fn oracle_ceiling_recomputes_from_the_study_files() {
     let Some(python) = reference_python("oracle recomputation") else { return };
     let tmp = tempfile::tempdir().expect("tempdir");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle_from_files.py");
+    let script = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    )
+    .join("tests/oracle_from_files.py");
     for (world, encoding) in [("words", "linear"), ("images", "linear"), ("words", "nonlinear")] {
         let out = tmp.path().join(format!("{world}-{encoding}"));
         let mut params = small(5, world);

@@ -168,8 +168,10 @@ fn roi_layer_equals_333_independent_per_roi_matmuls_in_numpy() {
         "groups": groups,
     });
     std::fs::write(dir.path().join("spec.json"), spec.to_string()).expect("spec");
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/roi_layer_reference.py");
+    let script = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    )
+    .join("tests/roi_layer_reference.py");
     let out = Command::new(&python)
         .arg(&script)
         .arg(dir.path())

@@ -7,7 +7,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::Command;
 
 use brainpipe_core::run_standalone;
@@ -43,7 +42,10 @@ fn ridge_matches_numpy_closed_form_at_fixed_and_cross_validated_alpha() {
         args.push(out.display().to_string());
         args.push(alphas.to_string());
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ridge_reference.py");
+    let script = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    )
+    .join("tests/ridge_reference.py");
     let out = Command::new(&python)
         .arg(&script)
         .arg(&study.features)

@@ -25,7 +25,10 @@ fn reads_like_nibabel() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/nibabel_oracle.py");
+    let script = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    )
+    .join("tests/nibabel_oracle.py");
     let status = Command::new(&python).arg(&script).arg(dir.path()).status().expect("python runs");
     assert!(status.success(), "the nibabel oracle script failed");
     let cases: Vec<Value> =

@@ -18,8 +18,10 @@ fn run(inputs: &[(&str, &Path)], out: &Path) -> Result<Manifest, String> {
 #[test]
 fn words_targets_from_shipped_glove_vectors() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let vectors =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/pereira180_glove6b50d.txt");
+    let vectors = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    )
+    .join("../../data/pereira180_glove6b50d.txt");
     let m = run(&[("vectors", &vectors)], &dir.path().join("words")).expect("clip.words");
     assert_eq!(m.notes["words"], 180);
     let targets = read_targets(&dir.path().join("words/targets.parquet")).expect("targets").rows();
@@ -27,8 +29,10 @@ fn words_targets_from_shipped_glove_vectors() {
         (targets.len(), targets[0].target.len(), targets[0].stimulus.as_str(), targets[179].class),
         (180, 50, "ability", 179)
     );
-    let mat = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data/brain2word/180_concepts.mat");
+    let mat = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    )
+    .join("../../../shared/data/brain2word/180_concepts.mat");
     if !mat.exists() {
         eprintln!("skipped the Pereira .mat: {} absent", mat.display());
         return;
