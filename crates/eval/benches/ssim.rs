@@ -4,8 +4,6 @@
 //! per-pair throughput `eval.images` gets) and the whole per-pair pipeline (resize,
 //! `rgb2gray`, PixCorr, both SSIM variants).
 
-use std::path::Path;
-
 use brainpipe_eval::images::{
     MINDEYE_SIZE, SsimVariant, pair_metrics, read_png, resize_bilinear, rgb2gray, ssim, ssim_many,
     ssim_par,
