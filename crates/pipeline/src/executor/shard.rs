@@ -92,6 +92,14 @@ pub(crate) fn shard_count(
     Ok(Some(count))
 }
 
+/// How many shards `node` splits into whatever its inputs hold, when its params alone say
+/// (`ingest.synthetic`: its subjects); `None` when the count depends on the inputs or the stage
+/// does not shard.
+pub(crate) fn planned_shard_count(node: &Node) -> Option<usize> {
+    let NodeKind::Builtin { stage } = &node.kind else { return None };
+    stage.shardable().then(|| stage.planned_shards_json(&node.params)).flatten()
+}
+
 /// Computes shard `index` of `count` of `node` (keyed `key` from `upstream`) into its shard
 /// directory, unless the stage's entry or that shard already exists. Returns the directory.
 #[expect(clippy::too_many_arguments, reason = "a job's whole description")]
