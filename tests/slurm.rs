@@ -643,9 +643,8 @@ fn array_tasks(pipeline: &str, stage: &str) -> Vec<(String, String)> {
 }
 
 #[test]
-fn a_job_array_for_the_folds_of_models_train_merges_into_the_bytes_of_the_unsharded_stage() {
-    let test =
-        "a_job_array_for_the_folds_of_models_train_merges_into_the_bytes_of_the_unsharded_stage";
+fn job_arrays_for_subjects_and_folds_merge_into_the_bytes_of_the_unsharded_stages() {
+    let test = "job_arrays_for_subjects_and_folds_merge_into_the_bytes_of_the_unsharded_stages";
     let Some(Setup { _cluster, dir, name }) = sharded_setup(test, "shards", 2) else {
         return;
     };
@@ -680,8 +679,25 @@ fn a_job_array_for_the_folds_of_models_train_merges_into_the_bytes_of_the_unshar
     let shards = slurm_cache.join("shards");
     assert_eq!(fs::read_dir(&shards).map(|d| d.count()).unwrap_or(0), 0, "shards removed");
     assert_eq!(fs::read_dir(slurm_cache.join("tmp")).expect("tmp").count(), 0, "no leftover");
-    // Only models.train shards: the other stages are one job each.
-    assert_eq!(jobs(&name, "study").len(), 1);
+    // The ingest stages shard one per subject (two), into the notes of the unsharded stage.
+    for (stage, notes) in [
+        ("study", &["oracle_top1", "oracle_top5", "oracle_pairwise", "brain_voxels"][..]),
+        ("scans", &["subjects"][..]),
+    ] {
+        let tasks = array_tasks(&name, stage);
+        assert_eq!(tasks.len(), 2, "{stage}: one task per subject: {tasks:?}");
+        assert!(tasks.iter().all(|(_, state)| state == "COMPLETED"), "{stage}: {tasks:?}");
+        let merges = jobs(&name, &format!("{stage}:merge"));
+        assert_eq!(merges.len(), 1, "{stage}: {merges:?}");
+        let recorded = manifest(&slurm_cache, &name, stage);
+        assert_eq!(recorded["notes"]["shards"], 2, "{stage}: {recorded}");
+        let unsharded = manifest(&local_cache, &name, stage);
+        for note in notes {
+            assert_eq!(recorded["notes"][note], unsharded["notes"][note], "{stage}: {note}");
+        }
+    }
+    // Stages that do not shard are one job each.
+    assert_eq!(jobs(&name, "features").len(), 1);
     let again = run(dir.path(), &["run", "p.yaml", "--cache", "slurm"]);
     assert!(again.status.success(), "{}", text(&again.stderr));
     assert_eq!(text(&again.stdout).matches(" cached ").count(), 6, "{}", text(&again.stdout));
@@ -739,4 +755,70 @@ fn ctrl_c_cancels_the_job_array_and_its_merge_and_removes_the_shards() {
     wait_for(30, "the cancelled tasks to remove their temporary directories", || {
         fs::read_dir(cache.join("tmp")).expect("tmp").count() == 0
     });
+}
+
+#[test]
+fn a_detached_run_shards_the_stages_whose_shard_count_it_knows() {
+    let test = "a_detached_run_shards_the_stages_whose_shard_count_it_knows";
+    let Some(Setup { _cluster, dir, name }) = sharded_setup(test, "detshard", 2) else {
+        return;
+    };
+    let local = run(dir.path(), &["run", "p.yaml", "--executor", "local", "--cache", "local"]);
+    assert!(local.status.success(), "{}", text(&local.stderr));
+    let out = run(dir.path(), &["run", "p.yaml", "--detach"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(stdout.matches("  submitted  job ").count(), 6, "{stdout}");
+    // The study's subjects come from its params: an array although nothing has run yet. The
+    // other shardable stages count their shards from upstream outputs: one job each.
+    assert_eq!(stdout.matches("(merge of array ").count(), 1, "{stdout}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with("study ") && l.ends_with(": 2 shards)")),
+        "{stdout}"
+    );
+    let stderr = text(&out.stderr);
+    for stage in ["scans", "base"] {
+        assert!(
+            stderr.lines().any(|l| l.contains(&format!("stage={stage}"))
+                && l.contains("one job, not shards: its shard count depends on upstream outputs")),
+            "{stage}: {stderr}"
+        );
+    }
+    let status = text(&run(dir.path(), &["status", "p.yaml"]).stdout);
+    assert!(status.contains(" of 2 shards: "), "{status}");
+    let stages = ["study:merge", "scans", "features", "padded", "targets", "base"];
+    wait_until_ended(&name, &stages);
+    let status = text(&run(dir.path(), &["status", "p.yaml"]).stdout);
+    assert_eq!(status.matches(" COMPLETED").count(), 7, "six jobs and the array's tasks: {status}");
+    assert!(status.contains("2 COMPLETED"), "{status}");
+    let tasks = array_tasks(&name, "study");
+    assert_eq!(tasks.len(), 2, "{tasks:?}");
+    assert!(array_tasks(&name, "scans").is_empty(), "scans is one job");
+    let again = run(dir.path(), &["run", "p.yaml"]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert_eq!(text(&again.stdout).matches(" cached ").count(), 6, "{}", text(&again.stdout));
+    let (local, detached) =
+        (entries(&dir.path().join("local")), entries(&dir.path().join(".brainpipe")));
+    assert!(local == detached, "same keys, same bytes");
+    let cache = dir.path().join(".brainpipe");
+    assert_eq!(manifest(&cache, &name, "study")["notes"]["shards"], 2);
+    // With its inputs in the cache, a stage's shards are counted when it is submitted: the
+    // folds of models.train become an array although the run is detached.
+    let out = run(dir.path(), &["run", "p.yaml", "--detach", "--force", "base"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        stdout.lines().any(|l| l.starts_with("base ") && l.ends_with(": 4 shards)")),
+        "{stdout}"
+    );
+    assert_eq!(stdout.matches("  submitted  job ").count(), 1, "{stdout}");
+    wait_until_ended(&name, &["base:merge"]);
+    assert_eq!(array_tasks(&name, "base").len(), 4);
+    assert_eq!(jobs(&name, "base:merge")[0].1, "COMPLETED");
+    let again = run(dir.path(), &["run", "p.yaml"]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert_eq!(text(&again.stdout).matches(" cached ").count(), 6, "{}", text(&again.stdout));
+    assert!(entries(&cache) == local, "same keys, same bytes");
+    assert_eq!(manifest(&cache, &name, "base")["notes"]["shards"], 4);
+    assert_eq!(fs::read_dir(cache.join("shards")).map(|d| d.count()).unwrap_or(0), 0, "merged");
 }
