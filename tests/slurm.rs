@@ -198,6 +198,11 @@ fn a_pipeline_on_slurm_gives_the_bytes_of_a_local_run() {
     let (local_cache, slurm_cache) = (dir.path().join("local"), dir.path().join("slurm"));
     assert_eq!(entries(&slurm_cache), entries(&local_cache), "same keys, same bytes");
     assert_eq!(entries(&slurm_cache).len(), 4);
+    // The driver checks each entry with the hashes its job recorded: it reads no output again.
+    let stderr = text(&slurm.stderr);
+    let done: Vec<&str> = stderr.lines().filter(|l| l.contains("rehashed=")).collect();
+    assert_eq!(done.len(), 4, "a `done` line per job: {stderr}");
+    assert!(done.iter().all(|l| l.contains("rehashed=0")), "{stderr}");
     for stage in ["a", "b", "c", "d"] {
         let submitted = jobs(&name, stage);
         assert_eq!(submitted.len(), 1, "one job for {stage}: {submitted:?}");
@@ -652,6 +657,10 @@ fn job_arrays_for_subjects_and_folds_merge_into_the_bytes_of_the_unsharded_stage
     assert!(local.status.success(), "{}", text(&local.stderr));
     let slurm = run(dir.path(), &["run", "p.yaml", "--cache", "slurm"]);
     assert!(slurm.status.success(), "{}", text(&slurm.stderr));
+    let stderr = text(&slurm.stderr);
+    let done: Vec<&str> = stderr.lines().filter(|l| l.contains("rehashed=")).collect();
+    assert_eq!(done.len(), 6, "a `done` line per stage: {stderr}");
+    assert!(done.iter().all(|l| l.contains("rehashed=0")), "merged entries read back: {stderr}");
     let (local_cache, slurm_cache) = (dir.path().join("local"), dir.path().join("slurm"));
     let local_entries = entries(&local_cache);
     assert_eq!(local_entries.len(), 6, "every stage");

@@ -583,8 +583,10 @@ fn finished(
     listed: bool,
 ) -> Result<StageOutcome, RunError> {
     let deadline = Instant::now() + ENTRY_GRACE;
+    let hashed_before = cache.files_hashed();
     let manifest = loop {
-        if let Some(manifest) = cache.entry(&job.key) {
+        // With the hashes the job recorded while writing: its outputs are not read again.
+        if let Some(manifest) = cache.committed_entry(&job.key) {
             break manifest;
         }
         if Instant::now() >= deadline {
@@ -608,6 +610,7 @@ fn finished(
         stage = %node.id,
         job = %job.job,
         seconds = format!("{:.2}", manifest.seconds()),
+        rehashed = cache.files_hashed() - hashed_before,
         "done"
     );
     let outcome = StageOutcome {
