@@ -476,7 +476,8 @@ pub trait Stage: Send + Sync + 'static {
     fn run(&self, ctx: &mut Context, params: &Self::Params) -> Result<(), StageError>;
 
     /// Whether the stage splits into independent shards ([`Stage::shards`],
-    /// [`Stage::run_shard`], [`Stage::merge_shards`]), e.g. one per cross-validation fold.
+    /// [`Stage::run_shard`], [`Stage::merge_shards`]), e.g. one per cross-validation fold or per
+    /// subject.
     const SHARDABLE: bool = false;
 
     /// How many independent shards the work on `ctx`'s inputs under `params` splits into (only

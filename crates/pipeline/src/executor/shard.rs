@@ -1,5 +1,5 @@
 //! Shards: a stage whose work splits into independent parts (`models.train`: one per
-//! cross-validation fold) computed as the tasks of one Slurm job array, then merged into the
+//! cross-validation fold; `ingest.*`: one per subject) computed as the tasks of one Slurm job array, then merged into the
 //! stage's entry by one more job.
 //!
 //! Task `k` of array job `A` writes shard `k` into `<cache>/shards/<key>/<A>/<k>`: computed in
