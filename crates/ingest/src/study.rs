@@ -173,6 +173,14 @@ fn generate(ctx: &mut Context, params: &SyntheticParams, part: Part<'_>) -> Resu
         }
         Part::Whole | Part::Subject { .. } => Ok(Vec::new()),
     }?;
+    // The subjects this process generates.
+    let mine: &[u32] = match part {
+        Part::Whole => &subjects,
+        Part::Subject { index, count } => {
+            std::slice::from_ref(pick(&subjects, (index, count), Path::new("params.subjects"))?)
+        }
+        Part::Merge(_) => &[],
+    };
     let grid = mni_mask(params.resolution_mm)?;
     let brain = grid.brain_voxels();
     let rois = params.rois as usize;
@@ -232,13 +240,6 @@ fn generate(ctx: &mut Context, params: &SyntheticParams, part: Part<'_>) -> Resu
     create_dir(&series_dir)?;
 
     let trials_per_subject = design(params, 0, conditions.len(), stimuli.names.len()).len();
-    let mine: &[u32] = match part {
-        Part::Whole => &subjects,
-        Part::Subject { index, count } => {
-            std::slice::from_ref(pick(&subjects, (index, count), Path::new("params.subjects"))?)
-        }
-        Part::Merge(_) => &[],
-    };
     let bar = ctx.progress(mine.len() as u64 * trials_per_subject as u64, "synthetic");
     let noise = NoiseSpec {
         seed: params.seed,
