@@ -831,3 +831,64 @@ fn a_detached_run_shards_the_stages_whose_shard_count_it_knows() {
     assert_eq!(manifest(&cache, &name, "base")["notes"]["shards"], 4);
     assert_eq!(fs::read_dir(cache.join("shards")).map(|d| d.count()).unwrap_or(0), 0, "merged");
 }
+
+#[test]
+fn a_run_waiting_for_a_detached_array_names_its_failed_task_and_cancels_the_rest() {
+    let test = "a_run_waiting_for_a_detached_array_names_its_failed_task_and_cancels_the_rest";
+    let Some(Setup { _cluster, dir, name }) = sharded_setup(test, "detfail", 2) else {
+        return;
+    };
+    // Every detached job held, so the test decides what runs.
+    let file = dir.path().join("p.yaml");
+    let written = fs::read_to_string(&file).expect("pipeline");
+    let held = written.replace("--comment=brainpipe-tests]", "--comment=brainpipe-tests, --hold]");
+    fs::write(&file, &held).expect("write");
+    let out = run(dir.path(), &["run", "p.yaml", "--detach"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    fs::write(&file, &written).expect("not held from here on");
+    let array = array_tasks(&name, "study")[0].0.split('_').next().expect("array id").to_owned();
+    // A later run waits for the detached jobs (its log in a file, to see when it does).
+    let log = dir.path().join("driver.log");
+    let mut driver = brainpipe(dir.path())
+        .args(["run", "p.yaml"])
+        .stdout(Stdio::piped())
+        .stderr(fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("brainpipe starts");
+    wait_for(60, "the run to wait for the detached study", || {
+        let text = fs::read_to_string(&log).unwrap_or_default();
+        text.lines().any(|l| l.contains("waiting for detached job") && l.contains("stage=study"))
+    });
+    // The first task, released, loads the pipeline edited meanwhile: its key no longer matches
+    // and it fails; the second stays held.
+    fs::write(&file, written.replace("seed: 3", "seed: 4")).expect("edit");
+    let victim = format!("{array}_0");
+    let released = Command::new("scontrol").args(["release", &victim]).status();
+    assert!(released.expect("scontrol").success());
+    let out = wait_exit(&mut driver, 120);
+    let stderr = fs::read_to_string(&log).expect("log");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("stage `study` (ingest.synthetic) failed"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("Slurm job {victim} (a shard)")),
+        "the task is named: {stderr}"
+    );
+    // The doomed rest of the array is cancelled (held, it would have waited forever).
+    wait_for(30, "every task to end", || {
+        array_tasks(&name, "study").iter().all(|(_, state)| state != "PENDING")
+    });
+    // The dependents, held too, are released: their dependency can never be satisfied now.
+    let downstream = ["scans", "features", "padded", "targets", "base"];
+    let mut release = Command::new("scontrol");
+    release.arg("release");
+    release.args(downstream.iter().flat_map(|stage| jobs(&name, stage)).map(|(id, _)| id));
+    assert!(release.status().expect("scontrol").success());
+    wait_for(30, "the dependents to be cancelled", || {
+        ["study:merge", "scans", "features", "padded", "targets", "base"]
+            .iter()
+            .all(|stage| jobs(&name, stage).iter().all(|(_, state)| state == "CANCELLED"))
+    });
+    let cache = dir.path().join(".brainpipe");
+    assert!(entries(&cache).is_empty(), "nothing committed");
+    assert_eq!(fs::read_dir(cache.join("shards")).map(|d| d.count()).unwrap_or(0), 0, "no shards");
+}

@@ -206,12 +206,23 @@ pub fn detached_jobs(
     Ok(Some((record.submitted, jobs)))
 }
 
+/// A job of an earlier detached run that a later `run` waits for instead of submitting its own.
+pub(super) struct Adopted {
+    /// The stage's job (a sharded stage's merge job).
+    pub(super) job: String,
+    /// A sharded stage's job array and its task count.
+    pub(super) array: Option<(String, usize)>,
+}
+
 /// Stage id → job of `pipeline`'s last detached run that Slurm lists as queued or running.
-pub(super) fn active_jobs(pipeline: &Pipeline, cache: &Cache) -> BTreeMap<String, String> {
+pub(super) fn active_jobs(pipeline: &Pipeline, cache: &Cache) -> BTreeMap<String, Adopted> {
     let Ok(Some((_, jobs))) = detached_jobs(pipeline, cache) else { return BTreeMap::new() };
     jobs.into_iter()
         .filter(|job| matches!(classify(&job.state), JobState::Active))
-        .map(|job| (job.stage, job.job))
+        .map(|job| {
+            let array = job.array.zip(job.shards);
+            (job.stage, Adopted { job: job.job, array })
+        })
         .collect()
 }
 

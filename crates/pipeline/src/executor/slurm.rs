@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use brainpipe_core::{ContentHash, IoContext, Manifest};
 
 use super::SlurmConfig;
+use super::detach::Adopted;
 use super::job::StageJob;
 use super::shard::ShardRole;
 use crate::cache::{Cache, EntryState, KeyMaterial, StageRecord, safe_name};
@@ -237,7 +238,7 @@ fn start(
     index: usize,
     done: &BTreeMap<String, Manifest>,
     force: bool,
-    adopt: Option<String>,
+    adopt: Option<Adopted>,
 ) -> Result<Start, RunError> {
     let node = &pipeline.nodes[index];
     let (key, material, upstream) = match reuse(pipeline, cache, node, done, force)? {
@@ -259,8 +260,15 @@ fn start(
     };
     let mut array = None;
     let (job, log) = match (adopt, shards) {
-        (Some(id), _) => {
+        (Some(Adopted { job: id, array: detached_array }), _) => {
             let log = logs.join(format!("{}-{id}.log", safe_name(&node.id)));
+            // A sharded stage's merge job: its array is polled too, so a failed task is named
+            // and the doomed rest of the array cancelled (its shards are not ours to remove on
+            // a Ctrl-C: the area is not tracked).
+            array = detached_array.map(|(id, count)| {
+                let area = super::shard::shard_area(cache, &key, &id);
+                ArrayJob { id, count, area, logs: logs.to_path_buf() }
+            });
             (id, log)
         }
         (None, Some(count)) => {
