@@ -11,6 +11,7 @@ stages:
   a:
     run: \"seq 1 5000 > {outputs.numbers}; echo done > {outputs.flag}\"
     outputs: [numbers, flag]
+  b: { run: \"seq 1 300 > {outputs.o}\", outputs: [o] }
 ";
 
 #[test]
@@ -25,22 +26,28 @@ fn a_job_s_recorded_hashes_are_read_back_instead_of_rehashing_its_outputs() {
     let driver = Cache::open(&root).expect("driver");
     let stale = Cache::open(&root).expect("another process");
     let late = Cache::open(&root).expect("a third");
-    let key = plan(&pipeline, &driver, &[]).expect("plan")[0].key.clone().expect("key");
-    let job = StageJob {
-        stage: "a".to_owned(),
-        key: Some(key.clone()),
-        upstream: Default::default(),
-        force: false,
-        shard: None,
-    };
-    let job_cache = Cache::open(&root).expect("the job's");
-    let outcome = run_stage_job(&pipeline, &job_cache, &RunOptions::default(), &job).expect("job");
-    assert!(!outcome.cached);
-    assert_eq!(job_cache.files_hashed(), 0, "the job hashed its outputs while writing them");
-
+    let plans = plan(&pipeline, &driver, &[]).expect("plan");
+    let keys: Vec<_> = plans.iter().map(|p| p.key.clone().expect("key")).collect();
+    // Two jobs end (each saving the index) before the driver checks either.
+    for (stage, key) in ["a", "b"].into_iter().zip(&keys) {
+        let job = StageJob {
+            stage: stage.to_owned(),
+            key: Some(key.clone()),
+            upstream: Default::default(),
+            force: false,
+            shard: None,
+        };
+        let job_cache = Cache::open(&root).expect("the job's");
+        let outcome =
+            run_stage_job(&pipeline, &job_cache, &RunOptions::default(), &job).expect("job");
+        assert!(!outcome.cached);
+        assert_eq!(job_cache.files_hashed(), 0, "the job hashed its outputs while writing them");
+    }
+    let key = keys[0].clone();
     let manifest = driver.committed_entry(&key).expect("intact entry");
     assert_eq!(manifest.key, key.as_str());
-    assert_eq!(driver.files_hashed(), 0, "the job's hashes were read back");
+    assert!(driver.committed_entry(&keys[1]).is_some());
+    assert_eq!(driver.files_hashed(), 0, "both jobs' hashes were read back");
     // Without them, checking the entry reads every output again.
     assert!(stale.entry(&key).is_some());
     assert_eq!(stale.files_hashed(), 2);
