@@ -107,6 +107,20 @@ fn refusals<S: Stage>(
         error.contains(&shards[count - 1].join("subject.json").display().to_string()),
         "{error}"
     );
+    // A hostile record: not JSON, or a subject name with control characters.
+    let record = shards[count - 1].join("subject.json");
+    std::fs::write(&record, "\u{1b}[2J{\n").expect("garbage");
+    let error = stage.merge_shards(&mut ctx, &p, &shards).expect_err("garbage").to_string();
+    assert!(
+        error.starts_with(&format!("{}: not a subject shard record", record.display())),
+        "{error}"
+    );
+    assert!(!error.contains('\n'), "{error}");
+    let forged =
+        json!({"format": 1, "index": count - 1, "count": count, "subject": "x\ny", "result": {}});
+    std::fs::write(&record, forged.to_string()).expect("forged");
+    let error = stage.merge_shards(&mut ctx, &p, &shards).expect_err("forged").to_string();
+    assert!(error.contains("shard of subject x\\ny") && !error.contains('\n'), "{error}");
     let error = stage.merge_shards(&mut ctx, &p, &shards[1..]).expect_err("a shard short");
     assert!(
         error
