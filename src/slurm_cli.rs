@@ -151,7 +151,11 @@ pub(crate) fn run_detached(
         println!("{:<width$}  cached     {}", outcome.id, key.get(..12).unwrap_or(key));
     }
     for job in &detached.jobs {
-        println!("{:<width$}  submitted  job {}", job.stage, job.job);
+        let shards = match (&job.array, job.shards) {
+            (Some(array), Some(n)) => format!(" (merge of array {array}: {n} shards)"),
+            _ => String::new(),
+        };
+        println!("{:<width$}  submitted  job {}{shards}", job.stage, job.job);
     }
     println!(
         "{} job(s) submitted; `brainpipe status {}` shows them; jobs recorded in {}",
@@ -173,6 +177,10 @@ pub(crate) fn print_detached_jobs(pipeline: &Pipeline, cache: &Cache) -> Result<
             reason => format!("  ({reason})"),
         };
         println!("  {:<width$}  job {:<8} {}{reason}", job.stage, job.job, job.state);
+        if let Some(array) = &job.array {
+            let shards = job.shards.map(|n| format!(" of {n} shards")).unwrap_or_default();
+            println!("  {:<width$}  array {array}{shards}: {}", "", job.tasks);
+        }
     }
     Ok(())
 }

@@ -198,6 +198,11 @@ fn a_pipeline_on_slurm_gives_the_bytes_of_a_local_run() {
     let (local_cache, slurm_cache) = (dir.path().join("local"), dir.path().join("slurm"));
     assert_eq!(entries(&slurm_cache), entries(&local_cache), "same keys, same bytes");
     assert_eq!(entries(&slurm_cache).len(), 4);
+    // The driver checks each entry with the hashes its job recorded: it reads no output again.
+    let stderr = text(&slurm.stderr);
+    let done: Vec<&str> = stderr.lines().filter(|l| l.contains("rehashed=")).collect();
+    assert_eq!(done.len(), 4, "a `done` line per job: {stderr}");
+    assert!(done.iter().all(|l| l.contains("rehashed=0")), "{stderr}");
     for stage in ["a", "b", "c", "d"] {
         let submitted = jobs(&name, stage);
         assert_eq!(submitted.len(), 1, "one job for {stage}: {submitted:?}");
@@ -643,9 +648,8 @@ fn array_tasks(pipeline: &str, stage: &str) -> Vec<(String, String)> {
 }
 
 #[test]
-fn a_job_array_for_the_folds_of_models_train_merges_into_the_bytes_of_the_unsharded_stage() {
-    let test =
-        "a_job_array_for_the_folds_of_models_train_merges_into_the_bytes_of_the_unsharded_stage";
+fn job_arrays_for_subjects_and_folds_merge_into_the_bytes_of_the_unsharded_stages() {
+    let test = "job_arrays_for_subjects_and_folds_merge_into_the_bytes_of_the_unsharded_stages";
     let Some(Setup { _cluster, dir, name }) = sharded_setup(test, "shards", 2) else {
         return;
     };
@@ -653,6 +657,10 @@ fn a_job_array_for_the_folds_of_models_train_merges_into_the_bytes_of_the_unshar
     assert!(local.status.success(), "{}", text(&local.stderr));
     let slurm = run(dir.path(), &["run", "p.yaml", "--cache", "slurm"]);
     assert!(slurm.status.success(), "{}", text(&slurm.stderr));
+    let stderr = text(&slurm.stderr);
+    let done: Vec<&str> = stderr.lines().filter(|l| l.contains("rehashed=")).collect();
+    assert_eq!(done.len(), 6, "a `done` line per stage: {stderr}");
+    assert!(done.iter().all(|l| l.contains("rehashed=0")), "merged entries read back: {stderr}");
     let (local_cache, slurm_cache) = (dir.path().join("local"), dir.path().join("slurm"));
     let local_entries = entries(&local_cache);
     assert_eq!(local_entries.len(), 6, "every stage");
@@ -680,8 +688,25 @@ fn a_job_array_for_the_folds_of_models_train_merges_into_the_bytes_of_the_unshar
     let shards = slurm_cache.join("shards");
     assert_eq!(fs::read_dir(&shards).map(|d| d.count()).unwrap_or(0), 0, "shards removed");
     assert_eq!(fs::read_dir(slurm_cache.join("tmp")).expect("tmp").count(), 0, "no leftover");
-    // Only models.train shards: the other stages are one job each.
-    assert_eq!(jobs(&name, "study").len(), 1);
+    // The ingest stages shard one per subject (two), into the notes of the unsharded stage.
+    for (stage, notes) in [
+        ("study", &["oracle_top1", "oracle_top5", "oracle_pairwise", "brain_voxels"][..]),
+        ("scans", &["subjects"][..]),
+    ] {
+        let tasks = array_tasks(&name, stage);
+        assert_eq!(tasks.len(), 2, "{stage}: one task per subject: {tasks:?}");
+        assert!(tasks.iter().all(|(_, state)| state == "COMPLETED"), "{stage}: {tasks:?}");
+        let merges = jobs(&name, &format!("{stage}:merge"));
+        assert_eq!(merges.len(), 1, "{stage}: {merges:?}");
+        let recorded = manifest(&slurm_cache, &name, stage);
+        assert_eq!(recorded["notes"]["shards"], 2, "{stage}: {recorded}");
+        let unsharded = manifest(&local_cache, &name, stage);
+        for note in notes {
+            assert_eq!(recorded["notes"][note], unsharded["notes"][note], "{stage}: {note}");
+        }
+    }
+    // Stages that do not shard are one job each.
+    assert_eq!(jobs(&name, "features").len(), 1);
     let again = run(dir.path(), &["run", "p.yaml", "--cache", "slurm"]);
     assert!(again.status.success(), "{}", text(&again.stderr));
     assert_eq!(text(&again.stdout).matches(" cached ").count(), 6, "{}", text(&again.stdout));
@@ -739,4 +764,131 @@ fn ctrl_c_cancels_the_job_array_and_its_merge_and_removes_the_shards() {
     wait_for(30, "the cancelled tasks to remove their temporary directories", || {
         fs::read_dir(cache.join("tmp")).expect("tmp").count() == 0
     });
+}
+
+#[test]
+fn a_detached_run_shards_the_stages_whose_shard_count_it_knows() {
+    let test = "a_detached_run_shards_the_stages_whose_shard_count_it_knows";
+    let Some(Setup { _cluster, dir, name }) = sharded_setup(test, "detshard", 2) else {
+        return;
+    };
+    let local = run(dir.path(), &["run", "p.yaml", "--executor", "local", "--cache", "local"]);
+    assert!(local.status.success(), "{}", text(&local.stderr));
+    let out = run(dir.path(), &["run", "p.yaml", "--detach"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(stdout.matches("  submitted  job ").count(), 6, "{stdout}");
+    // The study's subjects come from its params: an array although nothing has run yet. The
+    // other shardable stages count their shards from upstream outputs: one job each.
+    assert_eq!(stdout.matches("(merge of array ").count(), 1, "{stdout}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with("study ") && l.ends_with(": 2 shards)")),
+        "{stdout}"
+    );
+    let stderr = text(&out.stderr);
+    for stage in ["scans", "base"] {
+        assert!(
+            stderr.lines().any(|l| l.contains(&format!("stage={stage}"))
+                && l.contains("one job, not shards: its shard count depends on upstream outputs")),
+            "{stage}: {stderr}"
+        );
+    }
+    let status = text(&run(dir.path(), &["status", "p.yaml"]).stdout);
+    assert!(status.contains(" of 2 shards: "), "{status}");
+    let stages = ["study:merge", "scans", "features", "padded", "targets", "base"];
+    wait_until_ended(&name, &stages);
+    let status = text(&run(dir.path(), &["status", "p.yaml"]).stdout);
+    assert_eq!(status.matches(" COMPLETED").count(), 7, "six jobs and the array's tasks: {status}");
+    assert!(status.contains("2 COMPLETED"), "{status}");
+    let tasks = array_tasks(&name, "study");
+    assert_eq!(tasks.len(), 2, "{tasks:?}");
+    assert!(array_tasks(&name, "scans").is_empty(), "scans is one job");
+    let again = run(dir.path(), &["run", "p.yaml"]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert_eq!(text(&again.stdout).matches(" cached ").count(), 6, "{}", text(&again.stdout));
+    let (local, detached) =
+        (entries(&dir.path().join("local")), entries(&dir.path().join(".brainpipe")));
+    assert!(local == detached, "same keys, same bytes");
+    let cache = dir.path().join(".brainpipe");
+    assert_eq!(manifest(&cache, &name, "study")["notes"]["shards"], 2);
+    // With its inputs in the cache, a stage's shards are counted when it is submitted: the
+    // folds of models.train become an array although the run is detached.
+    let out = run(dir.path(), &["run", "p.yaml", "--detach", "--force", "base"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        stdout.lines().any(|l| l.starts_with("base ") && l.ends_with(": 4 shards)")),
+        "{stdout}"
+    );
+    assert_eq!(stdout.matches("  submitted  job ").count(), 1, "{stdout}");
+    wait_until_ended(&name, &["base:merge"]);
+    assert_eq!(array_tasks(&name, "base").len(), 4);
+    assert_eq!(jobs(&name, "base:merge")[0].1, "COMPLETED");
+    let again = run(dir.path(), &["run", "p.yaml"]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert_eq!(text(&again.stdout).matches(" cached ").count(), 6, "{}", text(&again.stdout));
+    assert!(entries(&cache) == local, "same keys, same bytes");
+    assert_eq!(manifest(&cache, &name, "base")["notes"]["shards"], 4);
+    assert_eq!(fs::read_dir(cache.join("shards")).map(|d| d.count()).unwrap_or(0), 0, "merged");
+}
+
+#[test]
+fn a_run_waiting_for_a_detached_array_names_its_failed_task_and_cancels_the_rest() {
+    let test = "a_run_waiting_for_a_detached_array_names_its_failed_task_and_cancels_the_rest";
+    let Some(Setup { _cluster, dir, name }) = sharded_setup(test, "detfail", 2) else {
+        return;
+    };
+    // Every detached job held, so the test decides what runs.
+    let file = dir.path().join("p.yaml");
+    let written = fs::read_to_string(&file).expect("pipeline");
+    let held = written.replace("--comment=brainpipe-tests]", "--comment=brainpipe-tests, --hold]");
+    fs::write(&file, &held).expect("write");
+    let out = run(dir.path(), &["run", "p.yaml", "--detach"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    fs::write(&file, &written).expect("not held from here on");
+    let array = array_tasks(&name, "study")[0].0.split('_').next().expect("array id").to_owned();
+    // A later run waits for the detached jobs (its log in a file, to see when it does).
+    let log = dir.path().join("driver.log");
+    let mut driver = brainpipe(dir.path())
+        .args(["run", "p.yaml"])
+        .stdout(Stdio::piped())
+        .stderr(fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("brainpipe starts");
+    wait_for(60, "the run to wait for the detached study", || {
+        let text = fs::read_to_string(&log).unwrap_or_default();
+        text.lines().any(|l| l.contains("waiting for detached job") && l.contains("stage=study"))
+    });
+    // The first task, released, loads the pipeline edited meanwhile: its key no longer matches
+    // and it fails; the second stays held.
+    fs::write(&file, written.replace("seed: 3", "seed: 4")).expect("edit");
+    let victim = format!("{array}_0");
+    let released = Command::new("scontrol").args(["release", &victim]).status();
+    assert!(released.expect("scontrol").success());
+    let out = wait_exit(&mut driver, 120);
+    let stderr = fs::read_to_string(&log).expect("log");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("stage `study` (ingest.synthetic) failed"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("Slurm job {victim} (a shard)")),
+        "the task is named: {stderr}"
+    );
+    // The doomed rest of the array is cancelled (held, it would have waited forever).
+    wait_for(30, "every task to end", || {
+        array_tasks(&name, "study").iter().all(|(_, state)| state != "PENDING")
+    });
+    // The dependents, held too, are released: their dependency can never be satisfied now.
+    let downstream = ["scans", "features", "padded", "targets", "base"];
+    let mut release = Command::new("scontrol");
+    release.arg("release");
+    release.args(downstream.iter().flat_map(|stage| jobs(&name, stage)).map(|(id, _)| id));
+    assert!(release.status().expect("scontrol").success());
+    wait_for(30, "the dependents to be cancelled", || {
+        ["study:merge", "scans", "features", "padded", "targets", "base"]
+            .iter()
+            .all(|stage| jobs(&name, stage).iter().all(|(_, state)| state == "CANCELLED"))
+    });
+    let cache = dir.path().join(".brainpipe");
+    assert!(entries(&cache).is_empty(), "nothing committed");
+    assert_eq!(fs::read_dir(cache.join("shards")).map(|d| d.count()).unwrap_or(0), 0, "no shards");
 }

@@ -476,13 +476,22 @@ pub trait Stage: Send + Sync + 'static {
     fn run(&self, ctx: &mut Context, params: &Self::Params) -> Result<(), StageError>;
 
     /// Whether the stage splits into independent shards ([`Stage::shards`],
-    /// [`Stage::run_shard`], [`Stage::merge_shards`]), e.g. one per cross-validation fold.
+    /// [`Stage::run_shard`], [`Stage::merge_shards`]), e.g. one per cross-validation fold or per
+    /// subject.
     const SHARDABLE: bool = false;
 
     /// How many independent shards the work on `ctx`'s inputs under `params` splits into (only
     /// inputs are read; nothing is written).
     fn shards(&self, _ctx: &Context, _params: &Self::Params) -> Result<usize, StageError> {
         Err(not_shardable(Self::NAME))
+    }
+
+    /// The shard count [`Stage::shards`] will give under `params` whatever the inputs hold, when
+    /// the params alone decide it (`ingest.synthetic`: its subjects); `None` when it depends on
+    /// the inputs. A detached Slurm run, which submits a stage before its inputs exist, shards
+    /// only stages whose count it knows.
+    fn planned_shards(&self, _params: &Self::Params) -> Option<usize> {
+        None
     }
 
     /// Computes shard `index` of `count` into `ctx.out_dir()`, a shard directory: its files are
@@ -557,6 +566,10 @@ pub trait DynStage: Send + Sync {
     fn shards_json(&self, _ctx: &Context, _params: &Value) -> Result<usize, StageError> {
         Err(not_shardable(self.name()))
     }
+    /// [`Stage::planned_shards`] with params given as JSON (`None` for params it refuses).
+    fn planned_shards_json(&self, _params: &Value) -> Option<usize> {
+        None
+    }
     /// Runs `task` (the whole stage, one shard, or the merge) with params given as JSON.
     fn run_task_json(
         &self,
@@ -602,6 +615,9 @@ impl<S: Stage> DynStage for S {
     }
     fn shards_json(&self, ctx: &Context, params: &Value) -> Result<usize, StageError> {
         self.shards(ctx, &typed_params::<S>(params)?)
+    }
+    fn planned_shards_json(&self, params: &Value) -> Option<usize> {
+        self.planned_shards(&typed_params::<S>(params).ok()?)
     }
     fn run_task_json(
         &self,

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use crate::error::{IngestError, Result};
 use crate::rois::load_roi_labels;
 use crate::scans::{SourceFile, TrialInfo, for_each_subject, ingest_subject, load_mask};
+use crate::subject_shards::Part;
 
 brainpipe_core::params! {
     /// Params of `ingest.bold5000`.
@@ -94,17 +95,52 @@ impl Stage for IngestBold5000 {
     }
 
     fn run(&self, ctx: &mut Context, params: &Bold5000Params) -> Result<(), StageError> {
-        let betas = beta_files(ctx.input("betas")?, &params.betas)?;
+        self.part(ctx, params, Part::Whole)
+    }
+
+    const SHARDABLE: bool = true;
+
+    fn shards(&self, ctx: &Context, params: &Bold5000Params) -> Result<usize, StageError> {
+        Ok(subjects(ctx.input("betas")?, &params.betas)?.len())
+    }
+
+    fn run_shard(
+        &self,
+        ctx: &mut Context,
+        params: &Bold5000Params,
+        index: usize,
+        count: usize,
+    ) -> Result<(), StageError> {
+        self.part(ctx, params, Part::Subject { index, count })
+    }
+
+    fn merge_shards(
+        &self,
+        ctx: &mut Context,
+        params: &Bold5000Params,
+        shards: &[PathBuf],
+    ) -> Result<(), StageError> {
+        self.part(ctx, params, Part::Merge(shards))
+    }
+}
+
+impl IngestBold5000 {
+    /// The whole import, one subject of it (no stimuli table: the merge writes it), or the
+    /// merge of its subjects.
+    fn part(
+        &self,
+        ctx: &mut Context,
+        params: &Bold5000Params,
+        part: Part<'_>,
+    ) -> Result<(), StageError> {
+        let betas_dir = ctx.input("betas")?.to_path_buf();
+        let by_subject = subjects(&betas_dir, &params.betas)?;
         let lists = ctx.input("lists")?.to_path_buf();
         let mask = ctx.optional_input("mask").map(load_mask).transpose()?;
         let out = ctx.output("scans");
-        let mut by_subject: BTreeMap<String, Vec<SourceFile>> = BTreeMap::new();
-        for file in betas {
-            by_subject.entry(file.subject.clone()).or_default().push(file);
-        }
         // Each session's presentation lists, read once: they give the trials and the stimuli.
         let mut sessions: HashMap<PathBuf, Vec<Vec<String>>> = HashMap::new();
-        for file in by_subject.values().flatten() {
+        for file in by_subject.iter().flat_map(|(_, files)| files) {
             sessions.insert(file.path.clone(), session_runs(&lists, file)?);
         }
         let trials_of = |file: &SourceFile, volumes: usize| {
@@ -115,13 +151,15 @@ impl Stage for IngestBold5000 {
             Some(dir) => Some(load_roi_labels(dir, &subject_grids(&by_subject)?)?),
             None => None,
         };
-        let by_subject: Vec<(String, Vec<SourceFile>)> = by_subject.into_iter().collect();
-        for_each_subject(ctx, &by_subject, |subject, files| {
+        for_each_subject(ctx, (&betas_dir, &by_subject), part, |subject, files| {
             let labels = rois.as_ref().and_then(|r| r.labels.get(subject)).map(Vec::as_slice);
             ingest_subject(&out, subject, files, mask.as_ref(), labels, &trials_of)
         })?;
         if let Some(rois) = &rois {
             ctx.note("rois", &rois.names);
+        }
+        if !part.writes_shared() {
+            return Ok(());
         }
         // An image is a test image when one subject saw it more than once (BOLD5000's repeated
         // images, `rep_` on the repeats); every subject sees most images once, so counting
@@ -145,10 +183,18 @@ impl Stage for IngestBold5000 {
     }
 }
 
+/// The beta files of `dir` of GLMsingle variant `variant`, by subject in subject order: the
+/// stage's shards.
+fn subjects(dir: &Path, variant: &str) -> Result<Vec<(String, Vec<SourceFile>)>> {
+    let mut by_subject: BTreeMap<String, Vec<SourceFile>> = BTreeMap::new();
+    for file in beta_files(dir, variant)? {
+        by_subject.entry(file.subject.clone()).or_default().push(file);
+    }
+    Ok(by_subject.into_iter().collect())
+}
+
 /// Each subject's grid dims, from the header of its first beta file.
-fn subject_grids(
-    by_subject: &BTreeMap<String, Vec<SourceFile>>,
-) -> Result<BTreeMap<String, [usize; 3]>> {
+fn subject_grids(by_subject: &[(String, Vec<SourceFile>)]) -> Result<BTreeMap<String, [usize; 3]>> {
     by_subject
         .iter()
         .filter_map(|(subject, files)| Some((subject, files.first()?)))

@@ -48,6 +48,10 @@ pub enum IngestError {
         /// What is wrong.
         message: String,
     },
+    /// A subject shard is not the one expected, or the inputs no longer split into the shards
+    /// planned (the message names the file or the input).
+    #[error("{0}")]
+    Shard(String),
     /// An artifact error from brainpipe-core (Parquet, schema).
     #[error(transparent)]
     Core(#[from] brainpipe_core::Error),

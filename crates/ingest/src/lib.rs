@@ -36,6 +36,7 @@ mod rois;
 mod row_groups;
 mod scans;
 mod study;
+mod subject_shards;
 mod timeseries;
 mod vectors;
 

@@ -7,6 +7,7 @@ use brainpipe_core::{ArtifactKind, Context, IoContext, Port, Stage, StageError};
 
 use crate::error::{IngestError, Result};
 use crate::scans::{ScansWriter, TrialInfo, VoxelGrid, file_name, for_each_subject};
+use crate::subject_shards::Part;
 use brainpipe_artifacts::mat::{MatValue, read_mat};
 
 brainpipe_core::params! {
@@ -48,10 +49,47 @@ impl Stage for IngestPereira {
     }
 
     fn run(&self, ctx: &mut Context, params: &PereiraParams) -> Result<(), StageError> {
+        self.part(ctx, params, Part::Whole)
+    }
+
+    const SHARDABLE: bool = true;
+
+    fn shards(&self, ctx: &Context, _params: &PereiraParams) -> Result<usize, StageError> {
+        Ok(subject_folders(ctx.input("data")?)?.len())
+    }
+
+    fn run_shard(
+        &self,
+        ctx: &mut Context,
+        params: &PereiraParams,
+        index: usize,
+        count: usize,
+    ) -> Result<(), StageError> {
+        self.part(ctx, params, Part::Subject { index, count })
+    }
+
+    fn merge_shards(
+        &self,
+        ctx: &mut Context,
+        params: &PereiraParams,
+        shards: &[PathBuf],
+    ) -> Result<(), StageError> {
+        self.part(ctx, params, Part::Merge(shards))
+    }
+}
+
+impl IngestPereira {
+    /// The whole import, one subject of it, or the merge of its subjects.
+    fn part(
+        &self,
+        ctx: &mut Context,
+        params: &PereiraParams,
+        part: Part<'_>,
+    ) -> Result<(), StageError> {
         let data = ctx.input("data")?.to_path_buf();
         let subjects = subject_folders(&data)?;
         let out = ctx.output("scans");
-        for_each_subject(ctx, &subjects, |subject, files| {
+        for_each_subject(ctx, (&data, &subjects), part, |subject, files| {
             ingest_subject(&out, subject, files, params)
         })?;
         Ok(())

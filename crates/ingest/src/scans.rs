@@ -24,6 +24,7 @@ use rayon::prelude::*;
 use crate::error::{IngestError, Result};
 use crate::events::{Event, read_events};
 use crate::row_groups::ParallelTableWriter;
+use crate::subject_shards::{Part, move_files, pick, read_records, write_record};
 
 /// Most trials per Parquet row group.
 const MAX_ROWS_PER_GROUP: usize = 64;
@@ -298,16 +299,49 @@ impl Stage for IngestNifti {
     }
 
     fn run(&self, ctx: &mut Context, params: &NiftiParams) -> Result<(), StageError> {
+        self.part(ctx, params, Part::Whole)
+    }
+
+    const SHARDABLE: bool = true;
+
+    fn shards(&self, ctx: &Context, _params: &NiftiParams) -> Result<usize, StageError> {
+        Ok(nifti_subjects(ctx.input("bold")?)?.len())
+    }
+
+    fn run_shard(
+        &self,
+        ctx: &mut Context,
+        params: &NiftiParams,
+        index: usize,
+        count: usize,
+    ) -> Result<(), StageError> {
+        self.part(ctx, params, Part::Subject { index, count })
+    }
+
+    fn merge_shards(
+        &self,
+        ctx: &mut Context,
+        params: &NiftiParams,
+        shards: &[PathBuf],
+    ) -> Result<(), StageError> {
+        self.part(ctx, params, Part::Merge(shards))
+    }
+}
+
+impl IngestNifti {
+    /// The whole import, one subject of it, or the merge of its subjects (see
+    /// `subject_shards`).
+    fn part(
+        &self,
+        ctx: &mut Context,
+        params: &NiftiParams,
+        part: Part<'_>,
+    ) -> Result<(), StageError> {
         let bold = ctx.input("bold")?.to_path_buf();
-        let files = nifti_files(&bold)?;
+        let subjects = nifti_subjects(&bold)?;
         let mask = ctx.optional_input("mask").map(load_mask).transpose()?;
         let out = ctx.output("scans");
-        let mut subjects: BTreeMap<String, Vec<SourceFile>> = BTreeMap::new();
-        for file in files {
-            subjects.entry(file.subject.clone()).or_default().push(file);
-        }
-        let subjects: Vec<(String, Vec<SourceFile>)> = subjects.into_iter().collect();
-        for_each_subject(ctx, &subjects, |subject, files| {
+        for_each_subject(ctx, (&bold, &subjects), part, |subject, files| {
             let trials = |file: &SourceFile, volumes: usize| trials_for(file, volumes, params);
             ingest_subject(&out, subject, files, mask.as_ref(), None, &trials)
         })?;
@@ -315,26 +349,55 @@ impl Stage for IngestNifti {
     }
 }
 
+/// The NIfTI files of `bold` by subject, in subject order: the stage's shards.
+fn nifti_subjects(bold: &Path) -> Result<Vec<(String, Vec<SourceFile>)>> {
+    let mut subjects: BTreeMap<String, Vec<SourceFile>> = BTreeMap::new();
+    for file in nifti_files(bold)? {
+        subjects.entry(file.subject.clone()).or_default().push(file);
+    }
+    Ok(subjects.into_iter().collect())
+}
+
 /// Imports `subjects` in parallel (one `scans` table each) with a progress bar, and records each
 /// subject's trial and voxel counts in the manifest's `subjects` note. `each` returns (trials,
-/// voxels).
+/// voxels). As a shard (`part`), imports one subject and records its counts in `subject.json`;
+/// as a merge, moves the shards' subject files into `scans` and builds the note from them.
 pub(crate) fn for_each_subject<T: Sync>(
     ctx: &mut Context,
-    subjects: &[(String, T)],
+    (source, subjects): (&Path, &[(String, T)]),
+    part: Part<'_>,
     each: impl Fn(&str, &T) -> Result<(usize, usize)> + Sync,
 ) -> Result<()> {
-    let bar = ctx.progress(subjects.len() as u64, "subjects");
-    let counts: Vec<serde_json::Value> = subjects
-        .par_iter()
-        .map(|(subject, item)| {
-            let counts = each(subject, item);
-            bar.inc(1);
-            counts.map(|(trials, voxels)| {
-                serde_json::json!({"subject": subject, "trials": trials, "voxels": voxels})
-            })
-        })
-        .collect::<Result<_>>()?;
-    bar.finish_and_clear();
+    let counts = |subject: &str, (trials, voxels): (usize, usize)| serde_json::json!({"subject": subject, "trials": trials, "voxels": voxels});
+    let counts: Vec<serde_json::Value> = match part {
+        Part::Whole => {
+            let bar = ctx.progress(subjects.len() as u64, "subjects");
+            let all = subjects
+                .par_iter()
+                .map(|(subject, item)| {
+                    let done = each(subject, item);
+                    bar.inc(1);
+                    done.map(|done| counts(subject, done))
+                })
+                .collect::<Result<_>>()?;
+            bar.finish_and_clear();
+            all
+        }
+        Part::Subject { index, count } => {
+            let (subject, item) = pick(subjects, (index, count), source)?;
+            let done = counts(subject, each(subject, item)?);
+            write_record(ctx.out_dir(), (index, count), subject, done.clone())?;
+            vec![done]
+        }
+        Part::Merge(shards) => {
+            let names: Vec<String> = subjects.iter().map(|(s, _)| s.clone()).collect();
+            let results = read_records(shards, &names)?;
+            for shard in shards {
+                move_files(ctx, "scans", shard)?;
+            }
+            results
+        }
+    };
     ctx.note("subjects", counts);
     Ok(())
 }

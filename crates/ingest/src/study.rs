@@ -1,7 +1,7 @@
 //! The stage `ingest.synthetic`: a generated fMRI study with a known ceiling.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int32Array, ListBuilder, RecordBatch, StringArray, StringBuilder};
@@ -22,6 +22,7 @@ use crate::nifti::mni_options;
 use crate::noise::Smoother;
 use crate::params::{EncodingKind, SyntheticParams, World};
 use crate::rng::{shuffle, stream};
+use crate::subject_shards::{Part, SUBJECT_FILE, move_files, pick, read_records, write_record};
 use crate::timeseries::{self, TRIAL_DURATION_S, schedule};
 use crate::vectors::{DEFAULT_VECTORS_NAME, default_vectors, load_vectors};
 
@@ -101,19 +102,40 @@ impl Stage for Synthetic {
     }
 
     fn run(&self, ctx: &mut Context, params: &Self::Params) -> Result<(), StageError> {
-        let study = generate(ctx, params)?;
-        ctx.note("oracle_top1", study.oracle.top1);
-        ctx.note("oracle_top5", study.oracle.top5);
-        ctx.note("oracle_pairwise", study.oracle.pairwise);
-        ctx.note("brain_voxels", study.brain_voxels);
-        Ok(())
+        generate(ctx, params, Part::Whole)
     }
-}
 
-/// A condensed account of a generated study.
-struct Summary {
-    oracle: Scores,
-    brain_voxels: usize,
+    /// One shard per subject: a subject's volumes depend on the seed, the subject and the
+    /// shared world alone.
+    const SHARDABLE: bool = true;
+
+    fn shards(&self, _ctx: &Context, params: &Self::Params) -> Result<usize, StageError> {
+        params.check()?;
+        Ok(params.subjects as usize)
+    }
+
+    fn planned_shards(&self, params: &Self::Params) -> Option<usize> {
+        params.check().ok().map(|()| params.subjects as usize)
+    }
+
+    fn run_shard(
+        &self,
+        ctx: &mut Context,
+        params: &Self::Params,
+        index: usize,
+        count: usize,
+    ) -> Result<(), StageError> {
+        generate(ctx, params, Part::Subject { index, count })
+    }
+
+    fn merge_shards(
+        &self,
+        ctx: &mut Context,
+        params: &Self::Params,
+        shards: &[PathBuf],
+    ) -> Result<(), StageError> {
+        generate(ctx, params, Part::Merge(shards))
+    }
 }
 
 /// The stimuli of a study: their vectors, names and (images world) captions.
@@ -137,8 +159,28 @@ struct Trial {
     repeat: usize,
 }
 
-fn generate(ctx: &mut Context, params: &SyntheticParams) -> Result<Summary, StageError> {
+/// Generates the study (`Part::Whole`), one subject of it into a shard directory, or the study
+/// from its subjects' shards: the shared world is generated the same way each time.
+fn generate(ctx: &mut Context, params: &SyntheticParams, part: Part<'_>) -> Result<(), StageError> {
     params.check()?;
+    let subjects: Vec<u32> = (0..params.subjects).collect();
+    // A merge checks every shard before it writes anything.
+    let recorded = match part {
+        Part::Merge(shards) => {
+            let names: Vec<String> = subjects.iter().map(|&s| subject_name(s)).collect();
+            let results = read_records(shards, &names)?;
+            results.iter().zip(shards).map(|(r, shard)| scores_from_json(r, shard)).collect()
+        }
+        Part::Whole | Part::Subject { .. } => Ok(Vec::new()),
+    }?;
+    // The subjects this process generates.
+    let mine: &[u32] = match part {
+        Part::Whole => &subjects,
+        Part::Subject { index, count } => {
+            std::slice::from_ref(pick(&subjects, (index, count), Path::new("params.subjects"))?)
+        }
+        Part::Merge(_) => &[],
+    };
     let grid = mni_mask(params.resolution_mm)?;
     let brain = grid.brain_voxels();
     let rois = params.rois as usize;
@@ -182,13 +224,15 @@ fn generate(ctx: &mut Context, params: &SyntheticParams) -> Result<Summary, Stag
         brain: &brain,
     });
 
-    write_mask_and_atlas(ctx, &grid, &labels)?;
-    write_stimuli(&ctx.output("stimuli"), &stimuli, params.paradigm)?;
-    write_encoding(&ctx.output("encoding"), &encoding, &brain, &conditions)?;
-    let images_dir = ctx.output("images");
-    create_dir(&images_dir)?;
-    if params.paradigm == World::Images {
-        write_images(&images_dir, &stimuli.scenes, params.image_size as usize)?;
+    if part.writes_shared() {
+        write_mask_and_atlas(ctx, &grid, &labels)?;
+        write_stimuli(&ctx.output("stimuli"), &stimuli, params.paradigm)?;
+        write_encoding(&ctx.output("encoding"), &encoding, &brain, &conditions)?;
+        let images_dir = ctx.output("images");
+        create_dir(&images_dir)?;
+        if params.paradigm == World::Images {
+            write_images(&images_dir, &stimuli.scenes, params.image_size as usize)?;
+        }
     }
     let bold_dir = ctx.output("bold");
     let series_dir = ctx.output("timeseries");
@@ -196,7 +240,7 @@ fn generate(ctx: &mut Context, params: &SyntheticParams) -> Result<Summary, Stag
     create_dir(&series_dir)?;
 
     let trials_per_subject = design(params, 0, conditions.len(), stimuli.names.len()).len();
-    let bar = ctx.progress(u64::from(params.subjects) * trials_per_subject as u64, "synthetic");
+    let bar = ctx.progress(mine.len() as u64 * trials_per_subject as u64, "synthetic");
     let noise = NoiseSpec {
         seed: params.seed,
         smooth_fraction: params.smooth_fraction,
@@ -215,14 +259,28 @@ fn generate(ctx: &mut Context, params: &SyntheticParams) -> Result<Summary, Stag
     };
     // Subjects in groups of one per thread: a thread waiting inside a subject's nested parallel
     // loop could otherwise steal and start yet another subject, and memory would grow with it.
-    let subjects: Vec<u32> = (0..params.subjects).collect();
-    let mut per_subject: Vec<Scores> = Vec::with_capacity(subjects.len());
-    for group in subjects.chunks(rayon::current_num_threads().max(1)) {
+    let mut per_subject: Vec<Scores> = Vec::with_capacity(mine.len());
+    for group in mine.chunks(rayon::current_num_threads().max(1)) {
         let scores: Vec<Scores> =
             group.par_iter().map(|&s| job.run(s, &bold_dir, &series_dir)).collect::<Result<_>>()?;
         per_subject.extend(scores);
     }
     bar.finish_and_clear();
+    match part {
+        Part::Whole => {}
+        Part::Subject { index, count } => {
+            let name = subject_name(subjects[index]);
+            write_record(ctx.out_dir(), (index, count), &name, scores_json(&per_subject[0]))?;
+            return Ok(());
+        }
+        Part::Merge(shards) => {
+            per_subject = recorded;
+            for shard in shards {
+                move_files(ctx, "bold", shard)?;
+                move_files(ctx, "timeseries", shard)?;
+            }
+        }
+    }
 
     let oracle = mean_scores(&per_subject);
     let study = study_json(
@@ -249,7 +307,43 @@ fn generate(ctx: &mut Context, params: &SyntheticParams) -> Result<Summary, Stag
         pairwise = oracle.pairwise,
         "oracle ceiling"
     );
-    Ok(Summary { oracle, brain_voxels: brain.len() })
+    ctx.note("oracle_top1", oracle.top1);
+    ctx.note("oracle_top5", oracle.top5);
+    ctx.note("oracle_pairwise", oracle.pairwise);
+    ctx.note("brain_voxels", brain.len());
+    Ok(())
+}
+
+/// `sub-01` for subject 0.
+fn subject_name(subject: u32) -> String {
+    format!("sub-{:02}", subject + 1)
+}
+
+/// A subject's oracle scores as a shard records them: the bits of each `f64`, so the merge
+/// averages exactly the numbers the whole run averages.
+fn scores_json(scores: &Scores) -> Value {
+    json!({
+        "top1_bits": scores.top1.to_bits(),
+        "top5_bits": scores.top5.to_bits(),
+        "pairwise_bits": scores.pairwise.to_bits(),
+    })
+}
+
+/// The scores [`scores_json`] wrote in the record of `shard`.
+fn scores_from_json(value: &Value, shard: &Path) -> Result<Scores> {
+    let field = |name: &str| {
+        value.get(name).and_then(Value::as_u64).map(f64::from_bits).ok_or_else(|| {
+            IngestError::Shard(format!(
+                "{}: no `{name}` among the subject's scores",
+                shard.join(SUBJECT_FILE).display()
+            ))
+        })
+    };
+    Ok(Scores {
+        top1: field("top1_bits")?,
+        top5: field("top5_bits")?,
+        pairwise: field("pairwise_bits")?,
+    })
 }
 
 /// Writes the true shared encoding (see docs/SYNTHETIC.md, "The oracle"): `grid_index` [K] (i64,
@@ -419,7 +513,7 @@ impl SubjectJob<'_> {
     fn run(&self, subject: u32, bold_dir: &Path, series_dir: &Path) -> Result<Scores> {
         let p = self.params;
         let id = u64::from(subject);
-        let name = format!("sub-{:02}", subject + 1);
+        let name = subject_name(subject);
         let trials = design(p, id, self.conditions.len(), self.stimuli.names.len());
         let weights = self.encoding.subject_weights(p.seed, id, p.subject_variability);
         let mut dims: Vec<usize> = self.grid.dims.to_vec();

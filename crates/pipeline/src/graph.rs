@@ -110,6 +110,11 @@ impl Node {
         }
     }
 
+    /// Whether its stage splits into shards (see `executor::shard`; never a `run:` command).
+    pub fn shardable(&self) -> bool {
+        matches!(&self.kind, NodeKind::Builtin { stage } if stage.shardable())
+    }
+
     /// The stage VERSION (0 for external commands: their command text is in the key instead).
     pub fn version(&self) -> u32 {
         match &self.kind {

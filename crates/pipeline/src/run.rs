@@ -369,6 +369,7 @@ fn compute(
     }
     if let Some(merge) = merge {
         notes.insert("slurm_array_job_id".to_owned(), Value::from(merge.array.as_str()));
+        notes.entry("shards").or_insert_with(|| Value::from(merge.dirs.len()));
     }
     let finished = SystemTime::now();
     let mut outputs = BTreeMap::new();

@@ -11,7 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use super::SlurmConfig;
 use super::job::StageJob;
-use super::slurm::{JobState, Reuse, classify, forget_all, reuse, squeue, submit};
+use super::shard::{planned_shard_count, shard_count};
+use super::slurm::{
+    JobState, Reuse, classify, forget_all, listed_tasks, reuse, squeue, submit, submit_sharded,
+};
 use crate::cache::{Cache, safe_name};
 use crate::error::RunError;
 use crate::graph::Pipeline;
@@ -43,6 +46,16 @@ pub struct DetachedJob {
     /// Slurm's reason (`Dependency`, `DependencyNeverSatisfied`, `NonZeroExitCode`, …).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reason: String,
+    /// For a sharded stage (`job` is then its merge job): the job array computing its shards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array: Option<String>,
+    /// For a sharded stage: its shards (the array's tasks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<usize>,
+    /// For a sharded stage, from [`detached_jobs`]: its tasks' states as Slurm lists them,
+    /// counted (`2 COMPLETED, 1 RUNNING`); empty when only submitted.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub tasks: String,
 }
 
 /// The record of a pipeline's last detached run.
@@ -77,39 +90,76 @@ pub fn submit_detached(
         let force = forced.contains(&node.id);
         let after: Vec<String> =
             node.upstream().iter().filter_map(|u| job_of.get(u).cloned()).collect();
-        let job = if after.is_empty() {
+        let (job, shards) = if after.is_empty() {
             match reuse(pipeline, cache, node, &done, force)? {
                 Reuse::Cached(outcome) => {
                     done.insert(node.id.clone(), outcome.manifest.clone());
                     cached.push(*outcome);
                     continue;
                 }
-                Reuse::Compute { key, upstream, .. } => StageJob {
-                    stage: node.id.clone(),
-                    key: Some(key),
-                    upstream,
-                    force,
-                    shard: None,
-                },
+                Reuse::Compute { key, upstream, .. } => {
+                    // Its inputs exist: counted as an attached run counts them.
+                    let shards = if config.shards {
+                        let manifests: BTreeMap<String, Manifest> = node
+                            .upstream()
+                            .into_iter()
+                            .filter_map(|u| done.get(u).map(|m| (u.to_owned(), m.clone())))
+                            .collect();
+                        shard_count(cache, node, &manifests)?
+                    } else {
+                        None
+                    };
+                    let job = StageJob {
+                        stage: node.id.clone(),
+                        key: Some(key),
+                        upstream,
+                        force,
+                        shard: None,
+                    };
+                    (job, shards)
+                }
             }
         } else {
-            // Its key hashes upstream outputs that do not exist yet: the job plans it.
-            StageJob {
+            // Its key hashes upstream outputs that do not exist yet: the job plans it. It
+            // shards only when its params alone give the count.
+            let shards = if config.shards { planned_shard_count(node) } else { None };
+            if config.shards && shards.is_none() && node.shardable() {
+                tracing::info!(
+                    stage = %node.id,
+                    "one job, not shards: its shard count depends on upstream outputs that do not exist yet"
+                );
+            }
+            let job = StageJob {
                 stage: node.id.clone(),
                 key: None,
                 upstream: BTreeMap::new(),
                 force,
                 shard: None,
+            };
+            (job, shards)
+        };
+        let (id, array, shards) = match shards.filter(|&n| n >= 2) {
+            Some(count) => {
+                let (merge, _, array) =
+                    submit_sharded(pipeline, cache, config, &logs, node, job, &after, count)?;
+                tracing::info!(stage = %node.id, job = %merge, array = %array, shards = count, "submitted");
+                (merge, Some(array), Some(count))
+            }
+            None => {
+                let (id, _) = submit(pipeline, cache, config, &logs, node, &job, &after)?;
+                tracing::info!(stage = %node.id, job = %id, "submitted");
+                (id, None, None)
             }
         };
-        let (id, _) = submit(pipeline, cache, config, &logs, node, &job, &after)?;
-        tracing::info!(stage = %node.id, job = %id, "submitted");
         job_of.insert(node.id.as_str(), id.clone());
         jobs.push(DetachedJob {
             stage: node.id.clone(),
             job: id,
             state: String::new(),
             reason: String::new(),
+            array,
+            shards,
+            tasks: String::new(),
         });
     }
     let record = record_path(cache, pipeline);
@@ -135,7 +185,11 @@ pub fn detached_jobs(
     let Ok(bytes) = std::fs::read(&path) else { return Ok(None) };
     let record: Record = serde_json::from_slice(&bytes)
         .map_err(|source| brainpipe_core::Error::Json { path: path.clone(), source })?;
-    let ids: Vec<&str> = record.jobs.iter().map(|j| j.job.as_str()).collect();
+    let ids: Vec<&str> = record
+        .jobs
+        .iter()
+        .flat_map(|j| std::iter::once(j.job.as_str()).chain(j.array.as_deref()))
+        .collect();
     let states = if ids.is_empty() { BTreeMap::new() } else { squeue(&ids).unwrap_or_default() };
     let jobs = record
         .jobs
@@ -145,17 +199,42 @@ pub fn detached_jobs(
                 .get(&job.job)
                 .cloned()
                 .unwrap_or_else(|| ("UNKNOWN".to_owned(), String::new()));
-            DetachedJob { state, reason, ..job.clone() }
+            let tasks = job.array.as_deref().map(|a| task_states(&states, a)).unwrap_or_default();
+            DetachedJob { state, reason, tasks, ..job.clone() }
         })
         .collect();
     Ok(Some((record.submitted, jobs)))
 }
 
+/// A job of an earlier detached run that a later `run` waits for instead of submitting its own.
+pub(super) struct Adopted {
+    /// The stage's job (a sharded stage's merge job).
+    pub(super) job: String,
+    /// A sharded stage's job array and its task count.
+    pub(super) array: Option<(String, usize)>,
+}
+
 /// Stage id → job of `pipeline`'s last detached run that Slurm lists as queued or running.
-pub(super) fn active_jobs(pipeline: &Pipeline, cache: &Cache) -> BTreeMap<String, String> {
+pub(super) fn active_jobs(pipeline: &Pipeline, cache: &Cache) -> BTreeMap<String, Adopted> {
     let Ok(Some((_, jobs))) = detached_jobs(pipeline, cache) else { return BTreeMap::new() };
     jobs.into_iter()
         .filter(|job| matches!(classify(&job.state), JobState::Active))
-        .map(|job| (job.stage, job.job))
+        .map(|job| {
+            let array = job.array.zip(job.shards);
+            (job.stage, Adopted { job: job.job, array })
+        })
         .collect()
+}
+
+/// The states of array job `array`'s tasks, counted: `2 COMPLETED, 1 RUNNING` (pending tasks
+/// listed together, `12_[2-3]`, count as many as they name).
+fn task_states(states: &BTreeMap<String, (String, String)>, array: &str) -> String {
+    let prefix = format!("{array}_");
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for (id, (state, _)) in states.iter().filter(|(id, _)| id.starts_with(&prefix)) {
+        let one = BTreeMap::from([(id.clone(), (state.clone(), String::new()))]);
+        *counts.entry(state.as_str()).or_default() += listed_tasks(&one, array).len().max(1);
+    }
+    let parts: Vec<String> = counts.iter().map(|(state, n)| format!("{n} {state}")).collect();
+    if parts.is_empty() { "none listed".to_owned() } else { parts.join(", ") }
 }

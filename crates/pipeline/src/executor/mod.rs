@@ -76,7 +76,7 @@ impl std::str::FromStr for ExecutorKind {
 ///   sbatch_args: ["--constraint=avx2"]
 ///   max_jobs: 50                # jobs queued or running at once
 ///   poll_seconds: 2             # the longest wait between two squeue polls
-///   shards: true                # models.train: one array task per fold, then a merge job
+///   shards: true                # job arrays: models.train per fold, ingest.* per subject
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -111,8 +111,9 @@ pub struct ExecutorSpec {
     /// sooner (0.1 s, doubling up to this).
     #[serde(default)]
     pub poll_seconds: Option<f64>,
-    /// Split stages that shard (`models.train`: one shard per cross-validation fold) into a
-    /// Slurm job array and a merge job (default false). Not part of any cache key: the merged
+    /// Split stages that shard (`models.train`: one shard per cross-validation fold; the
+    /// `ingest.*` importers and `ingest.synthetic`: one per subject) into a Slurm job array and
+    /// a merge job (default false). Not part of any cache key: the merged
     /// entry has the bytes of the unsharded stage.
     #[serde(default)]
     pub shards: bool,

@@ -1,5 +1,5 @@
 //! Shards: a stage whose work splits into independent parts (`models.train`: one per
-//! cross-validation fold) computed as the tasks of one Slurm job array, then merged into the
+//! cross-validation fold; `ingest.*`: one per subject) computed as the tasks of one Slurm job array, then merged into the
 //! stage's entry by one more job.
 //!
 //! Task `k` of array job `A` writes shard `k` into `<cache>/shards/<key>/<A>/<k>`: computed in
@@ -90,6 +90,14 @@ pub(crate) fn shard_count(
         message: format!("counting its shards: {e}"),
     })?;
     Ok(Some(count))
+}
+
+/// How many shards `node` splits into whatever its inputs hold, when its params alone say
+/// (`ingest.synthetic`: its subjects); `None` when the count depends on the inputs or the stage
+/// does not shard.
+pub(crate) fn planned_shard_count(node: &Node) -> Option<usize> {
+    let NodeKind::Builtin { stage } = &node.kind else { return None };
+    stage.shardable().then(|| stage.planned_shards_json(&node.params)).flatten()
 }
 
 /// Computes shard `index` of `count` of `node` (keyed `key` from `upstream`) into its shard

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use brainpipe_core::{ContentHash, IoContext, Manifest};
 
 use super::SlurmConfig;
+use super::detach::Adopted;
 use super::job::StageJob;
 use super::shard::ShardRole;
 use crate::cache::{Cache, EntryState, KeyMaterial, StageRecord, safe_name};
@@ -237,7 +238,7 @@ fn start(
     index: usize,
     done: &BTreeMap<String, Manifest>,
     force: bool,
-    adopt: Option<String>,
+    adopt: Option<Adopted>,
 ) -> Result<Start, RunError> {
     let node = &pipeline.nodes[index];
     let (key, material, upstream) = match reuse(pipeline, cache, node, done, force)? {
@@ -259,21 +260,29 @@ fn start(
     };
     let mut array = None;
     let (job, log) = match (adopt, shards) {
-        (Some(id), _) => {
+        (Some(Adopted { job: id, array: detached_array }), _) => {
             let log = logs.join(format!("{}-{id}.log", safe_name(&node.id)));
+            // A sharded stage's merge job: its array is polled too, so a failed task is named
+            // and the doomed rest of the array cancelled (its shards are not ours to remove on
+            // a Ctrl-C: the area is not tracked).
+            array = detached_array.map(|(id, count)| {
+                let area = super::shard::shard_area(cache, &key, &id);
+                ArrayJob { id, count, area, logs: logs.to_path_buf() }
+            });
             (id, log)
         }
         (None, Some(count)) => {
-            let (merge, log, shards) = submit_sharded(
-                pipeline,
-                cache,
-                config,
-                logs,
-                node,
-                (&key, upstream, force),
-                count,
-            )?;
-            array = Some(shards);
+            let plain = StageJob {
+                stage: node.id.clone(),
+                key: Some(key.clone()),
+                upstream,
+                force,
+                shard: None,
+            };
+            let (merge, log, id) =
+                submit_sharded(pipeline, cache, config, logs, node, plain, &[], count)?;
+            let area = super::shard::shard_area(cache, &key, &id);
+            array = Some(ArrayJob { id, count, area, logs: logs.to_path_buf() });
             (merge, log)
         }
         (None, None) => {
@@ -420,29 +429,34 @@ fn submit_script(
     })
 }
 
-/// Submits sharded stage `node` (`key`, its upstream keys, `force`) as a job array of `count`
-/// tasks, one per shard, and a merge job after it. Returns the merge job's id and log, and the
-/// array.
-fn submit_sharded(
+/// Submits sharded stage `node` (the job `plain` would compute it whole) as a job array of
+/// `count` tasks, one per shard, after the jobs `after` (`afterok`), and a merge job after the
+/// array. Returns the merge job's id and log, and the array's id. A job without a key (a
+/// detached run's, submitted before its upstream jobs ran) plans it when it starts.
+#[expect(clippy::too_many_arguments, reason = "the driver's state, passed down once")]
+pub(super) fn submit_sharded(
     pipeline: &Pipeline,
     cache: &Cache,
     config: &SlurmConfig,
     logs: &Path,
     node: &Node,
-    (key, upstream, force): (&ContentHash, BTreeMap<String, ContentHash>, bool),
+    plain: StageJob,
+    after: &[String],
     count: usize,
-) -> Result<(String, PathBuf, ArrayJob), RunError> {
-    let plain =
-        StageJob { stage: node.id.clone(), key: Some(key.clone()), upstream, force, shard: None };
+) -> Result<(String, PathBuf, String), RunError> {
     // Each task learns its shard and the array's id from Slurm's environment.
     let tail = format!(
         "--shards {count} --shard \"$SLURM_ARRAY_TASK_ID\" --array \"$SLURM_ARRAY_JOB_ID\""
     );
     let script = job_script(pipeline, cache, config, &plain, &tail);
-    let how = Submission { array: Some(count), ..Submission::default() };
+    let how = Submission { array: Some(count), after, ..Submission::default() };
     let array = submit_script(pipeline, config, logs, node, &script, &how)?;
-    let area = super::shard::shard_area(cache, key, &array);
-    super::shard::track_area(&area);
+    // The shards of a planned key are removed if the run is interrupted (a detached run's
+    // forget them with its jobs once it returns).
+    let area = plain.key.as_ref().map(|key| super::shard::shard_area(cache, key, &array));
+    if let Some(area) = &area {
+        super::shard::track_area(area);
+    }
     let merge_job =
         StageJob { shard: Some(ShardRole::Merge { count, array: array.clone() }), ..plain };
     let script = job_script(pipeline, cache, config, &merge_job, "");
@@ -453,14 +467,16 @@ fn submit_sharded(
         Err(e) => {
             // Shards nobody would merge: cancelled, and their folder removed.
             cancel_jobs(std::slice::from_ref(&array));
-            super::shard::remove_area(&area);
-            super::shard::forget_area(&area);
+            if let Some(area) = &area {
+                super::shard::remove_area(area);
+                super::shard::forget_area(area);
+            }
             return Err(e);
         }
     };
     tracing::info!(stage = %node.id, array = %array, merge = %merge, shards = count, "submitted shards");
     let log = logs.join(format!("{}-{merge}.log", safe_name(&node.id)));
-    Ok((merge, log, ArrayJob { id: array, count, area, logs: logs.to_path_buf() }))
+    Ok((merge, log, array))
 }
 
 /// The batch script: `brainpipe stage-job` with everything it needs to load the same pipeline
@@ -575,8 +591,10 @@ fn finished(
     listed: bool,
 ) -> Result<StageOutcome, RunError> {
     let deadline = Instant::now() + ENTRY_GRACE;
+    let hashed_before = cache.files_hashed();
     let manifest = loop {
-        if let Some(manifest) = cache.entry(&job.key) {
+        // With the hashes the job recorded while writing: its outputs are not read again.
+        if let Some(manifest) = cache.committed_entry(&job.key) {
             break manifest;
         }
         if Instant::now() >= deadline {
@@ -600,6 +618,7 @@ fn finished(
         stage = %node.id,
         job = %job.job,
         seconds = format!("{:.2}", manifest.seconds()),
+        rehashed = cache.files_hashed() - hashed_before,
         "done"
     );
     let outcome = StageOutcome {
@@ -703,7 +722,10 @@ fn unlisted_task_failure(
 
 /// The task indices `squeue` lists for array job `array`: `12_3`, and pending ones as
 /// `12_[4-6,9]` (with `%N`, the array's throttle, after the list).
-fn listed_tasks(states: &BTreeMap<String, (String, String)>, array: &str) -> BTreeSet<usize> {
+pub(super) fn listed_tasks(
+    states: &BTreeMap<String, (String, String)>,
+    array: &str,
+) -> BTreeSet<usize> {
     let prefix = format!("{array}_");
     let mut tasks = BTreeSet::new();
     for id in states.keys() {
