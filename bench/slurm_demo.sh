@@ -5,6 +5,7 @@
 # entries with the same bytes (every file but the manifests, which name jobs and times).
 #
 #   bench/slurm_demo.sh [BIN]   # BIN: brainpipe (default: the release build)
+#   PIPELINES=demo bench/slurm_demo.sh   # only the words half (default: demo brain2clip)
 #
 # Run it on a quiet machine: both runs compete for the same cores (the cluster's one node is this
 # machine), so a load beside them moves the figures.
@@ -30,7 +31,7 @@ echo "brainpipe: $BIN; $(nproc) CPUs; load $(cut -d' ' -f1-3 /proc/loadavg); $(s
 printf '%-8s %-12s %10s\n' executor pipeline wall_s
 for executor in local slurm; do
   total=0
-  for p in demo brain2clip; do
+  for p in ${PIPELINES:-demo brain2clip}; do
     s=$(seconds "$BIN" run "$HERE/pipelines/$p.yaml" --executor "$executor" --cache "$WORK/$executor")
     printf '%-8s %-12s %10s\n' "$executor" "$p" "$s"
     total=$(awk -v a="$total" -v b="$s" 'BEGIN { print a + b }')

@@ -75,11 +75,7 @@ pub(crate) fn cmd_stage_job(args: &StageJobArgs) -> Result<()> {
         force: args.force,
         shard,
     };
-    // The job's CPUs: what Slurm granted (`--cpus-per-task`), else what this process may use.
-    let cpus = std::env::var("SLURM_CPUS_PER_TASK")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map(usize::from).unwrap_or(1));
+    let cpus = job_cpus(|name| std::env::var(name).ok());
     let Stages { registry, tools } = stages(cpus);
     let (pipeline, cache) = args.target.load(&registry)?;
     let options = RunOptions {
@@ -110,6 +106,19 @@ pub(crate) fn cmd_stage_job(args: &StageJobArgs) -> Result<()> {
 
 /// `brainpipe doctor`'s Slurm lines: reachable or not (which is no error: Slurm is optional),
 /// and the partitions `brainpipe run --executor slurm` could submit to.
+/// The CPUs a stage job's LibTorch stages get as threads: what Slurm granted the task
+/// (`SLURM_CPUS_PER_TASK`, set with `--cpus-per-task`), else what it allocated to the job on this
+/// node (`SLURM_CPUS_ON_NODE`, one CPU by Slurm's default), else what this process may use. Not
+/// what the node has: without task binding (`TaskPlugin=task/none`) a 1-CPU job sees every CPU of
+/// the node, and two such jobs with a LibTorch thread per CPU each would oversubscribe it (and
+/// compute with other thread counts, so other bytes, than a local run of 1 thread per stage).
+fn job_cpus(var: impl Fn(&str) -> Option<String>) -> usize {
+    ["SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE"]
+        .iter()
+        .find_map(|name| var(name).and_then(|n| n.trim().parse::<usize>().ok()).filter(|&n| n > 0))
+        .unwrap_or_else(|| std::thread::available_parallelism().map(usize::from).unwrap_or(1))
+}
+
 pub(crate) fn print_slurm_report() {
     match brainpipe_pipeline::slurm_report() {
         Err(why) => println!("slurm          not reachable: {why}"),
@@ -183,4 +192,22 @@ pub(crate) fn print_detached_jobs(pipeline: &Pipeline, cache: &Cache) -> Result<
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::job_cpus;
+
+    #[test]
+    fn a_job_uses_the_cpus_slurm_granted_it_not_the_nodes() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
+        };
+        assert_eq!(job_cpus(env(&[("SLURM_CPUS_PER_TASK", "4"), ("SLURM_CPUS_ON_NODE", "8")])), 4);
+        assert_eq!(job_cpus(env(&[("SLURM_CPUS_ON_NODE", "1")])), 1);
+        assert_eq!(job_cpus(env(&[("SLURM_CPUS_PER_TASK", "x"), ("SLURM_CPUS_ON_NODE", "2")])), 2);
+        assert_eq!(job_cpus(env(&[("SLURM_CPUS_PER_TASK", "0"), ("SLURM_CPUS_ON_NODE", "3")])), 3);
+        let outside = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
+        assert_eq!(job_cpus(env(&[])), outside);
+    }
 }
