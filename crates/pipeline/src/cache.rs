@@ -6,6 +6,7 @@
 //! entries/<key>/           read-only: the outputs and manifest.json
 //! tmp/<key>.<pid>.<nanos>.<host>/ a run in progress; renamed to entries/<key> only on success
 //! locks/<key>.lock         exists while one process computes <key> (O_EXCL + heartbeat; lock.rs)
+//! locks/index.lock         exists while one process merges its records into index.json
 //! index.json               external input hashes by (path, size, mtime, inode)
 //! state/<pipeline>/<id>.json  what stage <id> of <pipeline> last resolved to
 //! runs/<pipeline>/<id>/<file> symlinks to the outputs of the last run
@@ -264,6 +265,13 @@ impl Cache {
     /// Writes the hash index back (merged with what other processes wrote meanwhile).
     pub fn save_index(&self) -> Result<(), RunError> {
         let index = self.index.lock().expect("index lock is never poisoned: no panics inside");
+        if !index.dirty {
+            return Ok(());
+        }
+        // Read, merge and replace under the cache's lock of the index file, so that processes
+        // saving at once (Slurm jobs ending together) do not drop each other's records.
+        let _held =
+            crate::lock::acquire(&self.root.join("locks").join("index.lock"), lock_lease())?;
         index.save(&self.root.join("index.json"))
     }
 
