@@ -63,7 +63,7 @@ pub use stage::{
     ArtifactKind, Context, DynStage, NoParams, ParamDoc, Params, Port, ShardTask, Stage,
     StageError, canonical_params, input_list, list_input_key, reported_device, split_input_key,
 };
-pub use standalone::{check_inputs, check_outputs, run_standalone};
+pub use standalone::{check_inputs, check_outputs, output_files, run_standalone};
 pub use table::{
     DEFAULT_ROW_GROUP_ROWS, SCHEMA_KEY, TableKind, TableWriter, WIDE_ROW_GROUP_BYTES, check_kind,
     f32_list_array, f32_list_field, f32_list_type, f32_list_values, open_table, read_table,

@@ -145,3 +145,23 @@ pub fn run_standalone(
     dir.commit()?;
     Ok(manifest)
 }
+
+/// Every file under `dir` except `manifest.json`, by its path relative to `dir`, with its bytes:
+/// what two runs of a stage are compared by (the same files with the same bytes), e.g. a whole
+/// run against the merge of its shards. Panics on an unreadable folder or file (for tests).
+pub fn output_files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut folders = vec![dir.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).expect("read folder") {
+            let path = entry.expect("folder entry").path();
+            if path.is_dir() {
+                folders.push(path);
+            } else if path.file_name().is_some_and(|n| n != "manifest.json") {
+                let bytes = std::fs::read(&path).expect("read file");
+                out.insert(path.strip_prefix(dir).expect("inside").to_path_buf(), bytes);
+            }
+        }
+    }
+    out
+}

@@ -7,29 +7,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use brainpipe_core::{Context, Stage, run_standalone};
+use brainpipe_core::{Context, Stage, output_files, run_standalone};
 use brainpipe_ingest::{IngestBold5000, IngestNifti, IngestPereira, Synthetic};
 use brainpipe_nifti::{NiftiWriter, WriteOptions};
 use serde_json::{Value, json};
-
-/// Every file under `dir` with its bytes, by relative path (the manifest aside).
-fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut found = Vec::new();
-    let mut folders = vec![dir.to_path_buf()];
-    while let Some(folder) = folders.pop() {
-        for entry in std::fs::read_dir(&folder).expect("folder").flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                folders.push(path);
-            } else if path.file_name().is_some_and(|n| n != "manifest.json") {
-                let relative = path.strip_prefix(dir).expect("inside").to_path_buf();
-                found.push((relative, std::fs::read(&path).expect("read")));
-            }
-        }
-    }
-    found.sort();
-    found
-}
 
 /// Runs `stage` whole and in shards (each alone, last subject first) and checks the merge
 /// against the whole run: every file's bytes and every note. Returns the shard count and the
@@ -59,9 +40,8 @@ fn sharded_equals_whole<S: Stage>(
     std::fs::create_dir_all(&merged).expect("merged dir");
     let mut ctx = Context::new(inputs.clone(), stage.outputs(), merged.clone());
     stage.merge_shards(&mut ctx, &p, &shards).expect("merge");
-    let (whole_files, merged_files) = (files(&whole), files(&merged));
-    let names =
-        |f: &[(PathBuf, Vec<u8>)]| -> Vec<PathBuf> { f.iter().map(|(p, _)| p.clone()).collect() };
+    let (whole_files, merged_files) = (output_files(&whole), output_files(&merged));
+    let names = |f: &BTreeMap<PathBuf, Vec<u8>>| -> Vec<PathBuf> { f.keys().cloned().collect() };
     assert_eq!(names(&merged_files), names(&whole_files), "the same files");
     for ((name, a), (_, b)) in whole_files.iter().zip(&merged_files) {
         assert!(a == b, "{} differs between the whole run and the merge", name.display());
@@ -214,7 +194,7 @@ fn bold5000_subjects_alone_merge_into_the_whole_import() {
     let found = sharded_equals_whole(&IngestBold5000, &inputs, json!({}), &d.join("b"));
     assert_eq!(found.0, 2);
     // A subject shard writes its subject's files and its record, not the stimuli table.
-    let shard: Vec<PathBuf> = files(&found.1.join("0000")).into_iter().map(|(p, _)| p).collect();
+    let shard: Vec<PathBuf> = output_files(&found.1.join("0000")).into_keys().collect();
     assert_eq!(shard, [PathBuf::from("subject.json")], "its files were moved by the merge");
     refusals(&IngestBold5000, &inputs, json!({}), found);
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use brainpipe_core::{Manifest, StageError, run_standalone};
+use brainpipe_core::{Manifest, StageError, output_files, run_standalone};
 use brainpipe_ingest::Synthetic;
 use serde_json::{Value, json};
 
@@ -23,24 +23,6 @@ fn small(seed: u64, world: &str) -> Value {
            "time_series": true, "train_images": 12, "test_images": 6, "image_size": 16})
 }
 
-/// Every file under `dir` but the manifest (which records timestamps), with its bytes.
-fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).expect("read dir") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.file_name().is_some_and(|n| n != "manifest.json") {
-                let bytes = std::fs::read(&path).expect("read file");
-                out.insert(path.strip_prefix(dir).expect("inside").to_path_buf(), bytes);
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn same_seed_same_bytes_other_seed_other_study() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -53,7 +35,7 @@ fn same_seed_same_bytes_other_seed_other_study() {
         generate(&a, small(1, world), &BTreeMap::new()).expect("first run");
         generate(&b, small(1, world), &BTreeMap::new()).expect("second run");
         generate(&c, small(2, world), &BTreeMap::new()).expect("other seed");
-        let (fa, fb, fc) = (files(&a), files(&b), files(&c));
+        let (fa, fb, fc) = (output_files(&a), output_files(&b), output_files(&c));
         assert!(
             fa.contains_key(Path::new("bold/sub-02_bold.nii.gz"))
                 && fa.contains_key(Path::new("study.json"))
@@ -82,7 +64,7 @@ fn same_seed_same_bytes_other_seed_other_study() {
 /// The blake3 hash of every file of a study but the manifest, names included.
 fn study_hash(dir: &Path) -> String {
     let mut all = Vec::new();
-    for (name, bytes) in files(dir) {
+    for (name, bytes) in output_files(dir) {
         all.extend(name.to_string_lossy().as_bytes());
         all.extend(brainpipe_core::ContentHash::of_bytes(&bytes).as_str().as_bytes());
     }
@@ -117,7 +99,7 @@ fn linear_world_keeps_its_bytes_and_nonlinear_is_another_study() {
     generate(&a, params.clone(), &BTreeMap::new()).expect("nonlinear run");
     generate(&b, params, &BTreeMap::new()).expect("nonlinear rerun");
     assert_eq!(study_hash(&a), study_hash(&b), "the nonlinear world is not reproducible");
-    let (fl, fa) = (files(&linear), files(&a));
+    let (fl, fa) = (output_files(&linear), output_files(&a));
     let bold = Path::new("bold/sub-01_bold.nii.gz");
     assert_ne!(fl[bold], fa[bold], "nonlinear responses equal the linear ones");
     // Same brain, atlas and stimuli: only the responses (and what describes them) change.

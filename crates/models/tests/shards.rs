@@ -5,30 +5,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use brainpipe_core::{Context, Stage, run_standalone};
+use brainpipe_core::{Context, Stage, output_files, run_standalone};
 use brainpipe_models::{Train, TrainParams};
 use serde_json::{Value, json};
-
-/// Every file under `dir` with its bytes, by relative path.
-fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut found = Vec::new();
-    let mut folders = vec![dir.to_path_buf()];
-    while let Some(folder) = folders.pop() {
-        for entry in std::fs::read_dir(&folder).expect("folder").flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                folders.push(path);
-            } else if path.file_name().is_some_and(|n| n != "manifest.json") {
-                let relative = path.strip_prefix(dir).expect("inside").to_path_buf();
-                found.push((relative, std::fs::read(&path).expect("read")));
-            }
-        }
-    }
-    found.sort();
-    found
-}
 
 /// Trains with `params` whole and in shards (in reverse order, after other draws of the
 /// generator) and checks the merge against the whole run; returns the shard count.
@@ -62,8 +43,8 @@ fn sharded_equals_whole(params: Value) -> usize {
     Train.merge_shards(&mut ctx, &p, &shards).expect("merge");
     assert_eq!(ctx.notes()["folds"], json!(count));
     assert_eq!(ctx.notes()["shards"], json!(count));
-    let (whole_files, merged_files) = (files(&whole), files(&merged));
-    let names: Vec<_> = whole_files.iter().map(|(p, _)| p.display().to_string()).collect();
+    let (whole_files, merged_files) = (output_files(&whole), output_files(&merged));
+    let names: Vec<_> = whole_files.keys().map(|p| p.display().to_string()).collect();
     assert_eq!(names.len(), count + 2, "{names:?}");
     for ((a, bytes_a), (b, bytes_b)) in whole_files.iter().zip(&merged_files) {
         assert_eq!(a, b);

@@ -34,13 +34,19 @@ fn tiny(model: &str) -> Value {
 }
 
 fn top5(out: &Path, targets: &Path) -> f64 {
+    mean_metric(out, targets, "top5")
+}
+
+/// eval.words' `metric` (e.g. `top5`, `class_top5`) over every subject and paradigm of a
+/// training run's predictions.
+fn mean_metric(out: &Path, targets: &Path, metric: &str) -> f64 {
     let p = read_predictions(&out.join("predictions.parquet")).expect("predictions");
     let t = read_targets(targets).expect("targets");
     let s = score_words(&p, &t, Similarity::Cosine, true, &[5], out).expect("scores");
     s.rows
         .iter()
-        .find(|r| r.subject == ALL && r.paradigm == ALL && r.metric == "top5")
-        .expect("top5")
+        .find(|r| r.subject == ALL && r.paradigm == ALL && r.metric == metric)
+        .unwrap_or_else(|| panic!("{metric}"))
         .value
 }
 
@@ -279,18 +285,6 @@ fn refit_trains_again_on_the_validation_scans_too() {
     assert_eq!(again.embedding, predictions(&refit).embedding, "reload reproduces the refit");
 }
 
-/// Class top-5 (the classification head's ranking) of a training run's predictions.
-fn class_top5(out: &Path, targets: &Path) -> f64 {
-    let p = read_predictions(&out.join("predictions.parquet")).expect("predictions");
-    let t = read_targets(targets).expect("targets");
-    let s = score_words(&p, &t, Similarity::Cosine, true, &[5], out).expect("scores");
-    s.rows
-        .iter()
-        .find(|r| r.subject == ALL && r.paradigm == ALL && r.metric == "class_top5")
-        .expect("class_top5")
-        .value
-}
-
 #[test]
 fn the_classifier_can_read_the_last_hidden_layer_and_reloads_identically() {
     let _turn = one_at_a_time();
@@ -326,7 +320,7 @@ fn the_classifier_can_read_the_last_hidden_layer_and_reloads_identically() {
             predict_dir(&out.join("model"), &data, true, tch::Device::Cpu).expect("predict");
         let before = read_predictions(&out.join("predictions.parquet")).expect("predictions");
         assert_eq!(again.scores, before.scores, "{input}: reload changes the class scores");
-        scores.push((class_top5(&out, &study.targets), before.scores));
+        scores.push((mean_metric(&out, &study.targets, "class_top5"), before.scores));
     }
     assert_ne!(scores[0].1, scores[1].1, "the two heads give different class scores");
     // Both heads learn the 20 classes above chance (5 / 20); reading the hidden layer, the
